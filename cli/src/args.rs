@@ -1,0 +1,176 @@
+//! The command line grammar (DESIGN §11).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// SKM, a self-hosted key manager: secrets, symmetric and asymmetric keys
+/// behind per-keystore access control, on three separated tiers.
+#[derive(Debug, Parser)]
+#[command(name = "skm", version)]
+pub struct Cli {
+    /// Profile file written by `skm dev` (where the tiers are, which certificates to use).
+    #[arg(long, env = "SKM_PROFILE", global = true)]
+    pub profile: Option<PathBuf>,
+    /// Structured output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the three tiers locally (loopback, fresh dev PKI, sled stores); Ctrl-C stops all.
+    Dev(DevArgs),
+    /// Health and seal state of each tier; exit 0 only when all are ready.
+    Status {
+        /// Keep polling up to this many seconds for the stack to become ready.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+    },
+    /// Deployment PKI.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Root key sealing.
+    #[command(subcommand)]
+    Root(RootCommand),
+    /// Keystores.
+    #[command(subcommand)]
+    Keystore(KeystoreCommand),
+    /// Keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Encrypt stdin; base64 ciphertext on stdout.
+    Encrypt {
+        /// Key id.
+        key: String,
+        /// Additional authenticated data (must be given again to decrypt).
+        #[arg(long)]
+        aad: Option<String>,
+    },
+    /// Decrypt base64 ciphertext from stdin; plaintext on stdout.
+    Decrypt {
+        /// Key id.
+        key: String,
+        /// The AAD given to encrypt.
+        #[arg(long)]
+        aad: Option<String>,
+    },
+    /// Run one tier in the foreground (used by `skm dev`).
+    #[command(hide = true)]
+    Daemon {
+        /// Which tier.
+        tier: Tier,
+        /// The daemon's own arguments (e.g. --config FILE).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Tier {
+    RootKeyd,
+    SystemKeyd,
+    KmsApi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SealArg {
+    /// Random passphrase file; root-keyd unseals itself.
+    Passphrase,
+    /// Shamir shares; `skm root init` then `skm root unseal`.
+    Shamir,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the stack keeps its PKI, configs and data.
+    #[arg(long, default_value = ".skm-dev")]
+    pub data_dir: PathBuf,
+    /// User port; admin, root-keyd and system-keyd take the next three.
+    #[arg(long, default_value_t = 7700)]
+    pub port_base: u16,
+    /// Root key seal mode.
+    #[arg(long, value_enum, default_value_t = SealArg::Passphrase)]
+    pub seal: SealArg,
+    /// SPIFFE trust domain of the dev PKI.
+    #[arg(long, default_value = "skm.local")]
+    pub trust_domain: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the deployment CA, service certificates and a first operator certificate.
+    Init {
+        /// Output directory (must not hold a PKI already).
+        #[arg(long)]
+        out: PathBuf,
+        /// SPIFFE trust domain.
+        #[arg(long, default_value = "skm.local")]
+        trust_domain: String,
+        /// Extra DNS name for the service certificates (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Name of the first operator (role admin).
+        #[arg(long, default_value = "admin")]
+        operator: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Create the root key (Shamir mode) and print the unseal shares, once.
+    Init {
+        /// Number of shares.
+        #[arg(long, default_value_t = 5)]
+        shares: u32,
+        /// Shares needed to unseal.
+        #[arg(long, default_value_t = 3)]
+        threshold: u32,
+    },
+    /// Submit one unseal share (argument, or stdin when absent).
+    Unseal {
+        /// The share as printed by `skm root init`.
+        share: Option<String>,
+    },
+    /// Seal state of root-keyd.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeystoreCommand {
+    /// Create a keystore; prints its id.
+    Create {
+        /// Unique name.
+        name: String,
+        /// Allowed client IPv4 address or CIDR (repeatable; at least one).
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allow_ips: Vec<String>,
+    },
+    /// List keystores.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; prints its id.
+    Create {
+        /// Keystore id or name.
+        keystore: String,
+        /// Key name, unique in the keystore.
+        name: String,
+        /// Algorithm.
+        #[arg(long = "type", value_enum)]
+        key_type: KeyTypeArg,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    /// AES-256-GCM-SIV.
+    #[value(name = "aes-256")]
+    Aes256,
+}

@@ -1,0 +1,118 @@
+//! `skm dev`: the three tiers as three processes on loopback, each with its
+//! own data directory and certificate, until Ctrl-C or SIGTERM.
+
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use skm_runtime::Service;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::args::{DevArgs, SealArg};
+use crate::devstack::{self, DevSeal, Ports};
+use crate::failure::Failure;
+
+/// Starts one tier as `<skm> daemon <tier> --config <file>`, its log lines
+/// prefixed with the tier name on our stderr.
+pub fn spawn_tier(skm: &std::path::Path, service: Service, config: &std::path::Path) -> std::io::Result<Child> {
+    let mut child = Command::new(skm)
+        .arg("daemon")
+        .arg(service.name())
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let name = service.name();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(prefix_lines(name, out));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(prefix_lines(name, err));
+    }
+    Ok(child)
+}
+
+async fn prefix_lines(name: &'static str, stream: impl tokio::io::AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("[{name:<11}] {line}");
+    }
+}
+
+/// Asks a child to stop (SIGTERM), then kills it after `grace`.
+pub async fn stop(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
+    let seal = match args.seal {
+        SealArg::Passphrase => DevSeal::Passphrase,
+        SealArg::Shamir => DevSeal::Shamir,
+    };
+    if args.port_base > u16::MAX - 3 {
+        return Err(Failure::usage(format!(
+            "--port-base {} leaves no room for 4 ports",
+            args.port_base
+        )));
+    }
+    let stack = devstack::prepare(
+        &args.data_dir,
+        Ports::from_base(args.port_base),
+        seal,
+        &args.trust_domain,
+    )?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
+        children.push((service, spawn_tier(&exe, service, &stack.config(service))?));
+    }
+    println!("export SKM_PROFILE={}", stack.profile_path.display());
+    eprintln!(
+        "skm dev: root-keyd, system-keyd and kms-api are starting from {} (user port {}, admin port {}).",
+        stack.dir.display(),
+        stack.profile.user_endpoint,
+        stack.profile.admin_endpoint
+    );
+    if seal == DevSeal::Shamir {
+        eprintln!("skm dev: Shamir seal: run `skm root init`, then `skm root unseal` with enough shares.");
+    }
+    eprintln!("skm dev: `skm status --wait 30` tells when it is ready; Ctrl-C stops all three.");
+
+    let (_trigger, shutdown) = skm_runtime::shutdown::on_signals();
+    let exited = tokio::select! {
+        _ = shutdown.wait() => None,
+        exited = wait_any(&mut children) => Some(exited),
+    };
+    for (_, child) in children.iter_mut() {
+        stop(child, Duration::from_secs(10)).await;
+    }
+    match exited {
+        None => {
+            eprintln!("skm dev: stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((service, status)) => Err(Failure::refused(format!(
+            "{} exited ({status}); stopped the others",
+            service.name()
+        ))),
+    }
+}
+
+async fn wait_any(children: &mut [(Service, Child)]) -> (Service, String) {
+    loop {
+        for (service, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (*service, status.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,193 @@
+//! The files of a local three-tier stack: deployment PKI, one config and
+//! data directory per tier, and the profile the CLI reads. Used by
+//! `skm dev` and by the whole-stack tests (which start the tiers themselves,
+//! in any order).
+//!
+//! ```text
+//! DIR/pki/ca/{ca.pem,ca.key}          deployment CA (keep ca.key offline in production)
+//! DIR/pki/<tier>/{ca.pem,cert.pem,key.pem}
+//! DIR/pki/operator/{ca.pem,cert.pem,key.pem}   first operator, role admin
+//! DIR/<tier>/<tier>.toml              config
+//! DIR/<tier>/data/                    that tier's store only
+//! DIR/root-keyd/passphrase            passphrase seal only (dev)
+//! DIR/profile.toml                    for SKM_PROFILE
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use skm_client::{CertFiles, Profile};
+use skm_runtime::Service;
+
+use crate::pki::{self, PkiLayout};
+
+/// The ports of a local stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// kms-api user port.
+    pub user: u16,
+    /// kms-api admin port.
+    pub admin: u16,
+    /// root-keyd.
+    pub root: u16,
+    /// system-keyd.
+    pub system: u16,
+}
+
+impl Ports {
+    /// `base`, `base+1`, `base+2`, `base+3`.
+    pub fn from_base(base: u16) -> Self {
+        Self {
+            user: base,
+            admin: base + 1,
+            root: base + 2,
+            system: base + 3,
+        }
+    }
+}
+
+/// How root-keyd seals its root key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevSeal {
+    /// A random passphrase in `root-keyd/passphrase`: unseals itself.
+    Passphrase,
+    /// Shamir shares: `skm root init`, then `skm root unseal`.
+    Shamir,
+}
+
+/// A prepared stack.
+#[derive(Clone, Debug)]
+pub struct DevStack {
+    /// The stack directory.
+    pub dir: PathBuf,
+    /// The profile file.
+    pub profile_path: PathBuf,
+    /// The profile.
+    pub profile: Profile,
+}
+
+impl DevStack {
+    /// A tier's config file.
+    pub fn config(&self, service: Service) -> PathBuf {
+        self.dir.join(service.name()).join(format!("{}.toml", service.name()))
+    }
+
+    /// A tier's data directory.
+    pub fn data_dir(&self, service: Service) -> PathBuf {
+        self.dir.join(service.name()).join("data")
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents)?;
+    Ok(())
+}
+
+fn toml_str(p: &Path) -> String {
+    toml::Value::String(p.display().to_string()).to_string()
+}
+
+/// Creates (or reuses) the PKI, writes each tier's config and the profile.
+/// Existing data directories, and an existing PKI and passphrase, are kept,
+/// so a restarted stack finds its keys again.
+pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> anyhow::Result<DevStack> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let pki_dir = dir.join("pki");
+    let layout = if pki_dir.join("ca").join("ca.pem").exists() {
+        PkiLayout::at(&pki_dir)
+    } else {
+        pki::init(&pki_dir, trust_domain, &[], "admin")?
+    };
+    let tls = |service: Service| {
+        let files = layout.service(service);
+        format!(
+            "[tls]\nca = {}\ncert = {}\nkey = {}\n",
+            toml_str(&files.ca),
+            toml_str(&files.cert),
+            toml_str(&files.key)
+        )
+    };
+    let td = toml::Value::String(trust_domain.to_owned()).to_string();
+    let addr = |port: u16| format!("\"127.0.0.1:{port}\"");
+
+    let root_dir = dir.join(Service::RootKeyd.name());
+    std::fs::create_dir_all(&root_dir)?;
+    let seal_section = match seal {
+        DevSeal::Shamir => "[seal]\nmode = \"shamir\"\n".to_owned(),
+        DevSeal::Passphrase => {
+            let pass = root_dir.join("passphrase");
+            if !pass.exists() {
+                let random: [u8; 24] = skm_crypto::random_array()?;
+                write_private(&pass, format!("{}\n", hex::encode(random)).as_bytes())?;
+            }
+            format!("[seal]\nmode = \"passphrase\"\npassphrase_file = {}\n", toml_str(&pass))
+        }
+    };
+    let data = |s: Service| toml_str(&dir.join(s.name()).join("data"));
+    let root_cfg = format!(
+        "# root-keyd (written by skm dev)\nlisten = {}\ntrust_domain = {td}\ndata_dir = {}\n\n{}\n{seal_section}",
+        addr(ports.root),
+        data(Service::RootKeyd),
+        tls(Service::RootKeyd),
+    );
+    let system_cfg = format!(
+        "# system-keyd (written by skm dev)\nlisten = {}\ntrust_domain = {td}\ndata_dir = {}\nroot_keyd = {}\n\n{}",
+        addr(ports.system),
+        data(Service::SystemKeyd),
+        addr(ports.root),
+        tls(Service::SystemKeyd),
+    );
+    let kms_cfg = format!(
+        "# kms-api (written by skm dev)\nuser_listen = {}\nadmin_listen = {}\ntrust_domain = {td}\ndata_dir = {}\nroot_keyd = {}\nsystem_keyd = {}\n\n{}",
+        addr(ports.user),
+        addr(ports.admin),
+        data(Service::KmsApi),
+        addr(ports.root),
+        addr(ports.system),
+        tls(Service::KmsApi),
+    );
+    for (service, text) in [
+        (Service::RootKeyd, root_cfg),
+        (Service::SystemKeyd, system_cfg),
+        (Service::KmsApi, kms_cfg),
+    ] {
+        let tier = dir.join(service.name());
+        std::fs::create_dir_all(tier.join("data"))?;
+        std::fs::write(tier.join(format!("{}.toml", service.name())), text)?;
+    }
+
+    let operator = layout.operator();
+    let profile = Profile {
+        trust_domain: trust_domain.to_owned(),
+        ca: operator.ca.clone(),
+        user_endpoint: format!("127.0.0.1:{}", ports.user),
+        admin_endpoint: format!("127.0.0.1:{}", ports.admin),
+        root_keyd: format!("127.0.0.1:{}", ports.root),
+        system_keyd: format!("127.0.0.1:{}", ports.system),
+        operator: Some(CertFiles {
+            cert: operator.cert,
+            key: operator.key,
+        }),
+        client: None,
+    };
+    let profile_path = dir.join("profile.toml");
+    std::fs::write(
+        &profile_path,
+        format!("# SKM profile (written by skm dev)\n{}", toml::to_string(&profile)?),
+    )?;
+    Ok(DevStack {
+        dir,
+        profile_path,
+        profile,
+    })
+}

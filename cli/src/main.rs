@@ -1,0 +1,5 @@
+//! The `skm` binary: see the library.
+
+fn main() -> std::process::ExitCode {
+    skm::main()
+}

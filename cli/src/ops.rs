@@ -1,0 +1,351 @@
+//! The verbs that talk to a running stack.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::json;
+use skm_client::{Profile, Skm, admin, api, root};
+use skm_runtime::Service;
+
+use crate::args::{Cli, Command, KeyCommand, KeyTypeArg, KeystoreCommand, PkiCommand, RootCommand};
+use crate::failure::Failure;
+
+/// Largest stdin the data verbs read (the server enforces its own limits
+/// and names them; this only bounds memory).
+const MAX_STDIN: u64 = 1 << 20;
+
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let json = cli.json;
+    match cli.command {
+        Command::Dev(args) => crate::dev::run(args).await,
+        Command::Pki(PkiCommand::Init {
+            out,
+            trust_domain,
+            hosts,
+            operator,
+        }) => {
+            crate::pki::init(&out, &trust_domain, &hosts, &operator)?;
+            if json {
+                println!("{}", json!({ "out": out, "trust_domain": trust_domain }));
+            } else {
+                eprintln!(
+                    "PKI for {trust_domain} written to {}; keep ca/ca.key offline",
+                    out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { .. } => Err(Failure::usage("daemon is handled before the runtime starts")),
+        command => {
+            let skm = connect(cli.profile.as_deref())?;
+            run_connected(&skm, command, json).await
+        }
+    }
+}
+
+fn connect(profile: Option<&std::path::Path>) -> Result<Skm, Failure> {
+    let path = profile
+        .ok_or_else(|| Failure::usage("no profile: set SKM_PROFILE (printed by `skm dev`) or pass --profile"))?;
+    Ok(Profile::load(path)?.connect()?)
+}
+
+fn read_stdin() -> Result<Vec<u8>, Failure> {
+    let mut buf = Vec::new();
+    std::io::stdin().take(MAX_STDIN + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(Failure::usage(format!("stdin is over {MAX_STDIN} bytes")));
+    }
+    Ok(buf)
+}
+
+fn print_id(json: bool, field: &str, id: &str) {
+    if json {
+        println!("{}", json!({ field: id }));
+    } else {
+        println!("{id}");
+    }
+}
+
+async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Status { wait } => status(skm, wait, json).await,
+        Command::Root(cmd) => root_verb(skm, cmd, json).await,
+        Command::Keystore(KeystoreCommand::Create { name, allow_ips }) => {
+            let resp = skm
+                .admin()?
+                .create_keystore(admin::v1::CreateKeystoreRequest { name, allow_ips })
+                .await?
+                .into_inner();
+            let ks = resp
+                .keystore
+                .ok_or_else(|| Failure::refused("server returned no keystore"))?;
+            print_id(json, "keystore_id", &ks.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keystore(KeystoreCommand::List) => {
+            let list = skm
+                .admin()?
+                .list_keystores(admin::v1::ListKeystoresRequest {})
+                .await?
+                .into_inner()
+                .keystores;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(
+                        |k| json!({ "id": k.id, "name": k.name, "allow_ips": k.allow_ips, "created_at": k.created_at }),
+                    )
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+            } else {
+                for k in list {
+                    println!("{}\t{}\t{}", k.id, k.name, k.allow_ips.join(","));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key(KeyCommand::Create {
+            keystore,
+            name,
+            key_type,
+        }) => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let key_type = match key_type {
+                KeyTypeArg::Aes256 => admin::v1::KeyType::Aes256,
+            };
+            let resp = skm
+                .admin()?
+                .create_key(admin::v1::CreateKeyRequest {
+                    keystore_id,
+                    name,
+                    key_type: key_type as i32,
+                })
+                .await?
+                .into_inner();
+            print_id(json, "key_id", &resp.key_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Encrypt { key, aad } => {
+            let plaintext = read_stdin()?;
+            let resp = skm
+                .keys()
+                .encrypt(api::v1::EncryptRequest {
+                    key_id: key,
+                    plaintext,
+                    aad: aad.unwrap_or_default().into_bytes(),
+                })
+                .await?
+                .into_inner();
+            let b64 = B64.encode(&resp.ciphertext);
+            if json {
+                println!("{}", json!({ "ciphertext": b64, "key_version": resp.key_version }));
+            } else {
+                println!("{b64}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decrypt { key, aad } => {
+            let input = read_stdin()?;
+            let text: String = String::from_utf8_lossy(&input)
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            let ciphertext = B64
+                .decode(text)
+                .map_err(|_| Failure::usage("stdin is not base64 ciphertext"))?;
+            let resp = skm
+                .keys()
+                .decrypt(api::v1::DecryptRequest {
+                    key_id: key,
+                    ciphertext,
+                    aad: aad.unwrap_or_default().into_bytes(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "plaintext": B64.encode(&resp.plaintext), "key_version": resp.key_version })
+                );
+            } else {
+                std::io::stdout().write_all(&resp.plaintext)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev(_) | Command::Pki(_) | Command::Daemon { .. } => Err(Failure::usage("not a connected verb")),
+    }
+}
+
+/// A keystore argument: an id as is, otherwise looked up by name.
+async fn resolve_keystore(skm: &Skm, arg: &str) -> Result<String, Failure> {
+    if arg.parse::<skm_crypto::Id>().is_ok() {
+        return Ok(arg.to_owned());
+    }
+    let list = skm
+        .admin()?
+        .list_keystores(admin::v1::ListKeystoresRequest {})
+        .await?
+        .into_inner()
+        .keystores;
+    list.into_iter()
+        .find(|k| k.name == arg)
+        .map(|k| k.id)
+        .ok_or_else(|| Failure::refused(format!("NOT_FOUND: no keystore named {arg:?}")))
+}
+
+async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, Failure> {
+    let mut client = skm.root()?;
+    match cmd {
+        RootCommand::Init { shares, threshold } => {
+            let resp = client
+                .init(root::v1::InitRequest { shares, threshold })
+                .await?
+                .into_inner();
+            let encoded: Vec<String> = resp.shares.iter().map(|s| B64.encode(s)).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "root_key_id": resp.root_key_id, "shares": encoded, "threshold": threshold })
+                );
+            } else {
+                for s in &encoded {
+                    println!("{s}");
+                }
+                eprintln!(
+                    "root key {} created. These {} unseal shares are shown once; any {threshold} unseal it. Give each to a different operator.",
+                    resp.root_key_id,
+                    encoded.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RootCommand::Unseal { share } => {
+            let text = match share {
+                Some(s) => s,
+                None => String::from_utf8_lossy(&read_stdin()?).trim().to_owned(),
+            };
+            let share = B64
+                .decode(text.trim())
+                .map_err(|_| Failure::usage("the share is not base64"))?;
+            let status = client
+                .unseal(root::v1::UnsealRequest { share })
+                .await?
+                .into_inner()
+                .status
+                .unwrap_or_default();
+            print_seal(&status, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        RootCommand::Status => {
+            let status = client.seal_status(root::v1::SealStatusRequest {}).await?.into_inner();
+            print_seal(&status, json);
+            Ok(if status.sealed {
+                ExitCode::from(crate::failure::EXIT_UNAVAILABLE)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn seal_text(s: &root::v1::SealStatusResponse) -> String {
+    let mode = match root::v1::SealMode::try_from(s.mode) {
+        Ok(root::v1::SealMode::Shamir) => "shamir",
+        Ok(root::v1::SealMode::Passphrase) => "passphrase",
+        _ => "unknown",
+    };
+    if !s.initialized {
+        format!("uninitialised ({mode})")
+    } else if s.sealed {
+        format!("sealed ({mode}, {}/{} shares)", s.progress, s.threshold)
+    } else {
+        format!("unsealed ({mode})")
+    }
+}
+
+fn print_seal(s: &root::v1::SealStatusResponse, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({ "initialized": s.initialized, "sealed": s.sealed, "threshold": s.threshold,
+                    "progress": s.progress, "root_key_id": s.root_key_id })
+        );
+    } else {
+        println!("{}", seal_text(s));
+    }
+}
+
+/// One probe of every tier.
+async fn probe(skm: &Skm) -> Vec<(Service, Result<bool, String>, Option<String>)> {
+    let mut out = Vec::new();
+    for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
+        let health = match skm.health(service) {
+            Ok(mut client) => {
+                let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
+                match tokio::time::timeout(Duration::from_secs(3), client.check(req)).await {
+                    Ok(Ok(r)) => Ok(
+                        r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                    ),
+                    Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
+                    Err(_) => Err("no answer within 3 s".to_owned()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let detail = if service == Service::RootKeyd {
+            match skm.root() {
+                Ok(mut c) => match c.seal_status(root::v1::SealStatusRequest {}).await {
+                    Ok(s) => Some(seal_text(s.get_ref())),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        out.push((service, health, detail));
+    }
+    out
+}
+
+async fn status(skm: &Skm, wait: Option<u64>, json: bool) -> Result<ExitCode, Failure> {
+    let deadline = Instant::now() + Duration::from_secs(wait.unwrap_or(0));
+    loop {
+        let results = probe(skm).await;
+        let ready = results.iter().all(|(_, h, _)| matches!(h, Ok(true)));
+        if ready || Instant::now() >= deadline {
+            if json {
+                let items: Vec<_> = results
+                    .iter()
+                    .map(|(s, h, d)| {
+                        json!({ "tier": s.name(), "serving": matches!(h, Ok(true)),
+                                "error": h.as_ref().err(), "seal": d })
+                    })
+                    .collect();
+                println!("{}", json!({ "ready": ready, "tiers": items }));
+            } else {
+                for (s, h, d) in &results {
+                    let state = match h {
+                        Ok(true) => "SERVING".to_owned(),
+                        Ok(false) => "NOT_SERVING".to_owned(),
+                        Err(e) => format!("UNREACHABLE ({e})"),
+                    };
+                    println!(
+                        "{:<12} {state}{}",
+                        s.name(),
+                        d.as_ref().map(|d| format!("  {d}")).unwrap_or_default()
+                    );
+                }
+            }
+            return Ok(if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(crate::failure::EXIT_UNAVAILABLE)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

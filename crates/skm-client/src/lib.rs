@@ -1,0 +1,222 @@
+//! A typed Rust client for SKM, used by the `skm` CLI, the whole-stack tests
+//! and the benchmark.
+//!
+//! A [`Profile`] (TOML, written by `skm dev` or by hand) says where the
+//! tiers are and which certificates to use; [`Profile::connect`] makes
+//! lazy channels with SPIFFE-checked TLS to each tier.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use skm_proto::admin::v1::admin_service_client::AdminServiceClient;
+use skm_proto::api::v1::key_service_client::KeyServiceClient;
+use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
+use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
+use skm_runtime::tls::{TlsFiles, TlsIdentity};
+use skm_runtime::{Service, SpiffeId};
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+pub use skm_proto::{admin, api, root, system};
+
+/// A certificate and key pair on disk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Where SKM is and how to reach it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// SPIFFE trust domain of the deployment.
+    pub trust_domain: String,
+    /// Deployment CA certificate (PEM).
+    pub ca: PathBuf,
+    /// kms-api user port, `host:port`.
+    pub user_endpoint: String,
+    /// kms-api admin port, `host:port`.
+    pub admin_endpoint: String,
+    /// root-keyd, `host:port` (operators only).
+    pub root_keyd: String,
+    /// system-keyd, `host:port` (operators only).
+    pub system_keyd: String,
+    /// Operator certificate for the admin plane and the inner tiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<CertFiles>,
+    /// Client certificate for the user port, if the keystore wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<CertFiles>,
+}
+
+/// Client set-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The profile could not be read.
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The profile is not valid TOML of the expected shape.
+    #[error("profile {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Operator verbs without an operator certificate.
+    #[error("the profile has no [operator] certificate")]
+    NoOperator,
+    /// Certificates could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] skm_runtime::tls::TlsError),
+    /// A bad endpoint.
+    #[error(transparent)]
+    Address(#[from] skm_runtime::channel::BadAddress),
+    /// A bad trust domain.
+    #[error(transparent)]
+    Identity(#[from] skm_runtime::identity::BadSpiffeId),
+}
+
+impl Profile {
+    /// Reads a profile; relative paths are taken from the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ClientError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClientError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut profile: Profile = toml::from_str(&text).map_err(|e| ClientError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut profile.ca);
+        for files in [profile.operator.as_mut(), profile.client.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            abs(&mut files.cert);
+            abs(&mut files.key);
+        }
+        Ok(profile)
+    }
+
+    fn id(&self, service: Service) -> Result<SpiffeId, ClientError> {
+        Ok(SpiffeId::for_service(&self.trust_domain, service)?)
+    }
+
+    fn identity(&self, files: &CertFiles) -> Result<TlsIdentity, ClientError> {
+        Ok(TlsIdentity::load(
+            &TlsFiles {
+                ca: self.ca.clone(),
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+            },
+            None,
+        )?)
+    }
+
+    fn operator_channel(&self, endpoint: &str, service: Service) -> Result<Channel, ClientError> {
+        let operator = self.operator.as_ref().ok_or(ClientError::NoOperator)?;
+        let tls = self.identity(operator)?.client_config(&self.id(service)?)?;
+        Ok(skm_runtime::channel::lazy_channel(endpoint, tls)?)
+    }
+
+    /// A channel to the user port, with the client certificate if the
+    /// profile has one.
+    pub fn user_channel(&self) -> Result<Channel, ClientError> {
+        let server = self.id(Service::KmsApi)?;
+        let tls = match &self.client {
+            Some(files) => self.identity(files)?.client_config(&server)?,
+            None => skm_runtime::tls::anonymous_client_config(skm_runtime::tls::load_roots(&self.ca)?, &server)?,
+        };
+        Ok(skm_runtime::channel::lazy_channel(&self.user_endpoint, tls)?)
+    }
+
+    /// Clients for every plane the profile can reach.
+    pub fn connect(&self) -> Result<Skm, ClientError> {
+        let user = self.user_channel()?;
+        let (admin, root, system) = match self.operator {
+            Some(_) => (
+                Some(self.operator_channel(&self.admin_endpoint, Service::KmsApi)?),
+                Some(self.operator_channel(&self.root_keyd, Service::RootKeyd)?),
+                Some(self.operator_channel(&self.system_keyd, Service::SystemKeyd)?),
+            ),
+            None => (None, None, None),
+        };
+        Ok(Skm {
+            profile: Arc::new(self.clone()),
+            user,
+            admin,
+            root,
+            system,
+        })
+    }
+}
+
+/// Channels to SKM's planes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Skm {
+    /// The profile used.
+    pub profile: Arc<Profile>,
+    user: Channel,
+    admin: Option<Channel>,
+    root: Option<Channel>,
+    system: Option<Channel>,
+}
+
+impl Skm {
+    /// User plane (encrypt, decrypt, ...).
+    pub fn keys(&self) -> KeyServiceClient<Channel> {
+        KeyServiceClient::new(self.user.clone())
+    }
+
+    /// Operator plane of kms-api.
+    pub fn admin(&self) -> Result<AdminServiceClient<Channel>, ClientError> {
+        Ok(AdminServiceClient::new(
+            self.admin.clone().ok_or(ClientError::NoOperator)?,
+        ))
+    }
+
+    /// root-keyd (operators: init, unseal, status).
+    pub fn root(&self) -> Result<RootKeyServiceClient<Channel>, ClientError> {
+        Ok(RootKeyServiceClient::new(
+            self.root.clone().ok_or(ClientError::NoOperator)?,
+        ))
+    }
+
+    /// system-keyd (operators: rotate).
+    pub fn system(&self) -> Result<SystemKeyServiceClient<Channel>, ClientError> {
+        Ok(SystemKeyServiceClient::new(
+            self.system.clone().ok_or(ClientError::NoOperator)?,
+        ))
+    }
+
+    /// Health of one tier (`grpc.health.v1`), over the operator channels;
+    /// kms-api's over the user port when there is no operator.
+    pub fn health(&self, service: Service) -> Result<HealthClient<Channel>, ClientError> {
+        let channel = match service {
+            Service::KmsApi => self.admin.clone().unwrap_or_else(|| self.user.clone()),
+            Service::RootKeyd => self.root.clone().ok_or(ClientError::NoOperator)?,
+            Service::SystemKeyd => self.system.clone().ok_or(ClientError::NoOperator)?,
+        };
+        Ok(HealthClient::new(channel))
+    }
+}

@@ -1,0 +1,92 @@
+//! Opaque, URL-safe, globally unique ids of keystores and keys.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// 128 random bits, written as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id([u8; 16]);
+
+/// An id string that is not 32 hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an id is 32 lowercase hex digits")]
+pub struct BadId;
+
+impl Id {
+    /// A fresh random id.
+    pub fn generate() -> Result<Self, crate::RngError> {
+        Ok(Self(crate::random_array()?))
+    }
+
+    /// The id's 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// From 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({self})")
+    }
+}
+
+impl FromStr for Id {
+    type Err = BadId;
+
+    fn from_str(s: &str) -> Result<Self, BadId> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 32 {
+            return Err(BadId);
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = hex_digit(pair[0]).ok_or(BadId)?;
+            let lo = hex_digit(pair[1]).ok_or(BadId)?;
+            out[i] = hi << 4 | lo;
+        }
+        Ok(Self(out))
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_parse_round_trip() {
+        let id = Id::generate().unwrap();
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<Id>().unwrap(), id);
+    }
+
+    #[test]
+    fn rejects_bad_strings() {
+        assert_eq!("".parse::<Id>(), Err(BadId));
+        assert_eq!("0123456789ABCDEF0123456789abcdef".parse::<Id>(), Err(BadId));
+        assert_eq!("0123456789abcdef0123456789abcde".parse::<Id>(), Err(BadId));
+        assert_eq!("g123456789abcdef0123456789abcdef".parse::<Id>(), Err(BadId));
+    }
+}

@@ -1,0 +1,23 @@
+//! Daemon plumbing shared by SKM's three services: configuration loading,
+//! mutual TLS with SPIFFE identities, the per-RPC allow-list, gRPC serving
+//! with health and reflection, client channels, tracing, graceful shutdown,
+//! and issuing the deployment PKI.
+
+#![forbid(unsafe_code)]
+
+pub mod authz;
+pub mod channel;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod identity;
+pub mod pki;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;
+
+pub use authz::{AccessPolicy, Allow};
+pub use identity::{Principal, Role, Service, SpiffeId};
+pub use serve::{ClientTrust, PeerInfo};
+pub use shutdown::Shutdown;

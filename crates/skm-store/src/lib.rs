@@ -1,0 +1,98 @@
+//! SKM's storage abstraction: a key-value [`Store`] with per-key revisions and
+//! compare-and-swap, so concurrent writers never lose an update, and with
+//! durable writes (a write returns only once it is flushed).
+//!
+//! Backends: [`SledStore`] (embedded, one directory per tier). Values are
+//! opaque bytes: kms-api encrypts every record before it reaches a store.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+/// A stored value with its revision (1 for the first write of a key,
+/// +1 for each later write).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// Revision of this value.
+    pub revision: u64,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// What a conditional write expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist.
+    Absent,
+    /// The key must exist at this revision.
+    Revision(u64),
+    /// No condition.
+    Any,
+}
+
+/// One write of an atomic batch.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Set `key` to `value` if `expect` holds.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// New value.
+        value: Vec<u8>,
+        /// Condition.
+        expect: Expect,
+    },
+    /// Delete `key` if `expect` holds.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+        /// Condition.
+        expect: Expect,
+    },
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition did not hold: someone else wrote first.
+    #[error("concurrent modification of {key}")]
+    Conflict {
+        /// The key whose condition failed (printable form).
+        key: String,
+    },
+    /// The backend failed (I/O, corruption).
+    #[error("storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored value is not in the store's framing.
+    #[error("stored value for {key} is malformed")]
+    Malformed {
+        /// The key (printable form).
+        key: String,
+    },
+}
+
+/// A key-value store with revisions and compare-and-swap. Every write is
+/// durable when its future completes.
+pub trait Store: Send + Sync + 'static {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+
+    /// Writes one key if `expect` holds; returns the new revision.
+    fn put(&self, key: &[u8], value: &[u8], expect: Expect) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Applies every op or none: all conditions are checked, then all writes
+    /// are made, then flushed.
+    fn apply(&self, ops: Vec<Op>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every key starting with `prefix`, in key order.
+    fn list(&self, prefix: &[u8]) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
+}
+
+/// Printable form of a key for errors and logs (keys never hold secrets).
+pub(crate) fn printable(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}

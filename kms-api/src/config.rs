@@ -1,0 +1,102 @@
+//! kms-api's configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use skm_runtime::config::{self, ConfigError, TlsSection};
+use skm_runtime::telemetry::LogConfig;
+use skm_runtime::tls::TlsIdentity;
+use skm_runtime::{Service, SpiffeId};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    user_listen: SocketAddr,
+    admin_listen: SocketAddr,
+    trust_domain: String,
+    data_dir: PathBuf,
+    root_keyd: String,
+    system_keyd: String,
+    #[serde(default = "default_refresh")]
+    system_key_refresh_secs: u64,
+    #[serde(default = "default_cache")]
+    cache_entries: usize,
+    tls: TlsSection,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+fn default_refresh() -> u64 {
+    30
+}
+
+fn default_cache() -> usize {
+    100_000
+}
+
+/// Validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The user port (applications).
+    pub user_listen: SocketAddr,
+    /// The admin port (operators).
+    pub admin_listen: SocketAddr,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// This service's SPIFFE id.
+    pub id: SpiffeId,
+    /// The sled store of encrypted records.
+    pub data_dir: PathBuf,
+    /// root-keyd's `host:port`.
+    pub root_keyd: String,
+    /// system-keyd's `host:port`.
+    pub system_keyd: String,
+    /// How often to look for new system key versions once booted.
+    pub system_key_refresh: Duration,
+    /// Decrypted keys and keystores kept in memory, at most.
+    pub cache_entries: usize,
+    /// TLS identity (`spiffe://<td>/kms-api`), used on both ports and
+    /// towards the other tiers.
+    pub tls: TlsIdentity,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Loads `path` with `SKM_KMS_API__*` overrides and validates it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = config::load(path, crate::ENV_PREFIX)?;
+        let id = SpiffeId::for_service(&raw.trust_domain, Service::KmsApi)
+            .map_err(|e| ConfigError::invalid("trust_domain", e))?;
+        let tls = raw.tls.load(path, &id)?;
+        for (field, value) in [("root_keyd", &raw.root_keyd), ("system_keyd", &raw.system_keyd)] {
+            if !value.contains(':') {
+                return Err(ConfigError::invalid(field, format!("{value:?} is not host:port")));
+            }
+        }
+        if raw.user_listen == raw.admin_listen && raw.user_listen.port() != 0 {
+            return Err(ConfigError::invalid("admin_listen", "must differ from user_listen"));
+        }
+        if !(1..=86_400).contains(&raw.system_key_refresh_secs) {
+            return Err(ConfigError::invalid("system_key_refresh_secs", "must be 1..=86400"));
+        }
+        if raw.cache_entries < 16 {
+            return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
+        }
+        Ok(Self {
+            user_listen: raw.user_listen,
+            admin_listen: raw.admin_listen,
+            trust_domain: raw.trust_domain,
+            id,
+            data_dir: config::resolve(path, &raw.data_dir),
+            root_keyd: raw.root_keyd,
+            system_keyd: raw.system_keyd,
+            system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),
+            cache_entries: raw.cache_entries,
+            tls,
+            log: raw.log,
+        })
+    }
+}

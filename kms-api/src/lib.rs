@@ -1,0 +1,209 @@
+//! kms-api: the tier users and operators talk to.
+//!
+//! It serves two ports: the **user port** (applications; TLS, client
+//! certificate optional, every call checked against the policy of the key's
+//! keystore) and the **admin port** (operators; mutual TLS with an operator
+//! certificate of the deployment CA). Its records are sealed under the
+//! system key, which it obtains at start from system-keyd (wrapped) and
+//! root-keyd (unwrapped, sealed to a per-boot key): see [`bootstrap`]. Until
+//! then health is NOT_SERVING and every key RPC answers UNAVAILABLE.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use skm_proto::admin::v1::admin_service_server::AdminServiceServer;
+use skm_proto::api::v1::key_service_server::KeyServiceServer;
+use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
+use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
+use skm_runtime::config::ConfigError;
+use skm_runtime::daemon::{Daemon, RunError};
+use skm_runtime::telemetry::LogConfig;
+use skm_runtime::tls::TlsIdentity;
+use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, SpiffeId};
+
+pub mod access;
+pub mod bootstrap;
+pub mod clock;
+mod config;
+mod grpc;
+pub mod kms;
+pub mod model;
+pub mod records;
+
+pub use config::Config;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "SKM_KMS_API";
+
+const USER_SERVICE: &str = "skm.api.v1.KeyService";
+const ADMIN_SERVICE: &str = "skm.admin.v1.AdminService";
+
+/// The user port: any peer that completed TLS; each call is then checked
+/// against the keystore's policy by the handler.
+pub fn user_access_policy() -> AccessPolicy {
+    AccessPolicy::new()
+        .with_health_and_reflection()
+        .allow_service(USER_SERVICE, &[Allow::AnyPeer])
+}
+
+/// The admin port: operators only; auditors may only read.
+pub fn admin_access_policy() -> AccessPolicy {
+    let m = |name: &str| format!("/{ADMIN_SERVICE}/{name}");
+    AccessPolicy::new()
+        .with_health_and_reflection()
+        .allow(&m("ListKeystores"), &[Allow::Operator(Role::Auditor)])
+        .allow(&m("CreateKeystore"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("CreateKey"), &[Allow::Operator(Role::Admin)])
+}
+
+/// A started kms-api.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound user port.
+    pub user_addr: SocketAddr,
+    /// The bound admin port.
+    pub admin_addr: SocketAddr,
+    keyring: bootstrap::Keyring,
+    #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code))]
+    kms: Arc<kms::Kms>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), RunError>>>,
+}
+
+impl Running {
+    /// Whether the system keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.keyring.current().is_ok()
+    }
+
+    /// Waits until both ports have shut down.
+    pub async fn wait(self) -> Result<(), RunError> {
+        for task in self.tasks {
+            task.await.map_err(|e| RunError::from(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    /// Every system key version held, for the tier-separation test.
+    #[cfg(feature = "danger-test-accessors")]
+    pub fn danger_system_keys(&self) -> Vec<[u8; 32]> {
+        let Ok(ring) = self.keyring.current() else {
+            return Vec::new();
+        };
+        ring.versions()
+            .filter_map(|v| ring.danger_key(v).map(|k| *k.danger_expose()))
+            .collect()
+    }
+
+    /// A user key's material, for the tier-separation test.
+    #[cfg(feature = "danger-test-accessors")]
+    pub async fn danger_user_key(&self, key_id: &str, version: u32) -> Option<[u8; 32]> {
+        self.kms.danger_key_material(key_id, version).await
+    }
+}
+
+/// Opens the store, binds both ports, starts serving and loading the
+/// system keys.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
+    let store = skm_store::SledStore::open(&config.data_dir)?;
+    let keyring = bootstrap::Keyring::default();
+    let kms = Arc::new(kms::Kms::new(
+        records::Records::new(store, keyring.clone()),
+        Arc::new(clock::SystemClock),
+        config.cache_entries,
+    ));
+
+    let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
+    let system_id = SpiffeId::for_service(&config.trust_domain, Service::SystemKeyd)?;
+    let root = skm_runtime::channel::lazy_channel(&config.root_keyd, config.tls.client_config(&root_id)?)?;
+    let system = skm_runtime::channel::lazy_channel(&config.system_keyd, config.tls.client_config(&system_id)?)?;
+
+    let user_listener = skm_runtime::serve::bind(config.user_listen).await?;
+    let admin_listener = skm_runtime::serve::bind(config.admin_listen).await?;
+    let user_addr = user_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let mut user_routes = tonic::service::Routes::builder();
+    let user_health = skm_runtime::health::add_health_and_reflection(&mut user_routes, &[USER_SERVICE]).await;
+    user_routes.add_service(KeyServiceServer::new(grpc::KeyApi { kms: kms.clone() }));
+    let mut admin_routes = tonic::service::Routes::builder();
+    let admin_health = skm_runtime::health::add_health_and_reflection(&mut admin_routes, &[ADMIN_SERVICE]).await;
+    admin_routes.add_service(AdminServiceServer::new(grpc::AdminApi { kms: kms.clone() }));
+
+    let loader = bootstrap::Loader {
+        recipient: skm_crypto::transport::RecipientKeypair::generate()?,
+        system: SystemKeyServiceClient::new(system),
+        root: RootKeyServiceClient::new(root),
+        keyring: keyring.clone(),
+        health: vec![user_health, admin_health],
+        refresh: config.system_key_refresh,
+    };
+    tokio::spawn(loader.run(shutdown.clone()));
+
+    let trust = ClientTrust::Deployment {
+        trust_domain: config.trust_domain.clone(),
+    };
+    let user_tls = config.tls.optional_client_cert_server_config()?;
+    let admin_tls = config.tls.mtls_server_config()?;
+    tracing::info!(%user_addr, %admin_addr, "kms-api listening; loading system keys");
+    let user_shutdown = shutdown.clone();
+    let user_task = tokio::spawn(async move {
+        skm_runtime::serve::serve(
+            user_listener,
+            user_tls,
+            ClientTrust::PerRequest,
+            user_access_policy(),
+            user_routes.routes(),
+            user_shutdown,
+        )
+        .await?;
+        Ok(())
+    });
+    let admin_task = tokio::spawn(async move {
+        skm_runtime::serve::serve(
+            admin_listener,
+            admin_tls,
+            trust,
+            admin_access_policy(),
+            admin_routes.routes(),
+            shutdown,
+        )
+        .await?;
+        Ok(())
+    });
+    Ok(Running {
+        user_addr,
+        admin_addr,
+        keyring,
+        kms,
+        tasks: vec![user_task, admin_task],
+    })
+}
+
+/// The [`Daemon`] glue for `main`.
+#[derive(Debug)]
+pub struct KmsApi;
+
+impl Daemon for KmsApi {
+    const NAME: &'static str = "kms-api";
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    type Config = Config;
+
+    fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(path)
+    }
+
+    fn log_config(config: &Config) -> &LogConfig {
+        &config.log
+    }
+
+    fn health_target(config: &Config) -> (SocketAddr, TlsIdentity, SpiffeId) {
+        (config.admin_listen, config.tls.clone(), config.id.clone())
+    }
+
+    async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+        start(config, shutdown).await?.wait().await
+    }
+}

@@ -1,0 +1,146 @@
+//! The gRPC edge of root-keyd: proto ⇄ domain, errors → status codes.
+
+use std::sync::Arc;
+
+use skm_proto::root::v1 as pb;
+use skm_proto::root::v1::root_key_service_server::RootKeyService;
+use skm_runtime::health::Health;
+use tonic::{Request, Response, Status};
+
+use crate::sealing::{SealError, Sealer};
+
+/// root-keyd's RPC handlers.
+pub(crate) struct RootKeyApi {
+    pub(crate) sealer: Arc<Sealer>,
+    pub(crate) health: Health,
+}
+
+impl From<SealError> for Status {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::NotInitialized | SealError::Sealed => Status::unavailable(e.to_string()),
+            SealError::AlreadyInitialized | SealError::WrongMode(_) => Status::failed_precondition(e.to_string()),
+            SealError::Shamir(_) | SealError::BadShare => Status::invalid_argument(e.to_string()),
+            SealError::BadPassphrase(_)
+            | SealError::Io { .. }
+            | SealError::Malformed(_)
+            | SealError::Kdf(_)
+            | SealError::Crypto => {
+                tracing::error!(error = %e, "root-keyd internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn status_pb(s: crate::sealing::Status) -> pb::SealStatusResponse {
+    pb::SealStatusResponse {
+        initialized: s.initialized,
+        sealed: s.sealed,
+        mode: if s.shamir {
+            pb::SealMode::Shamir
+        } else {
+            pb::SealMode::Passphrase
+        } as i32,
+        threshold: s.threshold,
+        progress: s.progress,
+        root_key_id: s.root_key_id,
+    }
+}
+
+fn wrapped_key(req: Option<pb::WrappedSystemKey>) -> Result<pb::WrappedSystemKey, Status> {
+    let key = req.ok_or_else(|| Status::invalid_argument("key is required"))?;
+    if key.version == 0 {
+        return Err(Status::invalid_argument("key.version must be at least 1"));
+    }
+    Ok(key)
+}
+
+#[tonic::async_trait]
+impl RootKeyService for RootKeyApi {
+    async fn init(&self, request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+        let req = request.into_inner();
+        let (root_key_id, shares) = self.sealer.init_shamir(req.shares, req.threshold)?;
+        tracing::info!(
+            root_key_id,
+            shares = req.shares,
+            threshold = req.threshold,
+            "root key initialised"
+        );
+        Ok(Response::new(pb::InitResponse {
+            shares: shares.iter().map(|s| s.to_vec()).collect(),
+            root_key_id,
+        }))
+    }
+
+    async fn seal_status(&self, _: Request<pb::SealStatusRequest>) -> Result<Response<pb::SealStatusResponse>, Status> {
+        Ok(Response::new(status_pb(self.sealer.status())))
+    }
+
+    async fn unseal(&self, request: Request<pb::UnsealRequest>) -> Result<Response<pb::UnsealResponse>, Status> {
+        let share = request.into_inner().share;
+        let status = self.sealer.unseal_share(&share);
+        if let Err(e) = &status {
+            tracing::warn!(error = %e, "unseal share refused");
+        }
+        let status = status?;
+        if !status.sealed {
+            self.health.set(true).await;
+        }
+        Ok(Response::new(pb::UnsealResponse {
+            status: Some(status_pb(status)),
+        }))
+    }
+
+    async fn generate_system_key(
+        &self,
+        request: Request<pb::GenerateSystemKeyRequest>,
+    ) -> Result<Response<pb::GenerateSystemKeyResponse>, Status> {
+        let version = request.into_inner().version;
+        if version == 0 {
+            return Err(Status::invalid_argument("version must be at least 1"));
+        }
+        let root = self.sealer.root_key()?;
+        let system_key = skm_crypto::Secret32::generate().map_err(|_| Status::internal("internal error"))?;
+        let wrapped = root
+            .wrap_system_key(version, &system_key)
+            .map_err(|_| Status::internal("internal error"))?;
+        tracing::info!(version, root_key_id = root.id(), "system key generated");
+        Ok(Response::new(pb::GenerateSystemKeyResponse {
+            key: Some(pb::WrappedSystemKey {
+                version,
+                root_key_id: root.id().to_owned(),
+                wrapped,
+            }),
+        }))
+    }
+
+    async fn unwrap_system_key(
+        &self,
+        request: Request<pb::UnwrapSystemKeyRequest>,
+    ) -> Result<Response<pb::UnwrapSystemKeyResponse>, Status> {
+        let req = request.into_inner();
+        let key = wrapped_key(req.key)?;
+        let root = self.sealer.root_key()?;
+        if key.root_key_id != root.id() {
+            return Err(Status::failed_precondition(format!(
+                "system key version {} is wrapped under root key {:?}, not the current root key {:?}",
+                key.version,
+                key.root_key_id,
+                root.id()
+            )));
+        }
+        let system_key = root
+            .unwrap_system_key(key.version, &key.wrapped)
+            .map_err(|_| Status::invalid_argument("the wrapped system key could not be unwrapped"))?;
+        let (encapsulated_key, sealed_key) =
+            skm_crypto::transport::seal_system_key(&req.recipient_public_key, key.version, &system_key)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(version = key.version, "system key unwrapped for kms-api");
+        Ok(Response::new(pb::UnwrapSystemKeyResponse {
+            version: key.version,
+            encapsulated_key,
+            sealed_key,
+        }))
+    }
+}

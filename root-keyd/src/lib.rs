@@ -1,0 +1,132 @@
+//! root-keyd: holds SKM's root key.
+//!
+//! The root key is created once (`skm root init`, or at first start in
+//! passphrase mode), stored only sealed ([`sealing`]), and used for two
+//! things: wrapping fresh system keys for system-keyd, and unwrapping a
+//! system key for kms-api, sealed to kms-api's per-boot X25519 key (HPKE).
+//! While sealed, every key RPC answers UNAVAILABLE and health is NOT_SERVING.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use skm_proto::root::v1::root_key_service_server::RootKeyServiceServer;
+use skm_runtime::config::ConfigError;
+use skm_runtime::daemon::{Daemon, RunError};
+use skm_runtime::telemetry::LogConfig;
+use skm_runtime::tls::TlsIdentity;
+use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, SpiffeId};
+
+mod config;
+mod grpc;
+pub mod sealing;
+
+use sealing::Sealer;
+
+pub use config::{Config, SealConfig};
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "SKM_ROOT_KEYD";
+
+const SERVICE: &str = "skm.root.v1.RootKeyService";
+
+/// Who may call what on root-keyd (DESIGN §3).
+pub fn access_policy() -> AccessPolicy {
+    let m = |name: &str| format!("/{SERVICE}/{name}");
+    AccessPolicy::new()
+        .with_health_and_reflection()
+        .allow(&m("Init"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("Unseal"), &[Allow::Operator(Role::Admin)])
+        .allow(
+            &m("SealStatus"),
+            &[
+                Allow::Operator(Role::Auditor),
+                Allow::Service(Service::SystemKeyd),
+                Allow::Service(Service::KmsApi),
+            ],
+        )
+        .allow(&m("GenerateSystemKey"), &[Allow::Service(Service::SystemKeyd)])
+        .allow(&m("UnwrapSystemKey"), &[Allow::Service(Service::KmsApi)])
+}
+
+/// A started root-keyd.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    sealer: Arc<Sealer>,
+    task: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+impl Running {
+    /// Waits until the server has shut down.
+    pub async fn wait(self) -> Result<(), RunError> {
+        self.task.await.map_err(|e| RunError::from(e.to_string()))?
+    }
+
+    /// Whether the root key is sealed (or not yet created).
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.root_key().is_err()
+    }
+
+    /// The root key bytes, for the tier-separation test.
+    #[cfg(feature = "danger-test-accessors")]
+    pub fn danger_root_key(&self) -> Option<[u8; 32]> {
+        self.sealer
+            .root_key()
+            .ok()
+            .map(|k| *k.danger_material().danger_expose())
+    }
+}
+
+/// Opens the seal, binds the port and starts serving.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
+    let sealer = Arc::new(Sealer::open(&config.data_dir, config.seal.clone())?);
+    let listener = skm_runtime::serve::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let mut routes = tonic::service::Routes::builder();
+    let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
+    health.set(sealer.root_key().is_ok()).await;
+    routes.add_service(RootKeyServiceServer::new(grpc::RootKeyApi {
+        sealer: sealer.clone(),
+        health,
+    }));
+    let tls = config.tls.mtls_server_config()?;
+    let trust = ClientTrust::Deployment {
+        trust_domain: config.trust_domain.clone(),
+    };
+    tracing::info!(%addr, seal = ?sealer.status(), "root-keyd listening");
+    let task = tokio::spawn(async move {
+        skm_runtime::serve::serve(listener, tls, trust, access_policy(), routes.routes(), shutdown).await?;
+        Ok(())
+    });
+    Ok(Running { addr, sealer, task })
+}
+
+/// The [`Daemon`] glue for `main`.
+#[derive(Debug)]
+pub struct RootKeyd;
+
+impl Daemon for RootKeyd {
+    const NAME: &'static str = "root-keyd";
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    type Config = Config;
+
+    fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(path)
+    }
+
+    fn log_config(config: &Config) -> &LogConfig {
+        &config.log
+    }
+
+    fn health_target(config: &Config) -> (SocketAddr, TlsIdentity, SpiffeId) {
+        (config.listen, config.tls.clone(), config.id.clone())
+    }
+
+    async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+        start(config, shutdown).await?.wait().await
+    }
+}

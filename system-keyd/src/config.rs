@@ -1,0 +1,66 @@
+//! system-keyd's configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use skm_runtime::config::{self, ConfigError, TlsSection};
+use skm_runtime::telemetry::LogConfig;
+use skm_runtime::tls::TlsIdentity;
+use skm_runtime::{Service, SpiffeId};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: SocketAddr,
+    trust_domain: String,
+    data_dir: PathBuf,
+    root_keyd: String,
+    tls: TlsSection,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+/// Validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// This service's SPIFFE id.
+    pub id: SpiffeId,
+    /// The sled store of wrapped system keys.
+    pub data_dir: PathBuf,
+    /// root-keyd's `host:port`.
+    pub root_keyd: String,
+    /// TLS identity (`spiffe://<td>/system-keyd`).
+    pub tls: TlsIdentity,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Loads `path` with `SKM_SYSTEM_KEYD__*` overrides and validates it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = config::load(path, crate::ENV_PREFIX)?;
+        let id = SpiffeId::for_service(&raw.trust_domain, Service::SystemKeyd)
+            .map_err(|e| ConfigError::invalid("trust_domain", e))?;
+        let tls = raw.tls.load(path, &id)?;
+        if !raw.root_keyd.contains(':') {
+            return Err(ConfigError::invalid(
+                "root_keyd",
+                format!("{:?} is not host:port", raw.root_keyd),
+            ));
+        }
+        Ok(Self {
+            listen: raw.listen,
+            trust_domain: raw.trust_domain,
+            id,
+            data_dir: config::resolve(path, &raw.data_dir),
+            root_keyd: raw.root_keyd,
+            tls,
+            log: raw.log,
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! The gRPC edge of system-keyd.
+
+use std::sync::Arc;
+
+use skm_proto::root::v1::WrappedSystemKey;
+use skm_proto::system::v1 as pb;
+use skm_proto::system::v1::system_key_service_server::SystemKeyService;
+use tonic::{Request, Response, Status};
+
+use crate::{RotateError, SystemKeys};
+
+pub(crate) struct SystemKeyApi {
+    pub(crate) state: Arc<SystemKeys>,
+}
+
+impl From<RotateError> for Status {
+    fn from(e: RotateError) -> Self {
+        match e {
+            RotateError::Root(s) if s.code() == tonic::Code::Unavailable => {
+                Status::unavailable(format!("root-keyd is unavailable: {}", s.message()))
+            }
+            RotateError::Keys(crate::KeysError::Store(skm_store::StoreError::Conflict { .. })) => {
+                Status::aborted("a concurrent rotation won; retry")
+            }
+            other => {
+                tracing::error!(error = %other, "rotation failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SystemKeyService for SystemKeyApi {
+    async fn get_wrapped_system_keys(
+        &self,
+        _: Request<pb::GetWrappedSystemKeysRequest>,
+    ) -> Result<Response<pb::GetWrappedSystemKeysResponse>, Status> {
+        let snapshot = self.state.keys.snapshot().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the system key store");
+            Status::internal("internal error")
+        })?;
+        let Some((active, _)) = snapshot.active else {
+            return Err(Status::unavailable(
+                "system-keyd has no system key yet (waiting for root-keyd)",
+            ));
+        };
+        Ok(Response::new(pb::GetWrappedSystemKeysResponse {
+            keys: snapshot
+                .versions
+                .into_iter()
+                .map(|v| WrappedSystemKey {
+                    version: v.version,
+                    root_key_id: v.root_key_id,
+                    wrapped: v.wrapped,
+                })
+                .collect(),
+            active_version: active,
+        }))
+    }
+
+    async fn rotate_system_key(
+        &self,
+        _: Request<pb::RotateSystemKeyRequest>,
+    ) -> Result<Response<pb::RotateSystemKeyResponse>, Status> {
+        let active_version = self.state.rotate().await?;
+        Ok(Response::new(pb::RotateSystemKeyResponse { active_version }))
+    }
+}

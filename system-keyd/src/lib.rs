@@ -1,0 +1,196 @@
+//! system-keyd: keeps SKM's system keys, only ever wrapped by the root key.
+//!
+//! On first start it asks root-keyd for system key version 1 (retrying with
+//! backoff until root-keyd is reachable and unsealed); until it holds a
+//! version its health is NOT_SERVING. It serves the wrapped versions and the
+//! active version number to kms-api, and rotates (new version, made active)
+//! for operators.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
+use skm_proto::system::v1::system_key_service_server::SystemKeyServiceServer;
+use skm_runtime::config::ConfigError;
+use skm_runtime::daemon::{Daemon, RunError};
+use skm_runtime::health::Health;
+use skm_runtime::telemetry::LogConfig;
+use skm_runtime::tls::TlsIdentity;
+use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, SpiffeId};
+use tonic::transport::Channel;
+
+mod config;
+mod grpc;
+pub mod keys;
+
+pub use config::Config;
+use keys::{KeyStore, KeysError, WrappedVersion};
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "SKM_SYSTEM_KEYD";
+
+const SERVICE: &str = "skm.system.v1.SystemKeyService";
+
+/// Who may call what on system-keyd (DESIGN §3).
+pub fn access_policy() -> AccessPolicy {
+    AccessPolicy::new()
+        .with_health_and_reflection()
+        .allow(
+            &format!("/{SERVICE}/GetWrappedSystemKeys"),
+            &[Allow::Service(Service::KmsApi)],
+        )
+        .allow(&format!("/{SERVICE}/RotateSystemKey"), &[Allow::Operator(Role::Admin)])
+}
+
+/// The state shared by the handlers and the bootstrap task.
+pub(crate) struct SystemKeys {
+    keys: KeyStore,
+    root: RootKeyServiceClient<Channel>,
+    /// Serialises rotations in this process (CAS still guards the store).
+    rotation: tokio::sync::Mutex<()>,
+    health: Health,
+}
+
+/// Why a new version could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RotateError {
+    /// root-keyd refused or is unreachable.
+    #[error("root-keyd: {}", .0.message())]
+    Root(tonic::Status),
+    /// root-keyd answered without a key.
+    #[error("root-keyd returned no key")]
+    Empty,
+    /// The store failed.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+}
+
+impl SystemKeys {
+    /// Generates version `active + 1` with root-keyd and makes it active.
+    pub(crate) async fn rotate(&self) -> Result<u32, RotateError> {
+        let _guard = self.rotation.lock().await;
+        let snapshot = self.keys.snapshot().await?;
+        let (next, expected) = match snapshot.active {
+            Some((active, rev)) => (active + 1, Some(rev)),
+            None => (1, None),
+        };
+        let resp = self
+            .root
+            .clone()
+            .generate_system_key(skm_proto::root::v1::GenerateSystemKeyRequest { version: next })
+            .await
+            .map_err(RotateError::Root)?
+            .into_inner();
+        let key = resp.key.ok_or(RotateError::Empty)?;
+        if key.version != next {
+            return Err(RotateError::Empty);
+        }
+        let wrapped = WrappedVersion {
+            version: next,
+            root_key_id: key.root_key_id,
+            wrapped: key.wrapped,
+        };
+        self.keys.add_active(&wrapped, expected).await?;
+        self.health.set(true).await;
+        tracing::info!(version = next, "system key version added and made active");
+        Ok(next)
+    }
+
+    /// Obtains version 1 if the store has none, retrying until it succeeds
+    /// or shutdown.
+    async fn bootstrap(self: Arc<Self>, shutdown: Shutdown) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.keys.snapshot().await {
+                Ok(s) if s.active.is_some() => {
+                    self.health.set(true).await;
+                    return;
+                }
+                Ok(_) => match self.rotate().await {
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "cannot obtain system key version 1 yet"),
+                },
+                Err(e) => tracing::error!(error = %e, "cannot read the system key store"),
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A started system-keyd.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+impl Running {
+    /// Waits until the server has shut down.
+    pub async fn wait(self) -> Result<(), RunError> {
+        self.task.await.map_err(|e| RunError::from(e.to_string()))?
+    }
+}
+
+/// Opens the store, binds the port, starts serving and bootstrapping.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
+    let store = skm_store::SledStore::open(&config.data_dir)?;
+    let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
+    let root_channel = skm_runtime::channel::lazy_channel(&config.root_keyd, config.tls.client_config(&root_id)?)?;
+    let listener = skm_runtime::serve::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let mut routes = tonic::service::Routes::builder();
+    let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
+    let state = Arc::new(SystemKeys {
+        keys: KeyStore::new(store),
+        root: RootKeyServiceClient::new(root_channel),
+        rotation: tokio::sync::Mutex::new(()),
+        health,
+    });
+    routes.add_service(SystemKeyServiceServer::new(grpc::SystemKeyApi { state: state.clone() }));
+    tokio::spawn(state.clone().bootstrap(shutdown.clone()));
+    let tls = config.tls.mtls_server_config()?;
+    let trust = ClientTrust::Deployment {
+        trust_domain: config.trust_domain.clone(),
+    };
+    tracing::info!(%addr, root_keyd = config.root_keyd, "system-keyd listening");
+    let task = tokio::spawn(async move {
+        skm_runtime::serve::serve(listener, tls, trust, access_policy(), routes.routes(), shutdown).await?;
+        Ok(())
+    });
+    Ok(Running { addr, task })
+}
+
+/// The [`Daemon`] glue for `main`.
+#[derive(Debug)]
+pub struct SystemKeyd;
+
+impl Daemon for SystemKeyd {
+    const NAME: &'static str = "system-keyd";
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    type Config = Config;
+
+    fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(path)
+    }
+
+    fn log_config(config: &Config) -> &LogConfig {
+        &config.log
+    }
+
+    fn health_target(config: &Config) -> (SocketAddr, TlsIdentity, SpiffeId) {
+        (config.listen, config.tls.clone(), config.id.clone())
+    }
+
+    async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+        start(config, shutdown).await?.wait().await
+    }
+}
