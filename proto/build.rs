@@ -4,12 +4,8 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &[
-    "skm/root/v1/root.proto",
-    "skm/system/v1/system.proto",
-    "skm/api/v1/api.proto",
-    "skm/admin/v1/admin.proto",
-];
+const PROTOS: &[&str] =
+    &["skm/root/v1/root.proto", "skm/system/v1/system.proto", "skm/api/v1/api.proto", "skm/admin/v1/admin.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
@@ -19,9 +15,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["."])?;
     let encoded = prost::Message::encode_to_vec(&fds);
     std::fs::write(out_dir.join("skm_descriptor.bin"), encoded)?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
     Ok(())
 }

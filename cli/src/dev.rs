@@ -12,19 +12,23 @@ use crate::args::{DevArgs, SealArg};
 use crate::devstack::{self, DevSeal, Ports};
 use crate::failure::Failure;
 
-/// Starts one tier as `<skm> daemon <tier> --config <file>`, its log lines
-/// prefixed with the tier name on our stderr.
-pub fn spawn_tier(skm: &std::path::Path, service: Service, config: &std::path::Path) -> std::io::Result<Child> {
-    let mut child = Command::new(skm)
-        .arg("daemon")
-        .arg(service.name())
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+/// Starts one tier as `<skm> daemon <tier> --config <file>`. Its log lines
+/// go to `log` (appended) when given, else to our stderr prefixed with the
+/// tier name.
+pub fn spawn_tier(
+    skm: &std::path::Path,
+    service: Service,
+    config: &std::path::Path,
+    log: Option<&std::path::Path>,
+) -> std::io::Result<Child> {
+    let mut command = Command::new(skm);
+    command.arg("daemon").arg(service.name()).arg("--config").arg(config).stdin(Stdio::null()).kill_on_drop(true);
+    if let Some(log) = log {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        command.stdout(file.try_clone()?).stderr(file);
+        return command.spawn();
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let name = service.name();
     if let Some(out) = child.stdout.take() {
         tokio::spawn(prefix_lines(name, out));
@@ -58,21 +62,13 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         SealArg::Shamir => DevSeal::Shamir,
     };
     if args.port_base > u16::MAX - 3 {
-        return Err(Failure::usage(format!(
-            "--port-base {} leaves no room for 4 ports",
-            args.port_base
-        )));
+        return Err(Failure::usage(format!("--port-base {} leaves no room for 4 ports", args.port_base)));
     }
-    let stack = devstack::prepare(
-        &args.data_dir,
-        Ports::from_base(args.port_base),
-        seal,
-        &args.trust_domain,
-    )?;
+    let stack = devstack::prepare(&args.data_dir, Ports::from_base(args.port_base), seal, &args.trust_domain)?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
-        children.push((service, spawn_tier(&exe, service, &stack.config(service))?));
+        children.push((service, spawn_tier(&exe, service, &stack.config(service), None)?));
     }
     println!("export SKM_PROFILE={}", stack.profile_path.display());
     eprintln!(
@@ -99,10 +95,9 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
             eprintln!("skm dev: stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Some((service, status)) => Err(Failure::refused(format!(
-            "{} exited ({status}); stopped the others",
-            service.name()
-        ))),
+        Some((service, status)) => {
+            Err(Failure::refused(format!("{} exited ({status}); stopped the others", service.name())))
+        }
     }
 }
 

@@ -37,12 +37,7 @@ pub struct Ports {
 impl Ports {
     /// `base`, `base+1`, `base+2`, `base+3`.
     pub fn from_base(base: u16) -> Self {
-        Self {
-            user: base,
-            admin: base + 1,
-            root: base + 2,
-            system: base + 3,
-        }
+        Self { user: base, admin: base + 1, root: base + 2, system: base + 3 }
     }
 }
 
@@ -156,11 +151,9 @@ pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> a
         addr(ports.system),
         tls(Service::KmsApi),
     );
-    for (service, text) in [
-        (Service::RootKeyd, root_cfg),
-        (Service::SystemKeyd, system_cfg),
-        (Service::KmsApi, kms_cfg),
-    ] {
+    for (service, text) in
+        [(Service::RootKeyd, root_cfg), (Service::SystemKeyd, system_cfg), (Service::KmsApi, kms_cfg)]
+    {
         let tier = dir.join(service.name());
         std::fs::create_dir_all(tier.join("data"))?;
         std::fs::write(tier.join(format!("{}.toml", service.name())), text)?;
@@ -174,20 +167,10 @@ pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> a
         admin_endpoint: format!("127.0.0.1:{}", ports.admin),
         root_keyd: format!("127.0.0.1:{}", ports.root),
         system_keyd: format!("127.0.0.1:{}", ports.system),
-        operator: Some(CertFiles {
-            cert: operator.cert,
-            key: operator.key,
-        }),
+        operator: Some(CertFiles { cert: operator.cert, key: operator.key }),
         client: None,
     };
     let profile_path = dir.join("profile.toml");
-    std::fs::write(
-        &profile_path,
-        format!("# SKM profile (written by skm dev)\n{}", toml::to_string(&profile)?),
-    )?;
-    Ok(DevStack {
-        dir,
-        profile_path,
-        profile,
-    })
+    std::fs::write(&profile_path, format!("# SKM profile (written by skm dev)\n{}", toml::to_string(&profile)?))?;
+    Ok(DevStack { dir, profile_path, profile })
 }

@@ -21,26 +21,17 @@ pub struct Failure {
 impl Failure {
     /// A usage error.
     pub fn usage(message: impl std::fmt::Display) -> Self {
-        Self {
-            code: EXIT_USAGE,
-            message: message.to_string(),
-        }
+        Self { code: EXIT_USAGE, message: message.to_string() }
     }
 
     /// Refused or invalid.
     pub fn refused(message: impl std::fmt::Display) -> Self {
-        Self {
-            code: EXIT_REFUSED,
-            message: message.to_string(),
-        }
+        Self { code: EXIT_REFUSED, message: message.to_string() }
     }
 
     /// Unavailable.
     pub fn unavailable(message: impl std::fmt::Display) -> Self {
-        Self {
-            code: EXIT_UNAVAILABLE,
-            message: message.to_string(),
-        }
+        Self { code: EXIT_UNAVAILABLE, message: message.to_string() }
     }
 
     /// Prints and returns the exit code.
@@ -64,10 +55,7 @@ impl From<tonic::Status> for Failure {
             }
             upper.push(c.to_ascii_uppercase());
         }
-        Self {
-            code,
-            message: format!("{upper}: {}", s.message()),
-        }
+        Self { code, message: format!("{upper}: {}", s.message()) }
     }
 }
 

@@ -21,20 +21,12 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let json = cli.json;
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
-        Command::Pki(PkiCommand::Init {
-            out,
-            trust_domain,
-            hosts,
-            operator,
-        }) => {
+        Command::Pki(PkiCommand::Init { out, trust_domain, hosts, operator }) => {
             crate::pki::init(&out, &trust_domain, &hosts, &operator)?;
             if json {
                 println!("{}", json!({ "out": out, "trust_domain": trust_domain }));
             } else {
-                eprintln!(
-                    "PKI for {trust_domain} written to {}; keep ca/ca.key offline",
-                    out.display()
-                );
+                eprintln!("PKI for {trust_domain} written to {}; keep ca/ca.key offline", out.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -74,24 +66,14 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
         Command::Status { wait } => status(skm, wait, json).await,
         Command::Root(cmd) => root_verb(skm, cmd, json).await,
         Command::Keystore(KeystoreCommand::Create { name, allow_ips }) => {
-            let resp = skm
-                .admin()?
-                .create_keystore(admin::v1::CreateKeystoreRequest { name, allow_ips })
-                .await?
-                .into_inner();
-            let ks = resp
-                .keystore
-                .ok_or_else(|| Failure::refused("server returned no keystore"))?;
+            let resp =
+                skm.admin()?.create_keystore(admin::v1::CreateKeystoreRequest { name, allow_ips }).await?.into_inner();
+            let ks = resp.keystore.ok_or_else(|| Failure::refused("server returned no keystore"))?;
             print_id(json, "keystore_id", &ks.id);
             Ok(ExitCode::SUCCESS)
         }
         Command::Keystore(KeystoreCommand::List) => {
-            let list = skm
-                .admin()?
-                .list_keystores(admin::v1::ListKeystoresRequest {})
-                .await?
-                .into_inner()
-                .keystores;
+            let list = skm.admin()?.list_keystores(admin::v1::ListKeystoresRequest {}).await?.into_inner().keystores;
             if json {
                 let items: Vec<_> = list
                     .iter()
@@ -107,22 +89,14 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Key(KeyCommand::Create {
-            keystore,
-            name,
-            key_type,
-        }) => {
+        Command::Key(KeyCommand::Create { keystore, name, key_type }) => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
             let key_type = match key_type {
                 KeyTypeArg::Aes256 => admin::v1::KeyType::Aes256,
             };
             let resp = skm
                 .admin()?
-                .create_key(admin::v1::CreateKeyRequest {
-                    keystore_id,
-                    name,
-                    key_type: key_type as i32,
-                })
+                .create_key(admin::v1::CreateKeyRequest { keystore_id, name, key_type: key_type as i32 })
                 .await?
                 .into_inner();
             print_id(json, "key_id", &resp.key_id);
@@ -132,11 +106,7 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
             let plaintext = read_stdin()?;
             let resp = skm
                 .keys()
-                .encrypt(api::v1::EncryptRequest {
-                    key_id: key,
-                    plaintext,
-                    aad: aad.unwrap_or_default().into_bytes(),
-                })
+                .encrypt(api::v1::EncryptRequest { key_id: key, plaintext, aad: aad.unwrap_or_default().into_bytes() })
                 .await?
                 .into_inner();
             let b64 = B64.encode(&resp.ciphertext);
@@ -149,27 +119,15 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
         }
         Command::Decrypt { key, aad } => {
             let input = read_stdin()?;
-            let text: String = String::from_utf8_lossy(&input)
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            let ciphertext = B64
-                .decode(text)
-                .map_err(|_| Failure::usage("stdin is not base64 ciphertext"))?;
+            let text: String = String::from_utf8_lossy(&input).chars().filter(|c| !c.is_whitespace()).collect();
+            let ciphertext = B64.decode(text).map_err(|_| Failure::usage("stdin is not base64 ciphertext"))?;
             let resp = skm
                 .keys()
-                .decrypt(api::v1::DecryptRequest {
-                    key_id: key,
-                    ciphertext,
-                    aad: aad.unwrap_or_default().into_bytes(),
-                })
+                .decrypt(api::v1::DecryptRequest { key_id: key, ciphertext, aad: aad.unwrap_or_default().into_bytes() })
                 .await?
                 .into_inner();
             if json {
-                println!(
-                    "{}",
-                    json!({ "plaintext": B64.encode(&resp.plaintext), "key_version": resp.key_version })
-                );
+                println!("{}", json!({ "plaintext": B64.encode(&resp.plaintext), "key_version": resp.key_version }));
             } else {
                 std::io::stdout().write_all(&resp.plaintext)?;
             }
@@ -184,12 +142,7 @@ async fn resolve_keystore(skm: &Skm, arg: &str) -> Result<String, Failure> {
     if arg.parse::<skm_crypto::Id>().is_ok() {
         return Ok(arg.to_owned());
     }
-    let list = skm
-        .admin()?
-        .list_keystores(admin::v1::ListKeystoresRequest {})
-        .await?
-        .into_inner()
-        .keystores;
+    let list = skm.admin()?.list_keystores(admin::v1::ListKeystoresRequest {}).await?.into_inner().keystores;
     list.into_iter()
         .find(|k| k.name == arg)
         .map(|k| k.id)
@@ -200,16 +153,10 @@ async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, 
     let mut client = skm.root()?;
     match cmd {
         RootCommand::Init { shares, threshold } => {
-            let resp = client
-                .init(root::v1::InitRequest { shares, threshold })
-                .await?
-                .into_inner();
+            let resp = client.init(root::v1::InitRequest { shares, threshold }).await?.into_inner();
             let encoded: Vec<String> = resp.shares.iter().map(|s| B64.encode(s)).collect();
             if json {
-                println!(
-                    "{}",
-                    json!({ "root_key_id": resp.root_key_id, "shares": encoded, "threshold": threshold })
-                );
+                println!("{}", json!({ "root_key_id": resp.root_key_id, "shares": encoded, "threshold": threshold }));
             } else {
                 for s in &encoded {
                     println!("{s}");
@@ -227,26 +174,16 @@ async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, 
                 Some(s) => s,
                 None => String::from_utf8_lossy(&read_stdin()?).trim().to_owned(),
             };
-            let share = B64
-                .decode(text.trim())
-                .map_err(|_| Failure::usage("the share is not base64"))?;
-            let status = client
-                .unseal(root::v1::UnsealRequest { share })
-                .await?
-                .into_inner()
-                .status
-                .unwrap_or_default();
+            let share = B64.decode(text.trim()).map_err(|_| Failure::usage("the share is not base64"))?;
+            let status =
+                client.unseal(root::v1::UnsealRequest { share }).await?.into_inner().status.unwrap_or_default();
             print_seal(&status, json);
             Ok(ExitCode::SUCCESS)
         }
         RootCommand::Status => {
             let status = client.seal_status(root::v1::SealStatusRequest {}).await?.into_inner();
             print_seal(&status, json);
-            Ok(if status.sealed {
-                ExitCode::from(crate::failure::EXIT_UNAVAILABLE)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if status.sealed { ExitCode::from(crate::failure::EXIT_UNAVAILABLE) } else { ExitCode::SUCCESS })
         }
     }
 }
@@ -286,9 +223,9 @@ async fn probe(skm: &Skm) -> Vec<(Service, Result<bool, String>, Option<String>)
             Ok(mut client) => {
                 let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
                 match tokio::time::timeout(Duration::from_secs(3), client.check(req)).await {
-                    Ok(Ok(r)) => Ok(
-                        r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                    ),
+                    Ok(Ok(r)) => {
+                        Ok(r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                    }
                     Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
                     Err(_) => Err("no answer within 3 s".to_owned()),
                 }
@@ -333,18 +270,10 @@ async fn status(skm: &Skm, wait: Option<u64>, json: bool) -> Result<ExitCode, Fa
                         Ok(false) => "NOT_SERVING".to_owned(),
                         Err(e) => format!("UNREACHABLE ({e})"),
                     };
-                    println!(
-                        "{:<12} {state}{}",
-                        s.name(),
-                        d.as_ref().map(|d| format!("  {d}")).unwrap_or_default()
-                    );
+                    println!("{:<12} {state}{}", s.name(), d.as_ref().map(|d| format!("  {d}")).unwrap_or_default());
                 }
             }
-            return Ok(if ready {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(crate::failure::EXIT_UNAVAILABLE)
-            });
+            return Ok(if ready { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_UNAVAILABLE) });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -38,11 +38,7 @@ impl PkiLayout {
 
     fn files(&self, name: &str) -> IdentityFiles {
         let d = self.dir.join(name);
-        IdentityFiles {
-            ca: d.join("ca.pem"),
-            cert: d.join("cert.pem"),
-            key: d.join("key.pem"),
-        }
+        IdentityFiles { ca: d.join("ca.pem"), cert: d.join("cert.pem"), key: d.join("key.pem") }
     }
 
     /// A service's files.

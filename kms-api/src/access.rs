@@ -24,11 +24,7 @@ pub struct BadCidr(pub String);
 
 impl Ipv4Cidr {
     fn mask(prefix: u8) -> u32 {
-        if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix))
-        }
+        if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
     }
 
     /// Whether `addr` is inside this network.
@@ -62,11 +58,7 @@ impl FromStr for Ipv4Cidr {
 
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix == 32 {
-            write!(f, "{}", self.network)
-        } else {
-            write!(f, "{}/{}", self.network, self.prefix)
-        }
+        if self.prefix == 32 { write!(f, "{}", self.network) } else { write!(f, "{}/{}", self.network, self.prefix) }
     }
 }
 
@@ -92,10 +84,7 @@ impl Policy {
             return Err("allow_ips needs at least one IPv4 address or CIDR".to_owned());
         }
         if entries.len() > MAX_ALLOW_IPS {
-            return Err(format!(
-                "allow_ips has {} entries; the limit is {MAX_ALLOW_IPS}",
-                entries.len()
-            ));
+            return Err(format!("allow_ips has {} entries; the limit is {MAX_ALLOW_IPS}", entries.len()));
         }
         let allow_ips = entries
             .iter()
@@ -110,11 +99,7 @@ impl Policy {
             IpAddr::V4(v4) => v4,
             IpAddr::V6(_) => return Err(Denied::Ipv4),
         };
-        if self.allow_ips.iter().any(|c| c.contains(v4)) {
-            Ok(())
-        } else {
-            Err(Denied::Ipv4)
-        }
+        if self.allow_ips.iter().any(|c| c.contains(v4)) { Ok(()) } else { Err(Denied::Ipv4) }
     }
 }
 
@@ -129,10 +114,7 @@ mod tests {
         assert!(p.check("192.168.1.7".parse().unwrap()).is_ok());
         assert_eq!(p.check("192.168.1.8".parse().unwrap()), Err(Denied::Ipv4));
         assert_eq!(p.check("10.0.1.1".parse().unwrap()), Err(Denied::Ipv4));
-        assert!(
-            p.check("::ffff:10.0.0.1".parse().unwrap()).is_ok(),
-            "v4-mapped v6 is v4"
-        );
+        assert!(p.check("::ffff:10.0.0.1".parse().unwrap()).is_ok(), "v4-mapped v6 is v4");
         assert_eq!(p.check("::1".parse().unwrap()), Err(Denied::Ipv4));
         let all = Policy::from_allow_ips(&["0.0.0.0/0".into()]).unwrap();
         assert!(all.check("8.8.8.8".parse().unwrap()).is_ok());
@@ -145,9 +127,7 @@ mod tests {
         for bad in ["10.0.0.5/24", "10.0.0.0/33", "300.1.1.1", "::1", "10.0.0/8", ""] {
             assert!(Policy::from_allow_ips(&[bad.into()]).is_err(), "{bad}");
         }
-        let too_many: Vec<String> = (0..=MAX_ALLOW_IPS)
-            .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
-            .collect();
+        let too_many: Vec<String> = (0..=MAX_ALLOW_IPS).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
         let err = Policy::from_allow_ips(&too_many).unwrap_err();
         assert!(err.contains("the limit is 256"), "{err}");
     }

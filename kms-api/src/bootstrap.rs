@@ -35,11 +35,7 @@ pub struct NotReady;
 impl Keyring {
     /// The current keyring.
     pub fn current(&self) -> Result<Arc<SystemKeyring>, NotReady> {
-        self.inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(NotReady)
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone().ok_or(NotReady)
     }
 
     fn set(&self, ring: SystemKeyring) {
@@ -81,9 +77,7 @@ impl Loader {
             .into_inner();
         let current = self.keyring.current().ok();
         let held: Vec<u32> = current.as_ref().map(|r| r.versions().collect()).unwrap_or_default();
-        let active_unchanged = current
-            .as_ref()
-            .is_some_and(|r| r.active_version() == wrapped.active_version);
+        let active_unchanged = current.as_ref().is_some_and(|r| r.active_version() == wrapped.active_version);
         if active_unchanged && wrapped.keys.iter().all(|k| held.contains(&k.version)) {
             return Ok(false);
         }

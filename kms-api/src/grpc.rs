@@ -34,11 +34,7 @@ impl From<KmsError> for Status {
 }
 
 fn client_ip<T>(request: &Request<T>) -> Result<IpAddr, Status> {
-    request
-        .extensions()
-        .get::<PeerInfo>()
-        .map(|p| p.remote_addr.ip())
-        .ok_or_else(|| Status::internal("internal error"))
+    request.extensions().get::<PeerInfo>().map(|p| p.remote_addr.ip()).ok_or_else(|| Status::internal("internal error"))
 }
 
 /// User plane handlers.
@@ -55,10 +51,7 @@ impl KeyService for KeyApi {
         let client = client_ip(&request)?;
         let req = request.into_inner();
         let (ciphertext, key_version) = self.kms.encrypt(client, &req.key_id, &req.plaintext, &req.aad).await?;
-        Ok(Response::new(api_pb::EncryptResponse {
-            ciphertext,
-            key_version,
-        }))
+        Ok(Response::new(api_pb::EncryptResponse { ciphertext, key_version }))
     }
 
     async fn decrypt(
@@ -68,10 +61,7 @@ impl KeyService for KeyApi {
         let client = client_ip(&request)?;
         let req = request.into_inner();
         let (plaintext, key_version) = self.kms.decrypt(client, &req.key_id, &req.ciphertext, &req.aad).await?;
-        Ok(Response::new(api_pb::DecryptResponse {
-            plaintext: plaintext.to_vec(),
-            key_version,
-        }))
+        Ok(Response::new(api_pb::DecryptResponse { plaintext: plaintext.to_vec(), key_version }))
     }
 }
 
@@ -107,9 +97,7 @@ impl AdminService for AdminApi {
         let req = request.into_inner();
         let ks = self.kms.create_keystore(&req.name, &req.allow_ips).await?;
         tracing::info!(operator = who, keystore_id = %ks.id, name = ks.name, "keystore created");
-        Ok(Response::new(admin_pb::CreateKeystoreResponse {
-            keystore: Some(keystore_pb(&ks)),
-        }))
+        Ok(Response::new(admin_pb::CreateKeystoreResponse { keystore: Some(keystore_pb(&ks)) }))
     }
 
     async fn list_keystores(
@@ -117,9 +105,7 @@ impl AdminService for AdminApi {
         _: Request<admin_pb::ListKeystoresRequest>,
     ) -> Result<Response<admin_pb::ListKeystoresResponse>, Status> {
         let keystores = self.kms.list_keystores().await?;
-        Ok(Response::new(admin_pb::ListKeystoresResponse {
-            keystores: keystores.iter().map(keystore_pb).collect(),
-        }))
+        Ok(Response::new(admin_pb::ListKeystoresResponse { keystores: keystores.iter().map(keystore_pb).collect() }))
     }
 
     async fn create_key(
@@ -139,9 +125,6 @@ impl AdminService for AdminApi {
         };
         let key = self.kms.create_key(&req.keystore_id, &req.name, kind).await?;
         tracing::info!(operator = who, key_id = %key.id, "key created by operator");
-        Ok(Response::new(admin_pb::CreateKeyResponse {
-            key_id: key.id.to_string(),
-            version: 1,
-        }))
+        Ok(Response::new(admin_pb::CreateKeyResponse { key_id: key.id.to_string(), version: 1 }))
     }
 }

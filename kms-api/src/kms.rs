@@ -70,10 +70,7 @@ struct Cache {
 
 impl Cache {
     fn get<T>(map: &RwLock<HashMap<Id, Arc<T>>>, id: &Id) -> Option<Arc<T>> {
-        map.read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .cloned()
+        map.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
     }
 
     fn put<T>(&self, map: &RwLock<HashMap<Id, Arc<T>>>, id: Id, value: Arc<T>) {
@@ -94,16 +91,12 @@ pub struct Kms {
 }
 
 fn parse_id(field: &str, value: &str) -> Result<Id, KmsError> {
-    value
-        .parse()
-        .map_err(|_| KmsError::InvalidArgument(format!("{field}: {value:?} is not an id (32 hex digits)")))
+    value.parse().map_err(|_| KmsError::InvalidArgument(format!("{field}: {value:?} is not an id (32 hex digits)")))
 }
 
 fn check_len(field: &str, len: usize, limit: usize) -> Result<(), KmsError> {
     if len > limit {
-        return Err(KmsError::InvalidArgument(format!(
-            "{field} is {len} bytes; the limit is {limit}"
-        )));
+        return Err(KmsError::InvalidArgument(format!("{field} is {len} bytes; the limit is {limit}")));
     }
     Ok(())
 }
@@ -114,11 +107,7 @@ impl Kms {
         Self {
             records,
             clock,
-            cache: Cache {
-                capacity: cache_entries,
-                keystores: RwLock::default(),
-                keys: RwLock::default(),
-            },
+            cache: Cache { capacity: cache_entries, keystores: RwLock::default(), keys: RwLock::default() },
         }
     }
 
@@ -134,9 +123,9 @@ impl Kms {
         };
         match self.records.create_keystore(&ks).await {
             Ok(()) => Ok(ks),
-            Err(RecordError::Conflict(_)) => Err(KmsError::AlreadyExists(format!(
-                "a keystore named {name:?} already exists"
-            ))),
+            Err(RecordError::Conflict(_)) => {
+                Err(KmsError::AlreadyExists(format!("a keystore named {name:?} already exists")))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -151,10 +140,7 @@ impl Kms {
             return Ok(ks);
         }
         let ks = Arc::new(
-            self.records
-                .keystore(id)
-                .await?
-                .ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?,
+            self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?,
         );
         self.cache.put(&self.cache.keystores, *id, ks.clone());
         Ok(ks)
@@ -197,12 +183,8 @@ impl Kms {
         if let Some(k) = Cache::get(&self.cache.keys, id) {
             return Ok(k);
         }
-        let key = Arc::new(
-            self.records
-                .key(id)
-                .await?
-                .ok_or_else(|| KmsError::NotFound(format!("key {id} not found")))?,
-        );
+        let key =
+            Arc::new(self.records.key(id).await?.ok_or_else(|| KmsError::NotFound(format!("key {id} not found")))?);
         self.cache.put(&self.cache.keys, *id, key.clone());
         Ok(key)
     }
@@ -234,10 +216,7 @@ impl Kms {
             .newest()
             .ok_or_else(|| KmsError::FailedPrecondition(format!("key {} has no usable version", key.id)))?;
         let Material::Aes256(material) = &newest.material;
-        let header = Header {
-            key_id: key.id,
-            version: newest.version,
-        };
+        let header = Header { key_id: key.id, version: newest.version };
         let ciphertext = user::encrypt(material, header, plaintext, aad).map_err(internal)?;
         Ok((ciphertext, newest.version))
     }

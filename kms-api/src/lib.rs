@@ -44,9 +44,7 @@ const ADMIN_SERVICE: &str = "skm.admin.v1.AdminService";
 /// The user port: any peer that completed TLS; each call is then checked
 /// against the keystore's policy by the handler.
 pub fn user_access_policy() -> AccessPolicy {
-    AccessPolicy::new()
-        .with_health_and_reflection()
-        .allow_service(USER_SERVICE, &[Allow::AnyPeer])
+    AccessPolicy::new().with_health_and_reflection().allow_service(USER_SERVICE, &[Allow::AnyPeer])
 }
 
 /// The admin port: operators only; auditors may only read.
@@ -92,9 +90,7 @@ impl Running {
         let Ok(ring) = self.keyring.current() else {
             return Vec::new();
         };
-        ring.versions()
-            .filter_map(|v| ring.danger_key(v).map(|k| *k.danger_expose()))
-            .collect()
+        ring.versions().filter_map(|v| ring.danger_key(v).map(|k| *k.danger_expose())).collect()
     }
 
     /// A user key's material, for the tier-separation test.
@@ -142,9 +138,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     };
     tokio::spawn(loader.run(shutdown.clone()));
 
-    let trust = ClientTrust::Deployment {
-        trust_domain: config.trust_domain.clone(),
-    };
+    let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     let user_tls = config.tls.optional_client_cert_server_config()?;
     let admin_tls = config.tls.mtls_server_config()?;
     tracing::info!(%user_addr, %admin_addr, "kms-api listening; loading system keys");
@@ -173,13 +167,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         .await?;
         Ok(())
     });
-    Ok(Running {
-        user_addr,
-        admin_addr,
-        keyring,
-        kms,
-        tasks: vec![user_task, admin_task],
-    })
+    Ok(Running { user_addr, admin_addr, keyring, kms, tasks: vec![user_task, admin_task] })
 }
 
 /// The [`Daemon`] glue for `main`.

@@ -18,10 +18,7 @@ pub fn check_name(field: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(format!("{field} must be 1..={MAX_NAME} characters; got {}", name.len()));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         return Err(format!("{field} may contain only A-Z a-z 0-9 . _ -; found {c:?}"));
     }
     Ok(())

@@ -108,10 +108,7 @@ impl Records {
     }
 
     fn seal(&self, record_id: &[u8], owner: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, RecordError> {
-        self.keyring
-            .current()?
-            .seal(record_id, owner, plaintext)
-            .map_err(|_| RecordError::Seal)
+        self.keyring.current()?.seal(record_id, owner, plaintext).map_err(|_| RecordError::Seal)
     }
 
     fn open(&self, record_id: &[u8], owner: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, RecordError> {
@@ -140,16 +137,8 @@ impl Records {
         let index = self.seal(&name_key, b"", ks.id.to_string().as_bytes())?;
         self.store
             .apply(vec![
-                Op::Put {
-                    key: name_key,
-                    value: index,
-                    expect: Expect::Absent,
-                },
-                Op::Put {
-                    key: id_key,
-                    value,
-                    expect: Expect::Absent,
-                },
+                Op::Put { key: name_key, value: index, expect: Expect::Absent },
+                Op::Put { key: id_key, value, expect: Expect::Absent },
             ])
             .await?;
         Ok(())
@@ -169,16 +158,14 @@ impl Records {
         let plain = self.open(key, b"", sealed)?;
         let r: KeystoreRecord = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
         let policy = Policy::from_allow_ips(&r.allow_ips).map_err(|_| corrupt())?;
-        Ok(Keystore {
-            id,
-            name: r.name,
-            policy,
-            created_at: r.created_at,
-        })
+        Ok(Keystore { id, name: r.name, policy, created_at: r.created_at })
     }
 
     /// Every keystore, by name.
     pub async fn keystores(&self) -> Result<Vec<Keystore>, RecordError> {
+        // Fail closed: no answer, not even an empty one, before the system
+        // keys are loaded.
+        self.keyring.current()?;
         let mut out = Vec::new();
         for (key, v) in self.store.list(b"ks/").await? {
             let id = std::str::from_utf8(&key[3..])
@@ -201,16 +188,8 @@ impl Records {
         let index = self.seal(&name_key, owner.as_bytes(), key.id.to_string().as_bytes())?;
         self.store
             .apply(vec![
-                Op::Put {
-                    key: name_key,
-                    value: index,
-                    expect: Expect::Absent,
-                },
-                Op::Put {
-                    key: id_key,
-                    value,
-                    expect: Expect::Absent,
-                },
+                Op::Put { key: name_key, value: index, expect: Expect::Absent },
+                Op::Put { key: id_key, value, expect: Expect::Absent },
             ])
             .await?;
         Ok(())
@@ -260,11 +239,7 @@ impl Records {
                     Material::Aes256(skm_crypto::Secret32::from_slice_wiping(&mut raw).ok_or_else(corrupt)?)
                 }
             };
-            versions.push(KeyVersion {
-                version: v.version,
-                material,
-                created_at: v.created_at,
-            });
+            versions.push(KeyVersion { version: v.version, material, created_at: v.created_at });
         }
         Ok(Some(Key {
             id: *id,

@@ -1,6 +1,7 @@
 //! The gRPC edge of root-keyd: proto ⇄ domain, errors → status codes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use skm_proto::root::v1 as pb;
 use skm_proto::root::v1::root_key_service_server::RootKeyService;
@@ -13,6 +14,9 @@ use crate::sealing::{SealError, Sealer};
 pub(crate) struct RootKeyApi {
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) health: Health,
+    /// System keys unwrapped since start (an operations metric, and how the
+    /// tests prove a refused call unwrapped nothing).
+    pub(crate) unwrapped: Arc<AtomicU64>,
 }
 
 impl From<SealError> for Status {
@@ -37,11 +41,7 @@ fn status_pb(s: crate::sealing::Status) -> pb::SealStatusResponse {
     pb::SealStatusResponse {
         initialized: s.initialized,
         sealed: s.sealed,
-        mode: if s.shamir {
-            pb::SealMode::Shamir
-        } else {
-            pb::SealMode::Passphrase
-        } as i32,
+        mode: if s.shamir { pb::SealMode::Shamir } else { pb::SealMode::Passphrase } as i32,
         threshold: s.threshold,
         progress: s.progress,
         root_key_id: s.root_key_id,
@@ -61,16 +61,8 @@ impl RootKeyService for RootKeyApi {
     async fn init(&self, request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
         let req = request.into_inner();
         let (root_key_id, shares) = self.sealer.init_shamir(req.shares, req.threshold)?;
-        tracing::info!(
-            root_key_id,
-            shares = req.shares,
-            threshold = req.threshold,
-            "root key initialised"
-        );
-        Ok(Response::new(pb::InitResponse {
-            shares: shares.iter().map(|s| s.to_vec()).collect(),
-            root_key_id,
-        }))
+        tracing::info!(root_key_id, shares = req.shares, threshold = req.threshold, "root key initialised");
+        Ok(Response::new(pb::InitResponse { shares: shares.iter().map(|s| s.to_vec()).collect(), root_key_id }))
     }
 
     async fn seal_status(&self, _: Request<pb::SealStatusRequest>) -> Result<Response<pb::SealStatusResponse>, Status> {
@@ -87,9 +79,7 @@ impl RootKeyService for RootKeyApi {
         if !status.sealed {
             self.health.set(true).await;
         }
-        Ok(Response::new(pb::UnsealResponse {
-            status: Some(status_pb(status)),
-        }))
+        Ok(Response::new(pb::UnsealResponse { status: Some(status_pb(status)) }))
     }
 
     async fn generate_system_key(
@@ -102,16 +92,10 @@ impl RootKeyService for RootKeyApi {
         }
         let root = self.sealer.root_key()?;
         let system_key = skm_crypto::Secret32::generate().map_err(|_| Status::internal("internal error"))?;
-        let wrapped = root
-            .wrap_system_key(version, &system_key)
-            .map_err(|_| Status::internal("internal error"))?;
+        let wrapped = root.wrap_system_key(version, &system_key).map_err(|_| Status::internal("internal error"))?;
         tracing::info!(version, root_key_id = root.id(), "system key generated");
         Ok(Response::new(pb::GenerateSystemKeyResponse {
-            key: Some(pb::WrappedSystemKey {
-                version,
-                root_key_id: root.id().to_owned(),
-                wrapped,
-            }),
+            key: Some(pb::WrappedSystemKey { version, root_key_id: root.id().to_owned(), wrapped }),
         }))
     }
 
@@ -136,11 +120,8 @@ impl RootKeyService for RootKeyApi {
         let (encapsulated_key, sealed_key) =
             skm_crypto::transport::seal_system_key(&req.recipient_public_key, key.version, &system_key)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.unwrapped.fetch_add(1, Ordering::Relaxed);
         tracing::info!(version = key.version, "system key unwrapped for kms-api");
-        Ok(Response::new(pb::UnwrapSystemKeyResponse {
-            version: key.version,
-            encapsulated_key,
-            sealed_key,
-        }))
+        Ok(Response::new(pb::UnwrapSystemKeyResponse { version: key.version, encapsulated_key, sealed_key }))
     }
 }

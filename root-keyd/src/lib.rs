@@ -41,11 +41,7 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&m("Unseal"), &[Allow::Operator(Role::Admin)])
         .allow(
             &m("SealStatus"),
-            &[
-                Allow::Operator(Role::Auditor),
-                Allow::Service(Service::SystemKeyd),
-                Allow::Service(Service::KmsApi),
-            ],
+            &[Allow::Operator(Role::Auditor), Allow::Service(Service::SystemKeyd), Allow::Service(Service::KmsApi)],
         )
         .allow(&m("GenerateSystemKey"), &[Allow::Service(Service::SystemKeyd)])
         .allow(&m("UnwrapSystemKey"), &[Allow::Service(Service::KmsApi)])
@@ -57,6 +53,7 @@ pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
     sealer: Arc<Sealer>,
+    unwrapped: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
@@ -64,6 +61,11 @@ impl Running {
     /// Waits until the server has shut down.
     pub async fn wait(self) -> Result<(), RunError> {
         self.task.await.map_err(|e| RunError::from(e.to_string()))?
+    }
+
+    /// How many system keys this root-keyd has unwrapped since start.
+    pub fn unwrap_count(&self) -> u64 {
+        self.unwrapped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the root key is sealed (or not yet created).
@@ -74,10 +76,7 @@ impl Running {
     /// The root key bytes, for the tier-separation test.
     #[cfg(feature = "danger-test-accessors")]
     pub fn danger_root_key(&self) -> Option<[u8; 32]> {
-        self.sealer
-            .root_key()
-            .ok()
-            .map(|k| *k.danger_material().danger_expose())
+        self.sealer.root_key().ok().map(|k| *k.danger_material().danger_expose())
     }
 }
 
@@ -89,20 +88,20 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let mut routes = tonic::service::Routes::builder();
     let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
     health.set(sealer.root_key().is_ok()).await;
+    let unwrapped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     routes.add_service(RootKeyServiceServer::new(grpc::RootKeyApi {
         sealer: sealer.clone(),
         health,
+        unwrapped: unwrapped.clone(),
     }));
     let tls = config.tls.mtls_server_config()?;
-    let trust = ClientTrust::Deployment {
-        trust_domain: config.trust_domain.clone(),
-    };
+    let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     tracing::info!(%addr, seal = ?sealer.status(), "root-keyd listening");
     let task = tokio::spawn(async move {
         skm_runtime::serve::serve(listener, tls, trust, access_policy(), routes.routes(), shutdown).await?;
         Ok(())
     });
-    Ok(Running { addr, sealer, task })
+    Ok(Running { addr, sealer, unwrapped, task })
 }
 
 /// The [`Daemon`] glue for `main`.

@@ -97,14 +97,8 @@ struct PassphraseFile {
 
 enum State {
     Uninitialized,
-    Sealed {
-        file: SealFile,
-        submitted: Vec<Zeroizing<Vec<u8>>>,
-        digests: BTreeSet<[u8; 32]>,
-    },
-    Unsealed {
-        root: Arc<RootKey>,
-    },
+    Sealed { file: SealFile, submitted: Vec<Zeroizing<Vec<u8>>>, digests: BTreeSet<[u8; 32]> },
+    Unsealed { root: Arc<RootKey> },
 }
 
 /// Unseal shares as handed out once by `Init`.
@@ -136,10 +130,7 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer")
-            .field("dir", &self.dir)
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
+        f.debug_struct("Sealer").field("dir", &self.dir).field("mode", &self.mode).finish_non_exhaustive()
     }
 }
 
@@ -147,10 +138,7 @@ impl Sealer {
     /// Opens the seal file in `dir`. In passphrase mode a missing root key is
     /// created and an existing one unsealed at once.
     pub fn open(dir: &Path, mode: SealConfig) -> Result<Self, SealError> {
-        std::fs::create_dir_all(dir).map_err(|source| SealError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| SealError::Io { path: dir.to_owned(), source })?;
         let path = dir.join(SEAL_FILE);
         let state = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -160,11 +148,7 @@ impl Sealer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::Uninitialized,
             Err(source) => return Err(SealError::Io { path, source }),
         };
-        let sealer = Self {
-            dir: dir.to_owned(),
-            mode,
-            state: RwLock::new(state),
-        };
+        let sealer = Self { dir: dir.to_owned(), mode, state: RwLock::new(state) };
         if let SealConfig::Passphrase { file } = &sealer.mode {
             let passphrase = read_passphrase(file)?;
             if matches!(*sealer.read(), State::Uninitialized) {
@@ -227,9 +211,7 @@ impl Sealer {
     /// Creates the root key in Shamir mode and returns the shares (once).
     pub fn init_shamir(&self, shares: u32, threshold: u32) -> Result<(String, UnsealShares), SealError> {
         if self.mode != SealConfig::Shamir {
-            return Err(SealError::WrongMode(
-                "root-keyd is in passphrase mode: it initialises itself",
-            ));
+            return Err(SealError::WrongMode("root-keyd is in passphrase mode: it initialises itself"));
         }
         let mut state = self.write();
         if !matches!(*state, State::Uninitialized) {
@@ -252,39 +234,26 @@ impl Sealer {
         };
         self.persist(&file)?;
         let id = file.root_key_id.clone();
-        *state = State::Sealed {
-            file,
-            submitted: Vec::new(),
-            digests: BTreeSet::new(),
-        };
+        *state = State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() };
         Ok((id, share_list))
     }
 
     /// Takes one Shamir share. Unseals once the threshold is reached.
     pub fn unseal_share(&self, share: &[u8]) -> Result<Status, SealError> {
         if self.mode != SealConfig::Shamir {
-            return Err(SealError::WrongMode(
-                "root-keyd is in passphrase mode: it unseals itself",
-            ));
+            return Err(SealError::WrongMode("root-keyd is in passphrase mode: it unseals itself"));
         }
         {
             let mut state = self.write();
-            let State::Sealed {
-                file,
-                submitted,
-                digests,
-            } = &mut *state
-            else {
+            let State::Sealed { file, submitted, digests } = &mut *state else {
                 drop(state);
                 return match self.root_key() {
                     Ok(_) => Ok(self.status()),
                     Err(e) => Err(e),
                 };
             };
-            let shamir = file
-                .shamir
-                .as_ref()
-                .ok_or(SealError::WrongMode("the stored root key is not Shamir-sealed"))?;
+            let shamir =
+                file.shamir.as_ref().ok_or(SealError::WrongMode("the stored root key is not Shamir-sealed"))?;
             let digest = seal::share_digest(share);
             if !shamir.share_digests.iter().any(|d| d == &hex::encode(digest)) {
                 return Err(SealError::BadShare);
@@ -293,9 +262,8 @@ impl Sealer {
                 submitted.push(Zeroizing::new(share.to_vec()));
             }
             if (digests.len() as u32) >= shamir.threshold {
-                let outcome = seal::combine(submitted, shamir.threshold)
-                    .map_err(SealError::from)
-                    .and_then(|unseal_key| {
+                let outcome =
+                    seal::combine(submitted, shamir.threshold).map_err(SealError::from).and_then(|unseal_key| {
                         let sealed = hex::decode(&file.sealed_root_key).map_err(|_| SealError::BadShare)?;
                         seal::unseal_root_key(&unseal_key, &file.root_key_id, &sealed).map_err(|_| SealError::BadShare)
                     });
@@ -333,11 +301,7 @@ impl Sealer {
             }),
         };
         self.persist(&file)?;
-        *self.write() = State::Sealed {
-            file,
-            submitted: Vec::new(),
-            digests: BTreeSet::new(),
-        };
+        *self.write() = State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() };
         Ok(())
     }
 
@@ -347,19 +311,15 @@ impl Sealer {
             return Ok(());
         };
         let path = self.dir.join(SEAL_FILE);
-        let p = file.passphrase.as_ref().ok_or(SealError::WrongMode(
-            "the stored root key is Shamir-sealed but seal.mode is \"passphrase\"",
-        ))?;
+        let p = file
+            .passphrase
+            .as_ref()
+            .ok_or(SealError::WrongMode("the stored root key is Shamir-sealed but seal.mode is \"passphrase\""))?;
         let salt: [u8; 16] = hex::decode(&p.salt)
             .ok()
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| SealError::Malformed(path.clone()))?;
-        let params = PassphraseParams {
-            salt,
-            m_cost: p.m_cost,
-            t_cost: p.t_cost,
-            p_cost: p.p_cost,
-        };
+        let params = PassphraseParams { salt, m_cost: p.m_cost, t_cost: p.t_cost, p_cost: p.p_cost };
         let kek = params.derive_kek(passphrase)?;
         let sealed = hex::decode(&file.sealed_root_key).map_err(|_| SealError::Malformed(path))?;
         let root = seal::unseal_root_key(&kek, &file.root_key_id, &sealed)
@@ -371,10 +331,7 @@ impl Sealer {
 
     fn persist(&self, file: &SealFile) -> Result<(), SealError> {
         let path = self.dir.join(SEAL_FILE);
-        let io = |source| SealError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| SealError::Io { path: path.clone(), source };
         let tmp = self.dir.join(format!("{SEAL_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(file).map_err(|_| SealError::Crypto)?;
         {
@@ -392,18 +349,11 @@ fn sealed_state(file: SealFile, path: &Path) -> Result<State, SealError> {
     if file.format != 1 || (file.shamir.is_none() == file.passphrase.is_none()) {
         return Err(SealError::Malformed(path.to_owned()));
     }
-    Ok(State::Sealed {
-        file,
-        submitted: Vec::new(),
-        digests: BTreeSet::new(),
-    })
+    Ok(State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() })
 }
 
 fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|source| SealError::Io {
-        path: path.to_owned(),
-        source,
-    })?);
+    let raw = Zeroizing::new(std::fs::read(path).map_err(|source| SealError::Io { path: path.to_owned(), source })?);
     let text = raw.split(|b| *b == b'\n').next().unwrap_or_default();
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     if text.len() < 8 {
@@ -430,11 +380,7 @@ mod tests {
         let (_, foreign) = other.init_shamir(5, 3).unwrap();
         assert!(matches!(sealer.unseal_share(&foreign[0]), Err(SealError::BadShare)));
         assert_eq!(sealer.unseal_share(&shares[0]).unwrap().progress, 1);
-        assert_eq!(
-            sealer.unseal_share(&shares[0]).unwrap().progress,
-            1,
-            "repeat doesn't count"
-        );
+        assert_eq!(sealer.unseal_share(&shares[0]).unwrap().progress, 1, "repeat doesn't count");
         assert_eq!(sealer.unseal_share(&shares[3]).unwrap().progress, 2);
         assert!(sealer.root_key().is_err(), "k-1 shares are not enough");
         let status = sealer.unseal_share(&shares[4]).unwrap();
@@ -463,9 +409,6 @@ mod tests {
         let second = Sealer::open(&data, SealConfig::Passphrase { file: pass.clone() }).unwrap();
         assert_eq!(second.root_key().unwrap().danger_material(), root.danger_material());
         std::fs::write(&pass, "wrong horse battery\n").unwrap();
-        assert!(matches!(
-            Sealer::open(&data, SealConfig::Passphrase { file: pass }),
-            Err(SealError::BadPassphrase(_))
-        ));
+        assert!(matches!(Sealer::open(&data, SealConfig::Passphrase { file: pass }), Err(SealError::BadPassphrase(_))));
     }
 }

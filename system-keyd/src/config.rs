@@ -48,10 +48,7 @@ impl Config {
             .map_err(|e| ConfigError::invalid("trust_domain", e))?;
         let tls = raw.tls.load(path, &id)?;
         if !raw.root_keyd.contains(':') {
-            return Err(ConfigError::invalid(
-                "root_keyd",
-                format!("{:?} is not host:port", raw.root_keyd),
-            ));
+            return Err(ConfigError::invalid("root_keyd", format!("{:?} is not host:port", raw.root_keyd)));
         }
         Ok(Self {
             listen: raw.listen,

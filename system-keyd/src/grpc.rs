@@ -41,19 +41,13 @@ impl SystemKeyService for SystemKeyApi {
             Status::internal("internal error")
         })?;
         let Some((active, _)) = snapshot.active else {
-            return Err(Status::unavailable(
-                "system-keyd has no system key yet (waiting for root-keyd)",
-            ));
+            return Err(Status::unavailable("system-keyd has no system key yet (waiting for root-keyd)"));
         };
         Ok(Response::new(pb::GetWrappedSystemKeysResponse {
             keys: snapshot
                 .versions
                 .into_iter()
-                .map(|v| WrappedSystemKey {
-                    version: v.version,
-                    root_key_id: v.root_key_id,
-                    wrapped: v.wrapped,
-                })
+                .map(|v| WrappedSystemKey { version: v.version, root_key_id: v.root_key_id, wrapped: v.wrapped })
                 .collect(),
             active_version: active,
         }))

@@ -37,11 +37,7 @@ impl WrappedVersion {
             return None;
         }
         let (id, wrapped) = rest.split_at(len);
-        Some(Self {
-            version,
-            root_key_id: String::from_utf8(id.to_vec()).ok()?,
-            wrapped: wrapped.to_vec(),
-        })
+        Some(Self { version, root_key_id: String::from_utf8(id.to_vec()).ok()?, wrapped: wrapped.to_vec() })
     }
 }
 
@@ -112,16 +108,8 @@ impl KeyStore {
         let expect = expected_active_revision.map_or(Expect::Absent, Expect::Revision);
         self.store
             .apply(vec![
-                Op::Put {
-                    key: version_key(key.version),
-                    value: key.encode(),
-                    expect: Expect::Absent,
-                },
-                Op::Put {
-                    key: ACTIVE.to_vec(),
-                    value: key.version.to_be_bytes().to_vec(),
-                    expect,
-                },
+                Op::Put { key: version_key(key.version), value: key.encode(), expect: Expect::Absent },
+                Op::Put { key: ACTIVE.to_vec(), value: key.version.to_be_bytes().to_vec(), expect },
             ])
             .await?;
         Ok(())
@@ -136,41 +124,18 @@ mod tests {
     async fn add_and_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyStore::new(SledStore::open(dir.path()).unwrap());
-        assert_eq!(
-            keys.snapshot().await.unwrap(),
-            Snapshot {
-                versions: vec![],
-                active: None
-            }
-        );
-        let v1 = WrappedVersion {
-            version: 1,
-            root_key_id: "r1".into(),
-            wrapped: vec![1, 2, 3],
-        };
+        assert_eq!(keys.snapshot().await.unwrap(), Snapshot { versions: vec![], active: None });
+        let v1 = WrappedVersion { version: 1, root_key_id: "r1".into(), wrapped: vec![1, 2, 3] };
         keys.add_active(&v1, None).await.unwrap();
-        assert!(
-            keys.add_active(&v1, None).await.is_err(),
-            "a second version 1 is refused"
-        );
+        assert!(keys.add_active(&v1, None).await.is_err(), "a second version 1 is refused");
         let snap = keys.snapshot().await.unwrap();
         assert_eq!(snap.versions, vec![v1.clone()]);
         let (active, rev) = snap.active.unwrap();
         assert_eq!(active, 1);
-        let v2 = WrappedVersion {
-            version: 2,
-            root_key_id: "r1".into(),
-            wrapped: vec![4],
-        };
+        let v2 = WrappedVersion { version: 2, root_key_id: "r1".into(), wrapped: vec![4] };
         keys.add_active(&v2, Some(rev)).await.unwrap();
-        let stale = WrappedVersion {
-            version: 3,
-            ..v2.clone()
-        };
-        assert!(
-            keys.add_active(&stale, Some(rev)).await.is_err(),
-            "stale revision loses"
-        );
+        let stale = WrappedVersion { version: 3, ..v2.clone() };
+        assert!(keys.add_active(&stale, Some(rev)).await.is_err(), "stale revision loses");
         let snap = keys.snapshot().await.unwrap();
         assert_eq!(snap.versions, vec![v1, v2]);
         assert_eq!(snap.active.unwrap().0, 2);

@@ -39,10 +39,7 @@ const SERVICE: &str = "skm.system.v1.SystemKeyService";
 pub fn access_policy() -> AccessPolicy {
     AccessPolicy::new()
         .with_health_and_reflection()
-        .allow(
-            &format!("/{SERVICE}/GetWrappedSystemKeys"),
-            &[Allow::Service(Service::KmsApi)],
-        )
+        .allow(&format!("/{SERVICE}/GetWrappedSystemKeys"), &[Allow::Service(Service::KmsApi)])
         .allow(&format!("/{SERVICE}/RotateSystemKey"), &[Allow::Operator(Role::Admin)])
 }
 
@@ -89,11 +86,7 @@ impl SystemKeys {
         if key.version != next {
             return Err(RotateError::Empty);
         }
-        let wrapped = WrappedVersion {
-            version: next,
-            root_key_id: key.root_key_id,
-            wrapped: key.wrapped,
-        };
+        let wrapped = WrappedVersion { version: next, root_key_id: key.root_key_id, wrapped: key.wrapped };
         self.keys.add_active(&wrapped, expected).await?;
         self.health.set(true).await;
         tracing::info!(version = next, "system key version added and made active");
@@ -158,9 +151,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     routes.add_service(SystemKeyServiceServer::new(grpc::SystemKeyApi { state: state.clone() }));
     tokio::spawn(state.clone().bootstrap(shutdown.clone()));
     let tls = config.tls.mtls_server_config()?;
-    let trust = ClientTrust::Deployment {
-        trust_domain: config.trust_domain.clone(),
-    };
+    let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     tracing::info!(%addr, root_keyd = config.root_keyd, "system-keyd listening");
     let task = tokio::spawn(async move {
         skm_runtime::serve::serve(listener, tls, trust, access_policy(), routes.routes(), shutdown).await?;

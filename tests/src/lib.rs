@@ -1,1 +1,293 @@
-//! placeholder
+//! Harness for SKM's whole-stack tests: the three tiers either in this
+//! process (to reach in-memory keys through test-only accessors) or as real
+//! `skm daemon` processes (to stop, restart and start them in any order).
+//! Both use real mTLS, real sled stores and the real PKI layout of `skm dev`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use skm::devstack::{self, DevSeal, DevStack, Ports};
+use skm_client::{Profile, Skm};
+use skm_runtime::Service;
+use skm_runtime::shutdown::ShutdownTrigger;
+use tempfile::TempDir;
+use tokio::process::Child;
+
+/// Trust domain of test stacks.
+pub const TRUST_DOMAIN: &str = "skm.test";
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
+}
+
+/// Polls `check` for `period` and fails if it ever returns true: for
+/// "stays not ready" assertions.
+pub async fn never<F, Fut>(what: &str, period: Duration, check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    match eventually(what, period, check).await {
+        Ok(()) => bail!("{what} happened, but must not"),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether a tier reports SERVING.
+pub async fn serving(skm: &Skm, service: Service) -> bool {
+    let Ok(mut client) = skm.health(service) else { return false };
+    let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), client.check(req)).await,
+        Ok(Ok(r)) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    )
+}
+
+/// Waits until all three tiers are SERVING.
+pub async fn wait_ready(skm: &Skm, timeout: Duration) -> anyhow::Result<()> {
+    eventually("all tiers SERVING", timeout, || async {
+        serving(skm, Service::RootKeyd).await
+            && serving(skm, Service::SystemKeyd).await
+            && serving(skm, Service::KmsApi).await
+    })
+    .await
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (bound, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// The `skm` binary built next to this test binary.
+pub fn skm_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("skm");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+/// Every file below `dir`, recursively.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The three tiers in this process.
+pub struct InProcess {
+    /// Keeps the stack directory alive.
+    pub dir: TempDir,
+    /// Files and configs.
+    pub stack: DevStack,
+    /// root-keyd.
+    pub root: Option<root_keyd::Running>,
+    /// system-keyd.
+    pub system: Option<system_keyd::Running>,
+    /// kms-api.
+    pub kms: Option<kms_api::Running>,
+    /// Profile with the bound addresses.
+    pub profile: Profile,
+    trigger: ShutdownTrigger,
+}
+
+impl InProcess {
+    /// Prepares the files and starts the three tiers on ephemeral ports.
+    pub async fn start(seal: DevSeal) -> anyhow::Result<Self> {
+        skm_runtime::tls::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
+        let (trigger, shutdown) = skm_runtime::shutdown::channel();
+        let root = root_keyd::start(root_keyd::Config::load(&stack.config(Service::RootKeyd))?, shutdown.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let mut system_cfg = system_keyd::Config::load(&stack.config(Service::SystemKeyd))?;
+        system_cfg.root_keyd = root.addr.to_string();
+        let system = system_keyd::start(system_cfg, shutdown.clone()).await.map_err(|e| anyhow::anyhow!(e))?;
+        let mut kms_cfg = kms_api::Config::load(&stack.config(Service::KmsApi))?;
+        kms_cfg.root_keyd = root.addr.to_string();
+        kms_cfg.system_keyd = system.addr.to_string();
+        let kms = kms_api::start(kms_cfg, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+        let mut profile = stack.profile.clone();
+        profile.user_endpoint = kms.user_addr.to_string();
+        profile.admin_endpoint = kms.admin_addr.to_string();
+        profile.root_keyd = root.addr.to_string();
+        profile.system_keyd = system.addr.to_string();
+        Ok(Self { dir, stack, root: Some(root), system: Some(system), kms: Some(kms), profile, trigger })
+    }
+
+    /// A client with the operator certificate.
+    pub fn client(&self) -> anyhow::Result<Skm> {
+        Ok(self.profile.connect()?)
+    }
+
+    /// root-keyd's handle.
+    pub fn root(&self) -> &root_keyd::Running {
+        self.root.as_ref().expect("root-keyd running")
+    }
+
+    /// kms-api's handle.
+    pub fn kms(&self) -> &kms_api::Running {
+        self.kms.as_ref().expect("kms-api running")
+    }
+
+    /// Stops the three tiers and waits until they have released their stores.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.trigger.trigger();
+        if let Some(k) = self.kms.take() {
+            k.wait().await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if let Some(s) = self.system.take() {
+            s.wait().await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if let Some(r) = self.root.take() {
+            r.wait().await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The three tiers as `skm daemon` processes on fixed free ports.
+pub struct Processes {
+    /// Keeps the stack directory alive.
+    pub dir: TempDir,
+    /// Files and configs.
+    pub stack: DevStack,
+    skm: PathBuf,
+    children: Vec<(Service, Child)>,
+}
+
+impl Processes {
+    /// Prepares the files; starts nothing.
+    pub fn prepare(seal: DevSeal) -> anyhow::Result<Self> {
+        skm_runtime::tls::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        let p = free_ports(4);
+        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
+        let stack = devstack::prepare(dir.path(), ports, seal, TRUST_DOMAIN)?;
+        Ok(Self { dir, stack, skm: skm_bin(), children: Vec::new() })
+    }
+
+    /// The log file of a tier.
+    pub fn log(&self, service: Service) -> PathBuf {
+        self.stack.dir.join(format!("{}.log", service.name()))
+    }
+
+    /// Starts one tier.
+    pub fn start(&mut self, service: Service) -> anyhow::Result<()> {
+        let child = skm::dev::spawn_tier(&self.skm, service, &self.stack.config(service), Some(&self.log(service)))
+            .with_context(|| format!("spawn {}", service.name()))?;
+        self.children.push((service, child));
+        Ok(())
+    }
+
+    /// Starts all three, root-keyd first.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for s in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
+            self.start(s)?;
+        }
+        Ok(())
+    }
+
+    /// Stops one tier with SIGTERM and waits for it.
+    pub async fn stop(&mut self, service: Service) {
+        if let Some(i) = self.children.iter().position(|(s, _)| *s == service) {
+            let (_, mut child) = self.children.remove(i);
+            skm::dev::stop(&mut child, Duration::from_secs(10)).await;
+        }
+    }
+
+    /// Stops every running tier.
+    pub async fn stop_all(&mut self) {
+        for s in [Service::KmsApi, Service::SystemKeyd, Service::RootKeyd] {
+            self.stop(s).await;
+        }
+    }
+
+    /// A client with the operator certificate.
+    pub fn client(&self) -> anyhow::Result<Skm> {
+        Ok(self.stack.profile.connect()?)
+    }
+
+    /// The logs of every tier, for failure messages.
+    pub fn logs(&self) -> String {
+        [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi]
+            .iter()
+            .map(|s| format!("--- {} ---\n{}", s.name(), std::fs::read_to_string(self.log(*s)).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Creates a keystore allowing 127.0.0.1 and an AES-256 key in it; returns
+/// the key id.
+pub async fn aes_key(skm: &Skm, keystore: &str) -> anyhow::Result<String> {
+    use skm_client::admin::v1 as pb;
+    let ks = skm
+        .admin()?
+        .create_keystore(pb::CreateKeystoreRequest { name: keystore.to_owned(), allow_ips: vec!["127.0.0.1".into()] })
+        .await?
+        .into_inner()
+        .keystore
+        .context("no keystore")?;
+    let key = skm
+        .admin()?
+        .create_key(pb::CreateKeyRequest {
+            keystore_id: ks.id,
+            name: "key".into(),
+            key_type: pb::KeyType::Aes256 as i32,
+        })
+        .await?
+        .into_inner();
+    Ok(key.key_id)
+}
+
+/// Encrypts through the user port.
+pub async fn encrypt(skm: &Skm, key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    let req = skm_client::api::v1::EncryptRequest {
+        key_id: key_id.to_owned(),
+        plaintext: plaintext.to_vec(),
+        aad: aad.to_vec(),
+    };
+    Ok(skm.keys().encrypt(req).await?.into_inner().ciphertext)
+}
+
+/// Decrypts through the user port.
+pub async fn decrypt(skm: &Skm, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    let req = skm_client::api::v1::DecryptRequest {
+        key_id: key_id.to_owned(),
+        ciphertext: ciphertext.to_vec(),
+        aad: aad.to_vec(),
+    };
+    Ok(skm.keys().decrypt(req).await?.into_inner().plaintext)
+}

@@ -93,14 +93,10 @@ pub enum ClientError {
 impl Profile {
     /// Reads a profile; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClientError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut profile: Profile = toml::from_str(&text).map_err(|e| ClientError::Parse {
-            path: path.to_owned(),
-            message: e.message().to_owned(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ClientError::Read { path: path.to_owned(), source })?;
+        let mut profile: Profile = toml::from_str(&text)
+            .map_err(|e| ClientError::Parse { path: path.to_owned(), message: e.message().to_owned() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -108,10 +104,7 @@ impl Profile {
             }
         };
         abs(&mut profile.ca);
-        for files in [profile.operator.as_mut(), profile.client.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        for files in [profile.operator.as_mut(), profile.client.as_mut()].into_iter().flatten() {
             abs(&mut files.cert);
             abs(&mut files.key);
         }
@@ -124,11 +117,7 @@ impl Profile {
 
     fn identity(&self, files: &CertFiles) -> Result<TlsIdentity, ClientError> {
         Ok(TlsIdentity::load(
-            &TlsFiles {
-                ca: self.ca.clone(),
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-            },
+            &TlsFiles { ca: self.ca.clone(), cert: files.cert.clone(), key: files.key.clone() },
             None,
         )?)
     }
@@ -161,13 +150,7 @@ impl Profile {
             ),
             None => (None, None, None),
         };
-        Ok(Skm {
-            profile: Arc::new(self.clone()),
-            user,
-            admin,
-            root,
-            system,
-        })
+        Ok(Skm { profile: Arc::new(self.clone()), user, admin, root, system })
     }
 }
 
@@ -190,23 +173,17 @@ impl Skm {
 
     /// Operator plane of kms-api.
     pub fn admin(&self) -> Result<AdminServiceClient<Channel>, ClientError> {
-        Ok(AdminServiceClient::new(
-            self.admin.clone().ok_or(ClientError::NoOperator)?,
-        ))
+        Ok(AdminServiceClient::new(self.admin.clone().ok_or(ClientError::NoOperator)?))
     }
 
     /// root-keyd (operators: init, unseal, status).
     pub fn root(&self) -> Result<RootKeyServiceClient<Channel>, ClientError> {
-        Ok(RootKeyServiceClient::new(
-            self.root.clone().ok_or(ClientError::NoOperator)?,
-        ))
+        Ok(RootKeyServiceClient::new(self.root.clone().ok_or(ClientError::NoOperator)?))
     }
 
     /// system-keyd (operators: rotate).
     pub fn system(&self) -> Result<SystemKeyServiceClient<Channel>, ClientError> {
-        Ok(SystemKeyServiceClient::new(
-            self.system.clone().ok_or(ClientError::NoOperator)?,
-        ))
+        Ok(SystemKeyServiceClient::new(self.system.clone().ok_or(ClientError::NoOperator)?))
     }
 
     /// Health of one tier (`grpc.health.v1`), over the operator channels;

@@ -11,17 +11,11 @@ fn main() {
     let mut raw: Vec<u8> = (0u8..32).collect();
     let key = Secret32::from_slice_wiping(&mut raw).unwrap();
     let key_id: Id = "00112233445566778899aabbccddeeff".parse().unwrap();
-    let cases: &[(&str, u32, &str)] = &[
-        ("", 1, ""),
-        ("postgres://app:s3cret@db/prod", 1, ""),
-        ("with caller AAD", 7, "tenant=42"),
-    ];
+    let cases: &[(&str, u32, &str)] =
+        &[("", 1, ""), ("postgres://app:s3cret@db/prod", 1, ""), ("with caller AAD", 7, "tenant=42")];
     println!("[");
     for (plaintext, version, aad) in cases {
-        let header = Header {
-            key_id,
-            version: *version,
-        };
+        let header = Header { key_id, version: *version };
         let ct = encrypt(&key, header, plaintext.as_bytes(), aad.as_bytes()).unwrap();
         let hex: String = ct.iter().map(|b| format!("{b:02x}")).collect();
         println!("    (\"{hex}\", \"{aad}\", \"{key_id}\", {version}, \"{plaintext}\"),");

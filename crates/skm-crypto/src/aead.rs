@@ -27,9 +27,7 @@ pub(crate) fn seal_with_nonce_into(
 ) -> Result<(), EncryptError> {
     let cipher = Aes256GcmSiv::new(key.danger_expose().into());
     let nonce = Nonce::from(*nonce);
-    let sealed = cipher
-        .encrypt(&nonce, Payload { msg: plaintext, aad })
-        .map_err(|_| EncryptError)?;
+    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).map_err(|_| EncryptError)?;
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
     Ok(())
@@ -43,10 +41,7 @@ pub(crate) fn open(key: &Secret32, aad: &[u8], sealed: &[u8]) -> Result<zeroize:
     let (nonce, body) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_from(nonce).map_err(|_| DecryptError)?;
     let cipher = Aes256GcmSiv::new(key.danger_expose().into());
-    cipher
-        .decrypt(&nonce, Payload { msg: body, aad })
-        .map(zeroize::Zeroizing::new)
-        .map_err(|_| DecryptError)
+    cipher.decrypt(&nonce, Payload { msg: body, aad }).map(zeroize::Zeroizing::new).map_err(|_| DecryptError)
 }
 
 #[cfg(test)]

@@ -129,9 +129,6 @@ mod tests {
 
     #[test]
     fn active_must_exist() {
-        assert_eq!(
-            SystemKeyring::new(3, BTreeMap::new()).unwrap_err(),
-            MissingActiveVersion(3)
-        );
+        assert_eq!(SystemKeyring::new(3, BTreeMap::new()).unwrap_err(), MissingActiveVersion(3));
     }
 }

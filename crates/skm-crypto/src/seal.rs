@@ -65,18 +65,12 @@ pub fn split(unseal_key: &Secret32, shares: u32, threshold: u32) -> Result<Vec<Z
         return Err(ShamirError::BadParameters { threshold, shares });
     }
     let dealer = Sharks(threshold as u8).dealer(unseal_key.danger_expose());
-    Ok(dealer
-        .take(shares as usize)
-        .map(|share| Zeroizing::new(Vec::from(&share)))
-        .collect())
+    Ok(dealer.take(shares as usize).map(|share| Zeroizing::new(Vec::from(&share))).collect())
 }
 
 /// Recovers the unseal key from at least `threshold` distinct shares.
 pub fn combine(shares: &[Zeroizing<Vec<u8>>], threshold: u32) -> Result<Secret32, ShamirError> {
-    let parsed: Vec<Share> = shares
-        .iter()
-        .filter_map(|s| Share::try_from(s.as_slice()).ok())
-        .collect();
+    let parsed: Vec<Share> = shares.iter().filter_map(|s| Share::try_from(s.as_slice()).ok()).collect();
     let mut xs: Vec<u8> = parsed.iter().map(|s| s.x.0).collect();
     xs.sort_unstable();
     xs.dedup();
@@ -121,12 +115,7 @@ impl PassphraseParams {
     /// OWASP's first Argon2id recommendation (m = 19 MiB, t = 2, p = 1)
     /// raised to 64 MiB and t = 3, with a fresh salt.
     pub fn recommended() -> Result<Self, crate::RngError> {
-        Ok(Self {
-            salt: crate::random_array()?,
-            m_cost: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-        })
+        Ok(Self { salt: crate::random_array()?, m_cost: 64 * 1024, t_cost: 3, p_cost: 1 })
     }
 
     /// Derives the KEK from a passphrase.
@@ -135,8 +124,7 @@ impl PassphraseParams {
             .map_err(|e| KdfError(e.to_string()))?;
         let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
-        kdf.hash_password_into(passphrase, &self.salt, &mut out[..])
-            .map_err(|e| KdfError(e.to_string()))?;
+        kdf.hash_password_into(passphrase, &self.salt, &mut out[..]).map_err(|e| KdfError(e.to_string()))?;
         Secret32::from_slice_wiping(&mut out[..]).ok_or_else(|| KdfError("output length".into()))
     }
 }
@@ -154,10 +142,7 @@ mod tests {
         let pick = vec![shares[4].clone(), shares[0].clone(), shares[2].clone()];
         assert_eq!(combine(&pick, 3).unwrap(), unseal);
         let two = vec![shares[1].clone(), shares[3].clone()];
-        assert_eq!(
-            combine(&two, 3).unwrap_err(),
-            ShamirError::NotEnoughShares { have: 2, need: 3 }
-        );
+        assert_eq!(combine(&two, 3).unwrap_err(), ShamirError::NotEnoughShares { have: 2, need: 3 });
         // the same share twice counts once
         let dup = vec![shares[1].clone(), shares[1].clone(), shares[3].clone()];
         assert!(combine(&dup, 3).is_err());

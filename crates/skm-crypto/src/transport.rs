@@ -117,9 +117,6 @@ mod tests {
     #[test]
     fn rejects_bad_recipient() {
         let key = Secret32::generate().unwrap();
-        assert_eq!(
-            seal_system_key(&[1; 31], 1, &key).unwrap_err(),
-            SealToError::BadRecipient
-        );
+        assert_eq!(seal_system_key(&[1; 31], 1, &key).unwrap_err(), SealToError::BadRecipient);
     }
 }

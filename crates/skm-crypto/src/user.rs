@@ -48,10 +48,7 @@ impl Header {
         id.copy_from_slice(&ciphertext[1..17]);
         let mut version = [0u8; 4];
         version.copy_from_slice(&ciphertext[17..21]);
-        Ok(Self {
-            key_id: Id::from_bytes(id),
-            version: u32::from_be_bytes(version),
-        })
+        Ok(Self { key_id: Id::from_bytes(id), version: u32::from_be_bytes(version) })
     }
 }
 
@@ -84,19 +81,13 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]
     fn round_trip_with_header() {
         let key = Secret32::generate().unwrap();
-        let header = Header {
-            key_id: Id::generate().unwrap(),
-            version: 3,
-        };
+        let header = Header { key_id: Id::generate().unwrap(), version: 3 };
         let ct = encrypt(&key, header, b"secret", b"ctx").unwrap();
         assert_eq!(ct.len(), OVERHEAD + 6);
         assert_eq!(Header::parse(&ct).unwrap(), header);
@@ -106,10 +97,7 @@ mod tests {
     #[test]
     fn every_tampering_is_the_same_error() {
         let key = Secret32::generate().unwrap();
-        let header = Header {
-            key_id: Id::generate().unwrap(),
-            version: 1,
-        };
+        let header = Header { key_id: Id::generate().unwrap(), version: 1 };
         let ct = encrypt(&key, header, b"secret", b"").unwrap();
         // wrong AAD
         assert_eq!(decrypt(&key, &ct, b"x"), Err(DecryptError));

@@ -20,10 +20,7 @@ impl RootKey {
     pub fn generate() -> Result<Self, EncryptError> {
         let id_bytes: [u8; 8] = crate::random_array()?;
         let id = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self {
-            key: Secret32::generate()?,
-            id,
-        })
+        Ok(Self { key: Secret32::generate()?, id })
     }
 
     /// Rebuilds a root key just unsealed.

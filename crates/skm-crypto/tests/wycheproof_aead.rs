@@ -1,6 +1,8 @@
 //! Wycheproof AES-GCM-SIV vectors (256-bit keys) through the same AEAD code
 //! path as every SKM format.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -99,9 +99,7 @@ pub struct AuthorizeLayer {
 impl AuthorizeLayer {
     /// Wraps a policy.
     pub fn new(policy: AccessPolicy) -> Self {
-        Self {
-            policy: Arc::new(policy),
-        }
+        Self { policy: Arc::new(policy) }
     }
 }
 
@@ -109,10 +107,7 @@ impl<S> tower::Layer<S> for AuthorizeLayer {
     type Service = Authorize<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authorize {
-            inner,
-            policy: self.policy.clone(),
-        }
+        Authorize { inner, policy: self.policy.clone() }
     }
 }
 
@@ -170,31 +165,16 @@ mod tests {
             .allow_service("p.T", &[Allow::Operator(Role::Admin)]);
         let kms = peer(Some(Principal::Service(Service::KmsApi)));
         let sys = peer(Some(Principal::Service(Service::SystemKeyd)));
-        let auditor = peer(Some(Principal::Operator {
-            name: "a".into(),
-            role: Role::Auditor,
-        }));
-        let admin = peer(Some(Principal::Operator {
-            name: "b".into(),
-            role: Role::Admin,
-        }));
+        let auditor = peer(Some(Principal::Operator { name: "a".into(), role: Role::Auditor }));
+        let admin = peer(Some(Principal::Operator { name: "b".into(), role: Role::Admin }));
         assert!(policy.check("/p.S/A", Some(&kms)).is_ok());
-        assert_eq!(
-            policy.check("/p.S/A", Some(&sys)).unwrap_err().code(),
-            tonic::Code::PermissionDenied
-        );
+        assert_eq!(policy.check("/p.S/A", Some(&sys)).unwrap_err().code(), tonic::Code::PermissionDenied);
         assert!(policy.check("/p.S/B", Some(&auditor)).is_ok());
         assert!(policy.check("/p.S/B", Some(&admin)).is_ok());
         assert!(policy.check("/p.T/Any", Some(&admin)).is_ok());
         assert!(policy.check("/p.T/Any", Some(&auditor)).is_err());
         assert!(policy.check("/p.S/Unlisted", Some(&admin)).is_err());
-        let anonymous = PeerInfo {
-            client_certificates: None,
-            ..peer(None)
-        };
-        assert_eq!(
-            policy.check("/p.S/A", Some(&anonymous)).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
+        let anonymous = PeerInfo { client_certificates: None, ..peer(None) };
+        assert_eq!(policy.check("/p.S/A", Some(&anonymous)).unwrap_err().code(), tonic::Code::Unauthenticated);
     }
 }

@@ -50,20 +50,14 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
-        Self::Invalid {
-            field: field.to_owned(),
-            message: message.to_string(),
-        }
+        Self::Invalid { field: field.to_owned(), message: message.to_string() }
     }
 }
 
 /// Reads `path`, applies `PREFIX__...` environment overrides and
 /// deserialises the result.
 pub fn load<T: DeserializeOwned>(path: &Path, env_prefix: &str) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
     parse_with_overrides(path, &text, env_prefix, &vars)
 }
@@ -74,13 +68,8 @@ fn parse_with_overrides<T: DeserializeOwned>(
     env_prefix: &str,
     vars: &[(String, String)],
 ) -> Result<T, ConfigError> {
-    let parse_err = |message: String| ConfigError::Parse {
-        path: path.to_owned(),
-        message,
-    };
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| parse_err(e.message().to_owned()))?;
+    let parse_err = |message: String| ConfigError::Parse { path: path.to_owned(), message };
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_err(e.message().to_owned()))?;
     let prefix = format!("{env_prefix}__");
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix(&prefix) else {
@@ -107,9 +96,7 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
     };
     let mut cur = table;
     for key in parents {
-        let entry = cur
-            .entry(key.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = entry.as_table_mut().ok_or_else(|| format!("{key} is not a section"))?;
     }
     cur.insert(last.clone(), value);
@@ -143,11 +130,7 @@ impl TlsSection {
 
 /// Resolves a path from the config file relative to the file's directory.
 pub fn resolve(config_path: &Path, value: &Path) -> PathBuf {
-    if value.is_absolute() {
-        value.to_owned()
-    } else {
-        config_path.parent().unwrap_or(Path::new(".")).join(value)
-    }
+    if value.is_absolute() { value.to_owned() } else { config_path.parent().unwrap_or(Path::new(".")).join(value) }
 }
 
 #[cfg(test)]
@@ -181,13 +164,7 @@ mod tests {
         ];
         let raw: Raw = parse_with_overrides(Path::new("c.toml"), "listen = \"127.0.0.1:9\"", "SKM_X", &vars).unwrap();
         assert_eq!(raw.listen, "0.0.0.0:1");
-        assert_eq!(
-            raw.log,
-            Log {
-                level: Some("debug".into()),
-                verbose: Some(true)
-            }
-        );
+        assert_eq!(raw.log, Log { level: Some("debug".into()), verbose: Some(true) });
     }
 
     #[test]

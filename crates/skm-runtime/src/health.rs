@@ -22,11 +22,7 @@ impl std::fmt::Debug for Health {
 impl Health {
     /// Sets the overall status and that of every named service.
     pub async fn set(&self, serving: bool) {
-        let status = if serving {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
+        let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         self.reporter.set_service_status("", status).await;
         for name in &self.services {
             self.reporter.set_service_status(*name, status).await;
@@ -38,10 +34,7 @@ impl Health {
 /// `service_names`) and reflection over SKM's protos to `routes`.
 pub async fn add_health_and_reflection(routes: &mut RoutesBuilder, service_names: &[&'static str]) -> Health {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health = Health {
-        reporter,
-        services: service_names.to_vec(),
-    };
+    let health = Health { reporter, services: service_names.to_vec() };
     health.set(false).await;
     routes.add_service(health_service);
     let reflection = tonic_reflection::server::Builder::configure()

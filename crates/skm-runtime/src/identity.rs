@@ -117,9 +117,7 @@ impl SpiffeId {
         let (td, path) = rest.split_once('/').ok_or_else(bad)?;
         let td_ok = !td.is_empty()
             && td.len() <= 255
-            && td
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+            && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
         let path_ok = !path.is_empty()
             && path.split('/').all(|seg| {
                 !seg.is_empty()
@@ -130,10 +128,7 @@ impl SpiffeId {
         if !td_ok || !path_ok {
             return Err(bad());
         }
-        Ok(Self {
-            trust_domain: td.to_owned(),
-            path: path.to_owned(),
-        })
+        Ok(Self { trust_domain: td.to_owned(), path: path.to_owned() })
     }
 
     /// The trust domain.
@@ -163,10 +158,7 @@ impl SpiffeId {
                     "auditor" => Role::Auditor,
                     _ => return None,
                 };
-                Some(Principal::Operator {
-                    name: name.to_owned(),
-                    role,
-                })
+                Some(Principal::Operator { name: name.to_owned(), role })
             }
             _ => None,
         }
@@ -206,13 +198,7 @@ mod tests {
         assert_eq!(id.principal("other.local"), None);
         let op = SpiffeId::for_operator("skm.local", Role::Auditor, "ann").unwrap();
         assert_eq!(op.to_string(), "spiffe://skm.local/operator/auditor/ann");
-        assert_eq!(
-            op.principal("skm.local"),
-            Some(Principal::Operator {
-                name: "ann".into(),
-                role: Role::Auditor
-            })
-        );
+        assert_eq!(op.principal("skm.local"), Some(Principal::Operator { name: "ann".into(), role: Role::Auditor }));
         let odd = SpiffeId::parse("spiffe://skm.local/operator/root/ann").unwrap();
         assert_eq!(odd.principal("skm.local"), None);
     }

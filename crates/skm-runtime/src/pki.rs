@@ -32,9 +32,7 @@ pub struct IssuedPem {
 
 impl std::fmt::Debug for IssuedPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedPem")
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
+        f.debug_struct("IssuedPem").field("key_pem", &"<redacted>").finish_non_exhaustive()
     }
 }
 
@@ -47,9 +45,7 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority")
-            .field("trust_domain", &self.trust_domain)
-            .finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority").field("trust_domain", &self.trust_domain).finish_non_exhaustive()
     }
 }
 
@@ -69,30 +65,19 @@ impl CertificateAuthority {
         dn.push(DnType::OrganizationName, "SKM");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
         validity(&mut params, days);
         let cert = params.self_signed(&key)?;
-        Ok(Self {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-            trust_domain: trust_domain.to_owned(),
-        })
+        Ok(Self { cert_pem: cert.pem(), issuer: Issuer::new(params, key), trust_domain: trust_domain.to_owned() })
     }
 
     /// Loads an existing CA from its PEM certificate and key.
     pub fn load(trust_domain: &str, cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        Ok(Self {
-            issuer,
-            cert_pem: cert_pem.to_owned(),
-            trust_domain: trust_domain.to_owned(),
-        })
+        Ok(Self { issuer, cert_pem: cert_pem.to_owned(), trust_domain: trust_domain.to_owned() })
     }
 
     /// The CA certificate, PEM.
@@ -128,13 +113,7 @@ impl CertificateAuthority {
 
     /// A certificate with an arbitrary SPIFFE id (tests of refusals).
     pub fn issue_for_id(&self, id: &SpiffeId, days: u32) -> Result<IssuedPem, PkiError> {
-        self.issue(
-            id.path(),
-            id,
-            &["localhost".to_owned()],
-            &[IpAddr::from([127, 0, 0, 1])],
-            days,
-        )
+        self.issue(id.path(), id, &["localhost".to_owned()], &[IpAddr::from([127, 0, 0, 1])], days)
     }
 
     fn issue(
@@ -151,9 +130,7 @@ impl CertificateAuthority {
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
         params.subject_alt_names.push(SanType::URI(id.to_string().try_into()?));
-        params
-            .subject_alt_names
-            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.subject_alt_names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = if hosts.is_empty() {
@@ -164,10 +141,7 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, days);
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedPem {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(IssuedPem { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 
@@ -185,9 +159,6 @@ mod tests {
         let reloaded = CertificateAuthority::load("skm.test", ca.cert_pem(), &ca.key_pem()).unwrap();
         let op = reloaded.issue_operator("ann", Role::Admin, 1).unwrap();
         let der = crate::tls::certs_from_pem(op.cert_pem.as_bytes()).unwrap();
-        assert_eq!(
-            SpiffeId::from_certificate(&der[0]).unwrap().to_string(),
-            "spiffe://skm.test/operator/admin/ann"
-        );
+        assert_eq!(SpiffeId::from_certificate(&der[0]).unwrap().to_string(), "spiffe://skm.test/operator/admin/ann");
     }
 }

@@ -153,11 +153,7 @@ pub fn tls_incoming(
                         .and_then(|id| id.principal(trust_domain)),
                     _ => None,
                 };
-                let info = PeerInfo {
-                    remote_addr,
-                    client_certificates: chain,
-                    principal,
-                };
+                let info = PeerInfo { remote_addr, client_certificates: chain, principal };
                 let _ = tx.send(Ok(TlsConnection { stream, info })).await;
             });
         }
@@ -191,9 +187,7 @@ pub async fn serve(
 
 /// Binds a TCP listener, naming the address in the error.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
 /// A port could not be bound.

@@ -17,12 +17,7 @@ pub struct Shutdown {
 /// A new trigger and its waiter.
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
-    (
-        ShutdownTrigger {
-            tx: std::sync::Arc::new(tx),
-        },
-        Shutdown { rx },
-    )
+    (ShutdownTrigger { tx: std::sync::Arc::new(tx) }, Shutdown { rx })
 }
 
 impl ShutdownTrigger {

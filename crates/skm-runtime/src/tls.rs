@@ -104,35 +104,24 @@ pub struct TlsIdentity {
 
 impl Clone for TlsIdentity {
     fn clone(&self) -> Self {
-        Self {
-            roots: self.roots.clone(),
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-            id: self.id.clone(),
-        }
+        Self { roots: self.roots.clone(), chain: self.chain.clone(), key: self.key.clone_key(), id: self.id.clone() }
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
 }
 
 /// Loads a CA bundle into a root store.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let pem = read(path)?;
-    let certs = certs_from_pem(&pem).map_err(|_| TlsError::Pem {
-        path: path.to_owned(),
-        what: "certificate",
-    })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_owned(),
-            what: "certificate",
-        });
-    }
+    roots_from_pem(&read(path)?, path)
+}
+
+fn roots_from_pem(pem: &[u8], path: &Path) -> Result<RootCertStore, TlsError> {
+    let certs = certs_from_pem(pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| TlsError::Pem { path: path.to_owned(), what: "certificate" })?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots.add(cert).map_err(TlsError::Rustls)?;
@@ -145,36 +134,44 @@ impl TlsIdentity {
     /// must be exactly that (a service refuses to start with another
     /// service's certificate).
     pub fn load(files: &TlsFiles, expected: Option<&SpiffeId>) -> Result<Self, TlsError> {
-        let roots = load_roots(&files.ca)?;
-        let pem = read(&files.cert)?;
-        let chain = certs_from_pem(&pem)
+        Self::parse(
+            (&read(&files.ca)?, &files.ca),
+            (&read(&files.cert)?, &files.cert),
+            (&read(&files.key)?, &files.key),
+            expected,
+        )
+    }
+
+    /// An identity from PEM in memory (tests, generated credentials).
+    pub fn from_pem(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        let here = Path::new("<memory>");
+        Self::parse((ca_pem, here), (cert_pem, here), (key_pem, here), None)
+    }
+
+    fn parse(
+        (ca, ca_path): (&[u8], &Path),
+        (cert, cert_path): (&[u8], &Path),
+        (key, key_path): (&[u8], &Path),
+        expected: Option<&SpiffeId>,
+    ) -> Result<Self, TlsError> {
+        let roots = roots_from_pem(ca, ca_path)?;
+        let chain = certs_from_pem(cert)
             .ok()
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| TlsError::Pem {
-                path: files.cert.clone(),
-                what: "certificate",
-            })?;
-        let key_pem = read(&files.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Pem {
-            path: files.key.clone(),
-            what: "private key",
-        })?;
+            .ok_or_else(|| TlsError::Pem { path: cert_path.to_owned(), what: "certificate" })?;
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|_| TlsError::Pem { path: key_path.to_owned(), what: "private key" })?;
         let id = SpiffeId::from_certificate(&chain[0]);
         if let Some(expected) = expected
             && id.as_ref() != Some(expected)
         {
             return Err(TlsError::WrongIdentity {
-                path: files.cert.clone(),
+                path: cert_path.to_owned(),
                 found: id.map_or_else(|| "none".to_owned(), |i| i.to_string()),
                 expected: expected.clone(),
             });
         }
-        Ok(Self {
-            roots: Arc::new(roots),
-            chain,
-            key,
-            id,
-        })
+        Ok(Self { roots: Arc::new(roots), chain, key, id })
     }
 
     /// The SPIFFE id of this identity's certificate.
@@ -239,11 +236,7 @@ struct SpiffeServerVerifier {
 
 impl SpiffeServerVerifier {
     fn new(roots: Arc<RootCertStore>, expected: SpiffeId) -> Self {
-        Self {
-            roots,
-            expected,
-            provider: provider(),
-        }
+        Self { roots, expected, provider: provider() }
     }
 }
 
@@ -266,9 +259,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         )?;
         match SpiffeId::from_certificate(end_entity) {
             Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
-            _ => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
+            _ => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)),
         }
     }
 

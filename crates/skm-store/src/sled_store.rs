@@ -1,35 +1,130 @@
 //! The embedded backend: sled, one database directory per tier.
 //!
-//! Framing of a stored value: `revision(u64 BE) | value`. Durability: every
-//! write awaits `flush_async`, which on Linux survives a process crash
-//! (sync_file_range), see FIELD-NOTES.
+//! Framing of a stored value: `revision(u64 BE) | value`.
+//!
+//! Durability with group commit: a write returns only once a flush that
+//! started after it has finished. One flusher thread per database runs the
+//! flushes back to back, so every writer waiting at the moment a flush
+//! starts shares it (many concurrent writers, one flush). On Linux sled's
+//! flush survives a process crash (sync_file_range), see FIELD-NOTES.
+//!
+//! Flushes are never run concurrently: sled 0.34's `flush_async` from
+//! several tasks at once can deadlock (all of its I/O threads parked in
+//! `make_stable`), which this design avoids by construction.
 
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::watch;
 
 use crate::{Expect, Op, Store, StoreError, Versioned, printable};
 
-/// A sled database used as a [`Store`].
+/// A sled database used as a [`Store`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     db: sled::Db,
+    requests: Arc<FlushRequests>,
+    flushed: watch::Receiver<Flushed>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct FlushRequests {
+    state: Mutex<RequestState>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct RequestState {
+    /// Generation of the latest write that wants a flush.
+    requested: u64,
+    stop: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Flushed {
+    /// Every write up to this generation is durable (if `ok`).
+    generation: u64,
+    ok: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        lock(&self.requests.state).stop = true;
+        self.requests.wake.notify_all();
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn flusher(db: sled::Db, requests: Arc<FlushRequests>, done: watch::Sender<Flushed>) {
+    let mut flushed = 0;
+    loop {
+        let target = {
+            let mut state = lock(&requests.state);
+            while state.requested == flushed && !state.stop {
+                state = requests.wake.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if state.requested == flushed {
+                return;
+            }
+            state.requested
+        };
+        let ok = match db.flush() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "sled flush failed");
+                false
+            }
+        };
+        flushed = target;
+        done.send_replace(Flushed { generation: target, ok });
+    }
 }
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
+        let requests = Arc::new(FlushRequests::default());
+        let (done, flushed) = watch::channel(Flushed { generation: 0, ok: true });
+        let thread = std::thread::Builder::new()
+            .name("sled-group-commit".into())
+            .spawn({
+                let db = db.clone();
+                let requests = requests.clone();
+                move || flusher(db, requests, done)
+            })
             .map_err(backend)?;
-        Ok(Self { db })
+        Ok(Self { inner: Arc::new(Inner { db, requests, flushed, thread: Mutex::new(Some(thread)) }) })
     }
 
+    /// Waits until everything written so far is durable.
     async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map_err(backend)?;
-        Ok(())
+        let generation = {
+            let mut state = lock(&self.inner.requests.state);
+            state.requested += 1;
+            state.requested
+        };
+        self.inner.requests.wake.notify_one();
+        let mut rx = self.inner.flushed.clone();
+        let flushed = rx
+            .wait_for(|f| f.generation >= generation)
+            .await
+            .map(|f| *f)
+            .map_err(|_| StoreError::Backend("the flusher thread stopped".into()))?;
+        if flushed.ok { Ok(()) } else { Err(StoreError::Backend("flush failed".into())) }
     }
 }
 
@@ -44,10 +139,7 @@ fn decode(key: &[u8], raw: &[u8]) -> Result<Versioned, StoreError> {
     let (rev, value) = raw.split_at(8);
     let mut r = [0u8; 8];
     r.copy_from_slice(rev);
-    Ok(Versioned {
-        revision: u64::from_be_bytes(r),
-        value: value.to_vec(),
-    })
+    Ok(Versioned { revision: u64::from_be_bytes(r), value: value.to_vec() })
 }
 
 fn encode(revision: u64, value: &[u8]) -> Vec<u8> {
@@ -77,16 +169,17 @@ fn check(key: &[u8], current: Option<&[u8]>, expect: Expect) -> Result<u64, Stor
 
 impl Store for SledStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
-        match self.db.get(key).map_err(backend)? {
+        match self.inner.db.get(key).map_err(backend)? {
             Some(raw) => Ok(Some(decode(key, &raw)?)),
             None => Ok(None),
         }
     }
 
     async fn put(&self, key: &[u8], value: &[u8], expect: Expect) -> Result<u64, StoreError> {
-        let current = self.db.get(key).map_err(backend)?;
+        let current = self.inner.db.get(key).map_err(backend)?;
         let next = check(key, current.as_deref(), expect)?;
-        self.db
+        self.inner
+            .db
             .compare_and_swap(key, current, Some(encode(next, value)))
             .map_err(backend)?
             .map_err(|_| StoreError::Conflict { key: printable(key) })?;
@@ -95,7 +188,7 @@ impl Store for SledStore {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let result = self.db.transaction(|tx| {
+        let result = self.inner.db.transaction(|tx| {
             for op in &ops {
                 let (key, expect) = match op {
                     Op::Put { key, expect, .. } | Op::Delete { key, expect } => (key, *expect),
@@ -123,7 +216,7 @@ impl Store for SledStore {
 
     async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.scan_prefix(prefix) {
+        for item in self.inner.db.scan_prefix(prefix) {
             let (k, v) = item.map_err(backend)?;
             out.push((k.to_vec(), decode(&k, &v)?));
         }
@@ -147,26 +240,11 @@ mod tests {
     async fn revisions_and_conditions() {
         let (_dir, s) = store();
         assert_eq!(s.put(b"a", b"1", Expect::Absent).await.unwrap(), 1);
-        assert!(matches!(
-            s.put(b"a", b"x", Expect::Absent).await,
-            Err(StoreError::Conflict { .. })
-        ));
+        assert!(matches!(s.put(b"a", b"x", Expect::Absent).await, Err(StoreError::Conflict { .. })));
         assert_eq!(s.put(b"a", b"2", Expect::Revision(1)).await.unwrap(), 2);
-        assert!(matches!(
-            s.put(b"a", b"x", Expect::Revision(1)).await,
-            Err(StoreError::Conflict { .. })
-        ));
-        assert!(matches!(
-            s.put(b"b", b"x", Expect::Revision(1)).await,
-            Err(StoreError::Conflict { .. })
-        ));
-        assert_eq!(
-            s.get(b"a").await.unwrap(),
-            Some(Versioned {
-                revision: 2,
-                value: b"2".to_vec()
-            })
-        );
+        assert!(matches!(s.put(b"a", b"x", Expect::Revision(1)).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(s.put(b"b", b"x", Expect::Revision(1)).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.get(b"a").await.unwrap(), Some(Versioned { revision: 2, value: b"2".to_vec() }));
         assert_eq!(s.put(b"a", b"3", Expect::Any).await.unwrap(), 3);
         assert_eq!(s.get(b"none").await.unwrap(), None);
     }
@@ -176,29 +254,14 @@ mod tests {
         let (_dir, s) = store();
         s.put(b"taken", b"x", Expect::Absent).await.unwrap();
         let ops = vec![
-            Op::Put {
-                key: b"new".to_vec(),
-                value: b"1".to_vec(),
-                expect: Expect::Absent,
-            },
-            Op::Put {
-                key: b"taken".to_vec(),
-                value: b"2".to_vec(),
-                expect: Expect::Absent,
-            },
+            Op::Put { key: b"new".to_vec(), value: b"1".to_vec(), expect: Expect::Absent },
+            Op::Put { key: b"taken".to_vec(), value: b"2".to_vec(), expect: Expect::Absent },
         ];
         assert!(matches!(s.apply(ops).await, Err(StoreError::Conflict { .. })));
         assert_eq!(s.get(b"new").await.unwrap(), None);
         let ops = vec![
-            Op::Put {
-                key: b"new".to_vec(),
-                value: b"1".to_vec(),
-                expect: Expect::Absent,
-            },
-            Op::Delete {
-                key: b"taken".to_vec(),
-                expect: Expect::Revision(1),
-            },
+            Op::Put { key: b"new".to_vec(), value: b"1".to_vec(), expect: Expect::Absent },
+            Op::Delete { key: b"taken".to_vec(), expect: Expect::Revision(1) },
         ];
         s.apply(ops).await.unwrap();
         assert_eq!(s.get(b"new").await.unwrap().unwrap().revision, 1);
