@@ -43,6 +43,9 @@ pub enum Command {
     /// Keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Encrypt stdin; base64 ciphertext on stdout.
     Encrypt {
         /// Key id.
@@ -58,6 +61,64 @@ pub enum Command {
         /// The AAD given to encrypt.
         #[arg(long)]
         aad: Option<String>,
+    },
+    /// Move a base64 ciphertext (stdin) to the key's newest version without revealing the plaintext.
+    ReEncrypt {
+        /// Key id.
+        key: String,
+        /// The AAD given to encrypt.
+        #[arg(long)]
+        aad: Option<String>,
+    },
+    /// A fresh data key: base64 plaintext then base64 ciphertext, one per line.
+    DataKey {
+        /// AES key id.
+        key: String,
+        /// Only the encrypted data key.
+        #[arg(long)]
+        without_plaintext: bool,
+        /// AAD bound to the encrypted data key.
+        #[arg(long)]
+        aad: Option<String>,
+    },
+    /// Sign stdin; base64 signature on stdout.
+    Sign {
+        /// Asymmetric key id.
+        key: String,
+        /// Signature algorithm (default: the key's).
+        #[arg(long, value_enum)]
+        algorithm: Option<SignatureArg>,
+        /// Hash stdin here and send only its SHA-256 digest (any size; not for ed25519).
+        #[arg(long)]
+        digest: bool,
+    },
+    /// Verify a signature of stdin; exit 0 valid, 1 invalid.
+    Verify {
+        /// Asymmetric key id.
+        key: String,
+        /// The base64 signature.
+        #[arg(long)]
+        signature: String,
+        /// Signature algorithm (default: the key's).
+        #[arg(long, value_enum)]
+        algorithm: Option<SignatureArg>,
+        /// Hash stdin here and send only its SHA-256 digest.
+        #[arg(long)]
+        digest: bool,
+        /// Key version (default: try every retained version).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// The public key of an asymmetric key: SPKI PEM (or DER with --der).
+    PublicKey {
+        /// Asymmetric key id.
+        key: String,
+        /// Version (default: the newest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Raw DER on stdout instead of PEM.
+        #[arg(long)]
+        der: bool,
     },
     /// Run one tier in the foreground (used by `skm dev`).
     #[command(hide = true)]
@@ -165,6 +226,85 @@ pub enum KeyCommand {
         /// Algorithm.
         #[arg(long = "type", value_enum)]
         key_type: KeyTypeArg,
+        /// Rotate automatically every DAYS days (0: never).
+        #[arg(long, value_name = "DAYS", default_value_t = 0)]
+        rotation_period: u32,
+    },
+    /// List the keys and secrets of a keystore.
+    List {
+        /// Keystore id or name.
+        keystore: String,
+    },
+    /// State, versions, dates and last use of a key.
+    Show {
+        /// Key id.
+        key: String,
+    },
+    /// Add a version; it encrypts/signs from now on.
+    Rotate {
+        /// Key id.
+        key: String,
+    },
+    /// Change the automatic rotation period.
+    Update {
+        /// Key id.
+        key: String,
+        /// Rotate automatically every DAYS days (0: never).
+        #[arg(long, value_name = "DAYS")]
+        rotation_period: u32,
+    },
+    /// Enable a disabled key.
+    Enable {
+        /// Key id.
+        key: String,
+    },
+    /// Disable a key (every use refused).
+    Disable {
+        /// Key id.
+        key: String,
+    },
+    /// Destroy the key after a waiting period (cancellable until then).
+    ScheduleDeletion {
+        /// Key id.
+        key: String,
+        /// Waiting period, 7..=30 days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+    /// Cancel a scheduled deletion (the key comes back disabled).
+    CancelDeletion {
+        /// Key id.
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create a secret from --value-file or stdin; prints its id.
+    Create {
+        /// Keystore id or name.
+        keystore: String,
+        /// Secret name, unique in the keystore.
+        name: String,
+        /// File holding the value (default: stdin).
+        #[arg(long)]
+        value_file: Option<PathBuf>,
+    },
+    /// Print a secret's value (newest version, or --version).
+    Get {
+        /// Secret id.
+        key: String,
+        /// Version.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Store a new version from --value-file or stdin; prints the version.
+    Update {
+        /// Secret id.
+        key: String,
+        /// File holding the value (default: stdin).
+        #[arg(long)]
+        value_file: Option<PathBuf>,
     },
 }
 
@@ -173,4 +313,35 @@ pub enum KeyTypeArg {
     /// AES-256-GCM-SIV.
     #[value(name = "aes-256")]
     Aes256,
+    /// Ed25519.
+    #[value(name = "ed25519")]
+    Ed25519,
+    /// ECDSA P-256.
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA 2048.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    /// RSA 3072.
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+    /// RSA 4096.
+    #[value(name = "rsa-4096")]
+    Rsa4096,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignatureArg {
+    /// Ed25519.
+    #[value(name = "ed25519")]
+    Ed25519,
+    /// ECDSA with SHA-256.
+    #[value(name = "ecdsa-sha256")]
+    EcdsaSha256,
+    /// RSA-PSS with SHA-256.
+    #[value(name = "rsa-pss-sha256")]
+    RsaPssSha256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    #[value(name = "rsa-pkcs1-sha256")]
+    RsaPkcs1Sha256,
 }

@@ -1,17 +1,20 @@
 //! The verbs that talk to a running stack.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
-use skm_client::{Profile, Skm, admin, api, root};
+use skm_client::{Profile, Skm, root};
 use skm_runtime::Service;
 
-use crate::args::{Cli, Command, KeyCommand, KeyTypeArg, KeystoreCommand, PkiCommand, RootCommand};
+use crate::args::{Cli, Command, PkiCommand, RootCommand};
 use crate::failure::Failure;
+
+mod data;
+mod manage;
 
 /// Largest stdin the data verbs read (the server enforces its own limits
 /// and names them; this only bounds memory).
@@ -44,7 +47,7 @@ fn connect(profile: Option<&std::path::Path>) -> Result<Skm, Failure> {
     Ok(Profile::load(path)?.connect()?)
 }
 
-fn read_stdin() -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_stdin() -> Result<Vec<u8>, Failure> {
     let mut buf = Vec::new();
     std::io::stdin().take(MAX_STDIN + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_STDIN {
@@ -53,7 +56,7 @@ fn read_stdin() -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
-fn print_id(json: bool, field: &str, id: &str) {
+pub(crate) fn print_id(json: bool, field: &str, id: &str) {
     if json {
         println!("{}", json!({ field: id }));
     } else {
@@ -65,88 +68,12 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
     match command {
         Command::Status { wait } => status(skm, wait, json).await,
         Command::Root(cmd) => root_verb(skm, cmd, json).await,
-        Command::Keystore(KeystoreCommand::Create { name, allow_ips }) => {
-            let resp =
-                skm.admin()?.create_keystore(admin::v1::CreateKeystoreRequest { name, allow_ips }).await?.into_inner();
-            let ks = resp.keystore.ok_or_else(|| Failure::refused("server returned no keystore"))?;
-            print_id(json, "keystore_id", &ks.id);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Keystore(KeystoreCommand::List) => {
-            let list = skm.admin()?.list_keystores(admin::v1::ListKeystoresRequest {}).await?.into_inner().keystores;
-            if json {
-                let items: Vec<_> = list
-                    .iter()
-                    .map(
-                        |k| json!({ "id": k.id, "name": k.name, "allow_ips": k.allow_ips, "created_at": k.created_at }),
-                    )
-                    .collect();
-                println!("{}", serde_json::Value::Array(items));
-            } else {
-                for k in list {
-                    println!("{}\t{}\t{}", k.id, k.name, k.allow_ips.join(","));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Key(KeyCommand::Create { keystore, name, key_type }) => {
-            let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let key_type = match key_type {
-                KeyTypeArg::Aes256 => admin::v1::KeyType::Aes256,
-            };
-            let resp = skm
-                .admin()?
-                .create_key(admin::v1::CreateKeyRequest { keystore_id, name, key_type: key_type as i32 })
-                .await?
-                .into_inner();
-            print_id(json, "key_id", &resp.key_id);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Encrypt { key, aad } => {
-            let plaintext = read_stdin()?;
-            let resp = skm
-                .keys()
-                .encrypt(api::v1::EncryptRequest { key_id: key, plaintext, aad: aad.unwrap_or_default().into_bytes() })
-                .await?
-                .into_inner();
-            let b64 = B64.encode(&resp.ciphertext);
-            if json {
-                println!("{}", json!({ "ciphertext": b64, "key_version": resp.key_version }));
-            } else {
-                println!("{b64}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Decrypt { key, aad } => {
-            let input = read_stdin()?;
-            let text: String = String::from_utf8_lossy(&input).chars().filter(|c| !c.is_whitespace()).collect();
-            let ciphertext = B64.decode(text).map_err(|_| Failure::usage("stdin is not base64 ciphertext"))?;
-            let resp = skm
-                .keys()
-                .decrypt(api::v1::DecryptRequest { key_id: key, ciphertext, aad: aad.unwrap_or_default().into_bytes() })
-                .await?
-                .into_inner();
-            if json {
-                println!("{}", json!({ "plaintext": B64.encode(&resp.plaintext), "key_version": resp.key_version }));
-            } else {
-                std::io::stdout().write_all(&resp.plaintext)?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Keystore(cmd) => manage::keystore(skm, cmd, json).await,
+        Command::Key(cmd) => manage::key(skm, cmd, json).await,
+        Command::Secret(cmd) => manage::secret(skm, cmd, json).await,
         Command::Dev(_) | Command::Pki(_) | Command::Daemon { .. } => Err(Failure::usage("not a connected verb")),
+        data_verb => data::run(skm, data_verb, json).await,
     }
-}
-
-/// A keystore argument: an id as is, otherwise looked up by name.
-async fn resolve_keystore(skm: &Skm, arg: &str) -> Result<String, Failure> {
-    if arg.parse::<skm_crypto::Id>().is_ok() {
-        return Ok(arg.to_owned());
-    }
-    let list = skm.admin()?.list_keystores(admin::v1::ListKeystoresRequest {}).await?.into_inner().keystores;
-    list.into_iter()
-        .find(|k| k.name == arg)
-        .map(|k| k.id)
-        .ok_or_else(|| Failure::refused(format!("NOT_FOUND: no keystore named {arg:?}")))
 }
 
 async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, Failure> {

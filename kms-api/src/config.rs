@@ -23,6 +23,8 @@ struct RawConfig {
     system_key_refresh_secs: u64,
     #[serde(default = "default_cache")]
     cache_entries: usize,
+    #[serde(default = "default_maintenance")]
+    maintenance_interval_secs: u64,
     tls: TlsSection,
     #[serde(default)]
     log: LogConfig,
@@ -34,6 +36,10 @@ fn default_refresh() -> u64 {
 
 fn default_cache() -> usize {
     100_000
+}
+
+fn default_maintenance() -> u64 {
+    60
 }
 
 /// Validated configuration.
@@ -57,6 +63,8 @@ pub struct Config {
     pub system_key_refresh: Duration,
     /// Decrypted keys and keystores kept in memory, at most.
     pub cache_entries: usize,
+    /// How often due rotations and deletions are carried out.
+    pub maintenance_interval: Duration,
     /// TLS identity (`spiffe://<td>/kms-api`), used on both ports and
     /// towards the other tiers.
     pub tls: TlsIdentity,
@@ -82,6 +90,9 @@ impl Config {
         if !(1..=86_400).contains(&raw.system_key_refresh_secs) {
             return Err(ConfigError::invalid("system_key_refresh_secs", "must be 1..=86400"));
         }
+        if !(1..=86_400).contains(&raw.maintenance_interval_secs) {
+            return Err(ConfigError::invalid("maintenance_interval_secs", "must be 1..=86400"));
+        }
         if raw.cache_entries < 16 {
             return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
         }
@@ -95,6 +106,7 @@ impl Config {
             system_keyd: raw.system_keyd,
             system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),
             cache_entries: raw.cache_entries,
+            maintenance_interval: Duration::from_secs(raw.maintenance_interval_secs),
             tls,
             log: raw.log,
         })

@@ -1,19 +1,27 @@
-//! kms-api's operations, independent of gRPC: keystores, keys, encrypt and
-//! decrypt, with the keystore policy checked on every use.
+//! kms-api's operations, independent of gRPC: keystores, keys and secrets,
+//! with the keystore policy, the key's state and its type checked on every
+//! use.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use skm_crypto::Id;
-use skm_crypto::user::{self, Header};
-use zeroize::Zeroizing;
 
 use crate::access::{Denied, Policy};
 use crate::bootstrap::NotReady;
 use crate::clock::Clock;
-use crate::model::{self, Key, KeyKind, KeyVersion, Keystore, Material};
-use crate::records::{RecordError, Records};
+use crate::model::{self, Key, KeyKind, KeyState, Keystore};
+use crate::records::{Due, RecordError, Records};
+
+mod data;
+mod lifecycle;
+mod maintenance;
+pub mod signing;
+
+pub use data::{BatchItem, DataKey};
+pub use lifecycle::NewKey;
+pub use maintenance::MaintenanceReport;
 
 /// Everything an operation can fail with; mapped to gRPC codes in `grpc.rs`
 /// following DESIGN §10.
@@ -40,7 +48,7 @@ pub enum KmsError {
     /// System keys not loaded.
     #[error(transparent)]
     NotReady(#[from] NotReady),
-    /// Lost a compare-and-swap race.
+    /// Lost a compare-and-swap race too often.
     #[error("concurrent modification; retry")]
     Aborted,
     /// Anything else; details only in the server log.
@@ -58,27 +66,77 @@ impl From<RecordError> for KmsError {
     }
 }
 
+pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> KmsError {
+    KmsError::Internal(Box::new(e))
+}
+
 /// Bounded in-memory cache of decrypted keystores and keys, so a crypto
-/// call does no storage I/O on a hit. Cleared wholesale when full (a simple
-/// bound; a smarter eviction is left to the performance work).
+/// call does no storage I/O on a hit. Each entry carries the store revision
+/// it was read at, so a slow writer can't replace a newer entry with an
+/// older one. Cleared wholesale when full (a simple bound; a smarter
+/// eviction is left to the performance work).
 #[derive(Debug)]
 struct Cache {
     capacity: usize,
-    keystores: RwLock<HashMap<Id, Arc<Keystore>>>,
-    keys: RwLock<HashMap<Id, Arc<Key>>>,
+    keystores: RwLock<HashMap<Id, (u64, Arc<Keystore>)>>,
+    keys: RwLock<HashMap<Id, (u64, Arc<Key>)>>,
 }
 
+type Entries<T> = RwLock<HashMap<Id, (u64, Arc<T>)>>;
+
 impl Cache {
-    fn get<T>(map: &RwLock<HashMap<Id, Arc<T>>>, id: &Id) -> Option<Arc<T>> {
-        map.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+    fn get<T>(map: &Entries<T>, id: &Id) -> Option<Arc<T>> {
+        map.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).map(|(_, v)| v.clone())
     }
 
-    fn put<T>(&self, map: &RwLock<HashMap<Id, Arc<T>>>, id: Id, value: Arc<T>) {
+    /// Inserts unless a newer revision is cached already.
+    fn put<T>(&self, map: &Entries<T>, id: Id, revision: u64, value: Arc<T>) {
         let mut map = map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= self.capacity / 2 {
+        if let Some((cached, _)) = map.get(&id)
+            && *cached > revision
+        {
+            return;
+        }
+        if map.len() >= self.capacity / 2 && !map.contains_key(&id) {
             map.clear();
         }
-        map.insert(id, value);
+        map.insert(id, (revision, value));
+    }
+
+    fn remove<T>(map: &Entries<T>, id: &Id) {
+        map.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    fn all<T>(map: &Entries<T>) -> Vec<Arc<T>> {
+        map.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().map(|(_, v)| v.clone()).collect()
+    }
+}
+
+/// What a use of a key needs it to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Encrypt, decrypt, data keys.
+    Aes,
+    /// Sign, verify, public key.
+    Asymmetric,
+    /// Get a secret.
+    Secret,
+}
+
+impl Need {
+    fn fits(self, kind: KeyKind) -> bool {
+        matches!(
+            (self, kind),
+            (Need::Aes, KeyKind::Aes256) | (Need::Asymmetric, KeyKind::Asymmetric(_)) | (Need::Secret, KeyKind::Secret)
+        )
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Need::Aes => "an aes-256 key",
+            Need::Asymmetric => "an asymmetric key (ed25519, ecdsa-p256, rsa-*)",
+            Need::Secret => "a secret",
+        }
     }
 }
 
@@ -90,11 +148,11 @@ pub struct Kms {
     cache: Cache,
 }
 
-fn parse_id(field: &str, value: &str) -> Result<Id, KmsError> {
+pub(crate) fn parse_id(field: &str, value: &str) -> Result<Id, KmsError> {
     value.parse().map_err(|_| KmsError::InvalidArgument(format!("{field}: {value:?} is not an id (32 hex digits)")))
 }
 
-fn check_len(field: &str, len: usize, limit: usize) -> Result<(), KmsError> {
+pub(crate) fn check_len(field: &str, len: usize, limit: usize) -> Result<(), KmsError> {
     if len > limit {
         return Err(KmsError::InvalidArgument(format!("{field} is {len} bytes; the limit is {limit}")));
     }
@@ -111,21 +169,19 @@ impl Kms {
         }
     }
 
+    /// The clock in use.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// Creates a keystore.
     pub async fn create_keystore(&self, name: &str, allow_ips: &[String]) -> Result<Keystore, KmsError> {
         model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
         let policy = Policy::from_allow_ips(allow_ips).map_err(KmsError::InvalidArgument)?;
-        let ks = Keystore {
-            id: Id::generate().map_err(internal)?,
-            name: name.to_owned(),
-            policy,
-            created_at: self.clock.now(),
-        };
+        let ks = Keystore { id: Id::generate().map_err(internal)?, name: name.to_owned(), policy, created_at: self.now() };
         match self.records.create_keystore(&ks).await {
             Ok(()) => Ok(ks),
-            Err(RecordError::Conflict(_)) => {
-                Err(KmsError::AlreadyExists(format!("a keystore named {name:?} already exists")))
-            }
+            Err(RecordError::Conflict(_)) => Err(KmsError::AlreadyExists(format!("a keystore named {name:?} already exists"))),
             Err(e) => Err(e.into()),
         }
     }
@@ -135,62 +191,29 @@ impl Kms {
         Ok(self.records.keystores().await?)
     }
 
-    async fn keystore(&self, id: &Id) -> Result<Arc<Keystore>, KmsError> {
+    pub(crate) async fn keystore(&self, id: &Id) -> Result<Arc<Keystore>, KmsError> {
         if let Some(ks) = Cache::get(&self.cache.keystores, id) {
             return Ok(ks);
         }
-        let ks = Arc::new(
-            self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?,
-        );
-        self.cache.put(&self.cache.keystores, *id, ks.clone());
+        let ks = Arc::new(self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?);
+        self.cache.put(&self.cache.keystores, *id, 0, ks.clone());
         Ok(ks)
     }
 
-    /// Creates a key with version 1.
-    pub async fn create_key(&self, keystore_id: &str, name: &str, kind: KeyKind) -> Result<Arc<Key>, KmsError> {
-        let keystore_id = parse_id("keystore_id", keystore_id)?;
-        model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
-        self.keystore(&keystore_id).await?;
-        let now = self.clock.now();
-        let key = Key {
-            id: Id::generate().map_err(internal)?,
-            keystore_id,
-            name: name.to_owned(),
-            kind,
-            versions: vec![KeyVersion {
-                version: 1,
-                material: Material::generate(kind).map_err(internal)?,
-                created_at: now,
-            }],
-            created_at: now,
-        };
-        match self.records.create_key(&key).await {
-            Ok(()) => {}
-            Err(RecordError::Conflict(_)) => {
-                return Err(KmsError::AlreadyExists(format!(
-                    "a key named {name:?} already exists in keystore {keystore_id}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(key_id = %key.id, keystore_id = %keystore_id, kind = kind.name(), "key created");
-        let key = Arc::new(key);
-        self.cache.put(&self.cache.keys, key.id, key.clone());
-        Ok(key)
-    }
-
-    async fn key(&self, id: &Id) -> Result<Arc<Key>, KmsError> {
+    /// A key from the cache or the store.
+    pub(crate) async fn key(&self, id: &Id) -> Result<Arc<Key>, KmsError> {
         if let Some(k) = Cache::get(&self.cache.keys, id) {
             return Ok(k);
         }
-        let key =
-            Arc::new(self.records.key(id).await?.ok_or_else(|| KmsError::NotFound(format!("key {id} not found")))?);
-        self.cache.put(&self.cache.keys, *id, key.clone());
+        let (key, revision) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
+        let key = Arc::new(key);
+        self.cache.put(&self.cache.keys, *id, revision, key.clone());
         Ok(key)
     }
 
-    /// Loads a key and checks the client against its keystore's policy.
-    async fn usable_key(&self, client: IpAddr, key_id: &str) -> Result<Arc<Key>, KmsError> {
+    /// Loads a key for a use: the client must pass its keystore's policy,
+    /// the key must be enabled and of the kind the use needs.
+    pub(crate) async fn usable_key(&self, client: IpAddr, key_id: &str, need: Need) -> Result<Arc<Key>, KmsError> {
         let id = parse_id("key_id", key_id)?;
         let key = self.key(&id).await?;
         let keystore = self.keystore(&key.keystore_id).await?;
@@ -198,59 +221,75 @@ impl Kms {
             tracing::warn!(key_id = %id, keystore_id = %keystore.id, %client, reason = %denied, "key use denied");
             return Err(denied.into());
         }
+        match key.state {
+            KeyState::Enabled => {}
+            KeyState::Disabled => return Err(KmsError::FailedPrecondition(format!("key {id} is disabled"))),
+            KeyState::PendingDeletion { deletion_at } => {
+                return Err(KmsError::FailedPrecondition(format!(
+                    "key {id} is pending deletion (destroyed at {deletion_at} unless cancelled)"
+                )));
+            }
+        }
+        if !need.fits(key.kind) {
+            return Err(KmsError::FailedPrecondition(format!(
+                "key {id} is a {} key; this operation needs {}",
+                key.kind.name(),
+                need.describe()
+            )));
+        }
+        key.touch(self.now());
         Ok(key)
     }
 
-    /// Encrypts under the newest version.
-    pub async fn encrypt(
-        &self,
-        client: IpAddr,
-        key_id: &str,
-        plaintext: &[u8],
-        aad: &[u8],
-    ) -> Result<(Vec<u8>, u32), KmsError> {
-        check_len("plaintext", plaintext.len(), model::MAX_PLAINTEXT)?;
-        check_len("aad", aad.len(), model::MAX_AAD)?;
-        let key = self.usable_key(client, key_id).await?;
-        let newest = key
-            .newest()
-            .ok_or_else(|| KmsError::FailedPrecondition(format!("key {} has no usable version", key.id)))?;
-        let Material::Aes256(material) = &newest.material;
-        let header = Header { key_id: key.id, version: newest.version };
-        let ciphertext = user::encrypt(material, header, plaintext, aad).map_err(internal)?;
-        Ok((ciphertext, newest.version))
+    /// Reads a key afresh from the store, lets `change` modify it and writes
+    /// it back with compare-and-swap, retrying on a lost race. Returns the
+    /// stored key, now also in the cache.
+    pub(crate) async fn mutate_key<F>(&self, id: &Id, mut change: F) -> Result<Arc<Key>, KmsError>
+    where
+        F: FnMut(&mut Key, i64) -> Result<(), KmsError>,
+    {
+        for _ in 0..16 {
+            if let Some(key) = self.mutate_key_once(id, &mut change).await? {
+                return Ok(key);
+            }
+        }
+        Err(KmsError::Aborted)
     }
 
-    /// Decrypts with the version the ciphertext names.
-    pub async fn decrypt(
-        &self,
-        client: IpAddr,
-        key_id: &str,
-        ciphertext: &[u8],
-        aad: &[u8],
-    ) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
-        check_len("ciphertext", ciphertext.len(), model::MAX_CIPHERTEXT)?;
-        check_len("aad", aad.len(), model::MAX_AAD)?;
-        let key = self.usable_key(client, key_id).await?;
-        let header = Header::parse(ciphertext).map_err(|_| KmsError::DecryptFailed)?;
-        if header.key_id != key.id {
-            return Err(KmsError::DecryptFailed);
+    /// One read-modify-CAS attempt; `None` when another writer won the race.
+    pub(crate) async fn mutate_key_once<F>(&self, id: &Id, change: F) -> Result<Option<Arc<Key>>, KmsError>
+    where
+        F: FnOnce(&mut Key, i64) -> Result<(), KmsError>,
+    {
+        let (mut key, revision) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
+        if let Some(cached) = Cache::get(&self.cache.keys, id) {
+            key.touch(cached.last_used());
         }
-        let version = key.version(header.version).ok_or(KmsError::DecryptFailed)?;
-        let Material::Aes256(material) = &version.material;
-        let plaintext = user::decrypt(material, ciphertext, aad).map_err(|_| KmsError::DecryptFailed)?;
-        Ok((plaintext, version.version))
+        let due_before: Vec<Due> = crate::records::due_entries(&key);
+        change(&mut key, self.now())?;
+        match self.records.update_key(&key, revision, &due_before).await {
+            Ok(()) => {
+                let key = Arc::new(key);
+                self.cache.put(&self.cache.keys, *id, revision + 1, key.clone());
+                Ok(Some(key))
+            }
+            Err(RecordError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The material of a key version, for the tier-separation test.
     #[cfg(feature = "danger-test-accessors")]
-    pub async fn danger_key_material(&self, key_id: &str, version: u32) -> Option<[u8; 32]> {
+    pub async fn danger_key_material(&self, key_id: &str, version: u32) -> Option<Vec<u8>> {
         let key = self.key(&key_id.parse().ok()?).await.ok()?;
-        let Material::Aes256(m) = &key.version(version)?.material;
-        Some(*m.danger_expose())
+        Some(match &key.version(version)?.material {
+            model::Material::Aes256(m) => m.danger_expose().to_vec(),
+            model::Material::Asymmetric { private, .. } => private.danger_pkcs8().to_vec(),
+            model::Material::Secret(v) => v.to_vec(),
+        })
     }
 }
 
-fn internal(e: impl std::error::Error + Send + Sync + 'static) -> KmsError {
-    KmsError::Internal(Box::new(e))
+pub(crate) fn not_found(id: &Id) -> KmsError {
+    KmsError::NotFound(format!("key {id} not found"))
 }

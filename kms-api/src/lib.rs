@@ -47,14 +47,18 @@ pub fn user_access_policy() -> AccessPolicy {
     AccessPolicy::new().with_health_and_reflection().allow_service(USER_SERVICE, &[Allow::AnyPeer])
 }
 
+/// Admin RPCs that only read (auditors may call them).
+const ADMIN_READS: &[&str] = &["ListKeystores", "ListKeys", "DescribeKey"];
+
 /// The admin port: operators only; auditors may only read.
 pub fn admin_access_policy() -> AccessPolicy {
-    let m = |name: &str| format!("/{ADMIN_SERVICE}/{name}");
-    AccessPolicy::new()
+    let mut policy = AccessPolicy::new()
         .with_health_and_reflection()
-        .allow(&m("ListKeystores"), &[Allow::Operator(Role::Auditor)])
-        .allow(&m("CreateKeystore"), &[Allow::Operator(Role::Admin)])
-        .allow(&m("CreateKey"), &[Allow::Operator(Role::Admin)])
+        .allow_service(ADMIN_SERVICE, &[Allow::Operator(Role::Admin)]);
+    for read in ADMIN_READS {
+        policy = policy.allow(&format!("/{ADMIN_SERVICE}/{read}"), &[Allow::Operator(Role::Auditor)]);
+    }
+    policy
 }
 
 /// A started kms-api.
@@ -65,12 +69,16 @@ pub struct Running {
     /// The bound admin port.
     pub admin_addr: SocketAddr,
     keyring: bootstrap::Keyring,
-    #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code))]
     kms: Arc<kms::Kms>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RunError>>>,
 }
 
 impl Running {
+    /// The operations (tests call [`kms::Kms::maintain`] directly).
+    pub fn kms(&self) -> &Arc<kms::Kms> {
+        &self.kms
+    }
+
     /// Whether the system keys are loaded.
     pub fn is_ready(&self) -> bool {
         self.keyring.current().is_ok()
@@ -93,9 +101,10 @@ impl Running {
         ring.versions().filter_map(|v| ring.danger_key(v).map(|k| *k.danger_expose())).collect()
     }
 
-    /// A user key's material, for the tier-separation test.
+    /// A key version's material (AES key, PKCS#8, secret value), for the
+    /// tier-separation test.
     #[cfg(feature = "danger-test-accessors")]
-    pub async fn danger_user_key(&self, key_id: &str, version: u32) -> Option<[u8; 32]> {
+    pub async fn danger_key_material(&self, key_id: &str, version: u32) -> Option<Vec<u8>> {
         self.kms.danger_key_material(key_id, version).await
     }
 }
@@ -103,13 +112,15 @@ impl Running {
 /// Opens the store, binds both ports, starts serving and loading the
 /// system keys.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
+    start_with_clock(config, shutdown, Arc::new(clock::SystemClock)).await
+}
+
+/// [`start`] with a given clock (tests move time).
+pub async fn start_with_clock(config: Config, shutdown: Shutdown, clock: Arc<dyn clock::Clock>) -> Result<Running, RunError> {
     let store = skm_store::SledStore::open(&config.data_dir)?;
     let keyring = bootstrap::Keyring::default();
-    let kms = Arc::new(kms::Kms::new(
-        records::Records::new(store, keyring.clone()),
-        Arc::new(clock::SystemClock),
-        config.cache_entries,
-    ));
+    let kms = Arc::new(kms::Kms::new(records::Records::new(store, keyring.clone()), clock, config.cache_entries));
+    tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
 
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
     let system_id = SpiffeId::for_service(&config.trust_domain, Service::SystemKeyd)?;

@@ -1,25 +1,30 @@
 //! kms-api's records in its store, each sealed under the active system key.
 //!
-//! | store key | value (sealed) | owner bound in AAD |
+//! | store key | value | owner bound in AAD |
 //! |---|---|---|
-//! | `ks/<keystore id>` | keystore (JSON) | — |
-//! | `ksname/<name>` | keystore id | — |
-//! | `key/<key id>` | keystore id (clear) ‖ key with every version's material (JSON) | keystore id |
-//! | `keyname/<keystore id>/<name>` | key id | keystore id |
+//! | `ks/<keystore id>` | keystore (JSON), sealed | — |
+//! | `ksname/<name>` | keystore id, sealed | — |
+//! | `key/<key id>` | keystore id (clear) ‖ sealed key with every version's material (JSON) | keystore id |
+//! | `keyname/<keystore id>/<name>` | key id, sealed | keystore id |
+//! | `lastuse/<key id>` | last use (i64 BE), sealed | key id |
+//! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
 //!
-//! Store keys hold only ids and names; every value, including each key's
-//! material, is sealed ([`skm_crypto::record`]) with AAD binding it to its
-//! store key and owner, so values can't be moved between records.
+//! Store keys hold only ids, names and due times; every value, including
+//! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
+//! it to its store key and owner, so values can't be moved between records.
 //! Serialised plaintext lives in zeroizing buffers.
+
+use std::sync::atomic::AtomicI64;
 
 use serde::{Deserialize, Serialize};
 use skm_crypto::Id;
+use skm_crypto::asym::PrivateKey;
 use skm_store::{Expect, Op, SledStore, Store, StoreError};
 use zeroize::Zeroizing;
 
 use crate::access::Policy;
 use crate::bootstrap::{Keyring, NotReady};
-use crate::model::{Key, KeyKind, KeyVersion, Keystore, Material};
+use crate::model::{Key, KeyKind, KeyState, KeyVersion, Keystore, Material};
 
 /// Record persistence failures.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,18 @@ struct KeyRecord {
     kind: String,
     created_at: i64,
     versions: Vec<VersionRecord>,
+    #[serde(default = "enabled")]
+    state: String,
+    #[serde(default)]
+    deletion_at: i64,
+    #[serde(default)]
+    rotation_period_days: u32,
+    #[serde(default)]
+    next_rotation_at: i64,
+}
+
+fn enabled() -> String {
+    "enabled".to_owned()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,8 +91,28 @@ struct KeyRecord {
 struct VersionRecord {
     version: u32,
     created_at: i64,
-    /// Hex of the raw key material.
+    /// Hex of the raw material: AES key, PKCS#8 DER, or secret value.
     material: Zeroizing<String>,
+}
+
+/// Why a key is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueKind {
+    /// Automatic rotation.
+    Rotate,
+    /// End of the deletion waiting period.
+    Destroy,
+}
+
+/// One entry of the due index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// When (seconds since the epoch).
+    pub at: i64,
+    /// What for.
+    pub kind: DueKind,
+    /// Which key.
+    pub key_id: Id,
 }
 
 fn ks_key(id: &Id) -> Vec<u8> {
@@ -90,8 +127,59 @@ fn key_key(id: &Id) -> Vec<u8> {
     format!("key/{id}").into_bytes()
 }
 
+fn key_name_prefix(keystore: &Id) -> Vec<u8> {
+    format!("keyname/{keystore}/").into_bytes()
+}
+
 fn key_name_key(keystore: &Id, name: &str) -> Vec<u8> {
-    format!("keyname/{keystore}/{name}").into_bytes()
+    [key_name_prefix(keystore), name.as_bytes().to_vec()].concat()
+}
+
+fn last_use_key(id: &Id) -> Vec<u8> {
+    format!("lastuse/{id}").into_bytes()
+}
+
+const DUE_PREFIX: &[u8] = b"due/";
+
+fn due_key(due: &Due) -> Vec<u8> {
+    let tag = match due.kind {
+        DueKind::Rotate => b'r',
+        DueKind::Destroy => b'd',
+    };
+    let mut out = DUE_PREFIX.to_vec();
+    out.extend_from_slice(&(due.at.max(0) as u64).to_be_bytes());
+    out.push(b'/');
+    out.push(tag);
+    out.push(b'/');
+    out.extend_from_slice(due.key_id.to_string().as_bytes());
+    out
+}
+
+fn parse_due(key: &[u8]) -> Option<Due> {
+    let rest = key.strip_prefix(DUE_PREFIX)?;
+    if rest.len() != 8 + 3 + 32 {
+        return None;
+    }
+    let at = u64::from_be_bytes(rest[..8].try_into().ok()?) as i64;
+    let kind = match rest[9] {
+        b'r' => DueKind::Rotate,
+        b'd' => DueKind::Destroy,
+        _ => return None,
+    };
+    let key_id = std::str::from_utf8(&rest[11..]).ok()?.parse().ok()?;
+    Some(Due { at, kind, key_id })
+}
+
+/// The due-index entries a key in its current state should have.
+pub fn due_entries(key: &Key) -> Vec<Due> {
+    let mut out = Vec::new();
+    if key.kind != KeyKind::Secret && key.rotation_period_days > 0 && key.next_rotation_at > 0 {
+        out.push(Due { at: key.next_rotation_at, kind: DueKind::Rotate, key_id: key.id });
+    }
+    if let KeyState::PendingDeletion { deletion_at } = key.state {
+        out.push(Due { at: deletion_at, kind: DueKind::Destroy, key_id: key.id });
+    }
+    out
 }
 
 /// Sealed record persistence.
@@ -119,7 +207,7 @@ impl Records {
     }
 
     fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RecordError> {
-        let mut buf = Zeroizing::new(Vec::with_capacity(4096));
+        let mut buf = Zeroizing::new(Vec::with_capacity(16 * 1024));
         serde_json::to_writer(&mut *buf, value).map_err(|_| RecordError::Seal)?;
         Ok(buf)
     }
@@ -168,10 +256,7 @@ impl Records {
         self.keyring.current()?;
         let mut out = Vec::new();
         for (key, v) in self.store.list(b"ks/").await? {
-            let id = std::str::from_utf8(&key[3..])
-                .ok()
-                .and_then(|s| s.parse::<Id>().ok())
-                .ok_or_else(|| RecordError::Corrupt(String::from_utf8_lossy(&key).into_owned()))?;
+            let id = parse_id_suffix(&key, 3)?;
             out.push(self.decode_keystore(id, &key, &v.value)?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -181,23 +266,54 @@ impl Records {
     /// Stores a new key; its name must be free in its keystore.
     pub async fn create_key(&self, key: &Key) -> Result<(), RecordError> {
         let owner = key.keystore_id.to_string();
-        let id_key = key_key(&key.id);
         let name_key = key_name_key(&key.keystore_id, &key.name);
-        let sealed = self.seal(&id_key, owner.as_bytes(), &Self::to_json(&Self::key_record(key))?)?;
-        let value = [owner.as_bytes(), &sealed].concat();
         let index = self.seal(&name_key, owner.as_bytes(), key.id.to_string().as_bytes())?;
-        self.store
-            .apply(vec![
-                Op::Put { key: name_key, value: index, expect: Expect::Absent },
-                Op::Put { key: id_key, value, expect: Expect::Absent },
-            ])
-            .await?;
+        let mut ops = vec![
+            Op::Put { key: name_key, value: index, expect: Expect::Absent },
+            Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Absent },
+        ];
+        ops.extend(due_entries(key).iter().map(|d| Op::Put { key: due_key(d), value: Vec::new(), expect: Expect::Any }));
+        self.store.apply(ops).await?;
         Ok(())
     }
 
-    fn key_record(key: &Key) -> KeyRecord {
-        KeyRecord {
-            keystore_id: key.keystore_id.to_string(),
+    /// Replaces a key record read at `revision` (compare-and-swap), moving
+    /// its due-index entries from `due_before` to what its state now needs.
+    pub async fn update_key(&self, key: &Key, revision: u64, due_before: &[Due]) -> Result<(), RecordError> {
+        let due_after = due_entries(key);
+        let mut ops = vec![Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Revision(revision) }];
+        for d in due_before.iter().filter(|d| !due_after.contains(d)) {
+            ops.push(Op::Delete { key: due_key(d), expect: Expect::Any });
+        }
+        for d in due_after.iter().filter(|d| !due_before.contains(d)) {
+            ops.push(Op::Put { key: due_key(d), value: Vec::new(), expect: Expect::Any });
+        }
+        self.store.apply(ops).await?;
+        Ok(())
+    }
+
+    /// Destroys a key read at `revision`: its record (with all material),
+    /// its name, last use and due entries go in one batch.
+    pub async fn destroy_key(&self, key: &Key, revision: u64) -> Result<(), RecordError> {
+        let mut ops = vec![
+            Op::Delete { key: key_key(&key.id), expect: Expect::Revision(revision) },
+            Op::Delete { key: key_name_key(&key.keystore_id, &key.name), expect: Expect::Any },
+            Op::Delete { key: last_use_key(&key.id), expect: Expect::Any },
+        ];
+        ops.extend(due_entries(key).iter().map(|d| Op::Delete { key: due_key(d), expect: Expect::Any }));
+        self.store.apply(ops).await?;
+        Ok(())
+    }
+
+    fn seal_key(&self, key: &Key) -> Result<Vec<u8>, RecordError> {
+        let owner = key.keystore_id.to_string();
+        let (state, deletion_at) = match key.state {
+            KeyState::Enabled => ("enabled", 0),
+            KeyState::Disabled => ("disabled", 0),
+            KeyState::PendingDeletion { deletion_at } => ("pending-deletion", deletion_at),
+        };
+        let record = KeyRecord {
+            keystore_id: owner.clone(),
             name: key.name.clone(),
             kind: key.kind.name().to_owned(),
             created_at: key.created_at,
@@ -209,20 +325,27 @@ impl Records {
                     created_at: v.created_at,
                     material: Zeroizing::new(match &v.material {
                         Material::Aes256(k) => hex::encode(k.danger_expose()),
+                        Material::Asymmetric { private, .. } => hex::encode(private.danger_pkcs8()),
+                        Material::Secret(value) => hex::encode(&value[..]),
                     }),
                 })
                 .collect(),
-        }
+            state: state.to_owned(),
+            deletion_at,
+            rotation_period_days: key.rotation_period_days,
+            next_rotation_at: key.next_rotation_at,
+        };
+        let sealed = self.seal(&key_key(&key.id), owner.as_bytes(), &Self::to_json(&record)?)?;
+        Ok([owner.as_bytes(), &sealed].concat())
     }
 
-    /// One key with its material. The owner bound into the record's AAD is
-    /// the keystore the record names, so a record moved under another key
-    /// id, or edited to name another keystore, does not open.
-    pub async fn key(&self, id: &Id) -> Result<Option<Key>, RecordError> {
+    /// One key with its material and the record's revision. The owner bound
+    /// into the record's AAD is the keystore the record names, so a record
+    /// moved under another key id, or edited to name another keystore, does
+    /// not open.
+    pub async fn key(&self, id: &Id) -> Result<Option<(Key, u64)>, RecordError> {
         let store_key = key_key(id);
-        let Some(v) = self.store.get(&store_key).await? else {
-            return Ok(None);
-        };
+        let Some(v) = self.store.get(&store_key).await? else { return Ok(None) };
         let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(&store_key).into_owned());
         let (owner, sealed) = split_owner(&v.value).ok_or_else(corrupt)?;
         let plain = self.open(&store_key, owner.as_bytes(), sealed)?;
@@ -231,6 +354,12 @@ impl Records {
             return Err(corrupt());
         }
         let kind = KeyKind::from_name(&r.kind).ok_or_else(corrupt)?;
+        let state = match r.state.as_str() {
+            "enabled" => KeyState::Enabled,
+            "disabled" => KeyState::Disabled,
+            "pending-deletion" => KeyState::PendingDeletion { deletion_at: r.deletion_at },
+            _ => return Err(corrupt()),
+        };
         let mut versions = Vec::with_capacity(r.versions.len());
         for v in r.versions {
             let mut raw = Zeroizing::new(hex::decode(v.material.as_bytes()).map_err(|_| corrupt())?);
@@ -238,18 +367,89 @@ impl Records {
                 KeyKind::Aes256 => {
                     Material::Aes256(skm_crypto::Secret32::from_slice_wiping(&mut raw).ok_or_else(corrupt)?)
                 }
+                KeyKind::Asymmetric(alg) => {
+                    let private = PrivateKey::from_pkcs8(alg, &raw).map_err(|_| corrupt())?;
+                    let public = Box::new(private.public_key());
+                    Material::Asymmetric { private: Box::new(private), public }
+                }
+                KeyKind::Secret => Material::Secret(raw),
             };
             versions.push(KeyVersion { version: v.version, material, created_at: v.created_at });
         }
-        Ok(Some(Key {
+        if versions.is_empty() {
+            return Err(corrupt());
+        }
+        let last_used = self.last_used(id).await?;
+        let key = Key {
             id: *id,
             keystore_id: owner.parse().map_err(|_| corrupt())?,
             name: r.name,
             kind,
+            state,
             versions,
+            rotation_period_days: r.rotation_period_days,
+            next_rotation_at: r.next_rotation_at,
             created_at: r.created_at,
-        }))
+            last_used_at: AtomicI64::new(last_used),
+        };
+        Ok(Some((key, v.revision)))
     }
+
+    /// The ids of a keystore's keys, in name order.
+    pub async fn key_ids_in(&self, keystore: &Id) -> Result<Vec<Id>, RecordError> {
+        self.keyring.current()?;
+        let owner = keystore.to_string();
+        let mut out = Vec::new();
+        for (k, v) in self.store.list(&key_name_prefix(keystore)).await? {
+            let id = self.open(&k, owner.as_bytes(), &v.value)?;
+            let id = std::str::from_utf8(&id)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| RecordError::Corrupt(String::from_utf8_lossy(&k).into_owned()))?;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// Due-index entries up to and including `now`, earliest first.
+    pub async fn due(&self, now: i64) -> Result<Vec<Due>, RecordError> {
+        let mut end = DUE_PREFIX.to_vec();
+        end.extend_from_slice(&(now.max(0) as u64 + 1).to_be_bytes());
+        let entries = self.store.list_range(DUE_PREFIX, &end).await?;
+        Ok(entries.iter().filter_map(|(k, _)| parse_due(k)).collect())
+    }
+
+    /// Persists last-use times.
+    pub async fn save_last_used(&self, entries: &[(Id, i64)]) -> Result<(), RecordError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut ops = Vec::with_capacity(entries.len());
+        for (id, at) in entries {
+            let key = last_use_key(id);
+            let value = self.seal(&key, id.to_string().as_bytes(), &at.to_be_bytes())?;
+            ops.push(Op::Put { key, value, expect: Expect::Any });
+        }
+        self.store.apply(ops).await?;
+        Ok(())
+    }
+
+    async fn last_used(&self, id: &Id) -> Result<i64, RecordError> {
+        let key = last_use_key(id);
+        let Some(v) = self.store.get(&key).await? else { return Ok(0) };
+        let plain = self.open(&key, id.to_string().as_bytes(), &v.value)?;
+        let bytes: [u8; 8] = plain[..]
+            .try_into()
+            .map_err(|_| RecordError::Corrupt(String::from_utf8_lossy(&key).into_owned()))?;
+        Ok(i64::from_be_bytes(bytes))
+    }
+}
+
+fn parse_id_suffix(key: &[u8], prefix_len: usize) -> Result<Id, RecordError> {
+    std::str::from_utf8(&key[prefix_len..])
+        .ok()
+        .and_then(|s| s.parse::<Id>().ok())
+        .ok_or_else(|| RecordError::Corrupt(String::from_utf8_lossy(key).into_owned()))
 }
 
 /// Key records are stored as `owner (32 hex) | sealed`, so the owner is
@@ -260,4 +460,20 @@ fn split_owner(value: &[u8]) -> Option<(String, &[u8])> {
     }
     let (owner, sealed) = value.split_at(32);
     Some((String::from_utf8(owner.to_vec()).ok()?, sealed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_keys_sort_by_time_and_parse_back() {
+        let id: Id = "00112233445566778899aabbccddeeff".parse().unwrap();
+        let early = Due { at: 1_000, kind: DueKind::Destroy, key_id: id };
+        let late = Due { at: 1_000_000, kind: DueKind::Rotate, key_id: id };
+        assert!(due_key(&early) < due_key(&late));
+        assert_eq!(parse_due(&due_key(&early)), Some(early));
+        assert_eq!(parse_due(&due_key(&late)), Some(late));
+        assert_eq!(parse_due(b"due/short"), None);
+    }
 }

@@ -124,6 +124,11 @@ pub struct InProcess {
 impl InProcess {
     /// Prepares the files and starts the three tiers on ephemeral ports.
     pub async fn start(seal: DevSeal) -> anyhow::Result<Self> {
+        Self::start_with_clock(seal, std::sync::Arc::new(kms_api::clock::SystemClock)).await
+    }
+
+    /// As [`InProcess::start`], with kms-api on the given clock.
+    pub async fn start_with_clock(seal: DevSeal, clock: std::sync::Arc<dyn kms_api::clock::Clock>) -> anyhow::Result<Self> {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
@@ -137,7 +142,7 @@ impl InProcess {
         let mut kms_cfg = kms_api::Config::load(&stack.config(Service::KmsApi))?;
         kms_cfg.root_keyd = root.addr.to_string();
         kms_cfg.system_keyd = system.addr.to_string();
-        let kms = kms_api::start(kms_cfg, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+        let kms = kms_api::start_with_clock(kms_cfg, shutdown, clock).await.map_err(|e| anyhow::anyhow!(e))?;
         let mut profile = stack.profile.clone();
         profile.user_endpoint = kms.user_addr.to_string();
         profile.admin_endpoint = kms.admin_addr.to_string();
@@ -266,6 +271,7 @@ pub async fn aes_key(skm: &Skm, keystore: &str) -> anyhow::Result<String> {
             keystore_id: ks.id,
             name: "key".into(),
             key_type: pb::KeyType::Aes256 as i32,
+            rotation_period_days: 0,
         })
         .await?
         .into_inner();
@@ -290,4 +296,145 @@ pub async fn decrypt(skm: &Skm, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> 
         aad: aad.to_vec(),
     };
     Ok(skm.keys().decrypt(req).await?.into_inner().plaintext)
+}
+
+/// Creates a keystore that allows 127.0.0.1; returns its id.
+pub async fn keystore(skm: &Skm, name: &str) -> anyhow::Result<String> {
+    use skm_client::admin::v1 as pb;
+    let ks = skm
+        .admin()?
+        .create_keystore(pb::CreateKeystoreRequest { name: name.to_owned(), allow_ips: vec!["127.0.0.1".into()] })
+        .await?
+        .into_inner()
+        .keystore
+        .context("no keystore")?;
+    Ok(ks.id)
+}
+
+/// Creates a key of `key_type` in a keystore; returns its id.
+pub async fn create_key(
+    skm: &Skm,
+    keystore_id: &str,
+    name: &str,
+    key_type: skm_client::admin::v1::KeyType,
+    rotation_period_days: u32,
+) -> Result<String, tonic::Status> {
+    use skm_client::admin::v1 as pb;
+    let req = pb::CreateKeyRequest {
+        keystore_id: keystore_id.to_owned(),
+        name: name.to_owned(),
+        key_type: key_type as i32,
+        rotation_period_days,
+    };
+    let mut admin = skm.admin().map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok(admin.create_key(req).await?.into_inner().key_id)
+}
+
+/// Verifies a signature with the `openssl` command line, using only the
+/// exported SPKI PEM. `algorithm` is SKM's name ("ed25519", "ecdsa-sha256",
+/// "rsa-pss-sha256", "rsa-pkcs1-sha256"). Returns whether OpenSSL accepts it.
+pub fn openssl_verify(pem: &str, message: &[u8], signature: &[u8], algorithm: &str) -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let (pub_path, msg_path, sig_path) = (dir.path().join("pub.pem"), dir.path().join("msg"), dir.path().join("sig"));
+    std::fs::write(&pub_path, pem)?;
+    std::fs::write(&msg_path, message)?;
+    std::fs::write(&sig_path, signature)?;
+    let mut cmd = std::process::Command::new("openssl");
+    if algorithm == "ed25519" {
+        cmd.args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"]).arg(&pub_path).arg("-in").arg(&msg_path);
+        cmd.arg("-sigfile").arg(&sig_path);
+    } else {
+        cmd.args(["dgst", "-sha256", "-verify"]).arg(&pub_path).arg("-signature").arg(&sig_path);
+        if algorithm == "rsa-pss-sha256" {
+            cmd.args(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-sigopt", "rsa_mgf1_md:sha256"]);
+        }
+        cmd.arg(&msg_path);
+    }
+    let out = cmd.output().context("run openssl (scripts/test installs it)")?;
+    Ok(out.status.success())
+}
+
+/// `skm dev` running in the background, as a user starts it.
+pub struct DevProcess {
+    child: std::process::Child,
+    /// The profile it printed.
+    pub profile: String,
+    _dir: TempDir,
+}
+
+impl DevProcess {
+    /// Starts `skm dev` on four free ports and waits until `skm status` is happy.
+    pub fn start() -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir()?;
+        let base = free_port_base();
+        let mut child = std::process::Command::new(skm_bin())
+            .args(["dev", "--data-dir"])
+            .arg(dir.path())
+            .args(["--port-base", &base.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let profile = line.trim().strip_prefix("export SKM_PROFILE=").context("export line")?.to_owned();
+        let dev = Self { child, profile, _dir: dir };
+        let status = dev.run(&["status", "--wait", "60"], b"");
+        if !status.status.success() {
+            bail!("skm dev not ready: {}", String::from_utf8_lossy(&status.stdout));
+        }
+        Ok(dev)
+    }
+
+    /// Runs `skm ARGS` with this profile, `stdin` as input.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new(skm_bin())
+            .args(args)
+            .env("SKM_PROFILE", &self.profile)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn skm");
+        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+        child.wait_with_output().expect("skm output")
+    }
+
+    /// Runs `skm ARGS`, requires success, returns trimmed stdout.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        assert!(out.status.success(), "skm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl DevProcess {
+    /// Stops `skm dev` as Ctrl-C would (SIGTERM) and waits for it; the
+    /// stack directory stays until drop.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(None) = self.child.try_wait()
+            && let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A base port with four free ports after it.
+pub fn free_port_base() -> u16 {
+    for _ in 0..200 {
+        let base = free_ports(1)[0];
+        if base < 60000 && (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no four consecutive free ports");
 }

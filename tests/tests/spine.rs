@@ -197,7 +197,7 @@ async fn no_tier_stores_keys_or_plaintext_in_the_clear() {
 
     let root_key = stack.root().danger_root_key().unwrap();
     let system_keys = stack.kms().danger_system_keys();
-    let user_key = stack.kms().danger_user_key(&key, 1).await.unwrap();
+    let user_key: [u8; 32] = stack.kms().danger_key_material(&key, 1).await.unwrap().try_into().unwrap();
     assert!(!system_keys.is_empty());
     let mut needles: Vec<(String, Vec<u8>)> = vec![("plaintext".into(), plaintext.as_bytes().to_vec())];
     for (name, secret) in std::iter::once(("root key", root_key))
@@ -252,6 +252,7 @@ async fn bad_input_is_refused_and_the_stack_keeps_serving() {
                 keystore_id: ks.id,
                 name: "other".into(),
                 key_type: pb::KeyType::Aes256 as i32,
+                rotation_period_days: 0,
             })
             .await
             .unwrap()
@@ -321,7 +322,12 @@ async fn keystore_ipv4_allow_list_is_enforced() {
         .keystore
         .unwrap();
     let key = admin
-        .create_key(pb::CreateKeyRequest { keystore_id: ks.id, name: "k".into(), key_type: pb::KeyType::Aes256 as i32 })
+        .create_key(pb::CreateKeyRequest {
+            keystore_id: ks.id,
+            name: "k".into(),
+            key_type: pb::KeyType::Aes256 as i32,
+            rotation_period_days: 0,
+        })
         .await
         .unwrap()
         .into_inner()

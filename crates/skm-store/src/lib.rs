@@ -90,6 +90,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every key starting with `prefix`, in key order.
     fn list(&self, prefix: &[u8]) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
+
+    /// Every key in `start..end` (end excluded), in key order.
+    fn list_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
 }
 
 /// Printable form of a key for errors and logs (keys never hold secrets).

@@ -142,6 +142,15 @@ fn decode(key: &[u8], raw: &[u8]) -> Result<Versioned, StoreError> {
     Ok(Versioned { revision: u64::from_be_bytes(r), value: value.to_vec() })
 }
 
+fn collect(iter: sled::Iter) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item.map_err(backend)?;
+        out.push((k.to_vec(), decode(&k, &v)?));
+    }
+    Ok(out)
+}
+
 fn encode(revision: u64, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + value.len());
     out.extend_from_slice(&revision.to_be_bytes());
@@ -215,12 +224,14 @@ impl Store for SledStore {
     }
 
     async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.inner.db.scan_prefix(prefix) {
-            let (k, v) = item.map_err(backend)?;
-            out.push((k.to_vec(), decode(&k, &v)?));
+        collect(self.inner.db.scan_prefix(prefix))
+    }
+
+    async fn list_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        collect(self.inner.db.range(start..end))
     }
 }
 
@@ -276,6 +287,9 @@ mod tests {
         }
         let keys: Vec<_> = s.list(b"k/").await.unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"k/1".to_vec(), b"k/2".to_vec(), b"k/3".to_vec()]);
+        let range: Vec<_> = s.list_range(b"k/2", b"k/3").await.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(range, vec![b"k/2".to_vec()]);
+        assert!(s.list_range(b"k/3", b"k/1").await.unwrap().is_empty());
     }
 
     /// Many concurrent read-modify-write loops on one key: each increment

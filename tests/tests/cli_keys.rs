@@ -1,0 +1,112 @@
+//! Every key type and secrets through the `skm` CLI against `skm dev`,
+//! signatures checked by OpenSSL with the exported public key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use skm_e2e::{DevProcess, openssl_verify};
+
+#[test]
+fn cli_round_trips_for_every_key_type() {
+    let dev = DevProcess::start().unwrap();
+    dev.ok(&["keystore", "create", "apps", "--allow-ip", "127.0.0.0/8"], b"");
+
+    // Symmetric: encrypt/decrypt, data key, rotation, re-encrypt.
+    let aes = dev.ok(&["key", "create", "apps", "aes", "--type", "aes-256"], b"");
+    let ct = dev.ok(&["encrypt", &aes], b"symmetric");
+    assert_eq!(dev.ok(&["decrypt", &aes], ct.as_bytes()), "symmetric");
+    let lines: Vec<String> = dev.ok(&["data-key", &aes], b"").lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(B64.decode(&lines[0]).unwrap().len(), 32);
+    let unwrapped = dev.run(&["decrypt", &aes], lines[1].as_bytes());
+    assert_eq!(unwrapped.stdout, B64.decode(&lines[0]).unwrap());
+    assert_eq!(dev.ok(&["data-key", &aes, "--without-plaintext"], b"").lines().count(), 1);
+    dev.ok(&["key", "rotate", &aes], b"");
+    let re = dev.ok(&["--json", "re-encrypt", &aes], ct.as_bytes());
+    assert!(re.contains("\"key_version\":2") && re.contains("\"source_key_version\":1"), "{re}");
+
+    // Asymmetric: every type, default algorithm and the alternatives.
+    let cases = [
+        ("ed25519", vec!["ed25519"]),
+        ("ecdsa-p256", vec!["ecdsa-sha256"]),
+        ("rsa-2048", vec!["rsa-pss-sha256", "rsa-pkcs1-sha256"]),
+        ("rsa-3072", vec!["rsa-pss-sha256", "rsa-pkcs1-sha256"]),
+        ("rsa-4096", vec!["rsa-pss-sha256", "rsa-pkcs1-sha256"]),
+    ];
+    let message = b"release-1.2.3.tar.gz";
+    for (key_type, algorithms) in cases {
+        let key = dev.ok(&["key", "create", "apps", key_type, "--type", key_type], b"");
+        let pem = dev.ok(&["public-key", &key], b"") + "\n";
+        for alg in algorithms {
+            let sig = dev.ok(&["sign", &key, "--algorithm", alg], message);
+            let raw = B64.decode(&sig).unwrap();
+            assert!(openssl_verify(&pem, message, &raw, alg).unwrap(), "{key_type} {alg}");
+            dev.ok(&["verify", &key, "--signature", &sig, "--algorithm", alg], message);
+            let bad = dev.run(&["verify", &key, "--signature", &sig, "--algorithm", alg], b"tampered");
+            assert_eq!(bad.status.code(), Some(1), "invalid signature exits 1");
+            if key_type != "ed25519" {
+                let big = vec![7u8; 100_000];
+                let sig = dev.ok(&["sign", &key, "--algorithm", alg, "--digest"], &big);
+                assert!(openssl_verify(&pem, &big, &B64.decode(&sig).unwrap(), alg).unwrap(), "{key_type} {alg} digest");
+                dev.ok(&["verify", &key, "--signature", &sig, "--algorithm", alg, "--digest"], &big);
+            }
+        }
+        let der = dev.run(&["public-key", &key, "--der"], b"");
+        assert_eq!(der.stdout[0], 0x30, "DER SEQUENCE");
+    }
+
+    // Secrets: create from stdin, update from a file, get versions.
+    let secret = dev.ok(&["secret", "create", "apps", "db-password"], b"hunter2");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "correct horse").unwrap();
+    assert_eq!(dev.ok(&["secret", "update", &secret, "--value-file", file.path().to_str().unwrap()], b""), "2");
+    assert_eq!(dev.ok(&["secret", "get", &secret], b""), "correct horse");
+    assert_eq!(dev.ok(&["secret", "get", &secret, "--version", "1"], b""), "hunter2");
+
+    // Management views and lifecycle.
+    let list = dev.ok(&["key", "list", "apps"], b"");
+    assert_eq!(list.lines().count(), 7, "{list}");
+    let show = dev.ok(&["--json", "key", "show", &aes], b"");
+    assert!(show.contains("\"current_version\":2") && show.contains("\"state\":\"enabled\""), "{show}");
+    dev.ok(&["key", "disable", &aes], b"");
+    let refused = dev.run(&["encrypt", &aes], b"x");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("FAILED_PRECONDITION"));
+    dev.ok(&["key", "enable", &aes], b"");
+    let pending = dev.ok(&["--json", "key", "schedule-deletion", &aes, "--days", "7"], b"");
+    assert!(pending.contains("pending-deletion"), "{pending}");
+    dev.ok(&["key", "cancel-deletion", &aes], b"");
+    dev.ok(&["key", "enable", &aes], b"");
+    dev.ok(&["key", "update", &aes, "--rotation-period", "30"], b"");
+    assert!(dev.ok(&["--json", "key", "show", &aes], b"").contains("\"rotation_period_days\":30"));
+    let bad_days = dev.run(&["key", "schedule-deletion", &aes, "--days", "3"], b"");
+    assert_eq!(bad_days.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_days.stderr).contains("7..=30"));
+}
+
+#[test]
+fn cli_exit_codes_and_conventions() {
+    let mut dev = DevProcess::start().unwrap();
+    let status = dev.ok(&["status"], b"");
+    assert!(status.contains("unsealed"), "{status}");
+    let ks = dev.ok(&["keystore", "create", "cli", "--allow-ip", "127.0.0.1"], b"");
+    assert_eq!(ks.len(), 32, "an id alone on stdout: {ks}");
+    let key = dev.ok(&["key", "create", "cli", "k1", "--type", "aes-256"], b"");
+    let ct = dev.ok(&["encrypt", &key, "--aad", "ctx"], b"hello from the CLI");
+    assert_eq!(dev.run(&["decrypt", &key, "--aad", "ctx"], ct.as_bytes()).stdout, b"hello from the CLI");
+    assert!(dev.ok(&["--json", "keystore", "list"], b"").contains("\"name\":\"cli\""));
+
+    // 1: refused or invalid, with the gRPC code and the server's message.
+    let wrong = dev.run(&["decrypt", &key, "--aad", "other"], ct.as_bytes());
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("INVALID_ARGUMENT: decryption failed"));
+    // 2: usage.
+    assert_eq!(dev.run(&["key", "create"], b"").status.code(), Some(2));
+
+    // Ctrl-C (SIGTERM) stops all three; then the CLI reports unavailable (3).
+    let exit = dev.stop().unwrap();
+    assert!(exit.success(), "skm dev exited with {exit}");
+    let down = dev.run(&["encrypt", &key], b"x");
+    assert_eq!(down.status.code(), Some(3), "{}", String::from_utf8_lossy(&down.stderr));
+}
