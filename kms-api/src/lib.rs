@@ -25,6 +25,7 @@ use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, SpiffeId};
 
 pub mod access;
+pub mod audit;
 pub mod bootstrap;
 pub mod clock;
 mod config;

@@ -1,0 +1,771 @@
+//! The audit log: every admin action and every use of a key or secret,
+//! allowed or denied.
+//!
+//! **What an entry holds.** An [`Event`]: time, operation, keystore, key,
+//! key version, caller ([`Caller`]: IP, MAC and how it was obtained,
+//! certificate fingerprint, operator) and result ([`Outcome`]). These typed
+//! fields are all there is: there is deliberately no free-form "details"
+//! field, so no plaintext, secret value or key material can slip in.
+//!
+//! **On disk.** `audit.log` ([`FILE_NAME`]) in the log's directory, JSON
+//! Lines, one entry per line:
+//!
+//! ```text
+//! {"seq":N,"event":{…},"key_version":V,"prev":"<hex of the previous entry's mac>","mac":"<hex>"}
+//! ```
+//!
+//! `seq` counts from 1; the first entry's `prev` is 64 zeros; `key_version`
+//! is the **system key** version that was active when the entry was written
+//! (the user key's version is `event.key_version`);
+//! `mac = HMAC-SHA256(k_audit_V, canonical bytes of (seq, event, key_version, prev))`
+//! with `k_audit_V = HMAC-SHA256(system key V, "skm.audit-key.v1")`. The
+//! canonical bytes are defined in `audit/format.rs`. Because every entry's
+//! MAC covers its predecessor's MAC, and the MAC key is derived from the
+//! system key, nobody holding only the log can edit, delete or reorder an
+//! entry and recompute the chain: [`verify`] names the first broken entry.
+//! What a chain alone can't show is a cut at the end (the last entries
+//! removed) or the whole file replaced by an older copy of itself; compare
+//! [`AuditStats::last_seq`] with [`VerifyReport::entries`] for the former.
+//!
+//! **Durability and group commit.** [`AuditLog::append`] returns only once
+//! the entry is on disk (`sync_data`). One writer thread takes every entry
+//! queued while the previous sync ran and writes and syncs them together,
+//! so many concurrent requests share one fsync (`audit/writer.rs`).
+//!
+//! **Fail closed.** If the log can't be written (write or sync error, or
+//! the file was deleted, moved or replaced while kms-api runs: it is never
+//! silently recreated), `append` returns [`AuditError::Unavailable`], the
+//! request must fail, and [`AuditLog::healthy`] is false until a write
+//! succeeds again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+mod format;
+mod keys;
+mod reader;
+mod writer;
+
+pub use keys::{AuditKey, AuditKeys};
+
+use writer::{Identity, Request, Shared, Writer};
+
+/// Name of the log file in its directory.
+pub const FILE_NAME: &str = "audit.log";
+
+/// How many appends may wait for the writer before `append` itself waits.
+const QUEUE: usize = 8192;
+
+/// One audited action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// When, in seconds since the Unix epoch (kms-api's clock).
+    pub time: i64,
+    /// The RPC, e.g. `"Encrypt"`, `"CreateKey"`.
+    pub operation: String,
+    /// The keystore acted on, if any.
+    pub keystore_id: Option<String>,
+    /// The key or secret acted on, if any.
+    pub key_id: Option<String>,
+    /// The version of that key used or made, if any.
+    pub key_version: Option<u32>,
+    /// Who asked.
+    pub caller: Caller,
+    /// What came of it.
+    pub result: Outcome,
+}
+
+/// Who made a request, as far as kms-api knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Caller {
+    /// The TCP peer's IP address.
+    pub ip: Option<String>,
+    /// The client's MAC address.
+    pub mac: Option<String>,
+    /// How the MAC address was obtained.
+    pub mac_source: Option<MacSource>,
+    /// SHA-256 of the client certificate (hex), if one was presented.
+    pub cert_sha256: Option<String>,
+    /// The operator's name (admin port).
+    pub operator: Option<String>,
+}
+
+/// How a caller's MAC address was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MacSource {
+    /// Checked by kms-api (e.g. the neighbour table of a directly attached peer).
+    Verified,
+    /// Claimed by the client and not checked.
+    Asserted,
+}
+
+/// What came of a request.
+///
+/// The strings are fixed phrases chosen by kms-api's code, never input from
+/// the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Done.
+    Allowed,
+    /// Refused by policy, e.g. `"MAC authentication failed"`.
+    Denied(String),
+    /// Failed otherwise; the gRPC code name, e.g. `"FAILED_PRECONDITION"`.
+    Failed(String),
+}
+
+/// Which entries [`list`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this keystore.
+    pub keystore_id: Option<String>,
+    /// Only this key.
+    pub key_id: Option<String>,
+    /// Only events at or after this time (seconds since the Unix epoch).
+    pub since: Option<i64>,
+    /// At most this many: the **newest** matching entries (still in log
+    /// order).
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    fn matches(&self, event: &Event) -> bool {
+        self.keystore_id.as_ref().is_none_or(|k| event.keystore_id.as_ref() == Some(k))
+            && self.key_id.as_ref().is_none_or(|k| event.key_id.as_ref() == Some(k))
+            && self.since.is_none_or(|t| event.time >= t)
+    }
+}
+
+/// The result of [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Intact entries before the first broken one (all of them when none is).
+    pub entries: u64,
+    /// The first entry that fails a check, if any.
+    pub first_broken: Option<Broken>,
+}
+
+/// The first entry of a log that fails verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    /// Its line in the file, from 1.
+    pub line: u64,
+    /// The sequence number it claims, if it parses.
+    pub seq: Option<u64>,
+    /// Which check failed.
+    pub reason: Breakage,
+}
+
+/// Which check an entry failed. The checks run in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breakage {
+    /// Not an entry (not JSON, unknown or missing fields, too long).
+    Unparseable,
+    /// Written under a system key version that isn't held.
+    UnknownKeyVersion,
+    /// Its MAC doesn't verify: the entry was edited (or forged).
+    MacMismatch,
+    /// Its sequence number isn't the previous one + 1: an entry is missing
+    /// or entries were reordered.
+    SeqGap,
+    /// Its `prev` isn't the previous entry's MAC.
+    PrevMismatch,
+}
+
+impl Breakage {
+    /// A short description for operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breakage::Unparseable => "unparseable line",
+            Breakage::UnknownKeyVersion => "written under a system key version that is not held",
+            Breakage::MacMismatch => "entry edited (MAC mismatch)",
+            Breakage::SeqGap => "entry missing or reordered (seq gap)",
+            Breakage::PrevMismatch => "chain broken (prev mismatch)",
+        }
+    }
+}
+
+impl std::fmt::Display for Breakage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counters of an open log (for metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Entries written since the log was opened.
+    pub entries: u64,
+    /// `sync_data` calls since the log was opened (one per batch).
+    pub syncs: u64,
+    /// Batches that failed (log unavailable).
+    pub failed_batches: u64,
+    /// Sequence number of the last durable entry (0: none).
+    pub last_seq: u64,
+}
+
+/// What can go wrong with the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log can't be written (details in the server log); the request
+    /// must fail.
+    #[error("the audit log cannot be written")]
+    Unavailable,
+    /// No system key is loaded yet, so entries can't be keyed.
+    #[error("no system key is loaded to key the audit log")]
+    KeysNotLoaded,
+    /// The event's entry would exceed the longest line a log may hold.
+    #[error("the audit event is too large")]
+    EventTooLarge,
+    /// The last complete line of the log is not an entry; opening refuses
+    /// to chain onto it (run verify).
+    #[error("the last entry of the audit log is unreadable")]
+    TailUnreadable,
+    /// A line of the log is not an entry (run verify).
+    #[error("line {line} of the audit log is not an entry")]
+    Corrupt {
+        /// The line, from 1.
+        line: u64,
+    },
+    /// Reading or opening the log failed.
+    #[error("audit log I/O failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// An open audit log with its writer thread. Share it with an `Arc`;
+/// dropping it lets the writer finish what is queued and waits for it.
+pub struct AuditLog {
+    path: PathBuf,
+    identity: Identity,
+    keys: Arc<dyn AuditKeys>,
+    shared: Arc<Shared>,
+    queue: Option<mpsc::Sender<Request>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log in `dir`, recovering the sequence number
+    /// and chain of its last entry, and starts the writer. `keys` may be
+    /// empty at first (kms-api before its bootstrap): appends then fail
+    /// with [`AuditError::KeysNotLoaded`] until a system key is loaded.
+    pub async fn open(dir: &Path, keys: impl AuditKeys + 'static) -> Result<Self, AuditError> {
+        let path = dir.join(FILE_NAME);
+        let keys: Arc<dyn AuditKeys> = Arc::new(keys);
+        let writer = blocking({
+            let (path, keys) = (path.clone(), keys.clone());
+            move || Writer::open(path, keys)
+        })
+        .await?;
+        let (identity, shared) = (writer.identity(), writer.shared());
+        let (queue, requests) = mpsc::channel(QUEUE);
+        let writer = std::thread::Builder::new().name("skm-audit-writer".into()).spawn(move || writer.run(requests))?;
+        Ok(Self { path, identity, keys, shared, queue: Some(queue), writer: Some(writer) })
+    }
+
+    /// Appends `event`; returns once its entry is durable.
+    pub async fn append(&self, event: Event) -> Result<(), AuditError> {
+        let queue = self.queue.as_ref().ok_or(AuditError::Unavailable)?;
+        let (done, ack) = oneshot::channel();
+        queue.send(Request { event, done }).await.map_err(|_| AuditError::Unavailable)?;
+        ack.await.map_err(|_| AuditError::Unavailable)?.map_err(AuditError::from)
+    }
+
+    /// Whether the log can be written: the last batch succeeded, the writer
+    /// runs, and the path still names the file it writes.
+    pub fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+            && self.queue.as_ref().is_some_and(|q| !q.is_closed())
+            && writer::same_file(&self.path, self.identity)
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            entries: self.shared.entries.load(Ordering::Relaxed),
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
+            failed_batches: self.shared.failed_batches.load(Ordering::Relaxed),
+            last_seq: self.shared.last_seq.load(Ordering::Acquire),
+        }
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// [`verify`] of this log up to its last durable entry (an entry being
+    /// written meanwhile is not read half-done), with its own keys.
+    pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let (path, keys) = (self.path.clone(), self.keys.clone());
+        let len = self.shared.durable_len.load(Ordering::Acquire);
+        blocking(move || reader::verify_file(&path, &*keys, Some(len))).await
+    }
+
+    /// [`list`] of this log up to its last durable entry.
+    pub async fn list(&self, filter: &Filter) -> Result<Vec<(u64, Event)>, AuditError> {
+        let (path, filter) = (self.path.clone(), filter.clone());
+        let len = self.shared.durable_len.load(Ordering::Acquire);
+        blocking(move || reader::list_file(&path, &filter, Some(len))).await
+    }
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("path", &self.path).field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written what is queued.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Checks every entry of the log in `dir`, in order: it parses, its MAC
+/// verifies under the audit key of its system key version, its `seq` is
+/// the previous one + 1 (the first is 1), and its `prev` is the previous
+/// entry's MAC. Reports the first entry that fails. Blocking I/O.
+pub fn verify(dir: &Path, keys: &dyn AuditKeys) -> Result<VerifyReport, AuditError> {
+    reader::verify_file(&dir.join(FILE_NAME), keys, None)
+}
+
+/// The `(seq, event)` of the entries of the log in `dir` that pass
+/// `filter`, in log order. Doesn't check MACs (that is [`verify`]'s job);
+/// fails on a line that is not an entry, except an unterminated last line
+/// (a torn write). Blocking I/O.
+pub fn list(dir: &Path, filter: &Filter) -> Result<Vec<(u64, Event)>, AuditError> {
+    reader::list_file(&dir.join(FILE_NAME), filter, None)
+}
+
+/// Runs blocking file work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
+) -> Result<T, AuditError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| AuditError::Io(std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::RwLock;
+
+    use skm_crypto::Secret32;
+    use skm_crypto::record::SystemKeyring;
+
+    use super::*;
+    use crate::bootstrap::Keyring;
+
+    const KEY1: u8 = 0x42;
+    const KEY2: u8 = 0x17;
+
+    fn secret(byte: u8) -> Secret32 {
+        Secret32::from_slice_wiping(&mut [byte; 32]).unwrap()
+    }
+
+    fn ring(active: u32, keys: &[(u32, u8)]) -> SystemKeyring {
+        SystemKeyring::new(active, keys.iter().map(|&(v, b)| (v, secret(b))).collect::<BTreeMap<_, _>>()).unwrap()
+    }
+
+    /// Keys whose active version a test can change while the log is open.
+    struct Rotating(RwLock<SystemKeyring>);
+
+    impl Rotating {
+        fn set(&self, ring: SystemKeyring) {
+            *self.0.write().unwrap() = ring;
+        }
+    }
+
+    impl AuditKeys for Rotating {
+        fn active(&self) -> Option<(u32, AuditKey)> {
+            self.0.read().unwrap().active()
+        }
+
+        fn key(&self, version: u32) -> Option<AuditKey> {
+            AuditKeys::key(&*self.0.read().unwrap(), version)
+        }
+    }
+
+    fn event(i: u64) -> Event {
+        Event {
+            time: 1_700_000_000 + i as i64,
+            operation: if i.is_multiple_of(2) { "Encrypt".into() } else { "Decrypt".into() },
+            keystore_id: Some(format!("ks-{}", i % 2)),
+            key_id: Some(format!("key-{}", i % 3)),
+            key_version: Some(1),
+            caller: Caller {
+                ip: Some("10.0.0.7".into()),
+                mac: Some("02:00:00:00:00:07".into()),
+                mac_source: Some(MacSource::Asserted),
+                cert_sha256: Some("ab".repeat(32)),
+                operator: None,
+            },
+            result: if i % 5 == 4 { Outcome::Denied("MAC authentication failed".into()) } else { Outcome::Allowed },
+        }
+    }
+
+    async fn write_log(dir: &Path, keys: impl AuditKeys + 'static, range: std::ops::RangeInclusive<u64>) {
+        let log = AuditLog::open(dir, keys).await.unwrap();
+        for i in range {
+            log.append(event(i)).await.unwrap();
+        }
+    }
+
+    fn read_lines(dir: &Path) -> Vec<Vec<u8>> {
+        let text = std::fs::read(dir.join(FILE_NAME)).unwrap();
+        text.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+    }
+
+    fn write_lines(dir: &Path, lines: &[Vec<u8>]) {
+        std::fs::write(dir.join(FILE_NAME), lines.concat()).unwrap();
+    }
+
+    fn broken_at(dir: &Path, keys: &dyn AuditKeys) -> (u64, Breakage) {
+        let report = verify(dir, keys).unwrap();
+        let broken = report.first_broken.unwrap();
+        (broken.line, broken.reason)
+    }
+
+    fn seqs(dir: &Path) -> Vec<u64> {
+        list(dir, &Filter::default()).unwrap().into_iter().map(|(seq, _)| seq).collect()
+    }
+
+    #[tokio::test]
+    async fn appended_entries_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=10).await;
+        let report = verify(dir.path(), &ring(1, &[(1, KEY1)])).unwrap();
+        assert_eq!(report, VerifyReport { entries: 10, first_broken: None });
+        let listed = list(dir.path(), &Filter::default()).unwrap();
+        assert_eq!(listed, (1..=10).map(|i| (i, event(i))).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn an_edited_entry_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=6).await;
+        let keys = ring(1, &[(1, KEY1)]);
+        let original = read_lines(dir.path());
+        // One byte of a field of each entry in turn, and of its prev and mac.
+        for k in 1..=6usize {
+            for (needle, offset) in [(&b"10.0.0.7"[..], 0), (b"\"prev\":\"", 8), (b"\"mac\":\"", 7)] {
+                let mut lines = original.clone();
+                let at = lines[k - 1].windows(needle.len()).rposition(|w| w == needle).unwrap() + offset;
+                lines[k - 1][at] = if lines[k - 1][at] == b'1' { b'2' } else { b'1' };
+                write_lines(dir.path(), &lines);
+                assert_eq!(broken_at(dir.path(), &keys), (k as u64, Breakage::MacMismatch), "entry {k}");
+            }
+        }
+        // The same MAC spelled in upper case is an edit too.
+        let mut lines = original.clone();
+        let text = String::from_utf8(lines[2].clone()).unwrap();
+        let mac_at = text.rfind("\"mac\":\"").unwrap() + 7;
+        lines[2] = format!("{}{}", &text[..mac_at], text[mac_at..].to_uppercase()).into_bytes();
+        write_lines(dir.path(), &lines);
+        assert_eq!(broken_at(dir.path(), &keys), (3, Breakage::MacMismatch));
+        write_lines(dir.path(), &original);
+        assert_eq!(verify(dir.path(), &keys).unwrap().first_broken, None);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_or_reordered_entry_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=6).await;
+        let keys = ring(1, &[(1, KEY1)]);
+        let original = read_lines(dir.path());
+        for k in 1..=5usize {
+            let mut deleted = original.clone();
+            deleted.remove(k - 1);
+            write_lines(dir.path(), &deleted);
+            let report = verify(dir.path(), &keys).unwrap();
+            assert_eq!(report.entries, k as u64 - 1);
+            let broken = report.first_broken.unwrap();
+            assert_eq!((broken.line, broken.seq, broken.reason), (k as u64, Some(k as u64 + 1), Breakage::SeqGap));
+
+            let mut swapped = original.clone();
+            swapped.swap(k - 1, k);
+            write_lines(dir.path(), &swapped);
+            assert_eq!(broken_at(dir.path(), &keys), (k as u64, Breakage::SeqGap), "swap {k}");
+        }
+        // A line that is not an entry.
+        let mut garbage = original.clone();
+        garbage.insert(2, b"not json\n".to_vec());
+        write_lines(dir.path(), &garbage);
+        assert_eq!(broken_at(dir.path(), &keys), (3, Breakage::Unparseable));
+        assert!(matches!(list(dir.path(), &Filter::default()), Err(AuditError::Corrupt { line: 3 })));
+    }
+
+    #[tokio::test]
+    async fn a_field_added_to_an_entry_is_unparseable() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=2).await;
+        let mut lines = read_lines(dir.path());
+        let text = String::from_utf8(lines[1].clone()).unwrap().replacen("{\"time\"", "{\"details\":\"x\",\"time\"", 1);
+        lines[1] = text.into_bytes();
+        write_lines(dir.path(), &lines);
+        assert_eq!(broken_at(dir.path(), &ring(1, &[(1, KEY1)])), (2, Breakage::Unparseable));
+    }
+
+    #[tokio::test]
+    async fn the_chain_is_keyed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=3).await;
+        assert_eq!(broken_at(dir.path(), &ring(1, &[(1, KEY2)])), (1, Breakage::MacMismatch));
+        assert!(matches!(verify(dir.path(), &Keyring::default()), Err(AuditError::KeysNotLoaded)));
+    }
+
+    #[tokio::test]
+    async fn each_entry_is_verified_under_its_system_key_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(Rotating(RwLock::new(ring(1, &[(1, KEY1)]))));
+        {
+            let log = AuditLog::open(dir.path(), keys.clone()).await.unwrap();
+            for i in 1..=3 {
+                log.append(event(i)).await.unwrap();
+            }
+            keys.set(ring(2, &[(1, KEY1), (2, KEY2)]));
+            for i in 4..=6 {
+                log.append(event(i)).await.unwrap();
+            }
+            assert_eq!(log.verify().await.unwrap(), VerifyReport { entries: 6, first_broken: None });
+        }
+        let versions: Vec<u64> = read_lines(dir.path())
+            .iter()
+            .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()["key_version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(versions, [1, 1, 1, 2, 2, 2]);
+        assert_eq!(verify(dir.path(), &ring(2, &[(1, KEY1), (2, KEY2)])).unwrap().entries, 6);
+        assert_eq!(broken_at(dir.path(), &ring(2, &[(2, KEY2)])), (1, Breakage::UnknownKeyVersion));
+        assert_eq!(broken_at(dir.path(), &ring(2, &[(1, KEY1), (2, KEY1)])), (4, Breakage::MacMismatch));
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_log_fails_closed_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let moved = dir.path().join("audit.log.moved");
+        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
+        log.append(event(1)).await.unwrap();
+        assert!(log.healthy());
+
+        std::fs::rename(&path, &moved).unwrap();
+        assert!(!log.healthy());
+        assert!(matches!(log.append(event(2)).await, Err(AuditError::Unavailable)));
+        assert!(!log.healthy());
+        assert!(!path.exists(), "no fresh log is created in place of a vanished one");
+
+        std::fs::rename(&moved, &path).unwrap();
+        assert!(!log.healthy(), "unhealthy until a write succeeds again");
+        log.append(event(3)).await.unwrap();
+        assert!(log.healthy());
+
+        // Replaced by another file: refused too.
+        std::fs::copy(&path, &moved).unwrap();
+        std::fs::rename(&moved, &path).unwrap();
+        assert!(matches!(log.append(event(4)).await, Err(AuditError::Unavailable)));
+        assert_eq!(log.stats().failed_batches, 2);
+        drop(log);
+
+        assert_eq!(
+            verify(dir.path(), &ring(1, &[(1, KEY1)])).unwrap(),
+            VerifyReport { entries: 2, first_broken: None }
+        );
+        assert_eq!(list(dir.path(), &Filter::default()).unwrap(), vec![(1, event(1)), (2, event(3))]);
+    }
+
+    #[tokio::test]
+    async fn a_log_written_by_someone_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
+        log.append(event(1)).await.unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(log.path()).unwrap();
+        std::io::Write::write_all(&mut file, b"{}\n").unwrap();
+        assert!(matches!(log.append(event(2)).await, Err(AuditError::Unavailable)));
+        assert!(!log.healthy());
+    }
+
+    #[tokio::test]
+    async fn without_system_keys_appends_fail_but_the_log_stays_healthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), Keyring::default()).await.unwrap();
+        assert!(matches!(log.append(event(1)).await, Err(AuditError::KeysNotLoaded)));
+        assert!(log.healthy());
+        assert_eq!(log.stats().syncs, 0);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_event_is_refused_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
+        let mut big = event(1);
+        big.operation = "x".repeat(format::MAX_LINE);
+        assert!(matches!(log.append(big).await, Err(AuditError::EventTooLarge)));
+        log.append(event(2)).await.unwrap();
+        assert!(log.healthy());
+        assert_eq!(log.list(&Filter::default()).await.unwrap(), vec![(1, event(2))]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_fsyncs() {
+        const N: u64 = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap());
+        let tasks: Vec<_> = (1..=N)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(event(i)).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let stats = log.stats();
+        eprintln!("{N} concurrent appends: {} fsyncs", stats.syncs);
+        assert_eq!((stats.entries, stats.last_seq, stats.failed_batches), (N, N, 0));
+        assert!(stats.syncs < N, "{} fsyncs for {N} appends", stats.syncs);
+        assert_eq!(log.verify().await.unwrap(), VerifyReport { entries: N, first_broken: None });
+        drop(log);
+
+        assert_eq!(seqs(dir.path()), (1..=N).collect::<Vec<_>>());
+        let mut times: Vec<i64> = list(dir.path(), &Filter::default()).unwrap().iter().map(|(_, e)| e.time).collect();
+        times.sort_unstable();
+        assert_eq!(times, (1..=N).map(|i| event(i).time).collect::<Vec<_>>(), "every event exactly once");
+    }
+
+    #[tokio::test]
+    async fn reopening_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=3).await;
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 4..=5).await;
+        assert_eq!(
+            verify(dir.path(), &ring(1, &[(1, KEY1)])).unwrap(),
+            VerifyReport { entries: 5, first_broken: None }
+        );
+        assert_eq!(seqs(dir.path()), [1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_truncated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=3).await;
+        let intact = std::fs::metadata(&path).unwrap().len();
+        let mut torn = std::fs::read(&path).unwrap();
+        torn.extend_from_slice(br#"{"seq":4,"event":{"time":17000"#);
+        std::fs::write(&path, &torn).unwrap();
+        // Readers before reopening: list skips the fragment, verify names it.
+        assert_eq!(seqs(dir.path()), [1, 2, 3]);
+        assert_eq!(broken_at(dir.path(), &ring(1, &[(1, KEY1)])), (4, Breakage::Unparseable));
+
+        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), intact);
+        assert_eq!(log.stats().last_seq, 3);
+        log.append(event(4)).await.unwrap();
+        drop(log);
+        assert_eq!(
+            verify(dir.path(), &ring(1, &[(1, KEY1)])).unwrap(),
+            VerifyReport { entries: 4, first_broken: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_complete_last_entry_without_its_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=3).await;
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.pop(), Some(b'\n'));
+        std::fs::write(&path, &bytes).unwrap();
+
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 4..=4).await;
+        assert_eq!(
+            verify(dir.path(), &ring(1, &[(1, KEY1)])).unwrap(),
+            VerifyReport { entries: 4, first_broken: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_last_entry_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=2).await;
+        let mut lines = read_lines(dir.path());
+        lines[1] = b"garbage\n".to_vec();
+        write_lines(dir.path(), &lines);
+        assert!(matches!(AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await, Err(AuditError::TailUnreadable)));
+        assert_eq!(read_lines(dir.path()), lines, "a complete line is never dropped");
+    }
+
+    #[tokio::test]
+    async fn list_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=12).await;
+        let keystore = Filter { keystore_id: Some("ks-0".into()), ..Filter::default() };
+        assert_eq!(
+            list(dir.path(), &keystore).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [2, 4, 6, 8, 10, 12]
+        );
+        let key = Filter { keystore_id: Some("ks-0".into()), key_id: Some("key-0".into()), ..Filter::default() };
+        assert_eq!(list(dir.path(), &key).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [6, 12]);
+        let since = Filter { since: Some(event(9).time), ..Filter::default() };
+        assert_eq!(list(dir.path(), &since).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [9, 10, 11, 12]);
+        let newest = Filter { key_id: Some("key-1".into()), limit: Some(2), ..Filter::default() };
+        assert_eq!(list(dir.path(), &newest).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [7, 10]);
+        assert!(list(dir.path(), &Filter { limit: Some(0), ..Filter::default() }).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_key_material_reaches_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), ring(2, &[(1, KEY1), (2, KEY2)]), 1..=20).await;
+        let log = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        for byte in [KEY1, KEY2] {
+            let system = [byte; 32];
+            let audit = *AuditKey::derive(&secret(byte)).danger_bytes();
+            for key in [system, audit] {
+                for needle in [key.to_vec(), hex::encode(key).into_bytes(), hex::encode_upper(key).into_bytes()] {
+                    assert!(!log.windows(needle.len()).any(|w| w == needle), "key material in the log");
+                }
+            }
+        }
+    }
+
+    /// Pins the on-disk format: a change to the entry layout or to the
+    /// canonical bytes fails here before it breaks existing logs.
+    #[tokio::test]
+    async fn golden_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
+        let event = Event {
+            time: 1_700_000_000,
+            operation: "CreateKey".into(),
+            keystore_id: Some("ks".into()),
+            key_id: None,
+            key_version: None,
+            caller: Caller { operator: Some("ann".into()), ..Caller::default() },
+            result: Outcome::Failed("ALREADY_EXISTS".into()),
+        };
+        log.append(event).await.unwrap();
+        drop(log);
+        let line = String::from_utf8(std::fs::read(dir.path().join(FILE_NAME)).unwrap()).unwrap();
+        // The MAC was checked independently: Python's hmac with
+        // k = HMAC-SHA256([0x42; 32], "skm.audit-key.v1") over the line's
+        // seq..prev object.
+        let expected = concat!(
+            r#"{"seq":1,"event":{"time":1700000000,"operation":"CreateKey","keystore_id":"ks","key_id":null,"#,
+            r#""key_version":null,"caller":{"ip":null,"mac":null,"mac_source":null,"cert_sha256":null,"#,
+            r#""operator":"ann"},"result":{"Failed":"ALREADY_EXISTS"}},"key_version":1,"#,
+            r#""prev":"0000000000000000000000000000000000000000000000000000000000000000","#,
+            r#""mac":"e46008ca88fe82ed0f25960aa8ef12bf1b0b12fc9809d282f2f52045c874d710"}"#,
+            "\n"
+        );
+        assert_eq!(line, expected);
+    }
+}

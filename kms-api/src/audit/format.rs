@@ -1,0 +1,108 @@
+//! One audit entry on disk, and the bytes its MAC covers.
+//!
+//! A line is the compact JSON of
+//! `{"seq":N,"event":{…},"key_version":V,"prev":"<64 hex>","mac":"<64 hex>"}`
+//! followed by `\n`. The MAC input ("canonical bytes") is the compact
+//! serde_json serialisation of `{"seq":N,"event":{…},"key_version":V,"prev":"…"}`
+//! with the fields in exactly that order, the [`Event`] fields in their
+//! declaration order and absent values as `null`. The MAC is checked by
+//! re-serialising the parsed entry, so it protects the entry's *values*: a
+//! change that alters no value (whitespace, an escape spelled differently)
+//! is not an edit. Unknown and duplicate fields make a line unparseable.
+//!
+//! Changing [`Event`]'s fields, their order or their serde names changes the
+//! canonical bytes and breaks verification of existing logs: the golden test
+//! in `audit.rs` pins the format.
+
+use serde::{Deserialize, Serialize};
+
+use super::Event;
+use super::keys::AuditKey;
+
+/// `prev` of the first entry.
+pub(super) const GENESIS_PREV: [u8; 32] = [0; 32];
+
+/// Longest line (without its newline) the writer writes and the readers
+/// accept.
+pub(super) const MAX_LINE: usize = 64 * 1024;
+
+/// An entry as read back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Entry {
+    pub(super) seq: u64,
+    pub(super) event: Event,
+    /// The system key version whose audit key made `mac`.
+    pub(super) key_version: u32,
+    pub(super) prev: String,
+    pub(super) mac: String,
+}
+
+/// An entry as written (same fields, same order, borrowed).
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    seq: u64,
+    event: &'a Event,
+    key_version: u32,
+    prev: &'a str,
+    mac: &'a str,
+}
+
+/// What the MAC covers.
+#[derive(Serialize)]
+struct MacInput<'a> {
+    seq: u64,
+    event: &'a Event,
+    key_version: u32,
+    prev: &'a str,
+}
+
+/// Encodes one entry: its line (newline included) and its MAC.
+pub(super) fn encode(
+    key: &AuditKey,
+    seq: u64,
+    event: &Event,
+    key_version: u32,
+    prev: &[u8; 32],
+) -> Result<(Vec<u8>, [u8; 32]), serde_json::Error> {
+    let prev = hex::encode(prev);
+    let mac = key.mac(&serde_json::to_vec(&MacInput { seq, event, key_version, prev: &prev })?);
+    let mut line = serde_json::to_vec(&EntryRef { seq, event, key_version, prev: &prev, mac: &hex::encode(mac) })?;
+    line.push(b'\n');
+    Ok((line, mac))
+}
+
+impl Entry {
+    /// Parses one line (without its newline).
+    pub(super) fn parse(line: &[u8]) -> Option<Self> {
+        serde_json::from_slice(line).ok()
+    }
+
+    /// The MAC, if it is 64 lowercase hex digits.
+    pub(super) fn mac_bytes(&self) -> Option<[u8; 32]> {
+        parse_hex32(&self.mac)
+    }
+
+    /// Whether the MAC verifies under `key`.
+    pub(super) fn authentic(&self, key: &AuditKey) -> bool {
+        let Some(tag) = self.mac_bytes() else {
+            return false;
+        };
+        let input = MacInput { seq: self.seq, event: &self.event, key_version: self.key_version, prev: &self.prev };
+        let Ok(bytes) = serde_json::to_vec(&input) else {
+            return false;
+        };
+        key.verify(&bytes, &tag)
+    }
+}
+
+/// 32 bytes from exactly 64 lowercase hex digits (the only spelling the
+/// writer produces, so that a case change of a MAC counts as an edit).
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}

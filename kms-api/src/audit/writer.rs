@@ -1,0 +1,327 @@
+//! The one thread that writes the audit log: recovery at open, then group
+//! commit.
+//!
+//! `append` queues its event with a oneshot and waits. The writer blocks
+//! for the first queued event, then takes every other event already queued
+//! (those that arrived while the previous batch was being written and
+//! synced), encodes them with consecutive sequence numbers, writes them with
+//! one `write_all`, makes them durable with one `sync_data`, and only then
+//! answers all of them. So N concurrent appends cost far fewer than N
+//! fsyncs, and each append returns only once its entry is on disk.
+//!
+//! Fail closed: before each batch the writer checks that the log's path
+//! still names the file it opened (same device and inode) and that the file
+//! has the length it left it at. If not (deleted, renamed, replaced, or
+//! written by someone else), or if the write or the sync fails, the whole
+//! batch fails with [`Failure::Unavailable`] and the log is marked
+//! unhealthy until a later batch succeeds. A failed write is cut back to the
+//! last durable length so a half-written batch never precedes later entries.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode};
+use super::keys::AuditKeys;
+use super::{AuditError, Event};
+
+/// Most events one batch takes; the rest wait for the next one.
+const MAX_BATCH: usize = 4096;
+
+/// One queued append.
+pub(super) struct Request {
+    pub(super) event: Event,
+    pub(super) done: oneshot::Sender<Result<(), Failure>>,
+}
+
+/// Why an append failed, as the writer reports it (copyable: one failure
+/// answers a whole batch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    Unavailable,
+    KeysNotLoaded,
+    TooLarge,
+}
+
+impl From<Failure> for AuditError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Unavailable => AuditError::Unavailable,
+            Failure::KeysNotLoaded => AuditError::KeysNotLoaded,
+            Failure::TooLarge => AuditError::EventTooLarge,
+        }
+    }
+}
+
+/// State the writer publishes to the [`super::AuditLog`] handle.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) healthy: AtomicBool,
+    pub(super) syncs: AtomicU64,
+    pub(super) entries: AtomicU64,
+    pub(super) failed_batches: AtomicU64,
+    /// Length of the file up to the end of the last durable entry.
+    pub(super) durable_len: AtomicU64,
+    pub(super) last_seq: AtomicU64,
+}
+
+/// Device and inode of a file.
+pub(super) type Identity = (u64, u64);
+
+/// Whether `path` still names the file with `identity`.
+pub(super) fn same_file(path: &Path, identity: Identity) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == identity)
+}
+
+pub(super) struct Writer {
+    path: PathBuf,
+    file: File,
+    identity: Identity,
+    /// Length of the file after the last durable batch.
+    len: u64,
+    /// Bytes past `len` may have been written by a failed batch.
+    dirty: bool,
+    next_seq: u64,
+    prev: [u8; 32],
+    keys: Arc<dyn AuditKeys>,
+    shared: Arc<Shared>,
+}
+
+/// Where the log ends, as found at open.
+#[derive(Debug)]
+struct Tail {
+    len: u64,
+    next_seq: u64,
+    prev: [u8; 32],
+}
+
+impl Writer {
+    /// Opens (creating if absent) `path` and recovers the sequence number
+    /// and chain value of its last entry.
+    pub(super) fn open(path: PathBuf, keys: Arc<dyn AuditKeys>) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(&path)?;
+        let tail = recover(&file)?;
+        if let Some(dir) = path.parent() {
+            // Makes the directory entry of a newly created log durable.
+            File::open(dir)?.sync_all()?;
+        }
+        let meta = file.metadata()?;
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(true),
+            syncs: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            durable_len: AtomicU64::new(tail.len),
+            last_seq: AtomicU64::new(tail.next_seq - 1),
+        });
+        Ok(Self {
+            path,
+            file,
+            identity: (meta.dev(), meta.ino()),
+            len: tail.len,
+            dirty: false,
+            next_seq: tail.next_seq,
+            prev: tail.prev,
+            keys,
+            shared,
+        })
+    }
+
+    pub(super) fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    pub(super) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Runs until every sender is gone and the queue is drained.
+    pub(super) fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            let results = match self.commit(&batch) {
+                Ok(results) => results,
+                Err(failure) => vec![Err(failure); batch.len()],
+            };
+            for (request, result) in batch.into_iter().zip(results) {
+                // The caller may have gone away; its entry is written anyway.
+                let _ = request.done.send(result);
+            }
+        }
+    }
+
+    /// Writes and syncs one batch; per event `Ok` or `TooLarge`.
+    fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<(), Failure>>, Failure> {
+        self.check_file()?;
+        let (key_version, key) = self.keys.active().ok_or(Failure::KeysNotLoaded)?;
+        let mut buf = Vec::new();
+        let mut results = Vec::with_capacity(batch.len());
+        let (mut seq, mut prev) = (self.next_seq, self.prev);
+        for request in batch {
+            match encode(&key, seq, &request.event, key_version, &prev) {
+                Ok((line, mac)) if line.len() <= MAX_LINE + 1 => {
+                    buf.extend_from_slice(&line);
+                    seq += 1;
+                    prev = mac;
+                    results.push(Ok(()));
+                }
+                Ok(_) => results.push(Err(Failure::TooLarge)),
+                Err(e) => {
+                    tracing::error!(error = %e, "an audit event could not be encoded");
+                    results.push(Err(Failure::Unavailable));
+                }
+            }
+        }
+        if buf.is_empty() {
+            return Ok(results);
+        }
+        self.dirty = true;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.file.write_all(&buf).and_then(|()| self.file.sync_data()) {
+            tracing::error!(error = %e, path = %self.path.display(), "audit log write failed; requests fail until it works again");
+            self.cut_back();
+            return Err(self.fail());
+        }
+        self.dirty = false;
+        self.len += buf.len() as u64;
+        self.next_seq = seq;
+        self.prev = prev;
+        let written = results.iter().filter(|r| r.is_ok()).count() as u64;
+        self.shared.entries.fetch_add(written, Ordering::Relaxed);
+        self.shared.last_seq.store(seq - 1, Ordering::Release);
+        self.shared.durable_len.store(self.len, Ordering::Release);
+        self.shared.healthy.store(true, Ordering::Release);
+        Ok(results)
+    }
+
+    /// Refuses to write unless the path still names our file and the file
+    /// ends where our last durable batch ended (cutting back what a failed
+    /// batch of ours left).
+    fn check_file(&mut self) -> Result<(), Failure> {
+        if !same_file(&self.path, self.identity) {
+            tracing::error!(path = %self.path.display(), "the audit log file was deleted, moved or replaced; refusing to write");
+            return Err(self.fail());
+        }
+        let len = match self.file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                tracing::error!(error = %e, "audit log metadata unreadable");
+                return Err(self.fail());
+            }
+        };
+        if len != self.len {
+            if !(self.dirty && len > self.len) {
+                tracing::error!(
+                    expected = self.len,
+                    found = len,
+                    "the audit log was changed by another writer; refusing to write"
+                );
+                return Err(self.fail());
+            }
+            self.cut_back();
+            if self.dirty {
+                return Err(self.fail());
+            }
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Truncates a failed batch's bytes away (retried before the next batch
+    /// if it fails too).
+    fn cut_back(&mut self) {
+        match self.file.set_len(self.len).and_then(|()| self.file.sync_data()) {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::error!(error = %e, "audit log could not be cut back after a failed write"),
+        }
+    }
+
+    fn fail(&self) -> Failure {
+        self.shared.healthy.store(false, Ordering::Release);
+        self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+        Failure::Unavailable
+    }
+}
+
+/// Finds the last entry of an open log, repairing a torn last line.
+///
+/// A crash during a write can leave the last line without its newline.
+/// If that fragment is a complete entry it is kept (its newline is
+/// added); otherwise it is a torn partial line and is truncated away (with
+/// a warning): it never was an entry, and the next entry must start on a
+/// line of its own. A complete line (one that ends in a newline) is never
+/// dropped: if the last one isn't an entry, opening fails.
+fn recover(file: &File) -> Result<Tail, AuditError> {
+    let mut len = file.metadata()?.len();
+    let last_newline = rfind_newline(file, len)?;
+    let complete_end = last_newline.map_or(0, |p| p + 1);
+    if complete_end < len {
+        let fragment_len = len - complete_end;
+        let fragment = if fragment_len <= MAX_LINE as u64 { read_at(file, complete_end, len)? } else { Vec::new() };
+        if let Some(entry) = Entry::parse(&fragment) {
+            let tail = tail_of(&entry, len + 1)?;
+            let mut file = file;
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+            return Ok(tail);
+        }
+        tracing::warn!(
+            bytes = fragment_len,
+            "truncating a torn last line of the audit log (a write cut short by a crash)"
+        );
+        file.set_len(complete_end)?;
+        file.sync_data()?;
+        len = complete_end;
+    }
+    let Some(end) = last_newline else {
+        return Ok(Tail { len: 0, next_seq: 1, prev: GENESIS_PREV });
+    };
+    let start = rfind_newline(file, end)?.map_or(0, |p| p + 1);
+    if end - start > MAX_LINE as u64 {
+        return Err(AuditError::TailUnreadable);
+    }
+    let entry = Entry::parse(&read_at(file, start, end)?).ok_or(AuditError::TailUnreadable)?;
+    tail_of(&entry, len)
+}
+
+fn tail_of(entry: &Entry, len: u64) -> Result<Tail, AuditError> {
+    let prev = entry.mac_bytes().ok_or(AuditError::TailUnreadable)?;
+    let next_seq = entry.seq.checked_add(1).ok_or(AuditError::TailUnreadable)?;
+    Ok(Tail { len, next_seq, prev })
+}
+
+/// Offset of the last `\n` before `end`.
+fn rfind_newline(file: &File, end: u64) -> io::Result<Option<u64>> {
+    let mut buf = [0u8; 8192];
+    let mut hi = end;
+    while hi > 0 {
+        let lo = hi.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(hi - lo) as usize];
+        file.read_exact_at(chunk, lo)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(lo + i as u64));
+        }
+        hi = lo;
+    }
+    Ok(None)
+}
+
+fn read_at(file: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; (end - start) as usize];
+    file.read_exact_at(&mut buf, start)?;
+    Ok(buf)
+}
