@@ -152,6 +152,7 @@ mod tests {
     fn peer(principal: Option<Principal>) -> PeerInfo {
         PeerInfo {
             remote_addr: "127.0.0.1:1".parse().unwrap(),
+            proxied_by: None,
             client_certificates: Some(Arc::new(Vec::new())),
             principal,
         }

@@ -11,7 +11,9 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod identity;
+pub mod neighbours;
 pub mod pki;
+pub mod proxy_protocol;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
@@ -19,5 +21,5 @@ pub mod tls;
 
 pub use authz::{AccessPolicy, Allow};
 pub use identity::{Principal, Role, Service, SpiffeId};
-pub use serve::{ClientTrust, PeerInfo};
+pub use serve::{ClientTrust, ListenOptions, PeerInfo};
 pub use shutdown::Shutdown;

@@ -1,6 +1,6 @@
-//! Serving gRPC over SKM's TLS: our own accept loop (TCP_NODELAY, handshake
-//! timeout, peer identity), tonic on top, the per-RPC allow-list in front of
-//! every handler.
+//! Serving gRPC over SKM's TLS: our own accept loop (TCP_NODELAY, PROXY
+//! protocol from trusted load balancers, handshake timeout, peer identity),
+//! tonic on top, the per-RPC allow-list in front of every handler.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,17 +19,23 @@ use tonic::transport::server::Connected;
 
 use crate::authz::{AccessPolicy, AuthorizeLayer};
 use crate::identity::{Principal, SpiffeId};
+use crate::proxy_protocol::{self, Command, ProxyHeader, TrustedProxies};
 use crate::shutdown::Shutdown;
 
-/// A TLS handshake that takes longer than this is dropped.
+/// A connection whose PROXY header and TLS handshake take longer than this
+/// is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server knows about the peer of a request. Inserted into every
 /// request's extensions.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
-    /// The TCP peer address.
+    /// The client's address: the TCP peer, or the source address of the
+    /// PROXY header sent by a trusted load balancer.
     pub remote_addr: SocketAddr,
+    /// The load balancer's address when `remote_addr` came from its PROXY
+    /// header; `None` for a direct connection.
+    pub proxied_by: Option<SocketAddr>,
     /// The client's certificate chain, leaf first, if it sent one.
     pub client_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
     /// The peer's principal, only on ports whose TLS layer verified the
@@ -49,6 +55,15 @@ pub enum ClientTrust {
     /// Certificates are not vouched for by the TLS layer (kms-api's user
     /// port): keep them for per-request checks, never map them to a principal.
     PerRequest,
+}
+
+/// Per-listener options of the accept loop.
+#[derive(Clone, Debug, Default)]
+pub struct ListenOptions {
+    /// Peers that must start each connection with a PROXY protocol v2
+    /// header naming the client (load balancers). From any other peer a
+    /// PROXY header is refused. `None`: no peer may send one.
+    pub proxy_protocol_from: Option<TrustedProxies>,
 }
 
 /// An accepted, handshaken TLS connection with its peer information.
@@ -107,15 +122,30 @@ pub fn tls_incoming(
     trust: ClientTrust,
     shutdown: Shutdown,
 ) -> ReceiverStream<io::Result<TlsConnection>> {
+    tls_incoming_with(listener, tls, trust, shutdown, ListenOptions::default())
+}
+
+/// [`tls_incoming`] with [`ListenOptions`]: before the handshake (within the
+/// same timeout), a connection from a `proxy_protocol_from` peer must start
+/// with a PROXY v2 header, whose source becomes the peer address; one from
+/// any other peer must not. Connections that break these rules are dropped.
+pub fn tls_incoming_with(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    trust: ClientTrust,
+    shutdown: Shutdown,
+    options: ListenOptions,
+) -> ReceiverStream<io::Result<TlsConnection>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let options = Arc::new(options);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.wait() => break,
                 accepted = listener.accept() => accepted,
             };
-            let (tcp, remote_addr) = match accepted {
+            let (tcp, tcp_peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -129,36 +159,92 @@ pub fn tls_incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let trust = trust.clone();
+            let options = options.clone();
             tokio::spawn(async move {
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %remote_addr, error = %e, "TLS handshake failed");
-                        return;
+                let established =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, establish(tcp, tcp_peer, &acceptor, &trust, &options));
+                match established.await {
+                    Ok(Some(connection)) => {
+                        let _ = tx.send(Ok(connection)).await;
                     }
-                    Err(_) => {
-                        tracing::debug!(peer = %remote_addr, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let chain = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect::<Vec<_>>()));
-                let principal = match (&trust, &chain) {
-                    (ClientTrust::Deployment { trust_domain }, Some(chain)) => chain
-                        .first()
-                        .and_then(|leaf| SpiffeId::from_certificate(leaf))
-                        .and_then(|id| id.principal(trust_domain)),
-                    _ => None,
-                };
-                let info = PeerInfo { remote_addr, client_certificates: chain, principal };
-                let _ = tx.send(Ok(TlsConnection { stream, info })).await;
+                    Ok(None) => {}
+                    Err(_) => tracing::debug!(peer = %tcp_peer, "PROXY header or TLS handshake timed out"),
+                }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Takes one accepted connection through the PROXY header (if any) and the
+/// TLS handshake. `None` when it was dropped (and logged).
+async fn establish(
+    mut tcp: TcpStream,
+    tcp_peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    trust: &ClientTrust,
+    options: &ListenOptions,
+) -> Option<TlsConnection> {
+    let (remote_addr, proxied_by) = client_address(&mut tcp, tcp_peer, options).await?;
+    let stream = match acceptor.accept(tcp).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(peer = %remote_addr, proxied_by = ?proxied_by, error = %e, "TLS handshake failed");
+            return None;
+        }
+    };
+    let chain = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect::<Vec<_>>()));
+    let principal = match (trust, &chain) {
+        (ClientTrust::Deployment { trust_domain }, Some(chain)) => {
+            chain.first().and_then(|leaf| SpiffeId::from_certificate(leaf)).and_then(|id| id.principal(trust_domain))
+        }
+        _ => None,
+    };
+    let info = PeerInfo { remote_addr, proxied_by, client_certificates: chain, principal };
+    Some(TlsConnection { stream, info })
+}
+
+/// The client's address and the balancer that announced it, after the
+/// PROXY header of a trusted peer has been consumed; `None` when the
+/// connection must be dropped.
+async fn client_address(
+    tcp: &mut TcpStream,
+    tcp_peer: SocketAddr,
+    options: &ListenOptions,
+) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let trusted = options.proxy_protocol_from.as_ref().is_some_and(|from| from.contains(&tcp_peer.ip()));
+    if trusted {
+        return match proxy_protocol::read_header(tcp).await {
+            Ok(ProxyHeader { command: Command::Proxy, source: Some(source), .. }) => Some((source, Some(tcp_peer))),
+            // A health check of the balancer itself.
+            Ok(ProxyHeader { command: Command::Local, .. }) => Some((tcp_peer, None)),
+            // UNIX or unspecified family: the balancer can't say who the
+            // client is, and its own address must not stand in for it.
+            Ok(ProxyHeader { command: Command::Proxy, source: None, .. }) => {
+                tracing::debug!(peer = %tcp_peer, "PROXY header without a client IP address");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(peer = %tcp_peer, error = %e, "bad PROXY header from trusted peer");
+                None
+            }
+        };
+    }
+    match proxy_protocol::starts_with_signature(tcp).await {
+        Ok(false) => Some((tcp_peer, None)),
+        Ok(true) => {
+            tracing::warn!(peer = %tcp_peer, "PROXY header from untrusted peer");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(peer = %tcp_peer, error = %e, "connection failed before TLS");
+            None
+        }
+    }
 }
 
 /// Serving failed.
@@ -176,7 +262,20 @@ pub async fn serve(
     routes: Routes,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
-    let incoming = tls_incoming(listener, tls, trust, shutdown.clone());
+    serve_with(listener, tls, trust, policy, routes, shutdown, ListenOptions::default()).await
+}
+
+/// [`serve`] with [`ListenOptions`] (see [`tls_incoming_with`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    trust: ClientTrust,
+    policy: AccessPolicy,
+    routes: Routes,
+    shutdown: Shutdown,
+    options: ListenOptions,
+) -> Result<(), ServeError> {
+    let incoming = tls_incoming_with(listener, tls, trust, shutdown.clone(), options);
     tonic::transport::Server::builder()
         .layer(AuthorizeLayer::new(policy))
         .add_routes(routes)
