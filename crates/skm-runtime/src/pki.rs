@@ -1,6 +1,9 @@
 //! Issuing the deployment PKI: a CA, one certificate per service and
 //! operator certificates, each with its SPIFFE URI SAN (`skm pki init`,
 //! `skm dev`, tests). ECDSA P-256 keys; PEM files.
+//!
+//! [`client`]: each keystore's own client CA, the client certificates it
+//! issues (as PKCS#12) and the checks of a chain presented on the user port.
 
 use std::net::IpAddr;
 
@@ -11,6 +14,8 @@ use rcgen::{
 
 use crate::identity::{Role, Service, SpiffeId};
 
+pub mod client;
+
 /// Certificate generation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -20,6 +25,39 @@ pub enum PkiError {
     /// A name does not make a valid SPIFFE id.
     #[error(transparent)]
     Identity(#[from] crate::identity::BadSpiffeId),
+    /// A keystore name (of its client CA) or a client certificate name is
+    /// empty, longer than 64 characters or holds control characters.
+    #[error("a keystore or client certificate name must be 1 to 64 characters without control characters")]
+    CommonName,
+    /// The validity period is empty or outside what X.509 can express.
+    #[error("certificate validity period out of range")]
+    Validity,
+    /// A PKCS#12 password outside the accepted length.
+    #[error("the PKCS#12 password must be {} to {} bytes long", client::MIN_PASSWORD_LEN, client::MAX_PASSWORD_LEN)]
+    PasswordLength,
+    /// A PKCS#12 file could not be read (wrong password, or no key in it).
+    #[error("cannot read the PKCS#12 file: wrong password or no private key in it")]
+    Pkcs12Read,
+    /// A PKCS#12 password with a control character or a character outside
+    /// Unicode's Basic Multilingual Plane (PKCS#12 MACs take the password
+    /// as a BMPString).
+    #[error("the PKCS#12 password may not contain control characters or characters such as emoji")]
+    PasswordCharacters,
+    /// Encoding the PKCS#12 file failed.
+    #[error("PKCS#12 encoding failed")]
+    Pkcs12(#[source] p12_keystore::error::Error),
+    /// A CA certificate could not be parsed.
+    #[error("the CA certificate could not be parsed")]
+    BadCaCertificate,
+    /// A certificate loaded as a CA is not one.
+    #[error("the certificate is not a CA certificate")]
+    NotACa,
+    /// A CA key does not belong to the CA certificate it was loaded with.
+    #[error("the key does not match the CA certificate")]
+    KeyMismatch,
+    /// The system random generator failed.
+    #[error("random generator failed")]
+    Random,
 }
 
 /// A certificate and its private key, both PEM.

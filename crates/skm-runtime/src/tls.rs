@@ -142,6 +142,18 @@ impl TlsIdentity {
         )
     }
 
+    /// An identity from a CA bundle (PEM) and a chain and key already parsed
+    /// (e.g. from PKCS#12).
+    pub fn from_der(
+        ca_pem: &[u8],
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, TlsError> {
+        let roots = roots_from_pem(ca_pem, Path::new("<memory>"))?;
+        let id = chain.first().and_then(|leaf| SpiffeId::from_certificate(leaf));
+        Ok(Self { roots: Arc::new(roots), chain, key, id })
+    }
+
     /// An identity from PEM in memory (tests, generated credentials).
     pub fn from_pem(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
         let here = Path::new("<memory>");
