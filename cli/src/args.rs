@@ -16,6 +16,16 @@ pub struct Cli {
     /// Structured output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Assert this MAC address to the user port (`x-skm-client-mac`); counts only
+    /// where the keystore allows asserted MACs and the server can't see yours.
+    #[arg(long, env = "SKM_CLIENT_MAC", global = true, value_name = "MAC")]
+    pub client_mac: Option<String>,
+    /// Client certificate for the user port, as written by `skm keystore issue-cert`.
+    #[arg(long, env = "SKM_CLIENT_P12", global = true, value_name = "FILE.p12", requires = "p12_password_file")]
+    pub p12: Option<PathBuf>,
+    /// File holding the --p12 password.
+    #[arg(long, env = "SKM_CLIENT_P12_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub p12_password_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +56,11 @@ pub enum Command {
     /// Secrets.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// What kms-api sees of you (address, MAC, certificate), to debug a denial.
+    Whoami,
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Encrypt stdin; base64 ciphertext on stdout.
     Encrypt {
         /// Key id.
@@ -162,6 +177,14 @@ pub struct DevArgs {
     pub trust_domain: String,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Everything.
+    Admin,
+    /// Read-only: list, describe, audit.
+    Auditor,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Create the deployment CA, service certificates and a first operator certificate.
@@ -178,6 +201,35 @@ pub enum PkiCommand {
         /// Name of the first operator (role admin).
         #[arg(long, default_value = "admin")]
         operator: String,
+    },
+    /// Issue an operator certificate from the deployment CA (offline: needs ca/ca.key).
+    AddOperator {
+        /// Operator name.
+        name: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The PKI directory made by `skm pki init` (holding ca/ca.pem and ca/ca.key).
+        #[arg(long)]
+        pki: PathBuf,
+        /// Where to write ca.pem, cert.pem and key.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// Trust domain of the PKI.
+        #[arg(long, default_value = "skm.local")]
+        trust_domain: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
+    /// Revoke an operator certificate on kms-api's admin port.
+    RevokeOperator {
+        /// SHA-256 of the certificate...
+        #[arg(long, required_unless_present = "cert")]
+        sha256: Option<String>,
+        /// ...or the certificate file (PEM).
+        #[arg(long, conflicts_with = "sha256")]
+        cert: Option<PathBuf>,
     },
 }
 
@@ -201,18 +253,119 @@ pub enum RootCommand {
     Status,
 }
 
+/// A keystore's access policy on the command line.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Allowed client IPv4 address or CIDR (repeatable).
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    pub allow_ips: Vec<String>,
+    /// Allowed client MAC address (repeatable).
+    #[arg(long = "allow-mac", value_name = "MAC")]
+    pub allow_macs: Vec<String>,
+    /// Accept a MAC the client asserts when the server can't read it (off-link clients).
+    #[arg(long)]
+    pub allow_asserted_mac: bool,
+    /// Require a client certificate (issued by the keystore or registered).
+    #[arg(long)]
+    pub require_cert: bool,
+    /// How the enabled methods combine.
+    #[arg(long, value_enum, default_value_t = ModeArg::All)]
+    pub mode: ModeArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Every enabled method must pass.
+    All,
+    /// One enabled method is enough.
+    Any,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeystoreCommand {
-    /// Create a keystore; prints its id.
+    /// Create a keystore; prints its id. At least one method must be enabled.
     Create {
         /// Unique name.
         name: String,
-        /// Allowed client IPv4 address or CIDR (repeatable; at least one).
-        #[arg(long = "allow-ip", value_name = "CIDR")]
-        allow_ips: Vec<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List keystores.
     List,
+    /// A keystore's policy, client CA and certificates.
+    Show {
+        /// Keystore id or name.
+        keystore: String,
+    },
+    /// Replace a keystore's policy (takes effect for the next request).
+    Update {
+        /// Keystore id or name.
+        keystore: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Delete an empty keystore.
+    Delete {
+        /// Keystore id or name.
+        keystore: String,
+    },
+    /// Issue a client certificate and key as a password-protected PKCS#12 file.
+    IssueCert {
+        /// Keystore id or name.
+        keystore: String,
+        /// Certificate name (its subject CN).
+        name: String,
+        /// Where to write the PKCS#12 file.
+        #[arg(long)]
+        out: PathBuf,
+        /// File whose first line is the PKCS#12 password (8..=1024 bytes).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Register an external client certificate by its SHA-256 fingerprint.
+    RegisterCert {
+        /// Keystore id or name.
+        keystore: String,
+        /// Name for it.
+        name: String,
+        /// SHA-256 fingerprint (hex, colons allowed)...
+        #[arg(long, required_unless_present = "cert")]
+        sha256: Option<String>,
+        /// ...or the certificate file (PEM) to take it from.
+        #[arg(long, conflicts_with = "sha256")]
+        cert: Option<PathBuf>,
+    },
+    /// Revoke a client certificate (by name or SHA-256).
+    RevokeCert {
+        /// Keystore id or name.
+        keystore: String,
+        /// Certificate name or SHA-256.
+        certificate: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Audit entries, oldest first.
+    List {
+        /// Only this keystore (id).
+        #[arg(long)]
+        keystore: Option<String>,
+        /// Only this key (id).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only entries at or after this time (seconds since the epoch).
+        #[arg(long)]
+        since: Option<i64>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Check the whole hash chain; exit 0 intact, 1 with the first broken entry.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -169,6 +169,7 @@ pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> a
         system_keyd: format!("127.0.0.1:{}", ports.system),
         operator: Some(CertFiles { cert: operator.cert, key: operator.key }),
         client: None,
+        client_mac: None,
     };
     let profile_path = dir.join("profile.toml");
     std::fs::write(&profile_path, format!("# SKM profile (written by skm dev)\n{}", toml::to_string(&profile)?))?;

@@ -71,6 +71,11 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
         Command::Keystore(cmd) => manage::keystore(skm, cmd, json).await,
         Command::Key(cmd) => manage::key(skm, cmd, json).await,
         Command::Secret(cmd) => manage::secret(skm, cmd, json).await,
+        Command::Audit(cmd) => manage::audit(skm, cmd, json).await,
+        Command::Pki(PkiCommand::RevokeOperator { sha256, cert }) => {
+            manage::revoke_operator(skm, sha256, cert, json).await
+        }
+        Command::Whoami => data::whoami(skm, json).await,
         Command::Dev(_) | Command::Pki(_) | Command::Daemon { .. } => Err(Failure::usage("not a connected verb")),
         data_verb => data::run(skm, data_verb, json).await,
     }

@@ -95,3 +95,31 @@ pub fn init(dir: &Path, trust_domain: &str, extra_hosts: &[String], operator: &s
     write(&files.key, &issued.key_pem, true)?;
     Ok(layout)
 }
+
+/// Issues an operator certificate from an existing PKI's CA into `out`
+/// (ca.pem, cert.pem, key.pem); returns the certificate's SHA-256.
+pub fn add_operator(
+    pki: &Path,
+    trust_domain: &str,
+    name: &str,
+    role: crate::args::RoleArg,
+    days: u32,
+    out: &Path,
+) -> anyhow::Result<String> {
+    let layout = PkiLayout::at(pki);
+    let (ca_cert, ca_key) = layout.ca();
+    let cert_pem = std::fs::read_to_string(&ca_cert).with_context(|| format!("cannot read {}", ca_cert.display()))?;
+    let key_pem = std::fs::read_to_string(&ca_key).with_context(|| format!("cannot read {}", ca_key.display()))?;
+    let ca = CertificateAuthority::load(trust_domain, &cert_pem, &key_pem)?;
+    let role = match role {
+        crate::args::RoleArg::Admin => Role::Admin,
+        crate::args::RoleArg::Auditor => Role::Auditor,
+    };
+    let issued = ca.issue_operator(name, role, days)?;
+    write(&out.join("ca.pem"), ca.cert_pem(), false)?;
+    write(&out.join("cert.pem"), &issued.cert_pem, false)?;
+    write(&out.join("key.pem"), &issued.key_pem, true)?;
+    let der = skm_runtime::tls::certs_from_pem(issued.cert_pem.as_bytes())?;
+    let leaf = der.first().context("no certificate issued")?;
+    Ok(hex::encode(skm_crypto::sha256(leaf)))
+}

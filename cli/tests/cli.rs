@@ -22,7 +22,8 @@ fn usage_errors_exit_2() {
 fn pki_init_hands_each_tier_its_own_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pki");
-    let status = Command::new(SKM).args(["pki", "init", "--out"]).arg(&out).args(["--host", "kms.example"]).status().unwrap();
+    let status =
+        Command::new(SKM).args(["pki", "init", "--out"]).arg(&out).args(["--host", "kms.example"]).status().unwrap();
     assert!(status.success());
     for tier in ["root-keyd", "system-keyd", "kms-api", "operator"] {
         for file in ["ca.pem", "cert.pem", "key.pem"] {

@@ -18,7 +18,6 @@ use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
 use skm_proto::system::v1::GetWrappedSystemKeysRequest;
 use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
 use skm_runtime::Shutdown;
-use skm_runtime::health::Health;
 use tonic::transport::Channel;
 
 /// The system keys held in memory, once loaded. Cheap to clone.
@@ -61,7 +60,6 @@ pub(crate) struct Loader {
     pub(crate) system: SystemKeyServiceClient<Channel>,
     pub(crate) root: RootKeyServiceClient<Channel>,
     pub(crate) keyring: Keyring,
-    pub(crate) health: Vec<Health>,
     pub(crate) refresh: Duration,
 }
 
@@ -128,10 +126,7 @@ impl Loader {
             }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-        for h in &self.health {
-            h.set(true).await;
-        }
-        tracing::info!("kms-api ready");
+        tracing::info!("system keys loaded; kms-api ready");
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,

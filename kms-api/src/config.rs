@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use skm_runtime::config::{self, ConfigError, TlsSection};
+use skm_runtime::proxy_protocol::TrustedProxies;
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{Service, SpiffeId};
@@ -25,6 +26,10 @@ struct RawConfig {
     cache_entries: usize,
     #[serde(default = "default_maintenance")]
     maintenance_interval_secs: u64,
+    #[serde(default)]
+    audit_dir: Option<PathBuf>,
+    #[serde(default)]
+    user_proxy_protocol_from: Vec<String>,
     tls: TlsSection,
     #[serde(default)]
     log: LogConfig,
@@ -65,6 +70,11 @@ pub struct Config {
     pub cache_entries: usize,
     /// How often due rotations and deletions are carried out.
     pub maintenance_interval: Duration,
+    /// Where the audit log lives (default: `<data_dir>/audit`).
+    pub audit_dir: PathBuf,
+    /// Load balancers allowed (and required) to send a PROXY protocol v2
+    /// header on the user port; empty: nobody.
+    pub user_proxy_protocol_from: Option<TrustedProxies>,
     /// TLS identity (`spiffe://<td>/kms-api`), used on both ports and
     /// towards the other tiers.
     pub tls: TlsIdentity,
@@ -96,12 +106,24 @@ impl Config {
         if raw.cache_entries < 16 {
             return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
         }
+        let user_proxy_protocol_from = if raw.user_proxy_protocol_from.is_empty() {
+            None
+        } else {
+            Some(
+                TrustedProxies::parse(&raw.user_proxy_protocol_from)
+                    .map_err(|e| ConfigError::invalid("user_proxy_protocol_from", e))?,
+            )
+        };
+        let data_dir = config::resolve(path, &raw.data_dir);
+        let audit_dir = raw.audit_dir.map_or_else(|| data_dir.join("audit"), |d| config::resolve(path, &d));
         Ok(Self {
             user_listen: raw.user_listen,
             admin_listen: raw.admin_listen,
             trust_domain: raw.trust_domain,
             id,
-            data_dir: config::resolve(path, &raw.data_dir),
+            data_dir,
+            audit_dir,
+            user_proxy_protocol_from,
             root_keyd: raw.root_keyd,
             system_keyd: raw.system_keyd,
             system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),

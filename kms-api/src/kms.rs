@@ -3,23 +3,27 @@
 //! use.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use skm_crypto::Id;
 
-use crate::access::{Denied, Policy};
+use crate::access::{CertState, Denied};
+use crate::audit::AuditLog;
 use crate::bootstrap::NotReady;
 use crate::clock::Clock;
-use crate::model::{self, Key, KeyKind, KeyState, Keystore};
+use crate::model::{Key, KeyKind, KeyState, Keystore};
 use crate::records::{Due, RecordError, Records};
 
+mod calls;
 mod data;
+mod keystores;
 mod lifecycle;
 mod maintenance;
 pub mod signing;
 
+pub use calls::Call;
 pub use data::{BatchItem, DataKey};
+pub use keystores::IssuedCertificate;
 pub use lifecycle::NewKey;
 pub use maintenance::MaintenanceReport;
 
@@ -51,6 +55,9 @@ pub enum KmsError {
     /// Lost a compare-and-swap race too often.
     #[error("concurrent modification; retry")]
     Aborted,
+    /// The audit log can't be written: the call is refused (fail closed).
+    #[error("the audit log is unavailable; the request was not carried out")]
+    AuditUnavailable,
     /// Anything else; details only in the server log.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -62,6 +69,22 @@ impl From<RecordError> for KmsError {
             RecordError::NotReady(n) => KmsError::NotReady(n),
             RecordError::Conflict(_) => KmsError::Aborted,
             other => KmsError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl KmsError {
+    /// The gRPC code name of this error (DESIGN §10), for the audit log.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            KmsError::InvalidArgument(_) | KmsError::DecryptFailed => "INVALID_ARGUMENT",
+            KmsError::NotFound(_) => "NOT_FOUND",
+            KmsError::AlreadyExists(_) => "ALREADY_EXISTS",
+            KmsError::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            KmsError::Denied(_) => "PERMISSION_DENIED",
+            KmsError::NotReady(_) | KmsError::AuditUnavailable => "UNAVAILABLE",
+            KmsError::Aborted => "ABORTED",
+            KmsError::Internal(_) => "INTERNAL",
         }
     }
 }
@@ -146,6 +169,7 @@ pub struct Kms {
     records: Records,
     clock: Arc<dyn Clock>,
     cache: Cache,
+    audit: Arc<AuditLog>,
 }
 
 pub(crate) fn parse_id(field: &str, value: &str) -> Result<Id, KmsError> {
@@ -160,44 +184,24 @@ pub(crate) fn check_len(field: &str, len: usize, limit: usize) -> Result<(), Kms
 }
 
 impl Kms {
-    /// Over the record store.
-    pub fn new(records: Records, clock: Arc<dyn Clock>, cache_entries: usize) -> Self {
+    /// Over the record store and the audit log.
+    pub fn new(records: Records, clock: Arc<dyn Clock>, cache_entries: usize, audit: Arc<AuditLog>) -> Self {
         Self {
             records,
             clock,
             cache: Cache { capacity: cache_entries, keystores: RwLock::default(), keys: RwLock::default() },
+            audit,
         }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The clock in use.
     pub fn now(&self) -> i64 {
         self.clock.now()
-    }
-
-    /// Creates a keystore.
-    pub async fn create_keystore(&self, name: &str, allow_ips: &[String]) -> Result<Keystore, KmsError> {
-        model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
-        let policy = Policy::from_allow_ips(allow_ips).map_err(KmsError::InvalidArgument)?;
-        let ks = Keystore { id: Id::generate().map_err(internal)?, name: name.to_owned(), policy, created_at: self.now() };
-        match self.records.create_keystore(&ks).await {
-            Ok(()) => Ok(ks),
-            Err(RecordError::Conflict(_)) => Err(KmsError::AlreadyExists(format!("a keystore named {name:?} already exists"))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Every keystore, by name.
-    pub async fn list_keystores(&self) -> Result<Vec<Keystore>, KmsError> {
-        Ok(self.records.keystores().await?)
-    }
-
-    pub(crate) async fn keystore(&self, id: &Id) -> Result<Arc<Keystore>, KmsError> {
-        if let Some(ks) = Cache::get(&self.cache.keystores, id) {
-            return Ok(ks);
-        }
-        let ks = Arc::new(self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?);
-        self.cache.put(&self.cache.keystores, *id, 0, ks.clone());
-        Ok(ks)
     }
 
     /// A key from the cache or the store.
@@ -213,13 +217,18 @@ impl Kms {
 
     /// Loads a key for a use: the client must pass its keystore's policy,
     /// the key must be enabled and of the kind the use needs.
-    pub(crate) async fn usable_key(&self, client: IpAddr, key_id: &str, need: Need) -> Result<Arc<Key>, KmsError> {
+    pub(crate) async fn usable_key(&self, call: &mut Call, key_id: &str, need: Need) -> Result<Arc<Key>, KmsError> {
         let id = parse_id("key_id", key_id)?;
         let key = self.key(&id).await?;
+        call.touch_key(&key);
         let keystore = self.keystore(&key.keystore_id).await?;
-        if let Err(denied) = keystore.policy.check(client) {
-            tracing::warn!(key_id = %id, keystore_id = %keystore.id, %client, reason = %denied, "key use denied");
-            return Err(denied.into());
+        let certs = CertState { ca: &keystore.ca.cert_der, known: &keystore.certs };
+        match keystore.policy.check(call.facts(), &certs, self.now()) {
+            Ok(passed) => call.passed(passed),
+            Err(denied) => {
+                tracing::warn!(key_id = %id, keystore_id = %keystore.id, client = ?call.facts().ip, reason = %denied, "key use denied");
+                return Err(denied.into());
+            }
         }
         match key.state {
             KeyState::Enabled => {}
@@ -283,9 +292,9 @@ impl Kms {
     pub async fn danger_key_material(&self, key_id: &str, version: u32) -> Option<Vec<u8>> {
         let key = self.key(&key_id.parse().ok()?).await.ok()?;
         Some(match &key.version(version)?.material {
-            model::Material::Aes256(m) => m.danger_expose().to_vec(),
-            model::Material::Asymmetric { private, .. } => private.danger_pkcs8().to_vec(),
-            model::Material::Secret(v) => v.to_vec(),
+            crate::model::Material::Aes256(m) => m.danger_expose().to_vec(),
+            crate::model::Material::Asymmetric { private, .. } => private.danger_pkcs8().to_vec(),
+            crate::model::Material::Secret(v) => v.to_vec(),
         })
     }
 }

@@ -32,6 +32,7 @@ mod config;
 mod grpc;
 pub mod kms;
 pub mod model;
+pub mod operators;
 pub mod records;
 
 pub use config::Config;
@@ -49,13 +50,13 @@ pub fn user_access_policy() -> AccessPolicy {
 }
 
 /// Admin RPCs that only read (auditors may call them).
-const ADMIN_READS: &[&str] = &["ListKeystores", "ListKeys", "DescribeKey"];
+pub const ADMIN_READS: &[&str] =
+    &["ListKeystores", "GetKeystore", "ListKeys", "DescribeKey", "ListAudit", "VerifyAudit"];
 
 /// The admin port: operators only; auditors may only read.
 pub fn admin_access_policy() -> AccessPolicy {
-    let mut policy = AccessPolicy::new()
-        .with_health_and_reflection()
-        .allow_service(ADMIN_SERVICE, &[Allow::Operator(Role::Admin)]);
+    let mut policy =
+        AccessPolicy::new().with_health_and_reflection().allow_service(ADMIN_SERVICE, &[Allow::Operator(Role::Admin)]);
     for read in ADMIN_READS {
         policy = policy.allow(&format!("/{ADMIN_SERVICE}/{read}"), &[Allow::Operator(Role::Auditor)]);
     }
@@ -117,10 +118,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
 }
 
 /// [`start`] with a given clock (tests move time).
-pub async fn start_with_clock(config: Config, shutdown: Shutdown, clock: Arc<dyn clock::Clock>) -> Result<Running, RunError> {
+pub async fn start_with_clock(
+    config: Config,
+    shutdown: Shutdown,
+    clock: Arc<dyn clock::Clock>,
+) -> Result<Running, RunError> {
     let store = skm_store::SledStore::open(&config.data_dir)?;
     let keyring = bootstrap::Keyring::default();
-    let kms = Arc::new(kms::Kms::new(records::Records::new(store, keyring.clone()), clock, config.cache_entries));
+    let audit = Arc::new(audit::AuditLog::open(&config.audit_dir, keyring.clone()).await?);
+    let records = records::Records::new(store, keyring.clone());
+    let revoked = Arc::new(operators::RevokedOperators::new(records.revoked_operators().await?));
+    let kms = Arc::new(kms::Kms::new(records, clock, config.cache_entries, audit.clone()));
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
 
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
@@ -135,51 +143,78 @@ pub async fn start_with_clock(config: Config, shutdown: Shutdown, clock: Arc<dyn
 
     let mut user_routes = tonic::service::Routes::builder();
     let user_health = skm_runtime::health::add_health_and_reflection(&mut user_routes, &[USER_SERVICE]).await;
-    user_routes.add_service(KeyServiceServer::new(grpc::KeyApi { kms: kms.clone() }));
+    user_routes.add_service(KeyServiceServer::new(grpc::user::KeyApi { kms: kms.clone() }));
     let mut admin_routes = tonic::service::Routes::builder();
     let admin_health = skm_runtime::health::add_health_and_reflection(&mut admin_routes, &[ADMIN_SERVICE]).await;
-    admin_routes.add_service(AdminServiceServer::new(grpc::AdminApi { kms: kms.clone() }));
+    admin_routes
+        .add_service(AdminServiceServer::new(grpc::admin::AdminApi { kms: kms.clone(), revoked: revoked.clone() }));
 
     let loader = bootstrap::Loader {
         recipient: skm_crypto::transport::RecipientKeypair::generate()?,
         system: SystemKeyServiceClient::new(system),
         root: RootKeyServiceClient::new(root),
         keyring: keyring.clone(),
-        health: vec![user_health, admin_health],
         refresh: config.system_key_refresh,
     };
     tokio::spawn(loader.run(shutdown.clone()));
+    tokio::spawn(health_watch(keyring.clone(), audit, vec![user_health, admin_health], shutdown.clone()));
 
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     let user_tls = config.tls.optional_client_cert_server_config()?;
     let admin_tls = config.tls.mtls_server_config()?;
+    let user_options =
+        skm_runtime::ListenOptions { proxy_protocol_from: config.user_proxy_protocol_from.clone(), lookup_mac: true };
     tracing::info!(%user_addr, %admin_addr, "kms-api listening; loading system keys");
     let user_shutdown = shutdown.clone();
     let user_task = tokio::spawn(async move {
-        skm_runtime::serve::serve(
+        skm_runtime::serve::serve_with(
             user_listener,
             user_tls,
             ClientTrust::PerRequest,
             user_access_policy(),
             user_routes.routes(),
             user_shutdown,
+            user_options,
         )
         .await?;
         Ok(())
     });
+    let admin_policy = admin_access_policy().with_revocations(revoked);
     let admin_task = tokio::spawn(async move {
-        skm_runtime::serve::serve(
-            admin_listener,
-            admin_tls,
-            trust,
-            admin_access_policy(),
-            admin_routes.routes(),
-            shutdown,
-        )
-        .await?;
+        skm_runtime::serve::serve(admin_listener, admin_tls, trust, admin_policy, admin_routes.routes(), shutdown)
+            .await?;
         Ok(())
     });
     Ok(Running { user_addr, admin_addr, keyring, kms, tasks: vec![user_task, admin_task] })
+}
+
+/// Keeps health in step with what kms-api can do: SERVING only while the
+/// system keys are loaded and the audit log is writable (fail closed: a
+/// kms-api that can't audit is not ready).
+async fn health_watch(
+    keyring: bootstrap::Keyring,
+    audit: Arc<audit::AuditLog>,
+    health: Vec<skm_runtime::health::Health>,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut serving = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let now = keyring.current().is_ok() && audit.healthy();
+        if serving != Some(now) {
+            if serving.is_some() || now {
+                tracing::info!(serving = now, audit_ok = audit.healthy(), "kms-api health changed");
+            }
+            for h in &health {
+                h.set(now).await;
+            }
+            serving = Some(now);
+        }
+    }
 }
 
 /// The [`Daemon`] glue for `main`.

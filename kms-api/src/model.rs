@@ -7,7 +7,7 @@ use skm_crypto::asym::{KeyAlgorithm, PrivateKey, PublicKey};
 use skm_crypto::{Id, Secret32};
 use zeroize::Zeroizing;
 
-use crate::access::Policy;
+use crate::access::{KnownCert, Policy};
 
 /// Largest plaintext Encrypt takes.
 pub const MAX_PLAINTEXT: usize = 32 * 1024;
@@ -45,8 +45,9 @@ pub fn check_name(field: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A keystore: a set of keys under one access policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A keystore: a set of keys under one access policy, with its own client
+/// CA for certificate authentication.
+#[derive(Clone, Debug)]
 pub struct Keystore {
     /// Id.
     pub id: Id,
@@ -56,7 +57,33 @@ pub struct Keystore {
     pub policy: Policy,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// The keystore's client CA.
+    pub ca: KeystoreCaFiles,
+    /// Client certificates issued or registered.
+    pub certs: Vec<KnownCert>,
 }
+
+/// A keystore's client CA as stored: certificate and (secret) key.
+#[derive(Clone)]
+pub struct KeystoreCaFiles {
+    /// CA certificate, PEM.
+    pub cert_pem: String,
+    /// CA certificate, DER.
+    pub cert_der: rustls_pki_types::CertificateDer<'static>,
+    /// CA private key, PEM (only ever stored sealed).
+    pub key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for KeystoreCaFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoreCaFiles").field("key_pem", &"<redacted>").finish_non_exhaustive()
+    }
+}
+
+/// Lifetime of a keystore's client CA, in days.
+pub const KEYSTORE_CA_DAYS: u32 = 3650;
+/// Longest client certificate lifetime, in days.
+pub const MAX_CERT_DAYS: u32 = 3650;
 
 /// What a key is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

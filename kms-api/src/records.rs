@@ -2,12 +2,13 @@
 //!
 //! | store key | value | owner bound in AAD |
 //! |---|---|---|
-//! | `ks/<keystore id>` | keystore (JSON), sealed | — |
+//! | `ks/<keystore id>` | keystore: policy, client CA certificate and key, known client certificates (JSON), sealed | — |
 //! | `ksname/<name>` | keystore id, sealed | — |
 //! | `key/<key id>` | keystore id (clear) ‖ sealed key with every version's material (JSON) | keystore id |
 //! | `keyname/<keystore id>/<name>` | key id, sealed | keystore id |
 //! | `lastuse/<key id>` | last use (i64 BE), sealed | key id |
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
+//! | `oprevoked/<sha256>` | empty: a revoked operator certificate | — |
 //!
 //! Store keys hold only ids, names and due times; every value, including
 //! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
@@ -22,9 +23,9 @@ use skm_crypto::asym::PrivateKey;
 use skm_store::{Expect, Op, SledStore, Store, StoreError};
 use zeroize::Zeroizing;
 
-use crate::access::Policy;
+use crate::access::{KnownCert, Mode, Policy, PolicyInput};
 use crate::bootstrap::{Keyring, NotReady};
-use crate::model::{Key, KeyKind, KeyState, KeyVersion, Keystore, Material};
+use crate::model::{Key, KeyKind, KeyState, KeyVersion, Keystore, KeystoreCaFiles, Material};
 
 /// Record persistence failures.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,28 @@ struct KeystoreRecord {
     name: String,
     allow_ips: Vec<String>,
     created_at: i64,
+    #[serde(default)]
+    allow_macs: Vec<String>,
+    #[serde(default)]
+    allow_asserted_mac: bool,
+    #[serde(default)]
+    require_cert: bool,
+    #[serde(default)]
+    mode: String,
+    ca_cert_pem: String,
+    ca_key_pem: Zeroizing<String>,
+    #[serde(default)]
+    certs: Vec<CertRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertRecord {
+    name: String,
+    sha256: String,
+    issued: bool,
+    not_after: i64,
+    revoked: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -140,6 +163,7 @@ fn last_use_key(id: &Id) -> Vec<u8> {
 }
 
 const DUE_PREFIX: &[u8] = b"due/";
+const OPERATOR_REVOKED_PREFIX: &[u8] = b"oprevoked/";
 
 fn due_key(due: &Due) -> Vec<u8> {
     let tag = match due.kind {
@@ -212,16 +236,37 @@ impl Records {
         Ok(buf)
     }
 
+    fn keystore_record(ks: &Keystore) -> KeystoreRecord {
+        let input = ks.policy.to_input();
+        KeystoreRecord {
+            name: ks.name.clone(),
+            allow_ips: input.allow_ips,
+            created_at: ks.created_at,
+            allow_macs: input.allow_macs,
+            allow_asserted_mac: input.allow_asserted_mac,
+            require_cert: input.require_cert,
+            mode: input.mode.name().to_owned(),
+            ca_cert_pem: ks.ca.cert_pem.clone(),
+            ca_key_pem: ks.ca.key_pem.clone(),
+            certs: ks
+                .certs
+                .iter()
+                .map(|c| CertRecord {
+                    name: c.name.clone(),
+                    sha256: c.sha256.clone(),
+                    issued: c.issued,
+                    not_after: c.not_after,
+                    revoked: c.revoked,
+                })
+                .collect(),
+        }
+    }
+
     /// Stores a new keystore; its name must be free.
     pub async fn create_keystore(&self, ks: &Keystore) -> Result<(), RecordError> {
-        let record = KeystoreRecord {
-            name: ks.name.clone(),
-            allow_ips: ks.policy.allow_ips.iter().map(ToString::to_string).collect(),
-            created_at: ks.created_at,
-        };
         let id_key = ks_key(&ks.id);
         let name_key = ks_name_key(&ks.name);
-        let value = self.seal(&id_key, b"", &Self::to_json(&record)?)?;
+        let value = self.seal(&id_key, b"", &Self::to_json(&Self::keystore_record(ks))?)?;
         let index = self.seal(&name_key, b"", ks.id.to_string().as_bytes())?;
         self.store
             .apply(vec![
@@ -232,11 +277,30 @@ impl Records {
         Ok(())
     }
 
-    /// One keystore.
-    pub async fn keystore(&self, id: &Id) -> Result<Option<Keystore>, RecordError> {
+    /// Replaces a keystore read at `revision` (compare-and-swap).
+    pub async fn update_keystore(&self, ks: &Keystore, revision: u64) -> Result<(), RecordError> {
+        let id_key = ks_key(&ks.id);
+        let value = self.seal(&id_key, b"", &Self::to_json(&Self::keystore_record(ks))?)?;
+        self.store.put(&id_key, &value, Expect::Revision(revision)).await?;
+        Ok(())
+    }
+
+    /// Deletes a keystore read at `revision`, with its name.
+    pub async fn delete_keystore(&self, ks: &Keystore, revision: u64) -> Result<(), RecordError> {
+        self.store
+            .apply(vec![
+                Op::Delete { key: ks_key(&ks.id), expect: Expect::Revision(revision) },
+                Op::Delete { key: ks_name_key(&ks.name), expect: Expect::Any },
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// One keystore with the record's revision.
+    pub async fn keystore(&self, id: &Id) -> Result<Option<(Keystore, u64)>, RecordError> {
         let key = ks_key(id);
         match self.store.get(&key).await? {
-            Some(v) => Ok(Some(self.decode_keystore(*id, &key, &v.value)?)),
+            Some(v) => Ok(Some((self.decode_keystore(*id, &key, &v.value)?, v.revision))),
             None => Ok(None),
         }
     }
@@ -245,8 +309,41 @@ impl Records {
         let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(key).into_owned());
         let plain = self.open(key, b"", sealed)?;
         let r: KeystoreRecord = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
-        let policy = Policy::from_allow_ips(&r.allow_ips).map_err(|_| corrupt())?;
-        Ok(Keystore { id, name: r.name, policy, created_at: r.created_at })
+        let mode = match r.mode.as_str() {
+            "" | "all" => Mode::All,
+            "any" => Mode::Any,
+            _ => return Err(corrupt()),
+        };
+        let policy = Policy::parse(&PolicyInput {
+            allow_ips: r.allow_ips,
+            allow_macs: r.allow_macs,
+            allow_asserted_mac: r.allow_asserted_mac,
+            require_cert: r.require_cert,
+            mode,
+        })
+        .map_err(|_| corrupt())?;
+        let cert_der = skm_runtime::tls::certs_from_pem(r.ca_cert_pem.as_bytes())
+            .ok()
+            .and_then(|mut c| if c.is_empty() { None } else { Some(c.remove(0)) })
+            .ok_or_else(corrupt)?;
+        Ok(Keystore {
+            id,
+            name: r.name,
+            policy,
+            created_at: r.created_at,
+            ca: KeystoreCaFiles { cert_pem: r.ca_cert_pem, cert_der, key_pem: r.ca_key_pem },
+            certs: r
+                .certs
+                .into_iter()
+                .map(|c| KnownCert {
+                    name: c.name,
+                    sha256: c.sha256,
+                    issued: c.issued,
+                    not_after: c.not_after,
+                    revoked: c.revoked,
+                })
+                .collect(),
+        })
     }
 
     /// Every keystore, by name.
@@ -263,6 +360,25 @@ impl Records {
         Ok(out)
     }
 
+    /// Revoked operator certificates (SHA-256, lowercase hex). Not sealed:
+    /// fingerprints are public, and the admin port needs them at start.
+    pub async fn revoked_operators(&self) -> Result<Vec<String>, RecordError> {
+        Ok(self
+            .store
+            .list(OPERATOR_REVOKED_PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|(k, _)| String::from_utf8(k[OPERATOR_REVOKED_PREFIX.len()..].to_vec()).ok())
+            .collect())
+    }
+
+    /// Adds an operator certificate to the revoked list.
+    pub async fn revoke_operator(&self, sha256: &str) -> Result<(), RecordError> {
+        let key = [OPERATOR_REVOKED_PREFIX, sha256.as_bytes()].concat();
+        self.store.put(&key, b"", Expect::Any).await?;
+        Ok(())
+    }
+
     /// Stores a new key; its name must be free in its keystore.
     pub async fn create_key(&self, key: &Key) -> Result<(), RecordError> {
         let owner = key.keystore_id.to_string();
@@ -272,7 +388,11 @@ impl Records {
             Op::Put { key: name_key, value: index, expect: Expect::Absent },
             Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Absent },
         ];
-        ops.extend(due_entries(key).iter().map(|d| Op::Put { key: due_key(d), value: Vec::new(), expect: Expect::Any }));
+        ops.extend(due_entries(key).iter().map(|d| Op::Put {
+            key: due_key(d),
+            value: Vec::new(),
+            expect: Expect::Any,
+        }));
         self.store.apply(ops).await?;
         Ok(())
     }
@@ -281,7 +401,8 @@ impl Records {
     /// its due-index entries from `due_before` to what its state now needs.
     pub async fn update_key(&self, key: &Key, revision: u64, due_before: &[Due]) -> Result<(), RecordError> {
         let due_after = due_entries(key);
-        let mut ops = vec![Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Revision(revision) }];
+        let mut ops =
+            vec![Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Revision(revision) }];
         for d in due_before.iter().filter(|d| !due_after.contains(d)) {
             ops.push(Op::Delete { key: due_key(d), expect: Expect::Any });
         }
@@ -438,9 +559,8 @@ impl Records {
         let key = last_use_key(id);
         let Some(v) = self.store.get(&key).await? else { return Ok(0) };
         let plain = self.open(&key, id.to_string().as_bytes(), &v.value)?;
-        let bytes: [u8; 8] = plain[..]
-            .try_into()
-            .map_err(|_| RecordError::Corrupt(String::from_utf8_lossy(&key).into_owned()))?;
+        let bytes: [u8; 8] =
+            plain[..].try_into().map_err(|_| RecordError::Corrupt(String::from_utf8_lossy(&key).into_owned()))?;
         Ok(i64::from_be_bytes(bytes))
     }
 }

@@ -128,7 +128,10 @@ impl InProcess {
     }
 
     /// As [`InProcess::start`], with kms-api on the given clock.
-    pub async fn start_with_clock(seal: DevSeal, clock: std::sync::Arc<dyn kms_api::clock::Clock>) -> anyhow::Result<Self> {
+    pub async fn start_with_clock(
+        seal: DevSeal,
+        clock: std::sync::Arc<dyn kms_api::clock::Clock>,
+    ) -> anyhow::Result<Self> {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
@@ -260,7 +263,11 @@ pub async fn aes_key(skm: &Skm, keystore: &str) -> anyhow::Result<String> {
     use skm_client::admin::v1 as pb;
     let ks = skm
         .admin()?
-        .create_keystore(pb::CreateKeystoreRequest { name: keystore.to_owned(), allow_ips: vec!["127.0.0.1".into()] })
+        .create_keystore(pb::CreateKeystoreRequest {
+            name: keystore.to_owned(),
+            allow_ips: vec!["127.0.0.1".into()],
+            policy: None,
+        })
         .await?
         .into_inner()
         .keystore
@@ -303,7 +310,11 @@ pub async fn keystore(skm: &Skm, name: &str) -> anyhow::Result<String> {
     use skm_client::admin::v1 as pb;
     let ks = skm
         .admin()?
-        .create_keystore(pb::CreateKeystoreRequest { name: name.to_owned(), allow_ips: vec!["127.0.0.1".into()] })
+        .create_keystore(pb::CreateKeystoreRequest {
+            name: name.to_owned(),
+            allow_ips: vec!["127.0.0.1".into()],
+            policy: None,
+        })
         .await?
         .into_inner()
         .keystore
@@ -346,7 +357,14 @@ pub fn openssl_verify(pem: &str, message: &[u8], signature: &[u8], algorithm: &s
     } else {
         cmd.args(["dgst", "-sha256", "-verify"]).arg(&pub_path).arg("-signature").arg(&sig_path);
         if algorithm == "rsa-pss-sha256" {
-            cmd.args(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-sigopt", "rsa_mgf1_md:sha256"]);
+            cmd.args([
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:32",
+                "-sigopt",
+                "rsa_mgf1_md:sha256",
+            ]);
         }
         cmd.arg(&msg_path);
     }

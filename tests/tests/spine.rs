@@ -315,7 +315,11 @@ async fn keystore_ipv4_allow_list_is_enforced() {
     use skm_client::admin::v1 as pb;
     let mut admin = skm.admin().unwrap();
     let ks = admin
-        .create_keystore(pb::CreateKeystoreRequest { name: "elsewhere".into(), allow_ips: vec!["10.9.0.0/16".into()] })
+        .create_keystore(pb::CreateKeystoreRequest {
+            name: "elsewhere".into(),
+            allow_ips: vec!["10.9.0.0/16".into()],
+            policy: None,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -335,13 +339,19 @@ async fn keystore_ipv4_allow_list_is_enforced() {
     let err = encrypt(&skm, &key, b"x", b"").await.unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::PermissionDenied, "IPv4 authentication failed"));
     for bad in [vec![], vec!["10.0.0.5/24".to_owned()], vec!["::1".to_owned()]] {
-        let err =
-            admin.create_keystore(pb::CreateKeystoreRequest { name: "bad".into(), allow_ips: bad }).await.unwrap_err();
+        let err = admin
+            .create_keystore(pb::CreateKeystoreRequest { name: "bad".into(), allow_ips: bad, policy: None })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains("allow_ips"), "{}", err.message());
     }
     let dup = admin
-        .create_keystore(pb::CreateKeystoreRequest { name: "elsewhere".into(), allow_ips: vec!["127.0.0.1".into()] })
+        .create_keystore(pb::CreateKeystoreRequest {
+            name: "elsewhere".into(),
+            allow_ips: vec!["127.0.0.1".into()],
+            policy: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists);

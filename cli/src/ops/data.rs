@@ -46,6 +46,27 @@ fn algorithm_name(value: i32) -> &'static str {
     }
 }
 
+pub(super) async fn whoami(skm: &Skm, json: bool) -> Result<ExitCode, Failure> {
+    let me = skm.keys().who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+    if json {
+        println!(
+            "{}",
+            json!({ "client_ip": me.client_ip, "proxied_by": me.proxied_by, "verified_mac": me.verified_mac,
+                    "asserted_mac": me.asserted_mac, "certificate_sha256": me.certificate_sha256,
+                    "certificate_subject": me.certificate_subject })
+        );
+    } else {
+        let or_none = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+        println!("client_ip:            {}", me.client_ip);
+        println!("proxied_by:           {}", or_none(&me.proxied_by));
+        println!("verified_mac:         {}", or_none(&me.verified_mac));
+        println!("asserted_mac:         {}", or_none(&me.asserted_mac));
+        println!("certificate_sha256:   {}", or_none(&me.certificate_sha256));
+        println!("certificate_subject:  {}", or_none(&me.certificate_subject));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitCode, Failure> {
     let mut keys = skm.keys();
     match command {
@@ -70,7 +91,8 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
         }
         Command::ReEncrypt { key, aad: a } => {
             let ciphertext = stdin_base64("ciphertext")?;
-            let resp = keys.re_encrypt(pb::ReEncryptRequest { key_id: key, ciphertext, aad: aad(a) }).await?.into_inner();
+            let resp =
+                keys.re_encrypt(pb::ReEncryptRequest { key_id: key, ciphertext, aad: aad(a) }).await?.into_inner();
             let b64 = B64.encode(&resp.ciphertext);
             if json {
                 println!(
@@ -126,8 +148,7 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
         }
         Command::Verify { key, signature, algorithm: alg, digest, version } => {
             let message = read_stdin()?;
-            let signature =
-                B64.decode(signature.trim()).map_err(|_| Failure::usage("--signature is not base64"))?;
+            let signature = B64.decode(signature.trim()).map_err(|_| Failure::usage("--signature is not base64"))?;
             let input = if digest {
                 pb::verify_request::Input::Digest(skm_crypto::sha256(&message).to_vec())
             } else {

@@ -9,7 +9,7 @@ use skm_client::Skm;
 use skm_client::admin::v1 as pb;
 
 use super::{print_id, read_stdin};
-use crate::args::{KeyCommand, KeyTypeArg, KeystoreCommand, SecretCommand};
+use crate::args::{AuditCommand, KeyCommand, KeyTypeArg, KeystoreCommand, ModeArg, PolicyArgs, SecretCommand};
 use crate::failure::Failure;
 
 /// A keystore argument: an id as is, otherwise looked up by name.
@@ -101,29 +101,256 @@ fn value(file: Option<std::path::PathBuf>) -> Result<String, Failure> {
     String::from_utf8(bytes).map_err(|_| Failure::usage("a secret value must be UTF-8 text"))
 }
 
+fn policy(args: PolicyArgs) -> pb::Policy {
+    pb::Policy {
+        allow_ips: args.allow_ips,
+        allow_macs: args.allow_macs,
+        allow_asserted_mac: args.allow_asserted_mac,
+        require_cert: args.require_cert,
+        mode: match args.mode {
+            ModeArg::All => pb::PolicyMode::All,
+            ModeArg::Any => pb::PolicyMode::Any,
+        } as i32,
+    }
+}
+
+fn keystore_json(k: &pb::Keystore) -> serde_json::Value {
+    let p = k.policy.clone().unwrap_or_default();
+    json!({
+        "id": k.id, "name": k.name, "created_at": k.created_at,
+        "allow_ips": p.allow_ips, "allow_macs": p.allow_macs, "allow_asserted_mac": p.allow_asserted_mac,
+        "require_cert": p.require_cert,
+        "mode": if p.mode == pb::PolicyMode::Any as i32 { "any" } else { "all" },
+        "client_ca_pem": k.client_ca_pem,
+        "certificates": k.certificates.iter().map(|c| json!({
+            "name": c.name, "sha256": c.sha256, "origin": c.origin, "not_after": c.not_after, "revoked": c.revoked,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_keystore(k: &pb::Keystore, json: bool) {
+    if json {
+        println!("{}", keystore_json(k));
+        return;
+    }
+    let p = k.policy.clone().unwrap_or_default();
+    let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { v.join(",") };
+    println!("id:                  {}", k.id);
+    println!("name:                {}", k.name);
+    println!("mode:                {}", if p.mode == pb::PolicyMode::Any as i32 { "any" } else { "all" });
+    println!("allow_ips:           {}", list(&p.allow_ips));
+    println!("allow_macs:          {}", list(&p.allow_macs));
+    println!("allow_asserted_mac:  {}", p.allow_asserted_mac);
+    println!("require_cert:        {}", p.require_cert);
+    for c in &k.certificates {
+        println!(
+            "certificate:         {} {} {} not_after={}{}",
+            c.name,
+            c.origin,
+            c.sha256,
+            c.not_after,
+            if c.revoked { " REVOKED" } else { "" }
+        );
+    }
+}
+
+/// SHA-256 of the first certificate of a PEM file.
+fn pem_sha256(path: &std::path::Path) -> Result<String, Failure> {
+    let pem = std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let certs =
+        skm_runtime::tls::certs_from_pem(&pem).map_err(|_| Failure::usage(format!("{}: not PEM", path.display())))?;
+    let leaf = certs.first().ok_or_else(|| Failure::usage(format!("{}: no certificate", path.display())))?;
+    Ok(hex::encode(skm_crypto::sha256(leaf)))
+}
+
 pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Result<ExitCode, Failure> {
     let mut admin = skm.admin()?;
     match cmd {
-        KeystoreCommand::Create { name, allow_ips } => {
-            let resp = admin.create_keystore(pb::CreateKeystoreRequest { name, allow_ips }).await?.into_inner();
+        KeystoreCommand::Create { name, policy: p } => {
+            let resp = admin
+                .create_keystore(pb::CreateKeystoreRequest { name, allow_ips: Vec::new(), policy: Some(policy(p)) })
+                .await?
+                .into_inner();
             let ks = resp.keystore.ok_or_else(|| Failure::refused("server returned no keystore"))?;
             print_id(json, "keystore_id", &ks.id);
         }
         KeystoreCommand::List => {
             let list = admin.list_keystores(pb::ListKeystoresRequest {}).await?.into_inner().keystores;
             if json {
-                let items: Vec<_> = list
-                    .iter()
-                    .map(|k| json!({ "id": k.id, "name": k.name, "allow_ips": k.allow_ips, "created_at": k.created_at }))
-                    .collect();
-                println!("{}", serde_json::Value::Array(items));
+                println!("{}", serde_json::Value::Array(list.iter().map(keystore_json).collect()));
             } else {
                 for k in list {
-                    println!("{}\t{}\t{}", k.id, k.name, k.allow_ips.join(","));
+                    let p = k.policy.unwrap_or_default();
+                    println!(
+                        "{}\t{}\tips={}\tmacs={}\tcert={}",
+                        k.id,
+                        k.name,
+                        p.allow_ips.join(","),
+                        p.allow_macs.join(","),
+                        p.require_cert
+                    );
                 }
             }
         }
+        KeystoreCommand::Show { keystore } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let ks = admin.get_keystore(pb::GetKeystoreRequest { keystore_id }).await?.into_inner();
+            print_keystore(&ks, json);
+        }
+        KeystoreCommand::Update { keystore, policy: p } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let ks = admin
+                .update_keystore(pb::UpdateKeystoreRequest { keystore_id, policy: Some(policy(p)) })
+                .await?
+                .into_inner();
+            print_keystore(&ks, json);
+        }
+        KeystoreCommand::Delete { keystore } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            admin.delete_keystore(pb::GetKeystoreRequest { keystore_id: keystore_id.clone() }).await?;
+            print_id(json, "deleted", &keystore_id);
+        }
+        KeystoreCommand::IssueCert { keystore, name, out, password_file, days } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let raw = std::fs::read(&password_file)
+                .map_err(|e| Failure::usage(format!("{}: {e}", password_file.display())))?;
+            let password =
+                zeroize::Zeroizing::new(String::from_utf8_lossy(&raw).lines().next().unwrap_or_default().to_owned());
+            let resp = admin
+                .issue_client_certificate(pb::IssueClientCertificateRequest {
+                    keystore_id,
+                    name,
+                    days,
+                    password: password.to_string(),
+                })
+                .await?
+                .into_inner();
+            write_private(&out, &resp.pkcs12)?;
+            if json {
+                println!("{}", json!({ "out": out, "sha256": resp.sha256, "not_after": resp.not_after }));
+            } else {
+                println!("{}", resp.sha256);
+            }
+        }
+        KeystoreCommand::RegisterCert { keystore, name, sha256, cert } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let sha256 = match (sha256, cert) {
+                (Some(s), _) => s,
+                (None, Some(path)) => pem_sha256(&path)?,
+                (None, None) => return Err(Failure::usage("give --sha256 or --cert")),
+            };
+            let ks = admin
+                .register_client_certificate(pb::RegisterClientCertificateRequest { keystore_id, name, sha256 })
+                .await?
+                .into_inner();
+            print_keystore(&ks, json);
+        }
+        KeystoreCommand::RevokeCert { keystore, certificate } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let ks = admin
+                .revoke_client_certificate(pb::RevokeClientCertificateRequest { keystore_id, certificate })
+                .await?
+                .into_inner();
+            print_keystore(&ks, json);
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    f.write_all(contents)?;
+    Ok(())
+}
+
+pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<ExitCode, Failure> {
+    let mut admin = skm.admin()?;
+    match cmd {
+        AuditCommand::List { keystore, key, since, limit } => {
+            let entries = admin
+                .list_audit(pb::ListAuditRequest {
+                    keystore_id: keystore.unwrap_or_default(),
+                    key_id: key.unwrap_or_default(),
+                    since: since.unwrap_or(0),
+                    limit,
+                })
+                .await?
+                .into_inner()
+                .entries;
+            for e in entries {
+                if json {
+                    println!(
+                        "{}",
+                        json!({ "seq": e.seq, "time": e.time, "operation": e.operation, "keystore_id": e.keystore_id,
+                                "key_id": e.key_id, "key_version": e.key_version, "caller_ip": e.caller_ip,
+                                "caller_mac": e.caller_mac, "caller_mac_source": e.caller_mac_source,
+                                "caller_cert_sha256": e.caller_cert_sha256, "operator": e.operator, "result": e.result })
+                    );
+                } else {
+                    println!(
+                        "{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\t{}",
+                        e.seq,
+                        e.time,
+                        e.operation,
+                        e.keystore_id,
+                        e.key_id,
+                        e.key_version,
+                        e.caller_ip,
+                        e.caller_mac,
+                        if e.caller_mac_source.is_empty() {
+                            String::new()
+                        } else {
+                            format!("({})", e.caller_mac_source)
+                        },
+                        e.caller_cert_sha256,
+                        e.operator,
+                        e.result
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify => {
+            let r = admin.verify_audit(pb::VerifyAuditRequest {}).await?.into_inner();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "entries": r.entries, "intact": r.intact, "first_broken_line": r.first_broken_line,
+                            "first_broken_seq": r.first_broken_seq, "reason": r.reason })
+                );
+            } else if r.intact {
+                println!("intact: {} entries", r.entries);
+            } else {
+                println!(
+                    "broken: first broken entry at line {} (seq {}): {}",
+                    r.first_broken_line, r.first_broken_seq, r.reason
+                );
+            }
+            Ok(if r.intact { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_REFUSED) })
+        }
+    }
+}
+
+pub(super) async fn revoke_operator(
+    skm: &Skm,
+    sha256: Option<String>,
+    cert: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let sha256 = match (sha256, cert) {
+        (Some(s), _) => s,
+        (None, Some(path)) => pem_sha256(&path)?,
+        (None, None) => return Err(Failure::usage("give --sha256 or --cert")),
+    };
+    skm.admin()?.revoke_operator(pb::RevokeOperatorRequest { sha256: sha256.clone() }).await?;
+    print_id(json, "revoked", &sha256);
     Ok(ExitCode::SUCCESS)
 }
 

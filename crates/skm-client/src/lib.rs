@@ -17,6 +17,9 @@ use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
 use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
 use skm_runtime::tls::{TlsFiles, TlsIdentity};
 use skm_runtime::{Service, SpiffeId};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -53,7 +56,28 @@ pub struct Profile {
     pub operator: Option<CertFiles>,
     /// Client certificate for the user port, if the keystore wants one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<CertFiles>,
+    pub client: Option<ClientCredentials>,
+    /// MAC address to assert in `x-skm-client-mac` on user calls (counts
+    /// only where the keystore allows asserted MACs and the server can't
+    /// read the client's MAC itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_mac: Option<String>,
+}
+
+/// A user-port client certificate: PEM files, or a PKCS#12 file (as `skm
+/// keystore issue-cert` writes) with a file holding its password.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum ClientCredentials {
+    /// PEM certificate and key.
+    Pem(CertFiles),
+    /// PKCS#12 and password file.
+    Pkcs12 {
+        /// The .p12 file.
+        p12: PathBuf,
+        /// A file whose first line is the password.
+        password_file: PathBuf,
+    },
 }
 
 /// Client set-up failures.
@@ -88,6 +112,18 @@ pub enum ClientError {
     /// A bad trust domain.
     #[error(transparent)]
     Identity(#[from] skm_runtime::identity::BadSpiffeId),
+    /// A PKCS#12 client certificate could not be read.
+    #[error("{path}: {source}")]
+    Pkcs12 {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: skm_runtime::pki::PkiError,
+    },
+    /// The client MAC is not a MAC address.
+    #[error("client MAC {0:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
+    BadMac(String),
 }
 
 impl Profile {
@@ -104,9 +140,20 @@ impl Profile {
             }
         };
         abs(&mut profile.ca);
-        for files in [profile.operator.as_mut(), profile.client.as_mut()].into_iter().flatten() {
+        if let Some(files) = profile.operator.as_mut() {
             abs(&mut files.cert);
             abs(&mut files.key);
+        }
+        match profile.client.as_mut() {
+            Some(ClientCredentials::Pem(files)) => {
+                abs(&mut files.cert);
+                abs(&mut files.key);
+            }
+            Some(ClientCredentials::Pkcs12 { p12, password_file }) => {
+                abs(p12);
+                abs(password_file);
+            }
+            None => {}
         }
         Ok(profile)
     }
@@ -133,7 +180,20 @@ impl Profile {
     pub fn user_channel(&self) -> Result<Channel, ClientError> {
         let server = self.id(Service::KmsApi)?;
         let tls = match &self.client {
-            Some(files) => self.identity(files)?.client_config(&server)?,
+            Some(ClientCredentials::Pem(files)) => self.identity(files)?.client_config(&server)?,
+            Some(ClientCredentials::Pkcs12 { p12, password_file }) => {
+                let read = |path: &Path| {
+                    std::fs::read(path).map_err(|source| ClientError::Read { path: path.to_owned(), source })
+                };
+                let data = read(p12)?;
+                let password = zeroize::Zeroizing::new(read(password_file)?);
+                let password = String::from_utf8_lossy(&password);
+                let password = password.lines().next().unwrap_or_default();
+                let (chain, key) = skm_runtime::pki::client::read_pkcs12(&data, password)
+                    .map_err(|source| ClientError::Pkcs12 { path: p12.clone(), source })?;
+                let ca = read(&self.ca)?;
+                TlsIdentity::from_der(&ca, chain, key)?.client_config(&server)?
+            }
             None => skm_runtime::tls::anonymous_client_config(skm_runtime::tls::load_roots(&self.ca)?, &server)?,
         };
         Ok(skm_runtime::channel::lazy_channel(&self.user_endpoint, tls)?)
@@ -150,7 +210,15 @@ impl Profile {
             ),
             None => (None, None, None),
         };
-        Ok(Skm { profile: Arc::new(self.clone()), user, admin, root, system })
+        let client_mac = match &self.client_mac {
+            Some(mac) => {
+                let parsed: skm_runtime::neighbours::MacAddr =
+                    mac.parse().map_err(|_| ClientError::BadMac(mac.clone()))?;
+                Some(MetadataValue::try_from(parsed.to_string()).map_err(|_| ClientError::BadMac(mac.clone()))?)
+            }
+            None => None,
+        };
+        Ok(Skm { profile: Arc::new(self.clone()), user, admin, root, system, client_mac: ClientMac(client_mac) })
     }
 }
 
@@ -163,12 +231,32 @@ pub struct Skm {
     admin: Option<Channel>,
     root: Option<Channel>,
     system: Option<Channel>,
+    client_mac: ClientMac,
 }
+
+/// Metadata key of a client-asserted MAC address.
+pub const CLIENT_MAC_METADATA: &str = "x-skm-client-mac";
+
+/// Adds `x-skm-client-mac` to user calls when the profile asserts a MAC.
+#[derive(Clone, Debug)]
+pub struct ClientMac(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for ClientMac {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(mac) = &self.0 {
+            request.metadata_mut().insert(CLIENT_MAC_METADATA, mac.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The user-plane client.
+pub type Keys = KeyServiceClient<InterceptedService<Channel, ClientMac>>;
 
 impl Skm {
     /// User plane (encrypt, decrypt, ...).
-    pub fn keys(&self) -> KeyServiceClient<Channel> {
-        KeyServiceClient::new(self.user.clone())
+    pub fn keys(&self) -> Keys {
+        KeyServiceClient::with_interceptor(self.user.clone(), self.client_mac.clone())
     }
 
     /// Operator plane of kms-api.

@@ -36,11 +36,18 @@ impl Allow {
     }
 }
 
+/// Certificates revoked on a port, by SHA-256 of the leaf (lowercase hex).
+pub trait Revocations: Send + Sync + std::fmt::Debug {
+    /// Whether this certificate is revoked.
+    fn is_revoked(&self, leaf_sha256: &str) -> bool;
+}
+
 /// Which callers may call which RPC. Keys are gRPC paths: a full method
 /// (`/pkg.Service/Method`) or a whole service (`/pkg.Service/`).
 #[derive(Clone, Debug, Default)]
 pub struct AccessPolicy {
     rules: HashMap<String, Vec<Allow>>,
+    revocations: Option<Arc<dyn Revocations>>,
 }
 
 impl AccessPolicy {
@@ -68,8 +75,24 @@ impl AccessPolicy {
             .allow_service("grpc.reflection.v1alpha.ServerReflection", &[Allow::AnyPeer])
     }
 
+    /// Refuses principals whose certificate is in `revocations`.
+    pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
     /// Decides one call.
     pub fn check(&self, path: &str, peer: Option<&PeerInfo>) -> Result<(), Status> {
+        if let (Some(revocations), Some(leaf)) =
+            (&self.revocations, peer.and_then(|p| p.client_certificates.as_ref()).and_then(|c| c.first()))
+        {
+            use sha2::Digest;
+            let sha = hex::encode(sha2::Sha256::digest(leaf));
+            if revocations.is_revoked(&sha) {
+                tracing::warn!(method = path, certificate = sha, "refused: certificate revoked");
+                return Err(Status::permission_denied("the client certificate is revoked"));
+            }
+        }
         let rule = self.rules.get(path).or_else(|| {
             let service_end = path.rfind('/').map(|i| i + 1)?;
             self.rules.get(&path[..service_end])
@@ -153,6 +176,7 @@ mod tests {
         PeerInfo {
             remote_addr: "127.0.0.1:1".parse().unwrap(),
             proxied_by: None,
+            mac: None,
             client_certificates: Some(Arc::new(Vec::new())),
             principal,
         }

@@ -19,7 +19,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 
-pub use authz::{AccessPolicy, Allow};
+pub use authz::{AccessPolicy, Allow, Revocations};
 pub use identity::{Principal, Role, Service, SpiffeId};
 pub use serve::{ClientTrust, ListenOptions, PeerInfo};
 pub use shutdown::Shutdown;

@@ -36,6 +36,11 @@ pub struct PeerInfo {
     /// The load balancer's address when `remote_addr` came from its PROXY
     /// header; `None` for a direct connection.
     pub proxied_by: Option<SocketAddr>,
+    /// The client's MAC address from the server's neighbour table, read
+    /// once per connection when the port asks for it
+    /// ([`ListenOptions::lookup_mac`]) and the client is a direct, on-link
+    /// IPv4 peer (never for addresses from a PROXY header).
+    pub mac: Option<crate::neighbours::MacAddr>,
     /// The client's certificate chain, leaf first, if it sent one.
     pub client_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
     /// The peer's principal, only on ports whose TLS layer verified the
@@ -64,6 +69,9 @@ pub struct ListenOptions {
     /// header naming the client (load balancers). From any other peer a
     /// PROXY header is refused. `None`: no peer may send one.
     pub proxy_protocol_from: Option<TrustedProxies>,
+    /// Read each direct client's MAC from the neighbour table into
+    /// [`PeerInfo::mac`] (kms-api's user port).
+    pub lookup_mac: bool,
 }
 
 /// An accepted, handshaken TLS connection with its peer information.
@@ -204,7 +212,11 @@ async fn establish(
         }
         _ => None,
     };
-    let info = PeerInfo { remote_addr, proxied_by, client_certificates: chain, principal };
+    let mac = match (options.lookup_mac, proxied_by, remote_addr.ip().to_canonical()) {
+        (true, None, std::net::IpAddr::V4(v4)) if !v4.is_loopback() => crate::neighbours::mac_of(v4),
+        _ => None,
+    };
+    let info = PeerInfo { remote_addr, proxied_by, mac, client_certificates: chain, principal };
     Some(TlsConnection { stream, info })
 }
 

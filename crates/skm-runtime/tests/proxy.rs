@@ -49,8 +49,10 @@ async fn server(proxy_protocol_from: Option<&[&str]>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = shutdown::channel();
-    let options =
-        ListenOptions { proxy_protocol_from: proxy_protocol_from.map(|from| TrustedProxies::parse(from).unwrap()) };
+    let options = ListenOptions {
+        proxy_protocol_from: proxy_protocol_from.map(|from| TrustedProxies::parse(from).unwrap()),
+        lookup_mac: false,
+    };
     let incoming = tls_incoming_with(
         listener,
         identity.optional_client_cert_server_config().unwrap(),

@@ -1,13 +1,11 @@
 //! Data operations on AES keys and secrets: encrypt, decrypt, data keys,
 //! re-encryption, batches, secret values.
 
-use std::net::IpAddr;
-
 use skm_crypto::Secret32;
 use skm_crypto::user::{self, Header};
 use zeroize::Zeroizing;
 
-use super::{Kms, KmsError, Need, check_len, internal};
+use super::{Call, Kms, KmsError, Need, check_len, internal};
 use crate::model::{self, Key, Material};
 
 /// One batch item's outcome.
@@ -67,38 +65,49 @@ fn check_batch(len: usize) -> Result<(), KmsError> {
 
 impl Kms {
     /// Encrypts under the newest version.
-    pub async fn encrypt(&self, client: IpAddr, key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<(Vec<u8>, u32), KmsError> {
+    pub async fn encrypt(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<(Vec<u8>, u32), KmsError> {
         check_encrypt_input(plaintext, aad)?;
-        let key = self.usable_key(client, key_id, Need::Aes).await?;
-        aes_encrypt(&key, plaintext, aad)
+        let key = self.usable_key(call, key_id, Need::Aes).await?;
+        let (ciphertext, version) = aes_encrypt(&key, plaintext, aad)?;
+        call.used_version(version);
+        Ok((ciphertext, version))
     }
 
     /// Decrypts with the version the ciphertext names.
     pub async fn decrypt(
         &self,
-        client: IpAddr,
+        call: &mut Call,
         key_id: &str,
         ciphertext: &[u8],
         aad: &[u8],
     ) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
         check_decrypt_input(ciphertext, aad)?;
-        let key = self.usable_key(client, key_id, Need::Aes).await?;
-        aes_decrypt(&key, ciphertext, aad)
+        let key = self.usable_key(call, key_id, Need::Aes).await?;
+        let (plaintext, version) = aes_decrypt(&key, ciphertext, aad)?;
+        call.used_version(version);
+        Ok((plaintext, version))
     }
 
     /// A fresh 256-bit data key, in the clear (unless `without_plaintext`)
     /// and encrypted under the key's newest version.
     pub async fn generate_data_key(
         &self,
-        client: IpAddr,
+        call: &mut Call,
         key_id: &str,
         aad: &[u8],
         without_plaintext: bool,
     ) -> Result<DataKey, KmsError> {
         check_len("aad", aad.len(), model::MAX_AAD)?;
-        let key = self.usable_key(client, key_id, Need::Aes).await?;
+        let key = self.usable_key(call, key_id, Need::Aes).await?;
         let data_key = Secret32::generate().map_err(internal)?;
         let (ciphertext, version) = aes_encrypt(&key, data_key.danger_expose(), aad)?;
+        call.used_version(version);
         Ok(DataKey { plaintext: (!without_plaintext).then_some(data_key), ciphertext, version })
     }
 
@@ -106,54 +115,65 @@ impl Kms {
     /// the new ciphertext, the old version and the new one.
     pub async fn re_encrypt(
         &self,
-        client: IpAddr,
+        call: &mut Call,
         key_id: &str,
         ciphertext: &[u8],
         aad: &[u8],
     ) -> Result<(Vec<u8>, u32, u32), KmsError> {
         check_decrypt_input(ciphertext, aad)?;
-        let key = self.usable_key(client, key_id, Need::Aes).await?;
+        let key = self.usable_key(call, key_id, Need::Aes).await?;
         let (plaintext, source_version) = aes_decrypt(&key, ciphertext, aad)?;
         let (ciphertext, version) = aes_encrypt(&key, &plaintext, aad)?;
+        call.used_version(version);
         Ok((ciphertext, source_version, version))
     }
 
-    /// Encrypts each item on its own.
+    /// Encrypts each item on its own; each item is audited on its own.
     pub async fn batch_encrypt(
         &self,
-        client: IpAddr,
+        template: &Call,
         items: &[(String, Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<BatchItem<(Vec<u8>, u32)>>, KmsError> {
         check_batch(items.len())?;
-        let mut out = Vec::with_capacity(items.len());
+        let mut done = Vec::with_capacity(items.len());
         for (key_id, plaintext, aad) in items {
-            out.push(self.encrypt(client, key_id, plaintext, aad).await);
+            let mut call = template.clone();
+            let result = self.encrypt(&mut call, key_id, plaintext, aad).await;
+            done.push((call, result));
         }
-        Ok(out)
+        Ok(self.finish_many(done).await)
     }
 
-    /// Decrypts each item on its own.
+    /// Decrypts each item on its own; each item is audited on its own.
     pub async fn batch_decrypt(
         &self,
-        client: IpAddr,
+        template: &Call,
         items: &[(String, Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<BatchItem<(Zeroizing<Vec<u8>>, u32)>>, KmsError> {
         check_batch(items.len())?;
-        let mut out = Vec::with_capacity(items.len());
+        let mut done = Vec::with_capacity(items.len());
         for (key_id, ciphertext, aad) in items {
-            out.push(self.decrypt(client, key_id, ciphertext, aad).await);
+            let mut call = template.clone();
+            let result = self.decrypt(&mut call, key_id, ciphertext, aad).await;
+            done.push((call, result));
         }
-        Ok(out)
+        Ok(self.finish_many(done).await)
     }
 
     /// A secret's value: the newest version, or `version` when non-zero.
-    pub async fn get_secret(&self, client: IpAddr, key_id: &str, version: u32) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
-        let key = self.usable_key(client, key_id, Need::Secret).await?;
+    pub async fn get_secret(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        version: u32,
+    ) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
+        let key = self.usable_key(call, key_id, Need::Secret).await?;
         let v = if version == 0 { key.newest() } else { key.version(version) }
             .ok_or_else(|| KmsError::NotFound(format!("secret {} has no version {version}", key.id)))?;
         let Material::Secret(value) = &v.material else {
             return Err(KmsError::FailedPrecondition(format!("key {} is not a secret", key.id)));
         };
+        call.used_version(v.version);
         Ok((Zeroizing::new(value.to_vec()), v.version))
     }
 }

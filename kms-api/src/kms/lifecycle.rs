@@ -67,7 +67,14 @@ impl Kms {
         Ok(key)
     }
 
-    fn new_key(&self, keystore_id: Id, name: &str, kind: KeyKind, rotation: u32, material: Material) -> Result<Key, KmsError> {
+    fn new_key(
+        &self,
+        keystore_id: Id,
+        name: &str,
+        kind: KeyKind,
+        rotation: u32,
+        material: Material,
+    ) -> Result<Key, KmsError> {
         let now = self.now();
         Ok(Key {
             id: Id::generate().map_err(internal)?,
@@ -103,7 +110,8 @@ impl Kms {
         model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
         check_secret(value)?;
         self.keystore(&keystore_id).await?;
-        let key = self.new_key(keystore_id, name, KeyKind::Secret, 0, Material::Secret(Zeroizing::new(value.to_vec())))?;
+        let key =
+            self.new_key(keystore_id, name, KeyKind::Secret, 0, Material::Secret(Zeroizing::new(value.to_vec())))?;
         self.insert_key(key).await
     }
 
@@ -316,7 +324,9 @@ impl Kms {
 /// Changes that need a usable key (not pending deletion).
 fn usable_for_change(key: &Key) -> Result<(), KmsError> {
     match key.state {
-        KeyState::PendingDeletion { .. } => Err(KmsError::FailedPrecondition(format!("key {} is pending deletion", key.id))),
+        KeyState::PendingDeletion { .. } => {
+            Err(KmsError::FailedPrecondition(format!("key {} is pending deletion", key.id)))
+        }
         _ => Ok(()),
     }
 }

@@ -1,10 +1,8 @@
 //! Sign, verify and public keys of asymmetric keys.
 
-use std::net::IpAddr;
-
 use skm_crypto::asym::{KeyAlgorithm, Message, PublicKey, SignatureAlgorithm};
 
-use super::{Kms, KmsError, Need, internal};
+use super::{Call, Kms, KmsError, Need, internal};
 use crate::model::{self, Key, KeyKind, Material};
 
 /// What a sign or verify call covers.
@@ -72,15 +70,16 @@ impl Kms {
     /// Signs with the newest version; returns signature, version, algorithm.
     pub async fn sign(
         &self,
-        client: IpAddr,
+        call: &mut Call,
         key_id: &str,
         signed: Signed<'_>,
         algorithm: Option<SignatureAlgorithm>,
     ) -> Result<(Vec<u8>, u32, SignatureAlgorithm), KmsError> {
         let message = signed.check()?;
-        let key = self.usable_key(client, key_id, Need::Asymmetric).await?;
+        let key = self.usable_key(call, key_id, Need::Asymmetric).await?;
         let sig_alg = pick(&key, algorithm)?;
-        let newest = key.newest().ok_or_else(|| KmsError::FailedPrecondition(format!("key {} has no version", key.id)))?;
+        let newest =
+            key.newest().ok_or_else(|| KmsError::FailedPrecondition(format!("key {} has no version", key.id)))?;
         let Material::Asymmetric { private, .. } = &newest.material else {
             return Err(KmsError::FailedPrecondition(format!("key {} is not an asymmetric key", key.id)));
         };
@@ -91,6 +90,7 @@ impl Kms {
             skm_crypto::asym::AsymError::DigestLength(_) => KmsError::InvalidArgument(e.to_string()),
             other => internal(other),
         })?;
+        call.used_version(newest.version);
         Ok((signature, newest.version, sig_alg))
     }
 
@@ -98,7 +98,7 @@ impl Kms {
     /// when `version` is 0. Returns the version that verified, if any.
     pub async fn verify(
         &self,
-        client: IpAddr,
+        call: &mut Call,
         key_id: &str,
         signed: Signed<'_>,
         signature: &[u8],
@@ -107,7 +107,7 @@ impl Kms {
     ) -> Result<Option<u32>, KmsError> {
         let message = signed.check()?;
         super::check_len("signature", signature.len(), model::MAX_SIGNATURE)?;
-        let key = self.usable_key(client, key_id, Need::Asymmetric).await?;
+        let key = self.usable_key(call, key_id, Need::Asymmetric).await?;
         let sig_alg = pick(&key, algorithm)?;
         if matches!(message, Message::Digest(_)) && sig_alg == SignatureAlgorithm::Ed25519 {
             return Err(KmsError::FailedPrecondition("ed25519 keys verify messages, not digests".to_owned()));
@@ -120,6 +120,7 @@ impl Kms {
         for v in candidates {
             let (public, v) = public_of(&key, v)?;
             if public.verify(sig_alg, message, signature).is_ok() {
+                call.used_version(v);
                 return Ok(Some(v));
             }
         }
@@ -130,13 +131,14 @@ impl Kms {
     /// algorithm.
     pub async fn public_key(
         &self,
-        client: IpAddr,
+        call: &mut Call,
         key_id: &str,
         version: u32,
     ) -> Result<(Vec<u8>, String, u32, KeyAlgorithm), KmsError> {
-        let key = self.usable_key(client, key_id, Need::Asymmetric).await?;
+        let key = self.usable_key(call, key_id, Need::Asymmetric).await?;
         let alg = algorithm_of(&key)?;
         let (public, v) = public_of(&key, version)?;
+        call.used_version(v);
         Ok((public.spki_der().to_vec(), public.to_pem(), v, alg))
     }
 }
