@@ -33,18 +33,30 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pki(PkiCommand::AddOperator { name, role, pki, out, trust_domain, days }) => {
+            let sha = crate::pki::add_operator(&pki, &trust_domain, &name, role, days, &out)?;
+            print_id(json, "sha256", &sha);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Daemon { .. } => Err(Failure::usage("daemon is handled before the runtime starts")),
         command => {
-            let skm = connect(cli.profile.as_deref())?;
+            let mut profile = load_profile(cli.profile.as_deref())?;
+            if let Some(mac) = cli.client_mac {
+                profile.client_mac = Some(mac);
+            }
+            if let (Some(p12), Some(password_file)) = (cli.p12, cli.p12_password_file) {
+                profile.client = Some(skm_client::ClientCredentials::Pkcs12 { p12, password_file });
+            }
+            let skm = profile.connect()?;
             run_connected(&skm, command, json).await
         }
     }
 }
 
-fn connect(profile: Option<&std::path::Path>) -> Result<Skm, Failure> {
+fn load_profile(profile: Option<&std::path::Path>) -> Result<Profile, Failure> {
     let path = profile
         .ok_or_else(|| Failure::usage("no profile: set SKM_PROFILE (printed by `skm dev`) or pass --profile"))?;
-    Ok(Profile::load(path)?.connect()?)
+    Ok(Profile::load(path)?)
 }
 
 pub(crate) fn read_stdin() -> Result<Vec<u8>, Failure> {

@@ -48,7 +48,10 @@ fn cli_round_trips_for_every_key_type() {
             if key_type != "ed25519" {
                 let big = vec![7u8; 100_000];
                 let sig = dev.ok(&["sign", &key, "--algorithm", alg, "--digest"], &big);
-                assert!(openssl_verify(&pem, &big, &B64.decode(&sig).unwrap(), alg).unwrap(), "{key_type} {alg} digest");
+                assert!(
+                    openssl_verify(&pem, &big, &B64.decode(&sig).unwrap(), alg).unwrap(),
+                    "{key_type} {alg} digest"
+                );
                 dev.ok(&["verify", &key, "--signature", &sig, "--algorithm", alg, "--digest"], &big);
             }
         }
@@ -109,4 +112,107 @@ fn cli_exit_codes_and_conventions() {
     assert!(exit.success(), "skm dev exited with {exit}");
     let down = dev.run(&["encrypt", &key], b"x");
     assert_eq!(down.status.code(), Some(3), "{}", String::from_utf8_lossy(&down.stderr));
+}
+
+#[test]
+fn cli_access_control_certificates_operators_and_audit() {
+    let dev = DevProcess::start().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let pw = files.path().join("pw");
+    std::fs::write(&pw, "a long enough password\n").unwrap();
+    let p12 = files.path().join("app.p12");
+
+    // A keystore that wants a certificate; issue one as PKCS#12.
+    dev.ok(&["keystore", "create", "certified", "--require-cert"], b"");
+    let key = dev.ok(&["key", "create", "certified", "k", "--type", "aes-256"], b"");
+    let sha = dev.ok(
+        &[
+            "keystore",
+            "issue-cert",
+            "certified",
+            "app",
+            "--out",
+            p12.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(sha.len(), 64, "{sha}");
+    let openssl = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in", p12.to_str().unwrap(), "-passin"])
+        .arg(format!("file:{}", pw.display()))
+        .args(["-nokeys", "-clcerts"])
+        .output()
+        .unwrap();
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+
+    let with_cert = ["--p12", p12.to_str().unwrap(), "--p12-password-file", pw.to_str().unwrap()];
+    let ct = dev.ok(&[&with_cert[..], &["encrypt", &key]].concat(), b"hello");
+    assert_eq!(dev.run(&[&with_cert[..], &["decrypt", &key]].concat(), ct.as_bytes()).stdout, b"hello");
+    let who = dev.ok(&[&with_cert[..], &["--json", "whoami"]].concat(), b"");
+    assert!(who.contains(&sha) && who.contains("\"certificate_subject\":\"app\""), "{who}");
+    let without = dev.run(&["encrypt", &key], b"x");
+    assert_eq!(without.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("PERMISSION_DENIED: certificate authentication failed"));
+
+    // Policy change takes effect on the next request.
+    dev.ok(&["keystore", "update", "certified", "--allow-ip", "127.0.0.1"], b"");
+    dev.ok(&["encrypt", &key], b"no certificate needed now");
+    dev.ok(&["keystore", "update", "certified", "--require-cert"], b"");
+    dev.ok(&["keystore", "revoke-cert", "certified", "app"], b"");
+    let revoked = dev.run(&[&with_cert[..], &["encrypt", &key]].concat(), b"x");
+    assert_eq!(revoked.status.code(), Some(1));
+    assert!(dev.ok(&["keystore", "show", "certified"], b"").contains("REVOKED"));
+
+    // An asserted MAC counts only where allowed (loopback has no verified MAC).
+    dev.ok(&["keystore", "create", "by-mac", "--allow-mac", "02:00:00:00:00:42", "--allow-asserted-mac"], b"");
+    let mac_key = dev.ok(&["key", "create", "by-mac", "k", "--type", "aes-256"], b"");
+    dev.ok(&["--client-mac", "02:00:00:00:00:42", "encrypt", &mac_key], b"x");
+    let wrong = dev.run(&["--client-mac", "02:00:00:00:00:43", "encrypt", &mac_key], b"x");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("PERMISSION_DENIED: MAC authentication failed"));
+
+    // An auditor operator may read and audit, not change anything; then revoked.
+    let profile_dir = std::path::Path::new(&dev.profile).parent().unwrap().to_owned();
+    let auditor_dir = files.path().join("auditor");
+    let auditor_sha = dev.ok(
+        &[
+            "pki",
+            "add-operator",
+            "ann",
+            "--role",
+            "auditor",
+            "--pki",
+            profile_dir.join("pki").to_str().unwrap(),
+            "--out",
+            auditor_dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let profile = std::fs::read_to_string(&dev.profile).unwrap();
+    let auditor_profile = files.path().join("auditor.toml");
+    let operator_dir = profile_dir.join("pki").join("operator");
+    std::fs::write(&auditor_profile, profile.replace(operator_dir.to_str().unwrap(), auditor_dir.to_str().unwrap()))
+        .unwrap();
+    let as_auditor = |args: &[&str]| {
+        std::process::Command::new(skm_e2e::skm_bin())
+            .args(args)
+            .env("SKM_PROFILE", &auditor_profile)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(as_auditor(&["keystore", "list"]).status.success());
+    assert!(as_auditor(&["audit", "verify"]).status.success());
+    let denied = as_auditor(&["keystore", "create", "nope", "--allow-ip", "127.0.0.1"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("PERMISSION_DENIED"));
+    dev.ok(&["pki", "revoke-operator", "--sha256", &auditor_sha], b"");
+    let after = as_auditor(&["keystore", "list"]);
+    assert!(String::from_utf8_lossy(&after.stderr).contains("revoked"), "{}", String::from_utf8_lossy(&after.stderr));
+
+    // The audit trail: denials and who did what; the chain verifies.
+    let listed = dev.ok(&["audit", "list", "--key", &mac_key], b"");
+    assert!(listed.contains("denied: MAC authentication failed") && listed.contains("(asserted)"), "{listed}");
+    assert!(dev.ok(&["audit", "verify"], b"").starts_with("intact"));
 }
