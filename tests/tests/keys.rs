@@ -23,7 +23,12 @@ async fn stack() -> (InProcess, Skm) {
     (stack, skm)
 }
 
-async fn sign(skm: &Skm, key: &str, input: api::sign_request::Input, alg: api::SignatureAlgorithm) -> Result<api::SignResponse, tonic::Status> {
+async fn sign(
+    skm: &Skm,
+    key: &str,
+    input: api::sign_request::Input,
+    alg: api::SignatureAlgorithm,
+) -> Result<api::SignResponse, tonic::Status> {
     let req = api::SignRequest { key_id: key.into(), input: Some(input), algorithm: alg as i32 };
     Ok(skm.keys().sign(req).await?.into_inner())
 }
@@ -213,7 +218,11 @@ async fn concurrent_rotations_lose_no_version() {
     for _ in 0..8 {
         let (skm, key) = (skm.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
-            skm.admin().unwrap().rotate_key(admin::RotateKeyRequest { key_id: key }).await.map(|r| r.into_inner().current_version)
+            skm.admin()
+                .unwrap()
+                .rotate_key(admin::RotateKeyRequest { key_id: key })
+                .await
+                .map(|r| r.into_inner().current_version)
         }));
     }
     let mut versions = Vec::new();
@@ -312,7 +321,11 @@ async fn secrets_have_versions() {
     let ks = keystore(&skm, "secrets").await.unwrap();
     let mut a = skm.admin().unwrap();
     let id = a
-        .create_secret(admin::CreateSecretRequest { keystore_id: ks.clone(), name: "db".into(), value: "v1-pass".into() })
+        .create_secret(admin::CreateSecretRequest {
+            keystore_id: ks.clone(),
+            name: "db".into(),
+            value: "v1-pass".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -347,11 +360,19 @@ async fn limits_at_and_one_over() {
     let mut a = skm.admin().unwrap();
     // secret value
     let ok = a
-        .create_secret(admin::CreateSecretRequest { keystore_id: ks.clone(), name: "max".into(), value: "s".repeat(32 * 1024) })
+        .create_secret(admin::CreateSecretRequest {
+            keystore_id: ks.clone(),
+            name: "max".into(),
+            value: "s".repeat(32 * 1024),
+        })
         .await;
     assert!(ok.is_ok());
     let err = a
-        .create_secret(admin::CreateSecretRequest { keystore_id: ks.clone(), name: "over".into(), value: "s".repeat(32 * 1024 + 1) })
+        .create_secret(admin::CreateSecretRequest {
+            keystore_id: ks.clone(),
+            name: "over".into(),
+            value: "s".repeat(32 * 1024 + 1),
+        })
         .await
         .unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::InvalidArgument, "value is 32769 bytes; the limit is 32768"));
@@ -399,7 +420,8 @@ async fn wrong_key_types_and_batches_report_per_item() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    let secret_read = skm.keys().get_secret(api::GetSecretRequest { key_id: aes.clone(), version: 0 }).await.unwrap_err();
+    let secret_read =
+        skm.keys().get_secret(api::GetSecretRequest { key_id: aes.clone(), version: 0 }).await.unwrap_err();
     assert_eq!(secret_read.code(), Code::FailedPrecondition);
 
     let good = encrypt(&skm, &aes, b"one", b"").await.unwrap();
@@ -422,5 +444,8 @@ async fn wrong_key_types_and_batches_report_per_item() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(codes, vec![Code::InvalidArgument as i32, Code::FailedPrecondition as i32, Code::InvalidArgument as i32]);
+    assert_eq!(
+        codes,
+        vec![Code::InvalidArgument as i32, Code::FailedPrecondition as i32, Code::InvalidArgument as i32]
+    );
 }
