@@ -132,6 +132,19 @@ impl InProcess {
         seal: DevSeal,
         clock: std::sync::Arc<dyn kms_api::clock::Clock>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(seal, clock, |_| {}).await
+    }
+
+    /// As [`InProcess::start_with_clock`], with kms-api's configuration
+    /// changed by `configure` before it starts (e.g. `user_listen` on
+    /// `0.0.0.0:0` for clients in other network namespaces). When a port
+    /// is bound to an unspecified address, the profile reaches it on
+    /// 127.0.0.1.
+    pub async fn start_with(
+        seal: DevSeal,
+        clock: std::sync::Arc<dyn kms_api::clock::Clock>,
+        configure: impl FnOnce(&mut kms_api::Config),
+    ) -> anyhow::Result<Self> {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
@@ -145,10 +158,18 @@ impl InProcess {
         let mut kms_cfg = kms_api::Config::load(&stack.config(Service::KmsApi))?;
         kms_cfg.root_keyd = root.addr.to_string();
         kms_cfg.system_keyd = system.addr.to_string();
+        configure(&mut kms_cfg);
         let kms = kms_api::start_with_clock(kms_cfg, shutdown, clock).await.map_err(|e| anyhow::anyhow!(e))?;
+        let reachable = |addr: std::net::SocketAddr| {
+            if addr.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())).to_string()
+            } else {
+                addr.to_string()
+            }
+        };
         let mut profile = stack.profile.clone();
-        profile.user_endpoint = kms.user_addr.to_string();
-        profile.admin_endpoint = kms.admin_addr.to_string();
+        profile.user_endpoint = reachable(kms.user_addr);
+        profile.admin_endpoint = reachable(kms.admin_addr);
         profile.root_keyd = root.addr.to_string();
         profile.system_keyd = system.addr.to_string();
         Ok(Self { dir, stack, root: Some(root), system: Some(system), kms: Some(kms), profile, trigger })

@@ -123,7 +123,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::BatchEncryptRequest>,
     ) -> Result<Response<pb::BatchEncryptResponse>, Status> {
-        let call = user_call("Encrypt", &request)?;
+        let call = user_call("BatchEncrypt", &request)?;
         let items: Vec<_> = request.into_inner().items.into_iter().map(|i| (i.key_id, i.plaintext, i.aad)).collect();
         let results = match self.kms.batch_encrypt(&call, &items).await {
             Ok(r) => r,
@@ -147,7 +147,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::BatchDecryptRequest>,
     ) -> Result<Response<pb::BatchDecryptResponse>, Status> {
-        let call = user_call("Decrypt", &request)?;
+        let call = user_call("BatchDecrypt", &request)?;
         let items: Vec<_> = request.into_inner().items.into_iter().map(|i| (i.key_id, i.ciphertext, i.aad)).collect();
         let results = match self.kms.batch_decrypt(&call, &items).await {
             Ok(r) => r,
