@@ -280,30 +280,9 @@ impl Processes {
 
 /// Creates a keystore allowing 127.0.0.1 and an AES-256 key in it; returns
 /// the key id.
-pub async fn aes_key(skm: &Skm, keystore: &str) -> anyhow::Result<String> {
-    use skm_client::admin::v1 as pb;
-    let ks = skm
-        .admin()?
-        .create_keystore(pb::CreateKeystoreRequest {
-            name: keystore.to_owned(),
-            allow_ips: vec!["127.0.0.1".into()],
-            policy: None,
-        })
-        .await?
-        .into_inner()
-        .keystore
-        .context("no keystore")?;
-    let key = skm
-        .admin()?
-        .create_key(pb::CreateKeyRequest {
-            keystore_id: ks.id,
-            name: "key".into(),
-            key_type: pb::KeyType::Aes256 as i32,
-            rotation_period_days: 0,
-        })
-        .await?
-        .into_inner();
-    Ok(key.key_id)
+pub async fn aes_key(skm: &Skm, keystore_name: &str) -> anyhow::Result<String> {
+    let ks = keystore(skm, keystore_name).await?;
+    Ok(create_key(skm, &ks, "key", skm_client::admin::v1::KeyType::Aes256, 0).await?)
 }
 
 /// Encrypts through the user port.
@@ -328,14 +307,16 @@ pub async fn decrypt(skm: &Skm, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> 
 
 /// Creates a keystore that allows 127.0.0.1; returns its id.
 pub async fn keystore(skm: &Skm, name: &str) -> anyhow::Result<String> {
+    let policy = skm_client::admin::v1::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() };
+    keystore_with(skm, name, policy).await
+}
+
+/// Creates a keystore with `policy`; returns its id.
+pub async fn keystore_with(skm: &Skm, name: &str, policy: skm_client::admin::v1::Policy) -> anyhow::Result<String> {
     use skm_client::admin::v1 as pb;
     let ks = skm
         .admin()?
-        .create_keystore(pb::CreateKeystoreRequest {
-            name: name.to_owned(),
-            allow_ips: vec!["127.0.0.1".into()],
-            policy: None,
-        })
+        .create_keystore(pb::CreateKeystoreRequest { name: name.to_owned(), allow_ips: vec![], policy: Some(policy) })
         .await?
         .into_inner()
         .keystore

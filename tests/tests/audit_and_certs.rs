@@ -21,16 +21,7 @@ use tonic::Code;
 const READY: Duration = Duration::from_secs(30);
 
 async fn cert_keystore(skm: &Skm, name: &str) -> String {
-    let policy = admin::Policy { require_cert: true, ..Default::default() };
-    skm.admin()
-        .unwrap()
-        .create_keystore(admin::CreateKeystoreRequest { name: name.into(), allow_ips: vec![], policy: Some(policy) })
-        .await
-        .unwrap()
-        .into_inner()
-        .keystore
-        .unwrap()
-        .id
+    skm_e2e::keystore_with(skm, name, admin::Policy { require_cert: true, ..Default::default() }).await.unwrap()
 }
 
 /// A client of `stack` presenting the PKCS#12 at `p12`.

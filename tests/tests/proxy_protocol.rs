@@ -42,16 +42,8 @@ async fn balancer(backend: SocketAddr, source_ip: [u8; 4], claimed: Option<Socke
 
 async fn keystore_for(skm: &skm_client::Skm, name: &str, ip: &str) -> String {
     let policy = admin::Policy { allow_ips: vec![ip.into()], ..Default::default() };
-    let ks = skm
-        .admin()
-        .unwrap()
-        .create_keystore(admin::CreateKeystoreRequest { name: name.into(), allow_ips: vec![], policy: Some(policy) })
-        .await
-        .unwrap()
-        .into_inner()
-        .keystore
-        .unwrap();
-    create_key(skm, &ks.id, "k", admin::KeyType::Aes256, 0).await.unwrap()
+    let ks = skm_e2e::keystore_with(skm, name, policy).await.unwrap();
+    create_key(skm, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap()
 }
 
 #[tokio::test]

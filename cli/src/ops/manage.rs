@@ -225,7 +225,7 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
                 })
                 .await?
                 .into_inner();
-            write_private(&out, &resp.pkcs12)?;
+            crate::devstack::write_private(&out, &resp.pkcs12)?;
             if json {
                 println!("{}", json!({ "out": out, "sha256": resp.sha256, "not_after": resp.not_after }));
             } else {
@@ -255,19 +255,6 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    f.write_all(contents)?;
-    Ok(())
 }
 
 pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<ExitCode, Failure> {
