@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod compose;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
