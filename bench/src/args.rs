@@ -1,0 +1,216 @@
+//! Command line → a validated [`Plan`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::ops::{self, Op};
+
+/// The folder of this package (`bench/`), for `tools/` and the workspace.
+pub(crate) const PACKAGE_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// SKM's load generator: throughput and p50/p99 latency of every user-port
+/// operation, against its ceilings, its peers and the store's size.
+#[derive(Debug, Parser)]
+#[command(name = "skm-bench", version)]
+pub(crate) struct Args {
+    /// Operations: all, or a list of noop, get-secret, encrypt, decrypt,
+    /// data-key, batch-encrypt, sign, verify (sign and verify: all three
+    /// key types; or one: sign-ed25519, verify-ecdsa-p256, sign-rsa-2048,
+    /// encrypt-1KiB, ...).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    ops: Vec<String>,
+    /// Requests in flight, one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    concurrency: Vec<usize>,
+    /// Seconds measured per operation and concurrency.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of warm-up (not recorded) before each measurement.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Plaintext sizes in bytes of encrypt and decrypt (at most 32768).
+    #[arg(long, value_delimiter = ',', default_value = "1024,32768")]
+    payload: Vec<usize>,
+    /// Items (of 1 KiB) per batch-encrypt call (1..=100).
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// HTTP/2 connections to the user port that the requests share.
+    #[arg(long, default_value_t = 2)]
+    channels: usize,
+    /// Where report.json, report.md and report.png go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// A few seconds in all: tiny durations, one concurrency, no peers, no
+    /// scale (what CI runs).
+    #[arg(long)]
+    smoke: bool,
+    /// Peers to compare with: cosmian, moto, none (default: those that
+    /// bench/install-peers has installed).
+    #[arg(long, value_delimiter = ',')]
+    peers: Option<Vec<String>>,
+    /// Key counts of the scale measurement (e.g. 1000,100000,1000000);
+    /// off unless given.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<usize>,
+    /// kms-api cache_entries during the scale measurement (smaller than the
+    /// key counts, so that random keys miss the cache).
+    #[arg(long, default_value_t = 256)]
+    scale_cache_entries: usize,
+    /// The `skm` binary to run the stack with; without it, `cargo build
+    /// --release -p skm` into target/bench first.
+    #[arg(long)]
+    release_binary: Option<PathBuf>,
+    /// Where bench/install-peers put the peers.
+    #[arg(long)]
+    tools: Option<PathBuf>,
+    /// Seconds per raw crypto rate (in-process, one core).
+    #[arg(long, default_value_t = 0.5)]
+    raw_seconds: f64,
+}
+
+/// Peers that can be compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerName {
+    /// Cosmian KMS (KMIP 2.1 JSON over HTTP).
+    Cosmian,
+    /// moto's AWS KMS (and Secrets Manager) server.
+    Moto,
+}
+
+impl PeerName {
+    /// Its name in options and reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PeerName::Cosmian => "cosmian",
+            PeerName::Moto => "moto",
+        }
+    }
+}
+
+/// Which peers to run.
+#[derive(Clone, Debug)]
+pub(crate) enum PeerChoice {
+    /// Those installed; the others are skipped with a message.
+    Available,
+    /// Exactly these (a missing one is skipped with a message).
+    These(Vec<PeerName>),
+}
+
+/// What one run does.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    /// Operations in report order.
+    pub(crate) ops: Vec<Op>,
+    /// Concurrency levels.
+    pub(crate) concurrency: Vec<usize>,
+    /// Measured time per phase.
+    pub(crate) duration: Duration,
+    /// Warm-up per phase.
+    pub(crate) warmup: Duration,
+    /// Items per batch-encrypt call.
+    pub(crate) batch_size: usize,
+    /// User-port connections.
+    pub(crate) channels: usize,
+    /// Output folder.
+    pub(crate) out: PathBuf,
+    /// Smoke mode.
+    pub(crate) smoke: bool,
+    /// Peers.
+    pub(crate) peers: PeerChoice,
+    /// Scale key counts (empty: off).
+    pub(crate) scale: Vec<usize>,
+    /// cache_entries during the scale measurement.
+    pub(crate) scale_cache_entries: usize,
+    /// The skm binary, if given.
+    pub(crate) skm_binary: Option<PathBuf>,
+    /// bench/tools.
+    pub(crate) tools: PathBuf,
+    /// Budget of each raw crypto rate.
+    pub(crate) raw_budget: Duration,
+    /// The command line, for the report.
+    pub(crate) command: String,
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration, String> {
+    if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+        return Err(format!("--{name} {v}: must be in (0, 3600] seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Args {
+    /// Validates the options.
+    pub(crate) fn plan(&self) -> Result<Plan, String> {
+        for &p in &self.payload {
+            if p == 0 || p > 32 * 1024 {
+                return Err(format!("--payload {p}: must be 1..=32768 bytes"));
+            }
+        }
+        let ops = ops::parse_list(&self.ops, &self.payload)?;
+        if self.concurrency.is_empty() || self.concurrency.iter().any(|&c| c == 0 || c > 4096) {
+            return Err("--concurrency: each level must be 1..=4096".into());
+        }
+        if !(1..=100).contains(&self.batch_size) {
+            return Err(format!("--batch-size {}: must be 1..=100", self.batch_size));
+        }
+        if !(1..=64).contains(&self.channels) {
+            return Err(format!("--channels {}: must be 1..=64", self.channels));
+        }
+        if self.scale.iter().any(|&n| n == 0 || n > 10_000_000) {
+            return Err("--scale: each key count must be 1..=10000000".into());
+        }
+        if self.scale_cache_entries < 16 {
+            return Err("--scale-cache-entries: kms-api needs at least 16".into());
+        }
+        let peers = match &self.peers {
+            None => PeerChoice::Available,
+            Some(list) => {
+                let mut chosen = Vec::new();
+                for name in list {
+                    match name.as_str() {
+                        "cosmian" => chosen.push(PeerName::Cosmian),
+                        "moto" => chosen.push(PeerName::Moto),
+                        "none" | "" => {}
+                        other => return Err(format!("--peers: unknown peer {other:?} (cosmian, moto, none)")),
+                    }
+                }
+                PeerChoice::These(chosen)
+            }
+        };
+        let (mut concurrency, mut duration, mut warmup, mut raw_budget) = (
+            self.concurrency.clone(),
+            seconds("duration", self.duration)?,
+            seconds("warmup", self.warmup)?,
+            seconds("raw-seconds", self.raw_seconds)?,
+        );
+        let (mut peers, mut scale) = (peers, self.scale.clone());
+        if self.smoke {
+            concurrency = vec![4];
+            duration = Duration::from_millis(300);
+            warmup = Duration::from_millis(100);
+            raw_budget = Duration::from_millis(20);
+            peers = PeerChoice::These(Vec::new());
+            scale = Vec::new();
+        }
+        let tools = self.tools.clone().unwrap_or_else(|| PathBuf::from(PACKAGE_DIR).join("tools"));
+        Ok(Plan {
+            ops,
+            concurrency,
+            duration,
+            warmup,
+            batch_size: self.batch_size,
+            channels: self.channels,
+            out: self.out.clone(),
+            smoke: self.smoke,
+            peers,
+            scale,
+            scale_cache_entries: self.scale_cache_entries,
+            skm_binary: self.release_binary.clone(),
+            tools,
+            raw_budget,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        })
+    }
+}

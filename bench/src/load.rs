@@ -1,0 +1,154 @@
+//! The load driver: N tasks, each with one request in flight at a time,
+//! for a warm-up and then a measured window; every request completed in
+//! the window is counted and its latency recorded in an HDR histogram.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+/// A request that takes longer than this counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One phase: how many in flight, for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Phase {
+    /// Requests in flight.
+    pub(crate) concurrency: usize,
+    /// Not recorded.
+    pub(crate) warmup: Duration,
+    /// Recorded.
+    pub(crate) duration: Duration,
+}
+
+/// What a phase measured.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    /// Successful requests completed in the window.
+    pub(crate) requests: u64,
+    /// Failed requests completed in the window (or in the warm-up).
+    pub(crate) errors: u64,
+    /// The first failure's message.
+    pub(crate) first_error: Option<String>,
+    /// Length of the window, seconds.
+    pub(crate) seconds: f64,
+    /// Latencies of the successful requests, nanoseconds.
+    pub(crate) latency: Histogram<u64>,
+}
+
+impl Measured {
+    /// Successful requests per second.
+    pub(crate) fn throughput(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    /// A latency quantile in microseconds (0 with no sample).
+    pub(crate) fn quantile_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1e3
+    }
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 ns .. 10 min, 3 significant digits.
+    Ok(Histogram::new_with_bounds(1, 600_000_000_000, 3)?)
+}
+
+struct TaskResult {
+    latency: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs `call(task, n)` from `phase.concurrency` tasks (task in
+/// 0..concurrency, n counting that task's calls) for the phase.
+pub(crate) async fn drive<F, Fut>(phase: Phase, call: F) -> anyhow::Result<Measured>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let call = Arc::new(call);
+    let record_from = Instant::now() + phase.warmup;
+    let end = record_from + phase.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..phase.concurrency {
+        let call = call.clone();
+        let mut latency = histogram()?;
+        tasks.spawn(async move {
+            let (mut requests, mut errors, mut first_error) = (0u64, 0u64, None);
+            let mut n = 0u64;
+            loop {
+                let started = Instant::now();
+                if started >= end {
+                    break;
+                }
+                let result = match tokio::time::timeout(REQUEST_TIMEOUT, call(task, n)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
+                };
+                n += 1;
+                let done = Instant::now();
+                match result {
+                    Ok(()) if done >= record_from && done <= end => {
+                        let ns = (done - started).as_nanos().clamp(1, u128::from(u64::MAX)) as u64;
+                        latency.saturating_record(ns);
+                        requests += 1;
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            TaskResult { latency, requests, errors, first_error }
+        });
+    }
+    let mut all = Measured {
+        requests: 0,
+        errors: 0,
+        first_error: None,
+        seconds: phase.duration.as_secs_f64(),
+        latency: histogram()?,
+    };
+    while let Some(done) = tasks.join_next().await {
+        let r = done?;
+        all.requests += r.requests;
+        all.errors += r.errors;
+        if all.first_error.is_none() {
+            all.first_error = r.first_error;
+        }
+        all.latency.add(&r.latency)?;
+    }
+    Ok(all)
+}
+
+/// Deterministic pseudo-random numbers (SplitMix64) for picking keys: no
+/// dependency, and the same sequence on every run.
+pub(crate) fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_requests_and_errors() -> anyhow::Result<()> {
+        let phase = Phase { concurrency: 3, warmup: Duration::from_millis(20), duration: Duration::from_millis(100) };
+        let m = drive(phase, |_, n| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if n == 5 { Err("fifth".to_string()) } else { Ok(()) }
+        })
+        .await?;
+        assert!(m.requests > 0);
+        assert!(m.errors <= 3);
+        assert!(m.quantile_us(0.5) >= 1000.0);
+        Ok(())
+    }
+}

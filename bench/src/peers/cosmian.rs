@@ -1,0 +1,308 @@
+//! Cosmian KMS 5.28 over KMIP 2.1 JSON (`POST /kmip/2_1`), started as
+//! `cosmian_kms --database-type sqlite` on a free port (plain HTTP).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::PeerProcess;
+use super::http::{Http, free_port};
+use crate::ops::{self, Op, SigKey};
+
+const KMIP: &str = "/kmip/2_1";
+const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
+
+/// An AES-GCM ciphertext as KMIP returns it: data, IV, tag.
+type GcmCiphertext = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// A running Cosmian KMS with its keys.
+pub(crate) struct Cosmian {
+    pub(super) process: PeerProcess,
+    http: Http,
+    aes: String,
+    payloads: HashMap<usize, Vec<u8>>,
+    /// Per payload size.
+    ciphertexts: HashMap<usize, GcmCiphertext>,
+    message: Vec<u8>,
+    /// Per key type: private key id, public key id, signature.
+    signing: HashMap<SigKey, (String, String, Vec<u8>)>,
+    /// Operations whose set-up failed, with the reason.
+    failed: HashMap<Op, String>,
+}
+
+/// What each operation maps to.
+pub(crate) fn mapping(op: Op) -> String {
+    match op {
+        Op::Noop => "GET /version (no KMIP)".into(),
+        Op::GetSecret => "KMIP Get of an AES-256 key (32 B key material)".into(),
+        Op::Encrypt(_) => "KMIP Encrypt AES-256-GCM".into(),
+        Op::Decrypt(_) => "KMIP Decrypt AES-256-GCM".into(),
+        Op::DataKey | Op::BatchEncrypt => "n/a".into(),
+        Op::Sign(k) => format!("KMIP Sign ({})", default_signature(k)),
+        Op::Verify(k) => format!("KMIP SignatureVerify ({})", default_signature(k)),
+    }
+}
+
+fn default_signature(k: SigKey) -> &'static str {
+    match k {
+        SigKey::Ed25519 => "Ed25519",
+        SigKey::EcdsaP256 => "ECDSA with SHA-256",
+        SigKey::Rsa2048 => "RSASSA-PSS SHA-256",
+    }
+}
+
+fn ttlv(tag: &str, kind: &str, value: Value) -> Value {
+    json!({ "tag": tag, "type": kind, "value": value })
+}
+
+fn structure(tag: &str, items: Vec<Value>) -> Value {
+    ttlv(tag, "Structure", Value::Array(items))
+}
+
+fn text(tag: &str, s: &str) -> Value {
+    ttlv(tag, "TextString", json!(s))
+}
+
+fn bytes(tag: &str, b: &[u8]) -> Value {
+    ttlv(tag, "ByteString", json!(hex::encode_upper(b)))
+}
+
+fn enumeration(tag: &str, s: &str) -> Value {
+    ttlv(tag, "Enumeration", json!(s))
+}
+
+fn integer(tag: &str, i: i64) -> Value {
+    ttlv(tag, "Integer", json!(i))
+}
+
+/// The value of the first child of a structure with `tag`.
+fn field<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
+    v.get("value")?.as_array()?.iter().find(|c| c.get("tag").and_then(Value::as_str) == Some(tag))?.get("value")
+}
+
+fn field_str(v: &Value, tag: &str) -> Result<String, String> {
+    field(v, tag).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("no {tag} in {v}"))
+}
+
+fn field_bytes(v: &Value, tag: &str) -> Result<Vec<u8>, String> {
+    hex::decode(field_str(v, tag)?).map_err(|e| format!("{tag}: {e}"))
+}
+
+fn key_pair_request(k: SigKey) -> Value {
+    let (algorithm, length, curve) = match k {
+        SigKey::Ed25519 => ("Ed25519", 256, Some("CURVEED25519")),
+        SigKey::EcdsaP256 => ("ECDSA", 256, Some("P256")),
+        SigKey::Rsa2048 => ("RSA", 2048, None),
+    };
+    let mut attributes = vec![
+        enumeration("CryptographicAlgorithm", algorithm),
+        integer("CryptographicLength", length),
+        integer("CryptographicUsageMask", 3), // Sign | Verify
+        enumeration("ObjectType", "PrivateKey"),
+    ];
+    if let Some(curve) = curve {
+        attributes.push(structure("CryptographicDomainParameters", vec![enumeration("RecommendedCurve", curve)]));
+    }
+    structure("CreateKeyPair", vec![structure("CommonAttributes", attributes)])
+}
+
+/// New objects are PreActive: Encrypt and Sign want them Active.
+async fn activate(http: &Http, id: &str) -> Result<(), String> {
+    http.json(KMIP, &JSON, &structure("Activate", vec![text("UniqueIdentifier", id)])).await.map(drop)
+}
+
+fn gcm() -> Value {
+    structure("CryptographicParameters", vec![enumeration("BlockCipherMode", "GCM")])
+}
+
+impl Cosmian {
+    /// Starts the server and makes its keys.
+    pub(crate) async fn start(bin: &Path, ops: &[Op]) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let port_arg = port.to_string();
+        let mut process = PeerProcess::spawn(
+            bin,
+            &["--database-type", "sqlite", "--sqlite-path", "{dir}/db", "--hostname", "127.0.0.1", "--port", &port_arg],
+        )?;
+        let http = Http::new(port);
+        let probe = http.clone();
+        process
+            .wait("cosmian_kms", Duration::from_secs(60), || {
+                let probe = probe.clone();
+                async move {
+                    matches!(probe.send(Method::GET, "/version", &[], Vec::new()).await, Ok((s, _)) if s.is_success())
+                }
+            })
+            .await?;
+        let create = structure(
+            "Create",
+            vec![
+                enumeration("ObjectType", "SymmetricKey"),
+                structure(
+                    "Attributes",
+                    vec![
+                        enumeration("CryptographicAlgorithm", "AES"),
+                        integer("CryptographicLength", 256),
+                        integer("CryptographicUsageMask", 12), // Encrypt | Decrypt
+                        enumeration("KeyFormatType", "TransparentSymmetricKey"),
+                        enumeration("ObjectType", "SymmetricKey"),
+                    ],
+                ),
+            ],
+        );
+        let answer = http.json(KMIP, &JSON, &create).await.map_err(|e| anyhow!("Create AES-256: {e}"))?;
+        let aes = field_str(&answer, "UniqueIdentifier").map_err(|e| anyhow!(e))?;
+        activate(&http, &aes).await.map_err(|e| anyhow!("Activate AES-256: {e}"))?;
+        let mut me = Self {
+            process,
+            http,
+            aes,
+            payloads: HashMap::new(),
+            ciphertexts: HashMap::new(),
+            message: vec![0x42; ops::SIGN_MESSAGE_LEN],
+            signing: HashMap::new(),
+            failed: HashMap::new(),
+        };
+        for &op in ops {
+            if let Op::Encrypt(n) | Op::Decrypt(n) = op
+                && !me.payloads.contains_key(&n)
+            {
+                let plaintext: Vec<u8> = (0..n).map(|i| i as u8).collect();
+                me.payloads.insert(n, plaintext);
+                match me.encrypt(n).await {
+                    Ok(ct) => {
+                        me.ciphertexts.insert(n, ct);
+                    }
+                    Err(e) => {
+                        me.failed.insert(Op::Encrypt(n), e.clone());
+                        me.failed.insert(Op::Decrypt(n), e);
+                    }
+                }
+            }
+        }
+        for k in SigKey::ALL {
+            if !ops.iter().any(|o| matches!(o, Op::Sign(x) | Op::Verify(x) if *x == k)) {
+                continue;
+            }
+            match me.make_signing_key(k).await {
+                Ok(entry) => {
+                    me.signing.insert(k, entry);
+                }
+                Err(e) => {
+                    me.failed.insert(Op::Sign(k), e.clone());
+                    me.failed.insert(Op::Verify(k), e);
+                }
+            }
+        }
+        // Probe the rest once, so that a mapping the server refuses is
+        // reported as such rather than as a run full of errors.
+        for &op in ops {
+            if me.unsupported(op).is_none()
+                && let Err(e) = me.call(op).await
+            {
+                me.failed.insert(op, e);
+            }
+        }
+        Ok(me)
+    }
+
+    async fn make_signing_key(&self, k: SigKey) -> Result<(String, String, Vec<u8>), String> {
+        let answer = self.http.json(KMIP, &JSON, &key_pair_request(k)).await?;
+        let private = field_str(&answer, "PrivateKeyUniqueIdentifier")?;
+        let public = field_str(&answer, "PublicKeyUniqueIdentifier")?;
+        activate(&self.http, &private).await?;
+        activate(&self.http, &public).await?;
+        let signature = self.sign(&private).await?;
+        Ok((private, public, signature))
+    }
+
+    async fn encrypt(&self, n: usize) -> Result<GcmCiphertext, String> {
+        let plaintext = self.payloads.get(&n).ok_or("no payload")?;
+        let req = structure("Encrypt", vec![text("UniqueIdentifier", &self.aes), gcm(), bytes("Data", plaintext)]);
+        let answer = self.http.json(KMIP, &JSON, &req).await?;
+        Ok((
+            field_bytes(&answer, "Data")?,
+            field_bytes(&answer, "IVCounterNonce")?,
+            field_bytes(&answer, "AuthenticatedEncryptionTag")?,
+        ))
+    }
+
+    async fn sign(&self, private: &str) -> Result<Vec<u8>, String> {
+        // The key's default algorithm; InitIndicator/FinalIndicator left out
+        // (both true is an HTTP 500 here).
+        let req = structure("Sign", vec![text("UniqueIdentifier", private), bytes("Data", &self.message)]);
+        let answer = self.http.json(KMIP, &JSON, &req).await?;
+        field_bytes(&answer, "SignatureData")
+    }
+
+    /// Why this server can't do `op`, if it can't.
+    pub(crate) fn unsupported(&self, op: Op) -> Option<String> {
+        match op {
+            Op::DataKey => Some("KMIP has no data-key operation".into()),
+            Op::BatchEncrypt => Some("not mapped (KMIP batches are per message, not per key call)".into()),
+            _ => self.failed.get(&op).map(|e| format!("refused at set-up: {e}")),
+        }
+    }
+
+    /// One call.
+    pub(crate) async fn call(&self, op: Op) -> Result<(), String> {
+        match op {
+            Op::Noop => {
+                let (status, _) = self.http.send(Method::GET, "/version", &[], Vec::new()).await?;
+                if !status.is_success() {
+                    return Err(format!("HTTP {status}"));
+                }
+            }
+            Op::GetSecret => {
+                let req = structure("Get", vec![text("UniqueIdentifier", &self.aes)]);
+                self.http.json(KMIP, &JSON, &req).await?;
+            }
+            Op::Encrypt(n) => {
+                self.encrypt(n).await?;
+            }
+            Op::Decrypt(n) => {
+                let (data, iv, tag) = self.ciphertexts.get(&n).ok_or("no ciphertext")?;
+                let req = structure(
+                    "Decrypt",
+                    vec![
+                        text("UniqueIdentifier", &self.aes),
+                        gcm(),
+                        bytes("Data", data),
+                        bytes("IVCounterNonce", iv),
+                        bytes("AuthenticatedEncryptionTag", tag),
+                    ],
+                );
+                let answer = self.http.json(KMIP, &JSON, &req).await?;
+                if field_bytes(&answer, "Data")?.len() != n {
+                    return Err("plaintext of the wrong length".into());
+                }
+            }
+            Op::Sign(k) => {
+                let (private, _, _) = self.signing.get(&k).ok_or("no signing key")?;
+                self.sign(private).await?;
+            }
+            Op::Verify(k) => {
+                let (_, public, signature) = self.signing.get(&k).ok_or("no signing key")?;
+                let req = structure(
+                    "SignatureVerify",
+                    vec![
+                        text("UniqueIdentifier", public),
+                        bytes("Data", &self.message),
+                        bytes("SignatureData", signature),
+                    ],
+                );
+                let answer = self.http.json(KMIP, &JSON, &req).await?;
+                let validity = field_str(&answer, "ValidityIndicator")?;
+                if validity != "Valid" {
+                    return Err(format!("signature {validity}"));
+                }
+            }
+            Op::DataKey | Op::BatchEncrypt => return Err("n/a".into()),
+        }
+        Ok(())
+    }
+}

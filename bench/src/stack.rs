@@ -1,0 +1,166 @@
+//! SKM's three tiers as `skm daemon` processes on free loopback ports, with
+//! a fresh development PKI in a temporary folder (as `skm dev` would).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use skm::devstack::{self, DevSeal, DevStack, Ports};
+use skm_client::{Keys, Skm};
+use skm_runtime::Service;
+use tempfile::TempDir;
+use tokio::process::Child;
+use tokio::time::Instant;
+
+/// Trust domain of the benchmark's stacks.
+const TRUST_DOMAIN: &str = "skm.bench";
+
+/// How long a stack may take to become SERVING.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running stack.
+pub(crate) struct Stack {
+    /// The files (removed on drop).
+    dir: TempDir,
+    /// Configs and profile.
+    stack: DevStack,
+    skm: PathBuf,
+    children: Vec<(Service, Child)>,
+    /// An operator client.
+    pub(crate) client: Skm,
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
+    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Whether one tier answers SERVING, over a fresh connection.
+async fn serving(stack: &DevStack, service: Service) -> bool {
+    let Ok(skm) = stack.profile.connect() else { return false };
+    let Ok(mut client) = skm.health(service) else { return false };
+    let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), client.check(req)).await,
+        Ok(Ok(r)) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    )
+}
+
+impl Stack {
+    /// Prepares a stack in a new temporary folder and starts it; with
+    /// `cache_entries`, kms-api's cache is bounded to that many entries.
+    pub(crate) async fn start(skm: &Path, cache_entries: Option<usize>) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("skm-bench-").tempdir()?;
+        let p = free_ports(4)?;
+        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
+        let stack = devstack::prepare(dir.path(), ports, DevSeal::Passphrase, TRUST_DOMAIN)?;
+        if let Some(entries) = cache_entries {
+            let path = stack.config(Service::KmsApi);
+            let text = std::fs::read_to_string(&path)?;
+            let Some(at) = text.find("\n[tls]") else { bail!("{}: no [tls] section", path.display()) };
+            let text = format!("{}\ncache_entries = {entries}\n{}", &text[..at], &text[at..]);
+            std::fs::write(&path, text)?;
+        }
+        let client = stack.profile.connect()?;
+        let mut me = Self { dir, stack, skm: skm.to_owned(), children: Vec::new(), client };
+        for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
+            me.spawn(service)?;
+        }
+        me.wait_serving(&[Service::RootKeyd, Service::SystemKeyd, Service::KmsApi]).await?;
+        Ok(me)
+    }
+
+    fn log(&self, service: Service) -> PathBuf {
+        self.dir.path().join(format!("{}.log", service.name()))
+    }
+
+    fn spawn(&mut self, service: Service) -> anyhow::Result<()> {
+        let child = skm::dev::spawn_tier(&self.skm, service, &self.stack.config(service), Some(&self.log(service)))
+            .with_context(|| format!("cannot start {} from {}", service.name(), self.skm.display()))?;
+        self.children.push((service, child));
+        Ok(())
+    }
+
+    async fn wait_serving(&mut self, services: &[Service]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for &service in services {
+            loop {
+                if serving(&self.stack, service).await {
+                    break;
+                }
+                let exited = self
+                    .children
+                    .iter_mut()
+                    .find_map(|(s, child)| child.try_wait().ok().flatten().map(|status| (*s, status)));
+                if let Some((s, status)) = exited {
+                    bail!("{} exited ({status}):\n{}", s.name(), self.tail(s));
+                }
+                if Instant::now() >= deadline {
+                    bail!("{} not SERVING after {READY_TIMEOUT:?}:\n{}", service.name(), self.tail(service));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last lines of a tier's log.
+    fn tail(&self, service: Service) -> String {
+        let text = std::fs::read_to_string(self.log(service)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// `n` user-port clients, each on its own connection.
+    pub(crate) fn user_clients(&self, n: usize) -> anyhow::Result<Vec<Keys>> {
+        (0..n).map(|_| Ok(self.stack.profile.connect()?.keys())).collect()
+    }
+
+    /// `n` operator clients, each on its own connection.
+    pub(crate) fn operator_clients(&self, n: usize) -> anyhow::Result<Vec<Skm>> {
+        (0..n).map(|_| Ok(self.stack.profile.connect()?)).collect()
+    }
+
+    /// kms-api's process id.
+    pub(crate) fn kms_pid(&self) -> Option<u32> {
+        self.children.iter().find(|(s, _)| *s == Service::KmsApi).and_then(|(_, c)| c.id())
+    }
+
+    /// kms-api's resident memory (VmRSS), bytes.
+    pub(crate) fn kms_rss(&self) -> Option<u64> {
+        rss(self.kms_pid()?)
+    }
+
+    /// Stops kms-api (SIGTERM), starts it again and returns the time from
+    /// the start of the process until its health says SERVING.
+    pub(crate) async fn restart_kms(&mut self) -> anyhow::Result<Duration> {
+        self.stop(Service::KmsApi).await;
+        let started = Instant::now();
+        self.spawn(Service::KmsApi)?;
+        self.wait_serving(&[Service::KmsApi]).await?;
+        Ok(started.elapsed())
+    }
+
+    async fn stop(&mut self, service: Service) {
+        if let Some(i) = self.children.iter().position(|(s, _)| *s == service) {
+            let (_, mut child) = self.children.remove(i);
+            skm::dev::stop(&mut child, Duration::from_secs(30)).await;
+        }
+    }
+
+    /// Stops every tier and removes the files.
+    pub(crate) async fn shutdown(mut self) {
+        for service in [Service::KmsApi, Service::SystemKeyd, Service::RootKeyd] {
+            self.stop(service).await;
+        }
+    }
+}
+
+/// VmRSS of a process, bytes.
+pub(crate) fn rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

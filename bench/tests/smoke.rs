@@ -1,0 +1,79 @@
+//! The benchmark end to end in smoke mode (a few seconds, tiny counts)
+//! against the debug `skm` binary that `cargo test --workspace` builds:
+//! the reports exist and are well-formed, every operation ran without an
+//! error. Never asserts on speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The `skm` binary next to this test's binary (built by the skm
+/// package's own tests in the same `cargo test --workspace`).
+fn skm_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("skm");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+#[test]
+fn smoke_run_writes_well_formed_reports() {
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_skm-bench"))
+        .arg("--smoke")
+        .arg("--out")
+        .arg(out.path())
+        .arg("--release-binary")
+        .arg(skm_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "skm-bench --smoke failed:\n{stderr}");
+    eprintln!("smoke run took {:?}", started.elapsed());
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["smoke"], true);
+    let rows = json["results"].as_array().unwrap();
+    let skm: Vec<&serde_json::Value> = rows.iter().filter(|r| r["system"] == "skm").collect();
+    let expected = [
+        "noop",
+        "get-secret",
+        "encrypt-1KiB",
+        "decrypt-1KiB",
+        "encrypt-32KiB",
+        "decrypt-32KiB",
+        "data-key",
+        "batch-encrypt",
+        "sign-ed25519",
+        "verify-ed25519",
+        "sign-ecdsa-p256",
+        "verify-ecdsa-p256",
+        "sign-rsa-2048",
+        "verify-rsa-2048",
+    ];
+    for op in expected {
+        let row = skm.iter().find(|r| r["op"] == op).unwrap_or_else(|| panic!("no row for {op}"));
+        assert_eq!(row["status"], "ok", "{op}: {row}");
+        assert_eq!(row["errors"], 0, "{op}: {row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{op} made no request: {row}");
+    }
+    assert!(json["raw"].as_array().unwrap().len() >= expected.len());
+    // Smoke mode runs no peer and no scale.
+    assert!(rows.iter().all(|r| r["system"] == "skm"));
+    assert!(json["scale"].as_array().unwrap().is_empty());
+
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.starts_with("# SKM benchmark"));
+    for op in expected {
+        assert!(md.contains(&format!("| {op} |")), "report.md has no row for {op}");
+    }
+
+    let png = std::fs::read(out.path().join("report.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "report.png is not a PNG");
+    assert!(png.len() > 10_000, "report.png is suspiciously small ({} bytes)", png.len());
+}
