@@ -11,6 +11,8 @@ use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{Service, SpiffeId};
 
+use crate::audit::AuditSync;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -28,6 +30,10 @@ struct RawConfig {
     maintenance_interval_secs: u64,
     #[serde(default)]
     audit_dir: Option<PathBuf>,
+    #[serde(default = "default_audit_sync")]
+    audit_sync: String,
+    #[serde(default = "default_audit_sync_interval")]
+    audit_sync_interval_ms: u64,
     #[serde(default)]
     user_proxy_protocol_from: Vec<String>,
     tls: TlsSection,
@@ -45,6 +51,14 @@ fn default_cache() -> usize {
 
 fn default_maintenance() -> u64 {
     60
+}
+
+fn default_audit_sync() -> String {
+    "fsync".into()
+}
+
+fn default_audit_sync_interval() -> u64 {
+    100
 }
 
 /// Validated configuration.
@@ -72,6 +86,10 @@ pub struct Config {
     pub maintenance_interval: Duration,
     /// Where the audit log lives (default: `<data_dir>/audit`).
     pub audit_dir: PathBuf,
+    /// When an audit entry counts as written: `fsync` (default, on disk
+    /// before the reply) or `os` (in the kernel before the reply, synced
+    /// every `audit_sync_interval_ms`).
+    pub audit_sync: AuditSync,
     /// Load balancers allowed (and required) to send a PROXY protocol v2
     /// header on the user port; empty: nobody.
     pub user_proxy_protocol_from: Option<TrustedProxies>,
@@ -106,6 +124,21 @@ impl Config {
         if raw.cache_entries < 16 {
             return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
         }
+        let audit_sync = match raw.audit_sync.as_str() {
+            "fsync" => AuditSync::Fsync,
+            "os" if (1..=10_000).contains(&raw.audit_sync_interval_ms) => {
+                AuditSync::Os { interval: Duration::from_millis(raw.audit_sync_interval_ms) }
+            }
+            "os" => {
+                return Err(ConfigError::invalid(
+                    "audit_sync_interval_ms",
+                    format!("is {}; must be 1..=10000", raw.audit_sync_interval_ms),
+                ));
+            }
+            other => {
+                return Err(ConfigError::invalid("audit_sync", format!("is {other:?}; must be \"fsync\" or \"os\"")));
+            }
+        };
         let user_proxy_protocol_from = if raw.user_proxy_protocol_from.is_empty() {
             None
         } else {
@@ -123,6 +156,7 @@ impl Config {
             id,
             data_dir,
             audit_dir,
+            audit_sync,
             user_proxy_protocol_from,
             root_keyd: raw.root_keyd,
             system_keyd: raw.system_keyd,

@@ -125,7 +125,7 @@ pub async fn start_with_clock(
 ) -> Result<Running, RunError> {
     let store = skm_store::SledStore::open(&config.data_dir)?;
     let keyring = bootstrap::Keyring::default();
-    let audit = Arc::new(audit::AuditLog::open(&config.audit_dir, keyring.clone()).await?);
+    let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);
     let records = records::Records::new(store, keyring.clone());
     let revoked = Arc::new(operators::RevokedOperators::new(records.revoked_operators().await?));
     let kms = Arc::new(kms::Kms::new(records, clock, config.cache_entries, audit.clone()));

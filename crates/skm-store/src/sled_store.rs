@@ -38,6 +38,8 @@ struct Inner {
 struct FlushRequests {
     state: Mutex<RequestState>,
     wake: Condvar,
+    /// Flushes run since the database was opened.
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +83,7 @@ fn flusher(db: sled::Db, requests: Arc<FlushRequests>, done: watch::Sender<Flush
             }
             state.requested
         };
+        requests.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ok = match db.flush() {
             Ok(_) => true,
             Err(e) => {
@@ -108,6 +111,12 @@ impl SledStore {
             })
             .map_err(backend)?;
         Ok(Self { inner: Arc::new(Inner { db, requests, flushed, thread: Mutex::new(Some(thread)) }) })
+    }
+
+    /// Flushes run since the database was opened (many concurrent writes
+    /// share one).
+    pub fn flushes(&self) -> u64 {
+        self.inner.requests.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until everything written so far is durable.
@@ -322,6 +331,30 @@ mod tests {
         let v = s.get(b"n").await.unwrap().unwrap();
         assert_eq!(u64::from_be_bytes(v.value.try_into().unwrap()), 80);
         assert_eq!(v.revision, 81);
+    }
+
+    /// Group commit: concurrent writers share flushes, and every write is
+    /// acknowledged only after a flush that covers it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_flushes() {
+        const N: usize = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.put(format!("k/{i}").as_bytes(), b"v", Expect::Absent).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let flushes = s.flushes();
+        eprintln!("{N} concurrent writes: {flushes} flushes");
+        assert!((1..N as u64).contains(&flushes), "{flushes} flushes for {N} writes");
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.list(b"k/").await.unwrap().len(), N);
     }
 
     #[tokio::test]

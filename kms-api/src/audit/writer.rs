@@ -16,6 +16,11 @@
 //! batch fails with [`Failure::Unavailable`] and the log is marked
 //! unhealthy until a later batch succeeds. A failed write is cut back to the
 //! last durable length so a half-written batch never precedes later entries.
+//!
+//! With [`AuditSync::Os`] (opt-in) the batch is answered once `write_all`
+//! has handed it to the kernel, and a second thread runs `sync_data` every
+//! interval. A failed background sync marks the log unhealthy and the next
+//! batch syncs first and fails if that fails too (still fail closed).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -23,12 +28,13 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode};
 use super::keys::AuditKeys;
-use super::{AuditError, Event};
+use super::{AuditError, AuditSync, Event};
 
 /// Most events one batch takes; the rest wait for the next one.
 const MAX_BATCH: usize = 4096;
@@ -65,9 +71,13 @@ pub(super) struct Shared {
     pub(super) syncs: AtomicU64,
     pub(super) entries: AtomicU64,
     pub(super) failed_batches: AtomicU64,
-    /// Length of the file up to the end of the last durable entry.
+    /// Length of the file up to the end of the last durable entry (with
+    /// [`AuditSync::Os`]: the last entry written to the kernel).
     pub(super) durable_len: AtomicU64,
     pub(super) last_seq: AtomicU64,
+    /// A background sync failed ([`AuditSync::Os`]); cleared by a sync that
+    /// works.
+    pub(super) sync_failed: AtomicBool,
 }
 
 /// Device and inode of a file.
@@ -90,6 +100,16 @@ pub(super) struct Writer {
     prev: [u8; 32],
     keys: Arc<dyn AuditKeys>,
     shared: Arc<Shared>,
+    sync: AuditSync,
+    /// The periodic syncer of [`AuditSync::Os`].
+    syncer: Option<Syncer>,
+}
+
+/// The background thread of [`AuditSync::Os`]; dropping `stop` makes it
+/// run a last sync and end.
+struct Syncer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Where the log ends, as found at open.
@@ -103,7 +123,7 @@ struct Tail {
 impl Writer {
     /// Opens (creating if absent) `path` and recovers the sequence number
     /// and chain value of its last entry.
-    pub(super) fn open(path: PathBuf, keys: Arc<dyn AuditKeys>) -> Result<Self, AuditError> {
+    pub(super) fn open(path: PathBuf, keys: Arc<dyn AuditKeys>, sync: AuditSync) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -121,7 +141,12 @@ impl Writer {
             failed_batches: AtomicU64::new(0),
             durable_len: AtomicU64::new(tail.len),
             last_seq: AtomicU64::new(tail.next_seq - 1),
+            sync_failed: AtomicBool::new(false),
         });
+        let syncer = match sync {
+            AuditSync::Fsync => None,
+            AuditSync::Os { interval } => Some(Syncer::start(file.try_clone()?, shared.clone(), interval)?),
+        };
         Ok(Self {
             path,
             file,
@@ -132,6 +157,8 @@ impl Writer {
             prev: tail.prev,
             keys,
             shared,
+            sync,
+            syncer,
         })
     }
 
@@ -162,6 +189,10 @@ impl Writer {
                 let _ = request.done.send(result);
             }
         }
+        if let Some(syncer) = self.syncer.take() {
+            drop(syncer.stop);
+            let _ = syncer.thread.join();
+        }
     }
 
     /// Writes and syncs one batch; per event `Ok` or `TooLarge`.
@@ -189,9 +220,24 @@ impl Writer {
         if buf.is_empty() {
             return Ok(results);
         }
+        if self.shared.sync_failed.load(Ordering::Acquire) {
+            // A background sync failed: what was written before may not be
+            // on disk. Nothing more is acknowledged until a sync works.
+            if let Err(e) = self.file.sync_data() {
+                tracing::error!(error = %e, path = %self.path.display(), "audit log sync failed; requests fail until it works again");
+                return Err(self.fail());
+            }
+            self.shared.sync_failed.store(false, Ordering::Release);
+        }
         self.dirty = true;
-        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.file.write_all(&buf).and_then(|()| self.file.sync_data()) {
+        let written = match self.sync {
+            AuditSync::Fsync => {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                self.file.write_all(&buf).and_then(|()| self.file.sync_data())
+            }
+            AuditSync::Os { .. } => self.file.write_all(&buf),
+        };
+        if let Err(e) = written {
             tracing::error!(error = %e, path = %self.path.display(), "audit log write failed; requests fail until it works again");
             self.cut_back();
             return Err(self.fail());
@@ -254,6 +300,34 @@ impl Writer {
         self.shared.healthy.store(false, Ordering::Release);
         self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
         Failure::Unavailable
+    }
+}
+
+impl Syncer {
+    fn start(file: File, shared: Arc<Shared>, interval: Duration) -> io::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("skm-audit-sync".into()).spawn(move || {
+            let mut synced = shared.durable_len.load(Ordering::Acquire);
+            loop {
+                let last = !matches!(stopped.recv_timeout(interval), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+                let written = shared.durable_len.load(Ordering::Acquire);
+                if written != synced {
+                    shared.syncs.fetch_add(1, Ordering::Relaxed);
+                    match file.sync_data() {
+                        Ok(()) => synced = written,
+                        Err(e) => {
+                            tracing::error!(error = %e, "audit log background sync failed; requests fail until a sync works");
+                            shared.sync_failed.store(true, Ordering::Release);
+                            shared.healthy.store(false, Ordering::Release);
+                        }
+                    }
+                }
+                if last {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { stop, thread })
     }
 }
 
