@@ -15,7 +15,7 @@ pub(crate) const PACKAGE_DIR: &str = env!("CARGO_MANIFEST_DIR");
 #[derive(Debug, Parser)]
 #[command(name = "skm-bench", version)]
 pub(crate) struct Args {
-    /// Operations: all, or a list of noop, get-secret, encrypt, decrypt,
+    /// Operations: all, or a list of noop, get-secret, create-secret, encrypt, decrypt,
     /// data-key, batch-encrypt, sign, verify (sign and verify: all three
     /// key types; or one: sign-ed25519, verify-ecdsa-p256, sign-rsa-2048,
     /// encrypt-1KiB, ...).
@@ -65,6 +65,11 @@ pub(crate) struct Args {
     /// Where bench/install-peers put the peers.
     #[arg(long)]
     tools: Option<PathBuf>,
+    /// kms-api's audit_sync: fsync (the default: each entry on disk before
+    /// its reply, batches share one fdatasync) or os (in the kernel before
+    /// the reply, synced every 100 ms).
+    #[arg(long, default_value = "fsync", value_parser = ["fsync", "os"])]
+    audit_sync: String,
     /// Seconds per raw crypto rate (in-process, one core).
     #[arg(long, default_value_t = 0.5)]
     raw_seconds: f64,
@@ -123,6 +128,8 @@ pub(crate) struct Plan {
     pub(crate) scale: Vec<usize>,
     /// cache_entries during the scale measurement.
     pub(crate) scale_cache_entries: usize,
+    /// kms-api's audit_sync.
+    pub(crate) audit_sync: String,
     /// The skm binary, if given.
     pub(crate) skm_binary: Option<PathBuf>,
     /// bench/tools.
@@ -207,6 +214,7 @@ impl Args {
             peers,
             scale,
             scale_cache_entries: self.scale_cache_entries,
+            audit_sync: self.audit_sync.clone(),
             skm_binary: self.release_binary.clone(),
             tools,
             raw_budget,

@@ -41,6 +41,9 @@ pub(crate) enum Op {
     Noop,
     /// GetSecret of a 64-byte secret.
     GetSecret,
+    /// CreateSecret of a new 64-byte secret on the admin port: a durable
+    /// write (store flush and audit entry before the reply).
+    CreateSecret,
     /// Encrypt of this many bytes.
     Encrypt(usize),
     /// Decrypt of a ciphertext of this many plaintext bytes.
@@ -66,6 +69,7 @@ impl Op {
         match self {
             Op::Noop => "noop".into(),
             Op::GetSecret => "get-secret".into(),
+            Op::CreateSecret => "create-secret".into(),
             Op::Encrypt(n) => format!("encrypt-{}", size_label(n)),
             Op::Decrypt(n) => format!("decrypt-{}", size_label(n)),
             Op::DataKey => "data-key".into(),
@@ -77,7 +81,7 @@ impl Op {
 
     /// Every operation, in report order.
     pub(crate) fn all(payloads: &[usize]) -> Vec<Op> {
-        let mut ops = vec![Op::Noop, Op::GetSecret];
+        let mut ops = vec![Op::Noop, Op::GetSecret, Op::CreateSecret];
         for &p in payloads {
             ops.push(Op::Encrypt(p));
             ops.push(Op::Decrypt(p));
@@ -125,7 +129,7 @@ mod tests {
     #[test]
     fn names_and_groups() {
         let payloads = [1024, 32768];
-        assert_eq!(Op::all(&payloads).len(), 14);
+        assert_eq!(Op::all(&payloads).len(), 15);
         let ops = parse_list(&["encrypt".into(), "sign-rsa-2048".into(), "noop".into()], &payloads).unwrap_or_default();
         let names: Vec<String> = ops.iter().map(|o| o.name()).collect();
         assert_eq!(names, ["noop", "encrypt-1KiB", "encrypt-32KiB", "sign-rsa-2048"]);

@@ -272,7 +272,10 @@ impl Report {
             self.machine.cores
         );
 
-        let _ = writeln!(md, "## Raw crypto rates (this process, one core, same `skm_crypto` calls)\n");
+        let _ = writeln!(
+            md,
+            "## Raw crypto rates (this process, one core, fastest of 8 slices, same `skm_crypto` calls)\n"
+        );
         let _ = writeln!(md, "| operation | timed | ops/s per core | × {} cores |", self.machine.cores);
         let _ = writeln!(md, "|---|---|---:|---:|");
         for r in &self.raw {

@@ -81,7 +81,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
 
     // SKM.
     bar.set_message("starting SKM");
-    let stack = Stack::start(&skm, None).await?;
+    let stack = Stack::start(&skm, None, &plan.audit_sync).await?;
     let target = Arc::new(SkmTarget::prepare(&stack, &plan.ops, plan.batch_size, plan.channels).await?);
     let mut results = Vec::new();
     for (op, c) in phases(&plan) {
@@ -192,11 +192,17 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
 
     let scale_rows = if plan.scale.is_empty() { Vec::new() } else { scale::run(&plan, &skm, &say).await? };
 
-    notes.push(
+    notes.push(if plan.audit_sync == "os" {
+        "Every SKM key operation is audited: one hash-chained log entry per call, written to the kernel before the \
+         reply and fsynced every 100 ms (`audit_sync = \"os\"`, opt-in); the figures include it. The peers run \
+         without TLS and without a durable audit log."
+            .into()
+    } else {
         "Every SKM key operation is audited: one hash-chained log entry per call, fsynced (group commit) before the \
-         reply; the figures include it. The peers run without TLS and without a durable audit log."
-            .into(),
-    );
+         reply (`audit_sync = \"fsync\"`, the default); the figures include it. The peers run without TLS and \
+         without a durable audit log."
+            .into()
+    });
     notes.push(
         "Load generator, SKM's three tiers (or the peer) share the machine's cores; the figures are what one box \
          does, not what kms-api does on a core of its own."

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use skm_client::Keys;
 use skm_client::admin::v1 as admin;
+use skm_client::admin::v1::admin_service_client::AdminServiceClient;
 use skm_client::api::v1 as api;
 
 use crate::ops::{self, Op, SigKey};
@@ -22,6 +23,11 @@ pub(crate) struct SkmTarget {
     batch: Vec<api::EncryptRequest>,
     message: Vec<u8>,
     signing: HashMap<SigKey, (String, Vec<u8>)>,
+    /// Admin-port clients (operator certificate), one per connection.
+    admins: Vec<AdminServiceClient<tonic::transport::Channel>>,
+    keystore: String,
+    /// Secrets made by create-secret so far (for unique names).
+    created: std::sync::atomic::AtomicU64,
 }
 
 fn key_type(k: SigKey) -> admin::KeyType {
@@ -104,7 +110,24 @@ impl SkmTarget {
             let sig = keys.sign(req).await.context("set-up sign")?.into_inner().signature;
             signing.insert(k, (id, sig));
         }
-        Ok(Self { clients, aes_key, secret, payloads, ciphertexts, batch, message, signing })
+        let admins = if ops.contains(&Op::CreateSecret) {
+            stack.operator_clients(channels)?.iter().map(skm_client::Skm::admin).collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            clients,
+            aes_key,
+            secret,
+            payloads,
+            ciphertexts,
+            batch,
+            message,
+            signing,
+            admins,
+            keystore,
+            created: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// One call of `op` from task `task`.
@@ -114,6 +137,16 @@ impl SkmTarget {
         match op {
             Op::Noop => {
                 keys.who_am_i(api::WhoAmIRequest {}).await.map_err(status)?;
+            }
+            Op::CreateSecret => {
+                let n = self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let req = admin::CreateSecretRequest {
+                    keystore_id: self.keystore.clone(),
+                    name: format!("created-{n}"),
+                    value: "s".repeat(ops::SECRET_LEN),
+                };
+                let mut admin = self.admins[task % self.admins.len()].clone();
+                admin.create_secret(req).await.map_err(status)?;
             }
             Op::GetSecret => {
                 let r = keys

@@ -49,19 +49,21 @@ async fn serving(stack: &DevStack, service: Service) -> bool {
 
 impl Stack {
     /// Prepares a stack in a new temporary folder and starts it; with
-    /// `cache_entries`, kms-api's cache is bounded to that many entries.
-    pub(crate) async fn start(skm: &Path, cache_entries: Option<usize>) -> anyhow::Result<Self> {
+    /// `cache_entries`, kms-api's cache is bounded to that many entries;
+    /// `audit_sync` is kms-api's `audit_sync` ("fsync" or "os").
+    pub(crate) async fn start(skm: &Path, cache_entries: Option<usize>, audit_sync: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("skm-bench-").tempdir()?;
         let p = free_ports(4)?;
         let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
         let stack = devstack::prepare(dir.path(), ports, DevSeal::Passphrase, TRUST_DOMAIN)?;
+        let mut settings = format!("audit_sync = {audit_sync:?}\n");
         if let Some(entries) = cache_entries {
-            let path = stack.config(Service::KmsApi);
-            let text = std::fs::read_to_string(&path)?;
-            let Some(at) = text.find("\n[tls]") else { bail!("{}: no [tls] section", path.display()) };
-            let text = format!("{}\ncache_entries = {entries}\n{}", &text[..at], &text[at..]);
-            std::fs::write(&path, text)?;
+            settings.push_str(&format!("cache_entries = {entries}\n"));
         }
+        let path = stack.config(Service::KmsApi);
+        let text = std::fs::read_to_string(&path)?;
+        let Some(at) = text.find("\n[tls]") else { bail!("{}: no [tls] section", path.display()) };
+        std::fs::write(&path, format!("{}\n{settings}{}", &text[..at], &text[at..]))?;
         let client = stack.profile.connect()?;
         let mut me = Self { dir, stack, skm: skm.to_owned(), children: Vec::new(), client };
         for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {

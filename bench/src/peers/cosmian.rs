@@ -41,7 +41,7 @@ pub(crate) fn mapping(op: Op) -> String {
         Op::GetSecret => "KMIP Get of an AES-256 key (32 B key material)".into(),
         Op::Encrypt(_) => "KMIP Encrypt AES-256-GCM".into(),
         Op::Decrypt(_) => "KMIP Decrypt AES-256-GCM".into(),
-        Op::DataKey | Op::BatchEncrypt => "n/a".into(),
+        Op::DataKey | Op::BatchEncrypt | Op::CreateSecret => "n/a".into(),
         Op::Sign(k) => format!("KMIP Sign ({})", default_signature(k)),
         Op::Verify(k) => format!("KMIP SignatureVerify ({})", default_signature(k)),
     }
@@ -243,6 +243,7 @@ impl Cosmian {
     pub(crate) fn unsupported(&self, op: Op) -> Option<String> {
         match op {
             Op::DataKey => Some("KMIP has no data-key operation".into()),
+            Op::CreateSecret => Some("not mapped (a KMIP secret-data object is not Cosmian's usual path)".into()),
             Op::BatchEncrypt => Some("not mapped (KMIP batches are per message, not per key call)".into()),
             _ => self.failed.get(&op).map(|e| format!("refused at set-up: {e}")),
         }
@@ -301,7 +302,7 @@ impl Cosmian {
                     return Err(format!("signature {validity}"));
                 }
             }
-            Op::DataKey | Op::BatchEncrypt => return Err("n/a".into()),
+            Op::DataKey | Op::BatchEncrypt | Op::CreateSecret => return Err("n/a".into()),
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ pub(crate) struct Moto {
     /// Per key type: key id, signature (base64).
     signing: HashMap<SigKey, (String, String)>,
     failed: HashMap<Op, String>,
+    /// Secrets made by create-secret so far (for unique names).
+    created: std::sync::atomic::AtomicU64,
 }
 
 /// What each operation maps to.
@@ -37,6 +39,7 @@ pub(crate) fn mapping(op: Op) -> String {
     match op {
         Op::Noop => "n/a".into(),
         Op::GetSecret => "secretsmanager.GetSecretValue".into(),
+        Op::CreateSecret => "secretsmanager.CreateSecret (in memory)".into(),
         Op::Encrypt(_) => "TrentService.Encrypt (SYMMETRIC_DEFAULT)".into(),
         Op::Decrypt(_) => "TrentService.Decrypt".into(),
         Op::DataKey => "TrentService.GenerateDataKey AES_256".into(),
@@ -78,6 +81,7 @@ impl Moto {
             message: B64.encode(vec![0x42u8; ops::SIGN_MESSAGE_LEN]),
             signing: HashMap::new(),
             failed: HashMap::new(),
+            created: std::sync::atomic::AtomicU64::new(0),
         };
         let key = me.kms("CreateKey", json!({ "KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT" })).await;
         me.aes = key.and_then(|v| key_id(&v)).map_err(|e| anyhow!("CreateKey SYMMETRIC_DEFAULT: {e}"))?;
@@ -184,6 +188,11 @@ impl Moto {
     /// One call.
     pub(crate) async fn call(&self, op: Op) -> Result<(), String> {
         match op {
+            Op::CreateSecret => {
+                let n = self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = json!({ "Name": format!("bench-created-{n}"), "SecretString": "s".repeat(ops::SECRET_LEN) });
+                self.secrets("CreateSecret", body).await?;
+            }
             Op::GetSecret => {
                 let answer = self.secrets("GetSecretValue", json!({ "SecretId": "bench" })).await?;
                 if answer.get("SecretString").and_then(Value::as_str).map(str::len) != Some(ops::SECRET_LEN) {
