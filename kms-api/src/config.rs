@@ -30,6 +30,8 @@ struct RawConfig {
     maintenance_interval_secs: u64,
     #[serde(default)]
     audit_dir: Option<PathBuf>,
+    #[serde(default = "default_store_cache_mb")]
+    store_cache_mb: u64,
     #[serde(default = "default_audit_sync")]
     audit_sync: String,
     #[serde(default = "default_audit_sync_interval")]
@@ -51,6 +53,10 @@ fn default_cache() -> usize {
 
 fn default_maintenance() -> u64 {
     60
+}
+
+fn default_store_cache_mb() -> u64 {
+    skm_store::SledStore::DEFAULT_CACHE_BYTES / (1024 * 1024)
 }
 
 fn default_audit_sync() -> String {
@@ -82,6 +88,8 @@ pub struct Config {
     pub system_key_refresh: Duration,
     /// Decrypted keys and keystores kept in memory, at most.
     pub cache_entries: usize,
+    /// MiB of the store's pages (sealed records) sled keeps in memory.
+    pub store_cache_mb: u64,
     /// How often due rotations and deletions are carried out.
     pub maintenance_interval: Duration,
     /// Where the audit log lives (default: `<data_dir>/audit`).
@@ -124,6 +132,12 @@ impl Config {
         if raw.cache_entries < 16 {
             return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
         }
+        if !(8..=65_536).contains(&raw.store_cache_mb) {
+            return Err(ConfigError::invalid(
+                "store_cache_mb",
+                format!("is {}; must be 8..=65536", raw.store_cache_mb),
+            ));
+        }
         let audit_sync = match raw.audit_sync.as_str() {
             "fsync" => AuditSync::Fsync,
             "os" if (1..=10_000).contains(&raw.audit_sync_interval_ms) => {
@@ -162,6 +176,7 @@ impl Config {
             system_keyd: raw.system_keyd,
             system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),
             cache_entries: raw.cache_entries,
+            store_cache_mb: raw.store_cache_mb,
             maintenance_interval: Duration::from_secs(raw.maintenance_interval_secs),
             tls,
             log: raw.log,

@@ -123,7 +123,7 @@ pub async fn start_with_clock(
     shutdown: Shutdown,
     clock: Arc<dyn clock::Clock>,
 ) -> Result<Running, RunError> {
-    let store = skm_store::SledStore::open(&config.data_dir)?;
+    let store = skm_store::SledStore::open_with_cache(&config.data_dir, config.store_cache_mb * 1024 * 1024)?;
     let keyring = bootstrap::Keyring::default();
     let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);
     let records = records::Records::new(store, keyring.clone());

@@ -97,9 +97,23 @@ fn flusher(db: sled::Db, requests: Arc<FlushRequests>, done: watch::Sender<Flush
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+    /// sled's page cache unless told otherwise (sled's own default is 1 GiB).
+    pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+    /// Opens (or creates) the database in `dir` with the default page cache.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
+        Self::open_with_cache(dir, Self::DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database in `dir`; sled keeps at most about
+    /// `cache_bytes` of its pages in memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(backend)?;
         let requests = Arc::new(FlushRequests::default());
         let (done, flushed) = watch::channel(Flushed { generation: 0, ok: true });
         let thread = std::thread::Builder::new()
