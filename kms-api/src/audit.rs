@@ -33,8 +33,9 @@
 //! so many concurrent requests share one fsync (`audit/writer.rs`). That is
 //! [`AuditSync::Fsync`], the default. [`AuditSync::Os`] (opt-in) returns
 //! once the entry is written to the kernel (it survives a crash of kms-api,
-//! not of the host) and syncs in the background every interval: what
-//! Vault's file audit device does, at a fraction of the cost per request.
+//! not of the host) and syncs in the background every interval, close to
+//! Vault's file audit device (documented only as appending to the file),
+//! at a fraction of the cost per request.
 //!
 //! **Fail closed.** If the log can't be written (write or sync error, or
 //! the file was deleted, moved or replaced while kms-api runs: it is never
