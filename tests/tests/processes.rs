@@ -93,4 +93,26 @@ async fn bad_config_exits_64_with_one_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("system_key_refresh_secs"));
+
+    // The audit durability and the store cache: bad values name the field,
+    // the value and what is allowed; `os` is accepted.
+    let check = |var: &str, value: &str| {
+        std::process::Command::new(skm_e2e::skm_bin())
+            .args(["daemon", "kms-api", "check-config", "--config"])
+            .arg(p.stack.config(Service::KmsApi))
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    for (var, value, field, allowed) in [
+        ("SKM_KMS_API__AUDIT_SYNC", "sometimes", "audit_sync", "\"fsync\" or \"os\""),
+        ("SKM_KMS_API__STORE_CACHE_MB", "1", "store_cache_mb", "8..=65536"),
+    ] {
+        let out = check(var, value);
+        assert_eq!(out.status.code(), Some(64), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(field) && stderr.contains(value) && stderr.contains(allowed), "{stderr}");
+    }
+    let out = check("SKM_KMS_API__AUDIT_SYNC", "os");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
