@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -233,7 +233,6 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
     plot::draw(&report, &plan.out.join("report.png"))?;
     println!("{}", report.markdown());
     eprintln!("skm-bench: wrote {}/report.{{json,md,png}}", plan.out.display());
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
 

@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use indicatif::ProgressBar;
 use skm_client::admin::v1 as admin;
@@ -133,7 +132,6 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
             });
         }
         stack.shutdown().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(out)
 }

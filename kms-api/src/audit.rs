@@ -662,11 +662,9 @@ mod tests {
         let fast = AuditSync::Os { interval: std::time::Duration::from_millis(10) };
         let log = AuditLog::open_with(dir.path(), ring(1, &[(1, KEY1)]), fast).await.unwrap();
         log.append(event(11)).await.unwrap();
-        for _ in 0..1000 {
-            if log.stats().syncs > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.stats().syncs == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         assert_eq!(log.stats().syncs, 1, "one background sync for the interval that wrote");
         assert!(log.healthy());
