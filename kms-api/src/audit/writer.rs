@@ -306,8 +306,10 @@ impl Writer {
 impl Syncer {
     fn start(file: File, shared: Arc<Shared>, interval: Duration) -> io::Result<Self> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        // Read here, before any batch can be written: a thread that starts
+        // late must not take a written batch for a synced one.
+        let mut synced = shared.durable_len.load(Ordering::Acquire);
         let thread = std::thread::Builder::new().name("skm-audit-sync".into()).spawn(move || {
-            let mut synced = shared.durable_len.load(Ordering::Acquire);
             loop {
                 let last = !matches!(stopped.recv_timeout(interval), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
                 let written = shared.durable_len.load(Ordering::Acquire);
