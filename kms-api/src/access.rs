@@ -17,7 +17,6 @@
 //! Mode `all` (default): every enabled method must pass; `any`: one is
 //! enough. A denial names the methods that failed and nothing else.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
@@ -335,10 +334,7 @@ fn check_cert(facts: &Facts, certs: &CertState<'_>, now: i64) -> Result<ClientCe
             let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
             client::check_client_chain(chain, certs.ca, at)
         }
-        Some(_) => {
-            let registered: HashSet<String> = std::iter::once(leaf_sha).collect();
-            client::check_registered(&chain[0], &registered, now)
-        }
+        Some(_) => client::check_registered(&chain[0], |fp| fp == leaf_sha, now),
         None => Err(ClientCertError::Unregistered),
     }
 }

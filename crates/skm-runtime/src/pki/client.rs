@@ -16,7 +16,6 @@
 //! MAC, which OpenSSL 3 and current platform key stores read without legacy
 //! algorithms.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use rcgen::{
@@ -374,16 +373,16 @@ pub fn leaf_info(der: &[u8]) -> Option<ClientCertInfo> {
 }
 
 /// Checks an external certificate registered with a keystore by its
-/// SHA-256 fingerprint (`registered_fingerprints`: lowercase hex without
-/// separators). Its chain is not checked, only that it is registered and
-/// valid at `now` (seconds since the Unix epoch).
+/// SHA-256 fingerprint (`is_registered` is asked with the fingerprint as
+/// lowercase hex without separators). Its chain is not checked, only that
+/// it is registered and valid at `now` (seconds since the Unix epoch).
 pub fn check_registered(
     leaf: &CertificateDer<'_>,
-    registered_fingerprints: &HashSet<String>,
+    is_registered: impl Fn(&str) -> bool,
     now: i64,
 ) -> Result<ClientCertInfo, ClientCertError> {
     let Leaf { info, not_before, .. } = parse(leaf).ok_or(ClientCertError::Malformed)?;
-    if !registered_fingerprints.contains(&info.fingerprint_sha256) {
+    if !is_registered(&info.fingerprint_sha256) {
         return Err(ClientCertError::Unregistered);
     }
     if now < not_before {
