@@ -2,19 +2,22 @@
 //! compare-and-swap, so concurrent writers never lose an update, and with
 //! durable writes (a write returns only once it is flushed).
 //!
-//! Backends: [`SledStore`] (embedded, one directory per tier). Values are
+//! Backends: [`SledStore`] (embedded, one directory per tier) and
+//! [`MemoryStore`] (in memory, not durable: for unit tests). Values are
 //! opaque bytes: kms-api encrypts every record before it reaches a store.
 
 #![forbid(unsafe_code)]
 
 use std::future::Future;
 
+mod memory;
 mod sled_store;
 
+pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
 /// A stored value with its revision (1 for the first write of a key,
-/// +1 for each later write).
+/// +1 for each later write; a deleted key starts again at 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned {
     /// Revision of this value.
@@ -88,7 +91,8 @@ pub trait Store: Send + Sync + 'static {
     /// are made, then flushed.
     fn apply(&self, ops: Vec<Op>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Every key starting with `prefix`, in key order.
+    /// Every key starting with `prefix`, in key order (bytewise, unsigned;
+    /// the empty prefix lists every key).
     fn list(&self, prefix: &[u8]) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
 
     /// Every key in `start..end` (end excluded), in key order.
