@@ -91,6 +91,11 @@ pub trait Store: Send + Sync + 'static {
     /// are made, then flushed.
     fn apply(&self, ops: Vec<Op>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Deletes `key` if `expect` holds: a batch of one [`Op::Delete`].
+    fn delete(&self, key: &[u8], expect: Expect) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.apply(vec![Op::Delete { key: key.to_vec(), expect }])
+    }
+
     /// Every key starting with `prefix`, in key order (bytewise, unsigned;
     /// the empty prefix lists every key).
     fn list(&self, prefix: &[u8]) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
