@@ -5,11 +5,17 @@
 //! Backends: [`SledStore`] (embedded, one directory per tier) and
 //! [`MemoryStore`] (in memory, not durable: for unit tests). Values are
 //! opaque bytes: kms-api encrypts every record before it reaches a store.
+//!
+//! With the `conformance` feature, [`conformance`] is the suite of semantics
+//! every backend must pass (this crate's `tests/conformance.rs` runs it
+//! against each backend); without it no test code is compiled in.
 
 #![forbid(unsafe_code)]
 
 use std::future::Future;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod memory;
 mod sled_store;
 
