@@ -19,7 +19,7 @@ impl From<RotateError> for Status {
             RotateError::Root(s) if s.code() == tonic::Code::Unavailable => {
                 Status::unavailable(format!("root-keyd is unavailable: {}", s.message()))
             }
-            RotateError::Keys(crate::KeysError::Store(skm_store::StoreError::Conflict { .. })) => {
+            RotateError::Versions(crate::VersionsError::Store(skm_store::StoreError::Conflict { .. })) => {
                 Status::aborted("a concurrent rotation won; retry")
             }
             other => {
@@ -36,7 +36,7 @@ impl SystemKeyService for SystemKeyApi {
         &self,
         _: Request<pb::GetWrappedSystemKeysRequest>,
     ) -> Result<Response<pb::GetWrappedSystemKeysResponse>, Status> {
-        let snapshot = self.state.keys.snapshot().await.map_err(|e| {
+        let snapshot = self.state.versions.snapshot().await.map_err(|e| {
             tracing::error!(error = %e, "cannot read the system key store");
             Status::internal("internal error")
         })?;

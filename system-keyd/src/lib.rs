@@ -25,10 +25,11 @@ use tonic::transport::Channel;
 
 mod config;
 mod grpc;
-pub mod keys;
+pub mod versions;
 
 pub use config::Config;
-use keys::{KeyStore, KeysError, WrappedVersion};
+use skm_store::SledStore;
+use versions::{VersionsError, WrappedVersion, WrappedVersions};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "SKM_SYSTEM_KEYD";
@@ -45,7 +46,7 @@ pub fn access_policy() -> AccessPolicy {
 
 /// The state shared by the handlers and the bootstrap task.
 pub(crate) struct SystemKeys {
-    keys: KeyStore,
+    versions: WrappedVersions<SledStore>,
     root: RootKeyServiceClient<Channel>,
     /// Serialises rotations in this process (CAS still guards the store).
     rotation: tokio::sync::Mutex<()>,
@@ -63,14 +64,14 @@ pub(crate) enum RotateError {
     Empty,
     /// The store failed.
     #[error(transparent)]
-    Keys(#[from] KeysError),
+    Versions(#[from] VersionsError),
 }
 
 impl SystemKeys {
     /// Generates version `active + 1` with root-keyd and makes it active.
     pub(crate) async fn rotate(&self) -> Result<u32, RotateError> {
         let _guard = self.rotation.lock().await;
-        let snapshot = self.keys.snapshot().await?;
+        let snapshot = self.versions.snapshot().await?;
         let (next, expected) = match snapshot.active {
             Some((active, rev)) => (active + 1, Some(rev)),
             None => (1, None),
@@ -87,7 +88,7 @@ impl SystemKeys {
             return Err(RotateError::Empty);
         }
         let wrapped = WrappedVersion { version: next, root_key_id: key.root_key_id, wrapped: key.wrapped };
-        self.keys.add_active(&wrapped, expected).await?;
+        self.versions.add_active(&wrapped, expected).await?;
         self.health.set(true).await;
         tracing::info!(version = next, "system key version added and made active");
         Ok(next)
@@ -98,7 +99,7 @@ impl SystemKeys {
     async fn bootstrap(self: Arc<Self>, shutdown: Shutdown) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.keys.snapshot().await {
+            match self.versions.snapshot().await {
                 Ok(s) if s.active.is_some() => {
                     self.health.set(true).await;
                     return;
@@ -135,7 +136,7 @@ impl Running {
 
 /// Opens the store, binds the port, starts serving and bootstrapping.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
-    let store = skm_store::SledStore::open(&config.data_dir)?;
+    let store = SledStore::open(&config.data_dir)?;
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
     let root_channel = skm_runtime::channel::lazy_channel(&config.root_keyd, config.tls.client_config(&root_id)?)?;
     let listener = skm_runtime::serve::bind(config.listen).await?;
@@ -143,7 +144,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let mut routes = tonic::service::Routes::builder();
     let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
     let state = Arc::new(SystemKeys {
-        keys: KeyStore::new(store),
+        versions: WrappedVersions::new(store),
         root: RootKeyServiceClient::new(root_channel),
         rotation: tokio::sync::Mutex::new(()),
         health,

@@ -1,10 +1,15 @@
-//! The wrapped system key versions in system-keyd's store.
+//! The wrapped system key versions in system-keyd's store: every version
+//! ever made, and which one is active.
+//!
+//! [`WrappedVersions`] is generic over the [`Store`] so that its unit tests
+//! run on [`MemoryStore`](skm_store::MemoryStore) and the daemon runs it on
+//! sled (chosen in `start`), without this module naming a backend.
 //!
 //! Layout: `syskey/<version u32 BE>` → `len(root key id) u8 | root key id | wrapped`,
 //! `active` → version u32 BE. A new version and the move of `active` are
 //! written in one atomic, compare-and-swap batch.
 
-use skm_store::{Expect, Op, SledStore, Store, StoreError};
+use skm_store::{Expect, Op, Store, StoreError};
 
 const VERSION_PREFIX: &[u8] = b"syskey/";
 const ACTIVE: &[u8] = b"active";
@@ -45,15 +50,15 @@ fn version_key(version: u32) -> Vec<u8> {
     [VERSION_PREFIX, &version.to_be_bytes()].concat()
 }
 
-/// The store of wrapped versions.
+/// The wrapped versions, kept in a [`Store`].
 #[derive(Clone, Debug)]
-pub struct KeyStore {
-    store: SledStore,
+pub struct WrappedVersions<S: Store> {
+    store: S,
 }
 
 /// Store errors, plus malformed contents.
 #[derive(Debug, thiserror::Error)]
-pub enum KeysError {
+pub enum VersionsError {
     /// The store failed or lost a race.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -71,26 +76,29 @@ pub struct Snapshot {
     pub active: Option<(u32, u64)>,
 }
 
-impl KeyStore {
+impl<S: Store> WrappedVersions<S> {
     /// Wraps an opened store.
-    pub fn new(store: SledStore) -> Self {
+    pub fn new(store: S) -> Self {
         Self { store }
     }
 
     /// Reads every version and the active one.
-    pub async fn snapshot(&self) -> Result<Snapshot, KeysError> {
+    pub async fn snapshot(&self) -> Result<Snapshot, VersionsError> {
         let mut versions = Vec::new();
         for (key, value) in self.store.list(VERSION_PREFIX).await? {
-            let printable = String::from_utf8_lossy(&key).into_owned();
-            let version = key[VERSION_PREFIX.len()..]
-                .try_into()
+            let malformed = || VersionsError::Malformed(String::from_utf8_lossy(&key).into_owned());
+            // strip_prefix rather than slicing: a store that broke list's
+            // contract gives Malformed, not a panic.
+            let version = key
+                .strip_prefix(VERSION_PREFIX)
+                .and_then(|v| v.try_into().ok())
                 .map(u32::from_be_bytes)
-                .map_err(|_| KeysError::Malformed(printable.clone()))?;
-            versions.push(WrappedVersion::decode(version, &value.value).ok_or(KeysError::Malformed(printable))?);
+                .ok_or_else(malformed)?;
+            versions.push(WrappedVersion::decode(version, &value.value).ok_or_else(malformed)?);
         }
         let active = match self.store.get(ACTIVE).await? {
             Some(v) => {
-                let bytes: [u8; 4] = v.value.try_into().map_err(|_| KeysError::Malformed("active".into()))?;
+                let bytes: [u8; 4] = v.value.try_into().map_err(|_| VersionsError::Malformed("active".into()))?;
                 Some((u32::from_be_bytes(bytes), v.revision))
             }
             None => None,
@@ -104,7 +112,7 @@ impl KeyStore {
         &self,
         key: &WrappedVersion,
         expected_active_revision: Option<u64>,
-    ) -> Result<(), KeysError> {
+    ) -> Result<(), VersionsError> {
         let expect = expected_active_revision.map_or(Expect::Absent, Expect::Revision);
         self.store
             .apply(vec![
@@ -118,25 +126,27 @@ impl KeyStore {
 
 #[cfg(test)]
 mod tests {
+    use skm_store::SledStore;
+
     use super::*;
 
     #[tokio::test]
     async fn add_and_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = KeyStore::new(SledStore::open(dir.path()).unwrap());
-        assert_eq!(keys.snapshot().await.unwrap(), Snapshot { versions: vec![], active: None });
+        let versions = WrappedVersions::new(SledStore::open(dir.path()).unwrap());
+        assert_eq!(versions.snapshot().await.unwrap(), Snapshot { versions: vec![], active: None });
         let v1 = WrappedVersion { version: 1, root_key_id: "r1".into(), wrapped: vec![1, 2, 3] };
-        keys.add_active(&v1, None).await.unwrap();
-        assert!(keys.add_active(&v1, None).await.is_err(), "a second version 1 is refused");
-        let snap = keys.snapshot().await.unwrap();
+        versions.add_active(&v1, None).await.unwrap();
+        assert!(versions.add_active(&v1, None).await.is_err(), "a second version 1 is refused");
+        let snap = versions.snapshot().await.unwrap();
         assert_eq!(snap.versions, vec![v1.clone()]);
         let (active, rev) = snap.active.unwrap();
         assert_eq!(active, 1);
         let v2 = WrappedVersion { version: 2, root_key_id: "r1".into(), wrapped: vec![4] };
-        keys.add_active(&v2, Some(rev)).await.unwrap();
+        versions.add_active(&v2, Some(rev)).await.unwrap();
         let stale = WrappedVersion { version: 3, ..v2.clone() };
-        assert!(keys.add_active(&stale, Some(rev)).await.is_err(), "stale revision loses");
-        let snap = keys.snapshot().await.unwrap();
+        assert!(versions.add_active(&stale, Some(rev)).await.is_err(), "stale revision loses");
+        let snap = versions.snapshot().await.unwrap();
         assert_eq!(snap.versions, vec![v1, v2]);
         assert_eq!(snap.active.unwrap().0, 2);
     }
