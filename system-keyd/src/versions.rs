@@ -126,9 +126,139 @@ impl<S: Store> WrappedVersions<S> {
 
 #[cfg(test)]
 mod tests {
-    use skm_store::SledStore;
+    use std::sync::Arc;
+
+    use skm_store::{MemoryStore, SledStore};
+    use tokio::sync::Barrier;
 
     use super::*;
+
+    fn version(version: u32) -> WrappedVersion {
+        WrappedVersion { version, root_key_id: format!("root-{version}"), wrapped: version.to_be_bytes().to_vec() }
+    }
+
+    /// The on-store layout, byte for byte: a refactor must not change what
+    /// a running deployment has on disk.
+    #[tokio::test]
+    async fn layout_is_stable() {
+        let store = MemoryStore::new();
+        let versions = WrappedVersions::new(store.clone());
+        let v1 = WrappedVersion { version: 1, root_key_id: "r1".into(), wrapped: vec![7, 8, 9] };
+        versions.add_active(&v1, None).await.unwrap();
+        let raw: Vec<_> = store.list(b"").await.unwrap().into_iter().map(|(k, v)| (k, v.value)).collect();
+        assert_eq!(
+            raw,
+            vec![(b"active".to_vec(), vec![0, 0, 0, 1]), (b"syskey/\0\0\0\x01".to_vec(), vec![2, b'r', b'1', 7, 8, 9])]
+        );
+    }
+
+    /// Versions come back in numeric order whatever the order they were
+    /// added in (big-endian keys), and the last one added is active.
+    #[tokio::test]
+    async fn snapshot_is_in_version_order() {
+        let versions = WrappedVersions::new(MemoryStore::new());
+        let mut expected = None;
+        for n in [2, 256, 1, 0x0100_0000, 255] {
+            versions.add_active(&version(n), expected).await.unwrap();
+            expected = versions.snapshot().await.unwrap().active.map(|(_, rev)| rev);
+        }
+        let snap = versions.snapshot().await.unwrap();
+        let numbers: Vec<_> = snap.versions.iter().map(|v| v.version).collect();
+        assert_eq!(numbers, vec![1, 2, 255, 256, 0x0100_0000]);
+        assert_eq!(snap.versions[3], version(256), "each version keeps its own root key id and bytes");
+        assert_eq!(snap.active, Some((255, 5)), "the last added is active, at one revision per move");
+    }
+
+    /// Two rotations racing from the same snapshot: exactly one wins, the
+    /// other gets Conflict and leaves no trace (its version is not stored
+    /// either), round after round, for the first version (expected None)
+    /// and later ones, with the same or different version numbers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_add_active_one_wins() {
+        const ROUNDS: u32 = 16;
+        let versions = WrappedVersions::new(MemoryStore::new());
+        let mut stored = Vec::new();
+        for round in 0..ROUNDS {
+            let before = versions.snapshot().await.unwrap();
+            let expected = before.active.map(|(_, rev)| rev);
+            let next = before.active.map_or(1, |(v, _)| v + 1);
+            // Odd rounds: both propose the same number (as two processes
+            // rotating at once would); even rounds: different numbers, so
+            // only the `active` condition can stop the loser.
+            let candidates = if round % 2 == 1 { [next, next] } else { [next, next + 1] };
+            let barrier = Arc::new(Barrier::new(2));
+            let tasks: Vec<_> = candidates
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let (versions, barrier) = (versions.clone(), barrier.clone());
+                    let candidate = WrappedVersion { root_key_id: format!("contender-{i}"), ..version(n) };
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let result = versions.add_active(&candidate, expected).await;
+                        (candidate, result)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                let (candidate, result) = task.await.unwrap();
+                match result {
+                    Ok(()) => winners.push(candidate),
+                    Err(VersionsError::Store(StoreError::Conflict { .. })) => {}
+                    Err(e) => panic!("round {round}: the loser failed with {e}, not a conflict"),
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: exactly one of two rotations wins");
+            let winner = winners.remove(0);
+            stored.push(winner.clone());
+            let after = versions.snapshot().await.unwrap();
+            assert_eq!(after.versions, stored, "round {round}: only the winner's version is stored");
+            assert_eq!(after.active.map(|(v, _)| v), Some(winner.version), "round {round}: the winner is active");
+        }
+    }
+
+    /// Every way an entry can be malformed gives Malformed naming the
+    /// entry, never a panic or a wrong version; the same helper writing a
+    /// well-formed entry decodes (the control).
+    #[tokio::test]
+    async fn malformed_entries_are_reported() {
+        let good_key = version_key(7);
+        let cases: Vec<(&str, Vec<u8>, Vec<u8>, &str)> = vec![
+            ("a version key of 3 bytes", b"syskey/\0\0\x07".to_vec(), vec![0], "syskey/\0\0\x07"),
+            ("a version key of 5 bytes", b"syskey/\0\0\0\0\x07".to_vec(), vec![0], "syskey/\0\0\0\0\x07"),
+            ("an empty value", good_key.clone(), vec![], "syskey/\0\0\0\x07"),
+            ("a root key id longer than the value", good_key.clone(), vec![5, b'r', b'1'], "syskey/\0\0\0\x07"),
+            ("a root key id that is not UTF-8", good_key.clone(), vec![2, 0xff, 0xfe, 1], "syskey/\0\0\0\x07"),
+            ("an active of 3 bytes", ACTIVE.to_vec(), vec![0, 0, 1], "active"),
+            ("an active of 5 bytes", ACTIVE.to_vec(), vec![0, 0, 0, 0, 1], "active"),
+            ("an empty active", ACTIVE.to_vec(), vec![], "active"),
+        ];
+        for (what, key, value, named) in cases {
+            let store = MemoryStore::new();
+            store.put(&key, &value, Expect::Absent).await.unwrap();
+            match WrappedVersions::new(store).snapshot().await {
+                Err(VersionsError::Malformed(entry)) => assert_eq!(entry, named, "{what}: names the entry"),
+                other => panic!("{what}: expected Malformed, got {other:?}"),
+            }
+        }
+
+        let store = MemoryStore::new();
+        store.put(&good_key, &[2, b'r', b'1', 9, 9], Expect::Absent).await.unwrap();
+        store.put(&version_key(8), &[0], Expect::Absent).await.unwrap();
+        store.put(ACTIVE, &[0, 0, 0, 7], Expect::Absent).await.unwrap();
+        assert_eq!(
+            WrappedVersions::new(store).snapshot().await.unwrap(),
+            Snapshot {
+                versions: vec![
+                    WrappedVersion { version: 7, root_key_id: "r1".into(), wrapped: vec![9, 9] },
+                    WrappedVersion { version: 8, root_key_id: String::new(), wrapped: vec![] },
+                ],
+                active: Some((7, 1)),
+            },
+            "well-formed raw entries decode, down to an empty id and no wrapped bytes"
+        );
+    }
 
     #[tokio::test]
     async fn add_and_snapshot() {
