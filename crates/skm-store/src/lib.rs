@@ -94,7 +94,9 @@ pub trait Store: Send + Sync + 'static {
     fn put(&self, key: &[u8], value: &[u8], expect: Expect) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Applies every op or none: all conditions are checked, then all writes
-    /// are made, then flushed.
+    /// are made, then flushed. A batch should name each key at most once:
+    /// what a second op on the same key sees is backend-specific (sled and
+    /// memory see the first; etcd refuses such a transaction).
     fn apply(&self, ops: Vec<Op>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Deletes `key` if `expect` holds: a batch of one [`Op::Delete`].
