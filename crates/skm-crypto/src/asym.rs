@@ -187,7 +187,14 @@ enum Checked<'a> {
     Digest(&'a [u8; DIGEST_LEN]),
 }
 
-/// Checks that `key` can make `signature` signatures over `message`.
+/// Checks that a `key` key can make `signature` signatures over `message`
+/// (the algorithm fits the key, a digest is 32 bytes, Ed25519 signs only
+/// messages). [`PrivateKey::sign`] runs this itself; verifiers that want to
+/// refuse bad input before the opaque [`PublicKey::verify`] call it first.
+pub fn check_message(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<'_>) -> Result<(), AsymError> {
+    check(key, signature, message).map(|_| ())
+}
+
 fn check<'a>(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<'a>) -> Result<Checked<'a>, AsymError> {
     if !key.supports(signature) {
         return Err(AsymError::WrongAlgorithm { key: key.name(), signature: signature.name() });
@@ -278,6 +285,11 @@ impl PrivateKey {
     /// The public half.
     pub fn public_key(&self) -> PublicKey {
         self.public.clone()
+    }
+
+    /// The public half, without copying it.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
     }
 
     /// Signs `message` with signature algorithm `alg`, in the encoding named

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asym;
+pub mod audit;
 pub mod id;
 pub mod record;
 pub mod seal;
@@ -32,6 +33,7 @@ pub mod user;
 pub mod wrap;
 
 mod aead;
+#[cfg(any(test, feature = "danger-kat"))]
 pub mod danger_kat;
 
 pub use id::Id;

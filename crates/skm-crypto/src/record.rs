@@ -1,24 +1,66 @@
 //! Encryption of kms-api's stored records under the system key.
 //!
-//! Sealed record: `0x01 | system key version(u32 BE) | nonce(12) | ciphertext+tag`,
-//! AAD = `"skm.record.v1" 0x00 | version | len | record id | len | owner`, which
-//! binds each record to its id, its owner and the system key version, so
-//! records can't be swapped between ids or owners in the store.
+//! Sealed record (format 2, written now):
+//! `0x02 | system key version(u32 BE) | nonce(12) | ciphertext+tag`, sealed
+//! with the version's **record subkey**
+//! `HKDF-SHA256(salt = none, ikm = system key, info = "skm.record.v2")`,
+//! AAD = `"skm.record.v2" 0x00 | version | len | record id | len | owner`.
+//! Format 1 (`0x01`, sealed with the system key itself, label
+//! `"skm.record.v1"`) is still opened, so records written before format 2
+//! stay readable; they become format 2 when they are next written.
+//!
+//! The AAD binds each record to its id, its owner and the system key
+//! version, so records can't be swapped between ids or owners in the store.
+//! The audit log's key is another HKDF subkey ([`crate::audit`]), so the
+//! system key is never used directly for two purposes.
 
 use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditFormat, AuditKey};
 use crate::{DecryptError, EncryptError, Secret32, aead};
 
-const RECORD_FORMAT: u8 = 0x01;
-const RECORD_LABEL: &[u8] = b"skm.record.v1\0";
+const FORMAT_V1: u8 = 0x01;
+const FORMAT_V2: u8 = 0x02;
+const LABEL_V1: &[u8] = b"skm.record.v1\0";
+const LABEL_V2: &[u8] = b"skm.record.v2\0";
+/// HKDF `info` of the record subkey.
+pub const RECORD_KEY_INFO: &[u8] = b"skm.record.v2";
+
+/// Everything derived from one system key version, derived once when the
+/// keyring is built (no derivation on the hot path).
+struct VersionKeys {
+    system: Secret32,
+    record: Secret32,
+    audit_v1: AuditKey,
+    audit_v2: AuditKey,
+}
+
+impl VersionKeys {
+    fn derive(system: Secret32) -> Self {
+        Self {
+            record: crate::audit::hkdf_sha256(&system, RECORD_KEY_INFO),
+            audit_v1: AuditKey::derive(&system, AuditFormat::V1),
+            audit_v2: AuditKey::derive(&system, AuditFormat::V2),
+            system,
+        }
+    }
+}
 
 /// The system key versions kms-api has unwrapped, and which one is active.
-#[derive(Debug)]
 pub struct SystemKeyring {
     active: u32,
-    keys: BTreeMap<u32, Secret32>,
+    keys: BTreeMap<u32, VersionKeys>,
+}
+
+impl std::fmt::Debug for SystemKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemKeyring")
+            .field("active", &self.active)
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The active version is not among the keys given.
@@ -32,7 +74,7 @@ impl SystemKeyring {
         if !keys.contains_key(&active) {
             return Err(MissingActiveVersion(active));
         }
-        Ok(Self { active, keys })
+        Ok(Self { active, keys: keys.into_iter().map(|(v, k)| (v, VersionKeys::derive(k))).collect() })
     }
 
     /// The version new records are sealed under.
@@ -45,43 +87,65 @@ impl SystemKeyring {
         self.keys.keys().copied()
     }
 
-    /// Key material of one version, for test-only accessors and key
-    /// derivation inside this crate.
+    /// Key material of one version, for test-only accessors and for
+    /// carrying held versions over into a new keyring.
     pub fn danger_key(&self, version: u32) -> Option<&Secret32> {
-        self.keys.get(&version)
+        self.keys.get(&version).map(|k| &k.system)
     }
 
-    /// Seals a record under the active version.
+    /// The audit key of one version for one audit log format.
+    pub fn audit_key(&self, version: u32, format: AuditFormat) -> Option<&AuditKey> {
+        self.keys.get(&version).map(|k| match format {
+            AuditFormat::V1 => &k.audit_v1,
+            AuditFormat::V2 => &k.audit_v2,
+        })
+    }
+
+    /// Seals a record under the active version (format 2).
     pub fn seal(&self, record_id: &[u8], owner: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, EncryptError> {
-        let key = self.keys.get(&self.active).ok_or(EncryptError)?;
+        let keys = self.keys.get(&self.active).ok_or(EncryptError)?;
         let mut out = Vec::with_capacity(5 + 28 + plaintext.len());
-        out.push(RECORD_FORMAT);
+        out.push(FORMAT_V2);
         out.extend_from_slice(&self.active.to_be_bytes());
-        aead::seal_into(key, &aad(self.active, record_id, owner), plaintext, &mut out)?;
+        aead::seal_into(&keys.record, &aad(LABEL_V2, self.active, record_id, owner), plaintext, &mut out)?;
         Ok(out)
     }
 
-    /// Opens a record sealed under any version held.
+    /// Opens a record sealed under any version held, in either format.
     pub fn open(&self, record_id: &[u8], owner: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         let version = Self::version_of(sealed)?;
-        let key = self.keys.get(&version).ok_or(DecryptError)?;
-        aead::open(key, &aad(version, record_id, owner), &sealed[5..])
+        let keys = self.keys.get(&version).ok_or(DecryptError)?;
+        let (key, label) = match sealed[0] {
+            FORMAT_V1 => (&keys.system, LABEL_V1),
+            _ => (&keys.record, LABEL_V2),
+        };
+        aead::open(key, &aad(label, version, record_id, owner), &sealed[5..])
     }
 
     /// The system key version a sealed record names.
     pub fn version_of(sealed: &[u8]) -> Result<u32, DecryptError> {
-        if sealed.len() < 5 || sealed[0] != RECORD_FORMAT {
+        if sealed.len() < 5 || !matches!(sealed[0], FORMAT_V1 | FORMAT_V2) {
             return Err(DecryptError);
         }
         let mut v = [0u8; 4];
         v.copy_from_slice(&sealed[1..5]);
         Ok(u32::from_be_bytes(v))
     }
+
+    /// Seals in the old format 1, for the test that format 1 still opens.
+    #[cfg(test)]
+    fn seal_v1(&self, record_id: &[u8], owner: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let keys = &self.keys[&self.active];
+        let mut out = vec![FORMAT_V1];
+        out.extend_from_slice(&self.active.to_be_bytes());
+        aead::seal_into(&keys.system, &aad(LABEL_V1, self.active, record_id, owner), plaintext, &mut out).unwrap();
+        out
+    }
 }
 
-fn aad(version: u32, record_id: &[u8], owner: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(RECORD_LABEL.len() + 12 + record_id.len() + owner.len());
-    out.extend_from_slice(RECORD_LABEL);
+fn aad(label: &[u8], version: u32, record_id: &[u8], owner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(label.len() + 12 + record_id.len() + owner.len());
+    out.extend_from_slice(label);
     out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&(record_id.len() as u32).to_be_bytes());
     out.extend_from_slice(record_id);
@@ -125,6 +189,20 @@ mod tests {
         let new = SystemKeyring::new(2, keys).unwrap();
         assert_eq!(&new.open(b"r", b"", &sealed).unwrap()[..], b"v1 data");
         assert_eq!(SystemKeyring::version_of(&new.seal(b"r", b"", b"x").unwrap()), Ok(2));
+    }
+
+    #[test]
+    fn format_1_still_opens_and_format_2_uses_the_subkey() {
+        let ring = ring(&[1], 1);
+        let old = ring.seal_v1(b"r", b"o", b"old");
+        assert_eq!(&ring.open(b"r", b"o", &old).unwrap()[..], b"old");
+        let new = ring.seal(b"r", b"o", b"new").unwrap();
+        assert_eq!(new[0], FORMAT_V2);
+        // A format-2 record relabelled as format 1 (system key itself) fails.
+        let mut relabelled = new.clone();
+        relabelled[0] = FORMAT_V1;
+        assert_eq!(ring.open(b"r", b"o", &relabelled), Err(DecryptError));
+        assert_eq!(ring.open(b"r", b"o", &[0x03, 0, 0, 0, 1]), Err(DecryptError));
     }
 
     #[test]

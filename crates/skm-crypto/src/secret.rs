@@ -30,6 +30,13 @@ impl Secret32 {
         Some(key)
     }
 
+    /// Takes ownership of exactly 32 raw bytes, wiping the source.
+    pub fn from_array_wiping(bytes: &mut [u8; 32]) -> Self {
+        let key = Self(*bytes);
+        bytes.zeroize();
+        key
+    }
+
     /// The raw key bytes.
     ///
     /// Danger: the only way to read key material. Callers are the AEAD and
