@@ -11,15 +11,26 @@
 //! Lines, one entry per line:
 //!
 //! ```text
-//! {"seq":N,"event":{…},"key_version":V,"prev":"<hex of the previous entry's mac>","mac":"<hex>"}
+//! {"format":2,"seq":N,"event":{…},"key_version":V,"prev":"<hex of the previous entry's mac>","mac":"<hex>"}
 //! ```
 //!
 //! `seq` counts from 1; the first entry's `prev` is 64 zeros; `key_version`
 //! is the **system key** version that was active when the entry was written
 //! (the user key's version is `event.key_version`);
-//! `mac = HMAC-SHA256(k_audit_V, canonical bytes of (seq, event, key_version, prev))`
-//! with `k_audit_V = HMAC-SHA256(system key V, "skm.audit-key.v1")`. The
-//! canonical bytes are defined in `audit/format.rs`. Because every entry's
+//! `mac = HMAC-SHA256(k_audit_V, canonical bytes of (format, seq, event, key_version, prev))`
+//! with `k_audit_V = HKDF-SHA256(ikm = system key V, info = "skm.audit.v2")`
+//! ([`skm_crypto::audit`]). The canonical bytes are defined in
+//! `audit/format.rs`; `tests/oracles/audit_mac.py` recomputes a MAC from
+//! these definitions alone. Logs written before format 2 (no `format`
+//! field, audit key `HMAC-SHA256(system key V, "skm.audit-key.v1")`) still
+//! verify, and continue in format 2 on the same chain.
+//!
+//! **Admin changes are audited before they take effect**: the domain core
+//! ([`crate::kms`]) writes an entry with the outcome [`Outcome::Intent`]
+//! and waits for it to be durable before it changes anything, then an entry
+//! with the outcome whose `intent_seq` names the intent. An intent without
+//! an outcome means kms-api stopped in between: the change may or may not
+//! have been made. Because every entry's
 //! MAC covers its predecessor's MAC, and the MAC key is derived from the
 //! system key, nobody holding only the log can edit, delete or reorder an
 //! entry and recompute the chain: [`verify`] names the first broken entry.
@@ -55,7 +66,7 @@ mod keys;
 mod reader;
 mod writer;
 
-pub use keys::{AuditKey, AuditKeys};
+pub use keys::AuditKeys;
 
 use writer::{Identity, Request, Shared, Writer};
 
@@ -87,8 +98,12 @@ pub enum AuditSync {
 pub struct Event {
     /// When, in seconds since the Unix epoch (kms-api's clock).
     pub time: i64,
-    /// The RPC, e.g. `"Encrypt"`, `"CreateKey"`.
+    /// The operation, e.g. `"Encrypt"`, `"CreateKey"`, `"DestroyKey"`.
     pub operation: String,
+    /// The front end the request came through (`grpc`, `rest`, `console`),
+    /// or `maintenance` for kms-api's own work (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_end: Option<String>,
     /// The keystore acted on, if any.
     pub keystore_id: Option<String>,
     /// The key or secret acted on, if any.
@@ -99,6 +114,10 @@ pub struct Event {
     pub caller: Caller,
     /// What came of it.
     pub result: Outcome,
+    /// For the outcome of an admin change: the sequence number of its
+    /// [`Outcome::Intent`] entry (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_seq: Option<u64>,
 }
 
 /// Who made a request, as far as kms-api knows.
@@ -113,8 +132,12 @@ pub struct Caller {
     pub mac_source: Option<MacSource>,
     /// SHA-256 of the client certificate (hex), if one was presented.
     pub cert_sha256: Option<String>,
-    /// The operator's name (admin port).
+    /// The operator's principal, e.g. `operator/admin/ann` (admin plane).
     pub operator: Option<String>,
+    /// kms-api's own principal for work nobody asked for, e.g.
+    /// `kms-api/maintenance` (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 /// How a caller's MAC address was obtained.
@@ -132,6 +155,9 @@ pub enum MacSource {
 /// the request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
+    /// An admin change about to be made: durable before anything changes;
+    /// its outcome follows in a later entry.
+    Intent,
     /// Done.
     Allowed,
     /// Refused by policy, e.g. `"MAC authentication failed"`.
@@ -294,9 +320,9 @@ impl AuditLog {
         Ok(Self { path, identity, keys, shared, queue: Some(queue), writer: Some(writer) })
     }
 
-    /// Appends `event`; returns once its entry is durable (as the log's
-    /// [`AuditSync`] defines it).
-    pub async fn append(&self, event: Event) -> Result<(), AuditError> {
+    /// Appends `event`; returns its sequence number once its entry is
+    /// durable (as the log's [`AuditSync`] defines it).
+    pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
         let queue = self.queue.as_ref().ok_or(AuditError::Unavailable)?;
         let (done, ack) = oneshot::channel();
         queue.send(Request { event, done }).await.map_err(|_| AuditError::Unavailable)?;
@@ -366,14 +392,6 @@ pub fn verify(dir: &Path, keys: &dyn AuditKeys) -> Result<VerifyReport, AuditErr
     reader::verify_file(&dir.join(FILE_NAME), keys, None)
 }
 
-/// The `(seq, event)` of the entries of the log in `dir` that pass
-/// `filter`, in log order. Doesn't check MACs (that is [`verify`]'s job);
-/// fails on a line that is not an entry, except an unterminated last line
-/// (a torn write). Blocking I/O.
-pub fn list(dir: &Path, filter: &Filter) -> Result<Vec<(u64, Event)>, AuditError> {
-    reader::list_file(&dir.join(FILE_NAME), filter, None)
-}
-
 /// Runs blocking file work off the async runtime.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
@@ -390,7 +408,7 @@ mod tests {
     use skm_crypto::record::SystemKeyring;
 
     use super::*;
-    use crate::bootstrap::Keyring;
+    use crate::system_keys::SystemKeys;
 
     const KEY1: u8 = 0x42;
     const KEY2: u8 = 0x17;
@@ -399,27 +417,29 @@ mod tests {
         Secret32::from_slice_wiping(&mut [byte; 32]).unwrap()
     }
 
-    fn ring(active: u32, keys: &[(u32, u8)]) -> SystemKeyring {
-        SystemKeyring::new(active, keys.iter().map(|&(v, b)| (v, secret(b))).collect::<BTreeMap<_, _>>()).unwrap()
+    fn ring(active: u32, keys: &[(u32, u8)]) -> Arc<SystemKeyring> {
+        Arc::new(
+            SystemKeyring::new(active, keys.iter().map(|&(v, b)| (v, secret(b))).collect::<BTreeMap<_, _>>()).unwrap(),
+        )
     }
 
     /// Keys whose active version a test can change while the log is open.
-    struct Rotating(RwLock<SystemKeyring>);
+    struct Rotating(RwLock<Arc<SystemKeyring>>);
 
     impl Rotating {
-        fn set(&self, ring: SystemKeyring) {
+        fn set(&self, ring: Arc<SystemKeyring>) {
             *self.0.write().unwrap() = ring;
         }
     }
 
     impl AuditKeys for Rotating {
-        fn active(&self) -> Option<(u32, AuditKey)> {
-            self.0.read().unwrap().active()
+        fn ring(&self) -> Option<Arc<SystemKeyring>> {
+            Some(self.0.read().unwrap().clone())
         }
+    }
 
-        fn key(&self, version: u32) -> Option<AuditKey> {
-            AuditKeys::key(&*self.0.read().unwrap(), version)
-        }
+    fn list(dir: &Path, filter: &Filter) -> Result<Vec<(u64, Event)>, AuditError> {
+        reader::list_file(&dir.join(FILE_NAME), filter, None)
     }
 
     fn event(i: u64) -> Event {
@@ -435,8 +455,11 @@ mod tests {
                 mac_source: Some(MacSource::Asserted),
                 cert_sha256: Some("ab".repeat(32)),
                 operator: None,
+                system: None,
             },
             result: if i % 5 == 4 { Outcome::Denied("MAC authentication failed".into()) } else { Outcome::Allowed },
+            front_end: Some("grpc".into()),
+            intent_seq: None,
         }
     }
 
@@ -547,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_log(dir.path(), ring(1, &[(1, KEY1)]), 1..=3).await;
         assert_eq!(broken_at(dir.path(), &ring(1, &[(1, KEY2)])), (1, Breakage::MacMismatch));
-        assert!(matches!(verify(dir.path(), &Keyring::default()), Err(AuditError::KeysNotLoaded)));
+        assert!(matches!(verify(dir.path(), &SystemKeys::default()), Err(AuditError::KeysNotLoaded)));
     }
 
     #[tokio::test]
@@ -623,7 +646,7 @@ mod tests {
     #[tokio::test]
     async fn without_system_keys_appends_fail_but_the_log_stays_healthy() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path(), Keyring::default()).await.unwrap();
+        let log = AuditLog::open(dir.path(), SystemKeys::default()).await.unwrap();
         assert!(matches!(log.append(event(1)).await, Err(AuditError::KeysNotLoaded)));
         assert!(log.healthy());
         assert_eq!(log.stats().syncs, 0);
@@ -671,6 +694,33 @@ mod tests {
         assert_eq!(log.stats().last_seq, 11);
     }
 
+    /// `os`: a failed background sync makes the log unhealthy, and nothing
+    /// more is acknowledged until a sync works again (fail closed).
+    #[tokio::test]
+    async fn os_sync_failure_fails_closed_until_a_sync_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let fast = AuditSync::Os { interval: std::time::Duration::from_millis(5) };
+        let log = AuditLog::open_with(dir.path(), ring(1, &[(1, KEY1)]), fast).await.unwrap();
+        log.append(event(1)).await.unwrap();
+        log.shared.fail_syncs.store(true, Ordering::Release);
+        log.append(event(2)).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.healthy() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert!(!log.healthy(), "a failed background sync makes the log unhealthy");
+        assert!(matches!(log.append(event(3)).await, Err(AuditError::Unavailable)), "no ack while syncs fail");
+        log.shared.fail_syncs.store(false, Ordering::Release);
+        assert_eq!(log.append(event(4)).await.unwrap(), 3, "acknowledged again once a sync works");
+        assert!(log.healthy());
+        drop(log);
+        assert_eq!(
+            verify(dir.path(), &ring(1, &[(1, KEY1)])).unwrap(),
+            VerifyReport { entries: 3, first_broken: None }
+        );
+        assert_eq!(seqs(dir.path()), [1, 2, 3]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_share_fsyncs() {
         const N: u64 = 200;
@@ -688,7 +738,9 @@ mod tests {
         let stats = log.stats();
         eprintln!("{N} concurrent appends: {} fsyncs", stats.syncs);
         assert_eq!((stats.entries, stats.last_seq, stats.failed_batches), (N, N, 0));
-        assert!(stats.syncs < N, "{} fsyncs for {N} appends", stats.syncs);
+        // At least one sync happened (counted only once it returned), and
+        // fewer than one per append: appends shared them.
+        assert!((1..N).contains(&stats.syncs), "{} fsyncs for {N} appends", stats.syncs);
         assert_eq!(log.verify().await.unwrap(), VerifyReport { entries: N, first_broken: None });
         drop(log);
 
@@ -786,7 +838,8 @@ mod tests {
         let log = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
         for byte in [KEY1, KEY2] {
             let system = [byte; 32];
-            let audit = *AuditKey::derive(&secret(byte)).danger_bytes();
+            let audit =
+                *skm_crypto::audit::AuditKey::derive(&secret(byte), skm_crypto::audit::AuditFormat::V2).danger_bytes();
             for key in [system, audit] {
                 for needle in [key.to_vec(), hex::encode(key).into_bytes(), hex::encode_upper(key).into_bytes()] {
                     assert!(!log.windows(needle.len()).any(|w| w == needle), "key material in the log");
@@ -795,13 +848,19 @@ mod tests {
         }
     }
 
-    /// Pins the on-disk format: a change to the entry layout or to the
-    /// canonical bytes fails here before it breaks existing logs.
-    #[tokio::test]
-    async fn golden_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
-        let event = Event {
+    /// A format-1 line (written before format 2; its MAC was checked with
+    /// Python's hmac under k = HMAC-SHA256([0x42; 32], "skm.audit-key.v1")).
+    const GOLDEN_V1: &str = concat!(
+        r#"{"seq":1,"event":{"time":1700000000,"operation":"CreateKey","keystore_id":"ks","key_id":null,"#,
+        r#""key_version":null,"caller":{"ip":null,"mac":null,"mac_source":null,"cert_sha256":null,"#,
+        r#""operator":"ann"},"result":{"Failed":"ALREADY_EXISTS"}},"key_version":1,"#,
+        r#""prev":"0000000000000000000000000000000000000000000000000000000000000000","#,
+        r#""mac":"e46008ca88fe82ed0f25960aa8ef12bf1b0b12fc9809d282f2f52045c874d710"}"#,
+        "\n"
+    );
+
+    fn golden_event() -> Event {
+        Event {
             time: 1_700_000_000,
             operation: "CreateKey".into(),
             keystore_id: Some("ks".into()),
@@ -809,21 +868,75 @@ mod tests {
             key_version: None,
             caller: Caller { operator: Some("ann".into()), ..Caller::default() },
             result: Outcome::Failed("ALREADY_EXISTS".into()),
-        };
+            front_end: None,
+            intent_seq: None,
+        }
+    }
+
+    /// Pins the on-disk format 2: a change to the entry layout or to the
+    /// canonical bytes fails here before it breaks existing logs. The MAC
+    /// is recomputed from the documented derivation by
+    /// `tests/oracles/audit_mac.py` (Python's standard library only).
+    #[tokio::test]
+    async fn golden_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), ring(1, &[(1, KEY1)])).await.unwrap();
+        let mut event = golden_event();
+        event.front_end = Some("grpc".into());
+        event.caller.system = Some("kms-api/maintenance".into());
+        event.intent_seq = Some(7);
         log.append(event).await.unwrap();
         drop(log);
         let line = String::from_utf8(std::fs::read(dir.path().join(FILE_NAME)).unwrap()).unwrap();
-        // The MAC was checked independently: Python's hmac with
-        // k = HMAC-SHA256([0x42; 32], "skm.audit-key.v1") over the line's
-        // seq..prev object.
         let expected = concat!(
-            r#"{"seq":1,"event":{"time":1700000000,"operation":"CreateKey","keystore_id":"ks","key_id":null,"#,
-            r#""key_version":null,"caller":{"ip":null,"mac":null,"mac_source":null,"cert_sha256":null,"#,
-            r#""operator":"ann"},"result":{"Failed":"ALREADY_EXISTS"}},"key_version":1,"#,
+            r#"{"format":2,"seq":1,"event":{"time":1700000000,"operation":"CreateKey","front_end":"grpc","#,
+            r#""keystore_id":"ks","key_id":null,"key_version":null,"caller":{"ip":null,"mac":null,"#,
+            r#""mac_source":null,"cert_sha256":null,"operator":"ann","system":"kms-api/maintenance"},"#,
+            r#""result":{"Failed":"ALREADY_EXISTS"},"intent_seq":7},"key_version":1,"#,
             r#""prev":"0000000000000000000000000000000000000000000000000000000000000000","#,
-            r#""mac":"e46008ca88fe82ed0f25960aa8ef12bf1b0b12fc9809d282f2f52045c874d710"}"#,
+            r#""mac":"50d5f345e0068faed6e93316bb3f106cc55876a6dbc35b3ddc88878d66adbef8"}"#,
             "\n"
         );
         assert_eq!(line, expected);
+        oracle_agrees(&line, &[(1, KEY1)]);
+    }
+
+    /// Runs the committed Python oracle over a log's lines: it recomputes
+    /// every MAC from the documented derivations (both formats).
+    fn oracle_agrees(log: &str, keys: &[(u32, u8)]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oracles/audit_mac.py");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, log).unwrap();
+        let key_args: Vec<String> = keys.iter().map(|(v, b)| format!("{v}={}", hex::encode([*b; 32]))).collect();
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&path)
+            .args(&key_args)
+            .output()
+            .expect("python3 runs (scripts/test installs it)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "oracle refused the log: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.trim(), format!("{} entries verified", log.lines().count()));
+    }
+
+    /// A log written in format 1 still verifies, and kms-api continues it in
+    /// format 2 on the same chain.
+    #[tokio::test]
+    async fn a_format_1_log_continues_in_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), GOLDEN_V1).unwrap();
+        let keys = ring(1, &[(1, KEY1)]);
+        assert_eq!(verify(dir.path(), &keys).unwrap(), VerifyReport { entries: 1, first_broken: None });
+        write_log(dir.path(), keys.clone(), 2..=4).await;
+        assert_eq!(verify(dir.path(), &keys).unwrap(), VerifyReport { entries: 4, first_broken: None });
+        let lines = read_lines(dir.path());
+        assert!(lines[1].starts_with(br#"{"format":2,"seq":2,"#));
+        oracle_agrees(&String::from_utf8(lines.concat()).unwrap(), &[(1, KEY1)]);
+        // The format-1 entry relabelled as format 2 no longer verifies.
+        let mut relabelled = lines.clone();
+        relabelled[0] = GOLDEN_V1.replacen("{", r#"{"format":2,"#, 1).into_bytes();
+        write_lines(dir.path(), &relabelled);
+        assert_eq!(broken_at(dir.path(), &keys), (1, Breakage::MacMismatch));
     }
 }

@@ -1,13 +1,16 @@
-//! The gRPC edge of kms-api: user plane ([`user`]) and operator plane
-//! ([`admin`]). Converts proto ⇄ domain, builds the audited [`Call`] from
-//! what the connection tells about the caller, and maps errors to status
-//! codes (DESIGN §10).
+//! The gRPC front end of kms-api: user plane ([`user`]) and operator plane
+//! ([`admin`]). Each handler converts proto → domain request, builds the
+//! [`Caller`] from what the connection tells, calls [`Kms::execute`] and
+//! converts the result back. Authorisation, the work and the audit entry
+//! are the core's.
+//!
+//! [`Kms::execute`]: crate::kms::Kms::execute
 
 use tonic::{Request, Status};
 
 use crate::access::Facts;
-use crate::kms::{Call, KmsError};
-use skm_runtime::PeerInfo;
+use crate::kms::{Caller, Code, FrontEnd, KmsError, Operator};
+use skm_runtime::{PeerInfo, Principal};
 
 pub(crate) mod admin;
 pub(crate) mod user;
@@ -15,23 +18,25 @@ pub(crate) mod user;
 /// Metadata key of a client-asserted MAC address.
 const ASSERTED_MAC_HEADER: &str = "x-skm-client-mac";
 
+fn code(code: Code) -> tonic::Code {
+    match code {
+        Code::InvalidArgument => tonic::Code::InvalidArgument,
+        Code::NotFound => tonic::Code::NotFound,
+        Code::AlreadyExists => tonic::Code::AlreadyExists,
+        Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+        Code::PermissionDenied => tonic::Code::PermissionDenied,
+        Code::Unavailable => tonic::Code::Unavailable,
+        Code::Aborted => tonic::Code::Aborted,
+        Code::Internal => tonic::Code::Internal,
+    }
+}
+
 impl From<KmsError> for Status {
     fn from(e: KmsError) -> Self {
-        match e {
-            KmsError::InvalidArgument(m) => Status::invalid_argument(m),
-            KmsError::NotFound(m) => Status::not_found(m),
-            KmsError::AlreadyExists(m) => Status::already_exists(m),
-            KmsError::FailedPrecondition(m) => Status::failed_precondition(m),
-            KmsError::Denied(d) => Status::permission_denied(d.to_string()),
-            KmsError::DecryptFailed => Status::invalid_argument("decryption failed"),
-            KmsError::NotReady(n) => Status::unavailable(n.to_string()),
-            KmsError::Aborted => Status::aborted("concurrent modification; retry"),
-            KmsError::AuditUnavailable => Status::unavailable(KmsError::AuditUnavailable.to_string()),
-            KmsError::Internal(source) => {
-                tracing::error!(error = %skm_runtime::daemon::error_chain(&*source), "internal error");
-                Status::internal("internal error")
-            }
+        if let KmsError::Internal(source) = &e {
+            tracing::error!(error = %skm_runtime::daemon::error_chain(&**source), "internal error");
         }
+        Status::new(code(e.code()), e.to_string())
     }
 }
 
@@ -39,8 +44,8 @@ fn peer<T>(request: &Request<T>) -> Result<&PeerInfo, Status> {
     request.extensions().get::<PeerInfo>().ok_or_else(|| Status::internal("internal error"))
 }
 
-/// What the server knows about a user-plane caller.
-fn facts<T>(request: &Request<T>) -> Result<Facts, Status> {
+/// A user-plane caller: what the server knows about it.
+fn application<T>(request: &Request<T>) -> Result<Caller, Status> {
     let peer = peer(request)?;
     let asserted_mac = match request.metadata().get(ASSERTED_MAC_HEADER) {
         None => None,
@@ -48,27 +53,26 @@ fn facts<T>(request: &Request<T>) -> Result<Facts, Status> {
             Status::invalid_argument(format!("{ASSERTED_MAC_HEADER}: not a MAC address (aa:bb:cc:dd:ee:ff)"))
         })?),
     };
-    Ok(Facts {
+    let facts = Facts {
         ip: Some(peer.remote_addr.ip().to_canonical()),
         verified_mac: peer.mac,
         asserted_mac,
         chain: peer.client_certificates.clone(),
-    })
+    };
+    Ok(Caller::application(facts, FrontEnd::Grpc))
 }
 
-/// A user-plane call.
-fn user_call<T>(operation: &'static str, request: &Request<T>) -> Result<Call, Status> {
-    Ok(Call::user(operation, facts(request)?))
-}
-
-/// An admin-plane call, attributed to the operator's principal.
-fn admin_call<T>(operation: &'static str, request: &Request<T>) -> Result<Call, Status> {
+/// An admin-plane caller: the operator the TLS layer authenticated (the
+/// port's allow-list admits only operators).
+fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
     let peer = peer(request)?;
-    let operator = peer.principal.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string);
+    let Some(principal @ Principal::Operator { role, .. }) = &peer.principal else {
+        return Err(Status::permission_denied("an operator certificate is required"));
+    };
     let facts = Facts {
         ip: Some(peer.remote_addr.ip().to_canonical()),
         chain: peer.client_certificates.clone(),
         ..Facts::default()
     };
-    Ok(Call::admin(operation, operator, facts))
+    Ok(Caller::operator(Operator { principal: principal.to_string(), role: *role, facts }, FrontEnd::Grpc))
 }

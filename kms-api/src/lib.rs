@@ -5,8 +5,12 @@
 //! keystore) and the **admin port** (operators; mutual TLS with an operator
 //! certificate of the deployment CA). Its records are sealed under the
 //! system key, which it obtains at start from system-keyd (wrapped) and
-//! root-keyd (unwrapped, sealed to a per-boot key): see [`bootstrap`]. Until
-//! then health is NOT_SERVING and every key RPC answers UNAVAILABLE.
+//! root-keyd (unwrapped, sealed to a per-boot key): see [`system_keys`].
+//! Until then health is NOT_SERVING and every key RPC answers UNAVAILABLE.
+//!
+//! [`kms`] is the domain core: every operation of every front end is one
+//! typed request that the core authorises, carries out and audits; the
+//! front ends ([`grpc`] today) only convert.
 
 #![forbid(unsafe_code)]
 
@@ -23,17 +27,17 @@ use skm_runtime::daemon::{Daemon, RunError};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, SpiffeId};
+use skm_store::SledStore;
 
 pub mod access;
 pub mod audit;
-pub mod bootstrap;
 pub mod clock;
 mod config;
 mod grpc;
 pub mod kms;
 pub mod model;
-pub mod operators;
 pub mod records;
+pub mod system_keys;
 
 pub use config::Config;
 
@@ -49,18 +53,15 @@ pub fn user_access_policy() -> AccessPolicy {
     AccessPolicy::new().with_health_and_reflection().allow_service(USER_SERVICE, &[Allow::AnyPeer])
 }
 
-/// Admin RPCs that only read (auditors may call them).
+/// Admin RPCs that only read (auditors may call them): the operations of
+/// [`kms::Effect::Read`], which the core admits for auditors.
 pub const ADMIN_READS: &[&str] =
     &["ListKeystores", "GetKeystore", "ListKeys", "DescribeKey", "ListAudit", "VerifyAudit"];
 
-/// The admin port: operators only; auditors may only read.
+/// The admin port: operators only (any role: the core decides what each
+/// role may do, checks revoked operator certificates and audits refusals).
 pub fn admin_access_policy() -> AccessPolicy {
-    let mut policy =
-        AccessPolicy::new().with_health_and_reflection().allow_service(ADMIN_SERVICE, &[Allow::Operator(Role::Admin)]);
-    for read in ADMIN_READS {
-        policy = policy.allow(&format!("/{ADMIN_SERVICE}/{read}"), &[Allow::Operator(Role::Auditor)]);
-    }
-    policy
+    AccessPolicy::new().with_health_and_reflection().allow_service(ADMIN_SERVICE, &[Allow::Operator(Role::Auditor)])
 }
 
 /// A started kms-api.
@@ -70,20 +71,16 @@ pub struct Running {
     pub user_addr: SocketAddr,
     /// The bound admin port.
     pub admin_addr: SocketAddr,
-    keyring: bootstrap::Keyring,
-    kms: Arc<kms::Kms>,
+    #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code, reason = "read by the test accessors"))]
+    keyring: system_keys::SystemKeys,
+    kms: Arc<kms::Kms<SledStore>>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RunError>>>,
 }
 
 impl Running {
-    /// The operations (tests call [`kms::Kms::maintain`] directly).
-    pub fn kms(&self) -> &Arc<kms::Kms> {
+    /// The domain core (tests call [`kms::Kms::maintain`] directly).
+    pub fn kms(&self) -> &Arc<kms::Kms<SledStore>> {
         &self.kms
-    }
-
-    /// Whether the system keys are loaded.
-    pub fn is_ready(&self) -> bool {
-        self.keyring.current().is_ok()
     }
 
     /// Waits until both ports have shut down.
@@ -123,12 +120,12 @@ pub async fn start_with_clock(
     shutdown: Shutdown,
     clock: Arc<dyn clock::Clock>,
 ) -> Result<Running, RunError> {
-    let store = skm_store::SledStore::open_with_cache(&config.data_dir, config.store_cache_mb * 1024 * 1024)?;
-    let keyring = bootstrap::Keyring::default();
+    let store = SledStore::open_with_cache(&config.data_dir, config.store_cache_mb * 1024 * 1024)?;
+    let keyring = system_keys::SystemKeys::default();
     let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);
     let records = records::Records::new(store, keyring.clone());
-    let revoked = Arc::new(operators::RevokedOperators::new(records.revoked_operators().await?));
-    let kms = Arc::new(kms::Kms::new(records, clock, config.cache_entries, audit.clone()));
+    let revoked = kms::RevokedOperators::new(records.revoked_operators().await?);
+    let kms = Arc::new(kms::Kms::new(records, clock, config.cache_entries, audit.clone(), revoked));
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
 
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
@@ -146,10 +143,9 @@ pub async fn start_with_clock(
     user_routes.add_service(KeyServiceServer::new(grpc::user::KeyApi { kms: kms.clone() }));
     let mut admin_routes = tonic::service::Routes::builder();
     let admin_health = skm_runtime::health::add_health_and_reflection(&mut admin_routes, &[ADMIN_SERVICE]).await;
-    admin_routes
-        .add_service(AdminServiceServer::new(grpc::admin::AdminApi { kms: kms.clone(), revoked: revoked.clone() }));
+    admin_routes.add_service(AdminServiceServer::new(grpc::admin::AdminApi { kms: kms.clone() }));
 
-    let loader = bootstrap::Loader {
+    let loader = system_keys::Loader {
         recipient: skm_crypto::transport::RecipientKeypair::generate()?,
         system: SystemKeyServiceClient::new(system),
         root: RootKeyServiceClient::new(root),
@@ -179,7 +175,7 @@ pub async fn start_with_clock(
         .await?;
         Ok(())
     });
-    let admin_policy = admin_access_policy().with_revocations(revoked);
+    let admin_policy = admin_access_policy();
     let admin_task = tokio::spawn(async move {
         skm_runtime::serve::serve(admin_listener, admin_tls, trust, admin_policy, admin_routes.routes(), shutdown)
             .await?;
@@ -192,7 +188,7 @@ pub async fn start_with_clock(
 /// system keys are loaded and the audit log is writable (fail closed: a
 /// kms-api that can't audit is not ready).
 async fn health_watch(
-    keyring: bootstrap::Keyring,
+    keyring: system_keys::SystemKeys,
     audit: Arc<audit::AuditLog>,
     health: Vec<skm_runtime::health::Health>,
     shutdown: Shutdown,

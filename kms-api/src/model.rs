@@ -1,9 +1,10 @@
 //! kms-api's domain types: keystores, keys and secrets, with the limits of
 //! DESIGN §10.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use skm_crypto::asym::{KeyAlgorithm, PrivateKey, PublicKey};
+use skm_crypto::asym::{KeyAlgorithm, PrivateKey};
 use skm_crypto::{Id, Secret32};
 use zeroize::Zeroizing;
 
@@ -130,29 +131,98 @@ pub enum KeyState {
     },
 }
 
-/// The secret material of one key version.
+/// One version of a key: its material and when it was made.
+#[derive(Debug)]
+pub struct Version<M> {
+    /// 1, 2, ...
+    pub version: u32,
+    /// The material.
+    pub material: M,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// A key's retained versions, ascending; never empty.
+#[derive(Debug)]
+pub struct Versions<M>(Vec<Version<M>>);
+
+impl<M> Versions<M> {
+    /// Version 1.
+    pub fn first(material: M, created_at: i64) -> Self {
+        Self(vec![Version { version: 1, material, created_at }])
+    }
+
+    /// Versions read back from a record; `None` when there are none.
+    pub fn from_vec(versions: Vec<Version<M>>) -> Option<Self> {
+        (!versions.is_empty()).then_some(Self(versions))
+    }
+
+    /// The version that encrypts, signs or is returned by default.
+    pub fn newest(&self) -> &Version<M> {
+        match self.0.last() {
+            Some(v) => v,
+            None => unreachable!("Versions is never empty"),
+        }
+    }
+
+    /// A retained version.
+    pub fn get(&self, version: u32) -> Option<&Version<M>> {
+        self.0.iter().find(|v| v.version == version)
+    }
+
+    /// `version`, or the newest when it is 0.
+    pub fn get_or_newest(&self, version: u32) -> Option<&Version<M>> {
+        if version == 0 { Some(self.newest()) } else { self.get(version) }
+    }
+
+    /// Every version, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Version<M>> {
+        self.0.iter()
+    }
+
+    /// Adds the next version; returns its number.
+    pub fn push(&mut self, material: M, created_at: i64) -> u32 {
+        let version = self.newest().version + 1;
+        self.0.push(Version { version, material, created_at });
+        version
+    }
+}
+
+/// A secret's value.
+pub type SecretValue = Zeroizing<Vec<u8>>;
+
+/// Every version's material of a key, typed by what the key is. Each
+/// variant's versions sit behind an `Arc`, so a typed view of a cached key
+/// ([`crate::kms`]) holds them without matching again.
 pub enum Material {
-    /// A 256-bit AES key.
-    Aes256(Secret32),
-    /// A private key and its public key (boxed: far larger than the others).
-    Asymmetric {
-        /// Private half (zeroized on drop).
-        private: Box<PrivateKey>,
-        /// Public half.
-        public: Box<PublicKey>,
+    /// AES-256-GCM-SIV keys.
+    Aes256(Arc<Versions<Secret32>>),
+    /// Signing keys of one algorithm.
+    Signing {
+        /// The algorithm of every version.
+        algorithm: KeyAlgorithm,
+        /// The versions.
+        versions: Arc<Versions<PrivateKey>>,
     },
-    /// A secret's value.
-    Secret(Zeroizing<Vec<u8>>),
+    /// Secret values.
+    Secret(Arc<Versions<SecretValue>>),
 }
 
 impl std::fmt::Debug for Material {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Material::Aes256(_) => "Material::Aes256(<redacted>)",
-            Material::Asymmetric { .. } => "Material::Asymmetric(<redacted>)",
-            Material::Secret(_) => "Material::Secret(<redacted>)",
-        })
+        write!(f, "Material::{}(<redacted>)", self.kind().name())
     }
+}
+
+/// New material for one version, before it joins a key.
+pub enum Fresh {
+    /// An AES key.
+    Aes256(Secret32),
+    /// A signing key (its public half inside; boxed: far larger than the
+    /// others).
+    Signing(Box<PrivateKey>),
+    /// A secret value.
+    Secret(SecretValue),
 }
 
 /// Fresh key material failed (RNG or key generation).
@@ -160,31 +230,84 @@ impl std::fmt::Debug for Material {
 #[error("key generation failed")]
 pub struct GenerateError;
 
-impl Material {
+impl Fresh {
     /// Fresh material for `kind` (not for secrets, whose value is given).
     /// RSA generation takes up to seconds: call it off the async threads.
     pub fn generate(kind: KeyKind) -> Result<Self, GenerateError> {
         match kind {
-            KeyKind::Aes256 => Ok(Material::Aes256(Secret32::generate().map_err(|_| GenerateError)?)),
+            KeyKind::Aes256 => Ok(Fresh::Aes256(Secret32::generate().map_err(|_| GenerateError)?)),
             KeyKind::Asymmetric(alg) => {
-                let private = PrivateKey::generate(alg).map_err(|_| GenerateError)?;
-                let public = Box::new(private.public_key());
-                Ok(Material::Asymmetric { private: Box::new(private), public })
+                Ok(Fresh::Signing(Box::new(PrivateKey::generate(alg).map_err(|_| GenerateError)?)))
             }
             KeyKind::Secret => Err(GenerateError),
         }
     }
 }
 
-/// One version of a key.
-#[derive(Debug)]
-pub struct KeyVersion {
-    /// 1, 2, ...
-    pub version: u32,
-    /// The material.
-    pub material: Material,
-    /// Seconds since the Unix epoch.
-    pub created_at: i64,
+/// The material given is not of the key's kind.
+#[derive(Debug, thiserror::Error)]
+#[error("new material does not fit the key's type")]
+pub struct KindMismatch;
+
+impl Material {
+    /// Version 1 of a new key.
+    pub fn first(fresh: Fresh, now: i64) -> Self {
+        match fresh {
+            Fresh::Aes256(k) => Material::Aes256(Arc::new(Versions::first(k, now))),
+            Fresh::Signing(private) => {
+                Material::Signing { algorithm: private.algorithm(), versions: Arc::new(Versions::first(*private, now)) }
+            }
+            Fresh::Secret(v) => Material::Secret(Arc::new(Versions::first(v, now))),
+        }
+    }
+
+    /// What the key is.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Material::Aes256(_) => KeyKind::Aes256,
+            Material::Signing { algorithm, .. } => KeyKind::Asymmetric(*algorithm),
+            Material::Secret(_) => KeyKind::Secret,
+        }
+    }
+
+    /// Number and creation time of every version, oldest first.
+    pub fn version_infos(&self) -> Vec<(u32, i64)> {
+        fn infos<M>(v: &Versions<M>) -> Vec<(u32, i64)> {
+            v.iter().map(|v| (v.version, v.created_at)).collect()
+        }
+        match self {
+            Material::Aes256(v) => infos(v),
+            Material::Signing { versions, .. } => infos(versions),
+            Material::Secret(v) => infos(v),
+        }
+    }
+
+    /// The newest version's number.
+    pub fn newest_version(&self) -> u32 {
+        match self {
+            Material::Aes256(v) => v.newest().version,
+            Material::Signing { versions, .. } => versions.newest().version,
+            Material::Secret(v) => v.newest().version,
+        }
+    }
+
+    /// Adds `fresh` as the next version; returns its number. The key must
+    /// be freshly read (not shared with the cache).
+    pub fn push(&mut self, fresh: Fresh, now: i64) -> Result<u32, KindMismatch> {
+        fn add<M>(versions: &mut Arc<Versions<M>>, m: M, now: i64) -> Result<u32, KindMismatch> {
+            Ok(Arc::get_mut(versions).ok_or(KindMismatch)?.push(m, now))
+        }
+        match (self, fresh) {
+            (Material::Aes256(v), Fresh::Aes256(k)) => add(v, k, now),
+            (Material::Signing { algorithm, versions }, Fresh::Signing(private))
+                if private.algorithm() == *algorithm =>
+            {
+                add(versions, *private, now)
+            }
+            (Material::Secret(v), Fresh::Secret(value)) => add(v, value, now),
+            _ => Err(KindMismatch),
+        }
+    }
 }
 
 /// A key (or secret) with all its retained versions.
@@ -196,12 +319,10 @@ pub struct Key {
     pub keystore_id: Id,
     /// Name, unique in the keystore.
     pub name: String,
-    /// What it is.
-    pub kind: KeyKind,
     /// Lifecycle state.
     pub state: KeyState,
-    /// Versions, ascending; never empty.
-    pub versions: Vec<KeyVersion>,
+    /// Every retained version's material.
+    pub material: Material,
     /// Automatic rotation period in days; 0 = off.
     pub rotation_period_days: u32,
     /// Next automatic rotation (seconds since the epoch); 0 = none.
@@ -213,14 +334,9 @@ pub struct Key {
 }
 
 impl Key {
-    /// The version that encrypts, signs or is returned by default.
-    pub fn newest(&self) -> Option<&KeyVersion> {
-        self.versions.last()
-    }
-
-    /// A retained version.
-    pub fn version(&self, version: u32) -> Option<&KeyVersion> {
-        self.versions.iter().find(|v| v.version == version)
+    /// What the key is.
+    pub fn kind(&self) -> KeyKind {
+        self.material.kind()
     }
 
     /// Records a use at `now`.

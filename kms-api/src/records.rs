@@ -20,12 +20,12 @@ use std::sync::atomic::AtomicI64;
 use serde::{Deserialize, Serialize};
 use skm_crypto::Id;
 use skm_crypto::asym::PrivateKey;
-use skm_store::{Expect, Op, SledStore, Store, StoreError};
+use skm_store::{Expect, Op, Store, StoreError};
 use zeroize::Zeroizing;
 
 use crate::access::{KnownCert, Mode, Policy, PolicyInput};
-use crate::bootstrap::{Keyring, NotReady};
-use crate::model::{Key, KeyKind, KeyState, KeyVersion, Keystore, KeystoreCaFiles, Material};
+use crate::model::{Key, KeyKind, KeyState, Keystore, KeystoreCaFiles, Material, Version, Versions};
+use crate::system_keys::{NotReady, SystemKeys};
 
 /// Record persistence failures.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +197,7 @@ fn parse_due(key: &[u8]) -> Option<Due> {
 /// The due-index entries a key in its current state should have.
 pub fn due_entries(key: &Key) -> Vec<Due> {
     let mut out = Vec::new();
-    if key.kind != KeyKind::Secret && key.rotation_period_days > 0 && key.next_rotation_at > 0 {
+    if key.kind() != KeyKind::Secret && key.rotation_period_days > 0 && key.next_rotation_at > 0 {
         out.push(Due { at: key.next_rotation_at, kind: DueKind::Rotate, key_id: key.id });
     }
     if let KeyState::PendingDeletion { deletion_at } = key.state {
@@ -206,16 +206,16 @@ pub fn due_entries(key: &Key) -> Vec<Due> {
     out
 }
 
-/// Sealed record persistence.
+/// Sealed record persistence over any [`Store`] backend.
 #[derive(Clone, Debug)]
-pub struct Records {
-    store: SledStore,
-    keyring: Keyring,
+pub struct Records<S> {
+    store: S,
+    keyring: SystemKeys,
 }
 
-impl Records {
-    /// Over an opened store and the (possibly not yet loaded) keyring.
-    pub fn new(store: SledStore, keyring: Keyring) -> Self {
+impl<S: Store> Records<S> {
+    /// Over an opened store and the (possibly not yet loaded) system keys.
+    pub fn new(store: S, keyring: SystemKeys) -> Self {
         Self { store, keyring }
     }
 
@@ -436,21 +436,9 @@ impl Records {
         let record = KeyRecord {
             keystore_id: owner.clone(),
             name: key.name.clone(),
-            kind: key.kind.name().to_owned(),
+            kind: key.kind().name().to_owned(),
             created_at: key.created_at,
-            versions: key
-                .versions
-                .iter()
-                .map(|v| VersionRecord {
-                    version: v.version,
-                    created_at: v.created_at,
-                    material: Zeroizing::new(match &v.material {
-                        Material::Aes256(k) => hex::encode(k.danger_expose()),
-                        Material::Asymmetric { private, .. } => hex::encode(private.danger_pkcs8()),
-                        Material::Secret(value) => hex::encode(&value[..]),
-                    }),
-                })
-                .collect(),
+            versions: version_records(&key.material),
             state: state.to_owned(),
             deletion_at,
             rotation_period_days: key.rotation_period_days,
@@ -481,33 +469,14 @@ impl Records {
             "pending-deletion" => KeyState::PendingDeletion { deletion_at: r.deletion_at },
             _ => return Err(corrupt()),
         };
-        let mut versions = Vec::with_capacity(r.versions.len());
-        for v in r.versions {
-            let mut raw = Zeroizing::new(hex::decode(v.material.as_bytes()).map_err(|_| corrupt())?);
-            let material = match kind {
-                KeyKind::Aes256 => {
-                    Material::Aes256(skm_crypto::Secret32::from_slice_wiping(&mut raw).ok_or_else(corrupt)?)
-                }
-                KeyKind::Asymmetric(alg) => {
-                    let private = PrivateKey::from_pkcs8(alg, &raw).map_err(|_| corrupt())?;
-                    let public = Box::new(private.public_key());
-                    Material::Asymmetric { private: Box::new(private), public }
-                }
-                KeyKind::Secret => Material::Secret(raw),
-            };
-            versions.push(KeyVersion { version: v.version, material, created_at: v.created_at });
-        }
-        if versions.is_empty() {
-            return Err(corrupt());
-        }
+        let material = decode_material(kind, r.versions).ok_or_else(corrupt)?;
         let last_used = self.last_used(id).await?;
         let key = Key {
             id: *id,
             keystore_id: owner.parse().map_err(|_| corrupt())?,
             name: r.name,
-            kind,
             state,
-            versions,
+            material,
             rotation_period_days: r.rotation_period_days,
             next_rotation_at: r.next_rotation_at,
             created_at: r.created_at,
@@ -563,6 +532,50 @@ impl Records {
             plain[..].try_into().map_err(|_| RecordError::Corrupt(String::from_utf8_lossy(&key).into_owned()))?;
         Ok(i64::from_be_bytes(bytes))
     }
+}
+
+/// Every version of a key as stored: hex of the raw material (AES key,
+/// PKCS#8 DER, or secret value), in zeroizing strings.
+fn version_records(material: &Material) -> Vec<VersionRecord> {
+    fn records<M>(versions: &Versions<M>, raw: impl Fn(&M) -> &[u8]) -> Vec<VersionRecord> {
+        versions
+            .iter()
+            .map(|v| VersionRecord {
+                version: v.version,
+                created_at: v.created_at,
+                material: Zeroizing::new(hex::encode(raw(&v.material))),
+            })
+            .collect()
+    }
+    match material {
+        Material::Aes256(v) => records(v, |k| k.danger_expose()),
+        Material::Signing { versions, .. } => records(versions, PrivateKey::danger_pkcs8),
+        Material::Secret(v) => records(v, |value| &value[..]),
+    }
+}
+
+/// The typed material of a key of `kind` from its stored versions; `None`
+/// when a version doesn't decode as that kind or there is none.
+fn decode_material(kind: KeyKind, stored: Vec<VersionRecord>) -> Option<Material> {
+    fn versions<M>(
+        stored: Vec<VersionRecord>,
+        decode: impl Fn(&mut Zeroizing<Vec<u8>>) -> Option<M>,
+    ) -> Option<std::sync::Arc<Versions<M>>> {
+        let mut out = Vec::with_capacity(stored.len());
+        for v in stored {
+            let mut raw = Zeroizing::new(hex::decode(v.material.as_bytes()).ok()?);
+            out.push(Version { version: v.version, material: decode(&mut raw)?, created_at: v.created_at });
+        }
+        Versions::from_vec(out).map(std::sync::Arc::new)
+    }
+    Some(match kind {
+        KeyKind::Aes256 => Material::Aes256(versions(stored, |raw| skm_crypto::Secret32::from_slice_wiping(raw))?),
+        KeyKind::Asymmetric(algorithm) => Material::Signing {
+            algorithm,
+            versions: versions(stored, |raw| PrivateKey::from_pkcs8(algorithm, raw).ok())?,
+        },
+        KeyKind::Secret => Material::Secret(versions(stored, |raw| Some(std::mem::take(raw)))?),
+    })
 }
 
 fn parse_id_suffix(key: &[u8], prefix_len: usize) -> Result<Id, RecordError> {

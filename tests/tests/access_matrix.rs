@@ -914,8 +914,8 @@ async fn every_combination_not_allowed_is_refused() {
     let outcomes = probe(None, &stack, loopback, after).await.unwrap();
     let got = by_id(&outcomes);
     let revoked = got["revoked|auditor"];
-    if revoked.code != Code::PermissionDenied as i32 || revoked.message != "the client certificate is revoked" {
-        m.push("revoked|auditor", "PERMISSION_DENIED \"the client certificate is revoked\"", revoked);
+    if revoked.code != Code::PermissionDenied as i32 || revoked.message != "the operator certificate is revoked" {
+        m.push("revoked|auditor", "PERMISSION_DENIED \"the operator certificate is revoked\"", revoked);
     }
     if got["revoked|admin"].code != 0 {
         m.push("revoked|admin", "OK", got["revoked|admin"]);

@@ -236,7 +236,7 @@ async fn audit_log_detects_edits_deletions_and_reordering() {
         let mut raw = *k;
         keys.insert(i as u32 + 1, skm_crypto::Secret32::from_slice_wiping(&mut raw).unwrap());
     }
-    let ring = skm_crypto::record::SystemKeyring::new(system_keys.len() as u32, keys).unwrap();
+    let ring = Arc::new(skm_crypto::record::SystemKeyring::new(system_keys.len() as u32, keys).unwrap());
     let dir = path.parent().unwrap();
     let check = |text: String| {
         std::fs::write(&path, text).unwrap();
@@ -253,7 +253,7 @@ async fn audit_log_detects_edits_deletions_and_reordering() {
     // Someone holding only the log can't recompute it: a wrong key fails at line 1.
     let mut other = BTreeMap::new();
     other.insert(1, skm_crypto::Secret32::generate().unwrap());
-    let wrong = skm_crypto::record::SystemKeyring::new(1, other).unwrap();
+    let wrong = Arc::new(skm_crypto::record::SystemKeyring::new(1, other).unwrap());
     std::fs::write(&path, &original).unwrap();
     assert_eq!(kms_api::audit::verify(dir, &wrong).unwrap().first_broken.unwrap().line, 1);
 }

@@ -1,11 +1,19 @@
 //! One audit entry on disk, and the bytes its MAC covers.
 //!
-//! A line is the compact JSON of
-//! `{"seq":N,"event":{…},"key_version":V,"prev":"<64 hex>","mac":"<64 hex>"}`
+//! A line (format 2, written now) is the compact JSON of
+//! `{"format":2,"seq":N,"event":{…},"key_version":V,"prev":"<64 hex>","mac":"<64 hex>"}`
 //! followed by `\n`. The MAC input ("canonical bytes") is the compact
-//! serde_json serialisation of `{"seq":N,"event":{…},"key_version":V,"prev":"…"}`
+//! serde_json serialisation of `{"format":2,"seq":N,"event":{…},"key_version":V,"prev":"…"}`
 //! with the fields in exactly that order, the [`Event`] fields in their
-//! declaration order and absent values as `null`. The MAC is checked by
+//! declaration order, absent values of the format-1 fields as `null` and
+//! absent values of the fields format 2 added (`front_end`, `intent_seq`,
+//! `caller.system`) left out. The MAC key is the system key version's audit
+//! key for the entry's format ([`skm_crypto::audit`]).
+//!
+//! Format 1 (logs written before format 2) has no `format` field, none of
+//! the added fields, and its own MAC key derivation; such entries are still
+//! verified, and a log that starts in format 1 continues in format 2 on the
+//! same chain. The MAC is checked by
 //! re-serialising the parsed entry, so it protects the entry's *values*: a
 //! change that alters no value (whitespace, an escape spelled differently)
 //! is not an edit. Unknown and duplicate fields make a line unparseable.
@@ -16,8 +24,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use skm_crypto::audit::{AuditFormat, AuditKey};
+
 use super::Event;
-use super::keys::AuditKey;
+
+/// The format new entries are written in.
+pub(super) const FORMAT: u8 = 2;
 
 /// `prev` of the first entry.
 pub(super) const GENESIS_PREV: [u8; 32] = [0; 32];
@@ -30,6 +42,9 @@ pub(super) const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Entry {
+    /// 1 when absent (logs written before format 2).
+    #[serde(default = "format_1")]
+    pub(super) format: u8,
     pub(super) seq: u64,
     pub(super) event: Event,
     /// The system key version whose audit key made `mac`.
@@ -38,9 +53,18 @@ pub(super) struct Entry {
     pub(super) mac: String,
 }
 
+fn format_1() -> u8 {
+    1
+}
+
+fn is_format_1(format: &u8) -> bool {
+    *format == 1
+}
+
 /// An entry as written (same fields, same order, borrowed).
 #[derive(Serialize)]
 struct EntryRef<'a> {
+    format: u8,
     seq: u64,
     event: &'a Event,
     key_version: u32,
@@ -51,6 +75,8 @@ struct EntryRef<'a> {
 /// What the MAC covers.
 #[derive(Serialize)]
 struct MacInput<'a> {
+    #[serde(skip_serializing_if = "is_format_1")]
+    format: u8,
     seq: u64,
     event: &'a Event,
     key_version: u32,
@@ -66,8 +92,10 @@ pub(super) fn encode(
     prev: &[u8; 32],
 ) -> Result<(Vec<u8>, [u8; 32]), serde_json::Error> {
     let prev = hex::encode(prev);
-    let mac = key.mac(&serde_json::to_vec(&MacInput { seq, event, key_version, prev: &prev })?);
-    let mut line = serde_json::to_vec(&EntryRef { seq, event, key_version, prev: &prev, mac: &hex::encode(mac) })?;
+    let mac = key.mac(&serde_json::to_vec(&MacInput { format: FORMAT, seq, event, key_version, prev: &prev })?);
+    let mac_hex = hex::encode(mac);
+    let mut line =
+        serde_json::to_vec(&EntryRef { format: FORMAT, seq, event, key_version, prev: &prev, mac: &mac_hex })?;
     line.push(b'\n');
     Ok((line, mac))
 }
@@ -76,6 +104,16 @@ impl Entry {
     /// Parses one line (without its newline).
     pub(super) fn parse(line: &[u8]) -> Option<Self> {
         serde_json::from_slice(line).ok()
+    }
+
+    /// Which audit key derivation the entry's MAC follows; `None` for a
+    /// format this build doesn't know.
+    pub(super) fn audit_format(&self) -> Option<AuditFormat> {
+        match self.format {
+            1 => Some(AuditFormat::V1),
+            2 => Some(AuditFormat::V2),
+            _ => None,
+        }
     }
 
     /// The MAC, if it is 64 lowercase hex digits.
@@ -88,7 +126,13 @@ impl Entry {
         let Some(tag) = self.mac_bytes() else {
             return false;
         };
-        let input = MacInput { seq: self.seq, event: &self.event, key_version: self.key_version, prev: &self.prev };
+        let input = MacInput {
+            format: self.format,
+            seq: self.seq,
+            event: &self.event,
+            key_version: self.key_version,
+            prev: &self.prev,
+        };
         let Ok(bytes) = serde_json::to_vec(&input) else {
             return false;
         };

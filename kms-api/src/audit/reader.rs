@@ -1,12 +1,12 @@
 //! Reading the log back: verification and filtered listing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::format::{Entry, GENESIS_PREV, MAX_LINE};
-use super::keys::{AuditKey, AuditKeys};
+use super::keys::AuditKeys;
 use super::{AuditError, Breakage, Broken, Event, Filter, VerifyReport};
 
 /// One line of the log.
@@ -62,11 +62,8 @@ impl Lines {
 
 /// Checks every entry of the log at `path` (its first `limit` bytes).
 pub(super) fn verify_file(path: &Path, keys: &dyn AuditKeys, limit: Option<u64>) -> Result<VerifyReport, AuditError> {
-    if keys.active().is_none() {
-        return Err(AuditError::KeysNotLoaded);
-    }
+    let ring = keys.ring().ok_or(AuditError::KeysNotLoaded)?;
     let mut lines = Lines::open(path, limit)?;
-    let mut derived: BTreeMap<u32, Option<AuditKey>> = BTreeMap::new();
     let mut expected_seq = 1u64;
     let mut prev = hex::encode(GENESIS_PREV);
     let mut entries = 0u64;
@@ -77,7 +74,10 @@ pub(super) fn verify_file(path: &Path, keys: &dyn AuditKeys, limit: Option<u64>)
             return broken(None, Breakage::Unparseable);
         };
         let seq = Some(entry.seq);
-        let Some(key) = derived.entry(entry.key_version).or_insert_with(|| keys.key(entry.key_version)) else {
+        let Some(format) = entry.audit_format() else {
+            return broken(seq, Breakage::Unparseable);
+        };
+        let Some(key) = ring.audit_key(entry.key_version, format) else {
             return broken(seq, Breakage::UnknownKeyVersion);
         };
         if !entry.authentic(key) {

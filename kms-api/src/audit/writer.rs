@@ -32,6 +32,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use skm_crypto::audit::AuditFormat;
+
 use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode};
 use super::keys::AuditKeys;
 use super::{AuditError, AuditSync, Event};
@@ -42,7 +44,7 @@ const MAX_BATCH: usize = 4096;
 /// One queued append.
 pub(super) struct Request {
     pub(super) event: Event,
-    pub(super) done: oneshot::Sender<Result<(), Failure>>,
+    pub(super) done: oneshot::Sender<Result<u64, Failure>>,
 }
 
 /// Why an append failed, as the writer reports it (copyable: one failure
@@ -78,6 +80,20 @@ pub(super) struct Shared {
     /// A background sync failed ([`AuditSync::Os`]); cleared by a sync that
     /// works.
     pub(super) sync_failed: AtomicBool,
+    /// Tests make syncs of the log fail (a disk that stops accepting them).
+    #[cfg(test)]
+    pub(super) fail_syncs: AtomicBool,
+}
+
+impl Shared {
+    /// `sync_data` of the log file (failing on demand in tests).
+    fn sync(&self, file: &File) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_syncs.load(Ordering::Acquire) {
+            return Err(io::Error::other("sync failure injected by a test"));
+        }
+        file.sync_data()
+    }
 }
 
 /// Device and inode of a file.
@@ -142,6 +158,8 @@ impl Writer {
             durable_len: AtomicU64::new(tail.len),
             last_seq: AtomicU64::new(tail.next_seq - 1),
             sync_failed: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_syncs: AtomicBool::new(false),
         });
         let syncer = match sync {
             AuditSync::Fsync => None,
@@ -195,20 +213,22 @@ impl Writer {
         }
     }
 
-    /// Writes and syncs one batch; per event `Ok` or `TooLarge`.
-    fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<(), Failure>>, Failure> {
+    /// Writes and syncs one batch; per event its sequence number or `TooLarge`.
+    fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<u64, Failure>>, Failure> {
         self.check_file()?;
-        let (key_version, key) = self.keys.active().ok_or(Failure::KeysNotLoaded)?;
+        let ring = self.keys.ring().ok_or(Failure::KeysNotLoaded)?;
+        let key_version = ring.active_version();
+        let key = ring.audit_key(key_version, AuditFormat::V2).ok_or(Failure::KeysNotLoaded)?;
         let mut buf = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
         let (mut seq, mut prev) = (self.next_seq, self.prev);
         for request in batch {
-            match encode(&key, seq, &request.event, key_version, &prev) {
+            match encode(key, seq, &request.event, key_version, &prev) {
                 Ok((line, mac)) if line.len() <= MAX_LINE + 1 => {
                     buf.extend_from_slice(&line);
+                    results.push(Ok(seq));
                     seq += 1;
                     prev = mac;
-                    results.push(Ok(()));
                 }
                 Ok(_) => results.push(Err(Failure::TooLarge)),
                 Err(e) => {
@@ -223,7 +243,7 @@ impl Writer {
         if self.shared.sync_failed.load(Ordering::Acquire) {
             // A background sync failed: what was written before may not be
             // on disk. Nothing more is acknowledged until a sync works.
-            if let Err(e) = self.file.sync_data() {
+            if let Err(e) = self.shared.sync(&self.file) {
                 tracing::error!(error = %e, path = %self.path.display(), "audit log sync failed; requests fail until it works again");
                 return Err(self.fail());
             }
@@ -231,10 +251,13 @@ impl Writer {
         }
         self.dirty = true;
         let written = match self.sync {
-            AuditSync::Fsync => {
+            AuditSync::Fsync => self.file.write_all(&buf).and_then(|()| {
+                self.shared.sync(&self.file)?;
+                // Counted only once the sync has returned: the counter
+                // proves syncs that happened, not syncs that were tried.
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                self.file.write_all(&buf).and_then(|()| self.file.sync_data())
-            }
+                Ok(())
+            }),
             AuditSync::Os { .. } => self.file.write_all(&buf),
         };
         if let Err(e) = written {
@@ -314,9 +337,11 @@ impl Syncer {
                 let last = !matches!(stopped.recv_timeout(interval), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
                 let written = shared.durable_len.load(Ordering::Acquire);
                 if written != synced {
-                    shared.syncs.fetch_add(1, Ordering::Relaxed);
-                    match file.sync_data() {
-                        Ok(()) => synced = written,
+                    match shared.sync(&file) {
+                        Ok(()) => {
+                            shared.syncs.fetch_add(1, Ordering::Relaxed);
+                            synced = written;
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "audit log background sync failed; requests fail until a sync works");
                             shared.sync_failed.store(true, Ordering::Release);

@@ -1,24 +1,25 @@
-//! Operator plane: AdminService on the admin port. Every action is audited
-//! with the operator's principal and certificate.
+//! Operator plane: AdminService on the admin port. Converts proto ⇄
+//! domain; the core checks the operator's role and revocation and audits
+//! every action with the operator's principal and certificate.
 
 use std::sync::Arc;
 
 use skm_crypto::asym::KeyAlgorithm;
 use skm_proto::admin::v1 as pb;
 use skm_proto::admin::v1::admin_service_server::AdminService;
+use skm_store::Store;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
-use super::admin_call;
+use super::operator;
 use crate::access::{Mode, PolicyInput};
-use crate::audit::{Filter, MacSource, Outcome};
-use crate::kms::{Call, Kms, KmsError, NewKey};
+use crate::audit::{Event, Filter, MacSource, Outcome};
+use crate::kms::{self, Kms};
 use crate::model::{Key, KeyKind, KeyState, Keystore};
 
 /// Operator plane handlers.
-pub(crate) struct AdminApi {
-    pub(crate) kms: Arc<Kms>,
-    pub(crate) revoked: Arc<crate::operators::RevokedOperators>,
+pub(crate) struct AdminApi<S> {
+    pub(crate) kms: Arc<Kms<S>>,
 }
 
 fn policy_input(policy: Option<pb::Policy>, allow_ips: Vec<String>) -> Result<PolicyInput, Status> {
@@ -86,7 +87,7 @@ fn key_type_pb(kind: KeyKind) -> pb::KeyType {
     }
 }
 
-fn key_kind(value: i32) -> Result<KeyKind, KmsError> {
+fn key_kind(value: i32) -> Result<KeyKind, Status> {
     use pb::KeyType as T;
     match T::try_from(value) {
         Ok(T::Aes256) => Ok(KeyKind::Aes256),
@@ -95,10 +96,8 @@ fn key_kind(value: i32) -> Result<KeyKind, KmsError> {
         Ok(T::Rsa2048) => Ok(KeyKind::Asymmetric(KeyAlgorithm::Rsa2048)),
         Ok(T::Rsa3072) => Ok(KeyKind::Asymmetric(KeyAlgorithm::Rsa3072)),
         Ok(T::Rsa4096) => Ok(KeyKind::Asymmetric(KeyAlgorithm::Rsa4096)),
-        Ok(T::Secret) => {
-            Err(KmsError::InvalidArgument("key_type KEY_TYPE_SECRET is created with CreateSecret".to_owned()))
-        }
-        Ok(T::Unspecified) | Err(_) => Err(KmsError::InvalidArgument(format!(
+        Ok(T::Secret) => Err(Status::invalid_argument("key_type KEY_TYPE_SECRET is created with CreateSecret")),
+        Ok(T::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
             "key_type {value} is not a key type (AES_256, ED25519, ECDSA_P256, RSA_2048, RSA_3072, RSA_4096)"
         ))),
     }
@@ -115,13 +114,14 @@ fn key_info(key: &Key) -> pb::KeyInfo {
         key_id: key.id.to_string(),
         keystore_id: key.keystore_id.to_string(),
         name: key.name.clone(),
-        key_type: key_type_pb(key.kind) as i32,
+        key_type: key_type_pb(key.kind()) as i32,
         state: state as i32,
-        current_version: key.newest().map_or(0, |v| v.version),
+        current_version: key.material.newest_version(),
         versions: key
-            .versions
-            .iter()
-            .map(|v| pb::KeyVersionInfo { version: v.version, created_at: v.created_at })
+            .material
+            .version_infos()
+            .into_iter()
+            .map(|(version, created_at)| pb::KeyVersionInfo { version, created_at })
             .collect(),
         rotation_period_days: key.rotation_period_days,
         next_rotation_at: key.next_rotation_at,
@@ -131,54 +131,68 @@ fn key_info(key: &Key) -> pb::KeyInfo {
     }
 }
 
-impl AdminApi {
-    /// Runs a key-changing action audited under `operation`.
-    async fn key_action<F, Fut>(
-        &self,
-        operation: &'static str,
-        request: &Request<impl Send>,
-        key_id: &str,
-        action: F,
-    ) -> Result<Response<pb::KeyInfo>, Status>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Arc<Key>, KmsError>>,
-    {
-        let mut call = admin_call(operation, request)?;
-        call.named_key(key_id);
-        let result = action().await;
-        if let Ok(key) = &result {
-            call.touch_key(key);
-            if let Some(v) = key.newest() {
-                call.used_version(v.version);
-            }
+fn audit_entry_pb((seq, e): (u64, Event)) -> pb::AuditEntry {
+    pb::AuditEntry {
+        seq,
+        time: e.time,
+        operation: e.operation,
+        keystore_id: e.keystore_id.unwrap_or_default(),
+        key_id: e.key_id.unwrap_or_default(),
+        key_version: e.key_version.unwrap_or(0),
+        caller_ip: e.caller.ip.unwrap_or_default(),
+        caller_mac: e.caller.mac.unwrap_or_default(),
+        caller_mac_source: match e.caller.mac_source {
+            Some(MacSource::Verified) => "verified",
+            Some(MacSource::Asserted) => "asserted",
+            None => "",
         }
-        let key = self.kms.finish(call, result).await?;
+        .to_owned(),
+        caller_cert_sha256: e.caller.cert_sha256.unwrap_or_default(),
+        operator: e.caller.operator.unwrap_or_default(),
+        result: match e.result {
+            Outcome::Intent => "intent".to_owned(),
+            Outcome::Allowed => "allowed".to_owned(),
+            Outcome::Denied(why) => format!("denied: {why}"),
+            Outcome::Failed(code) => format!("failed: {code}"),
+        },
+        front_end: e.front_end.unwrap_or_default(),
+        system_principal: e.caller.system.unwrap_or_default(),
+        intent_seq: e.intent_seq.unwrap_or(0),
+    }
+}
+
+impl<S: Store + Clone> AdminApi<S> {
+    /// Runs a key-changing or key-reading operation and answers its key.
+    async fn key<O>(&self, request: &Request<impl Send>, op: O) -> Result<Response<pb::KeyInfo>, Status>
+    where
+        O: kms::Operation<Output = Arc<Key>>,
+    {
+        let caller = operator(request)?;
+        let key = self.kms.execute(&caller, op).await?;
         Ok(Response::new(key_info(&key)))
     }
 
-    async fn keystore_action<F, Fut>(&self, call: Call, action: F) -> Result<Response<pb::Keystore>, Status>
+    /// Runs a keystore operation and answers the keystore.
+    async fn keystore<O>(&self, request: &Request<impl Send>, op: O) -> Result<Response<pb::Keystore>, Status>
     where
-        F: FnOnce(Call) -> Fut,
-        Fut: std::future::Future<Output = (Call, Result<Arc<Keystore>, KmsError>)>,
+        O: kms::Operation<Output = Arc<Keystore>>,
     {
-        let (call, result) = action(call).await;
-        let ks = self.kms.finish(call, result).await?;
+        let caller = operator(request)?;
+        let ks = self.kms.execute(&caller, op).await?;
         Ok(Response::new(keystore_pb(&ks)))
     }
 }
 
 #[tonic::async_trait]
-impl AdminService for AdminApi {
+impl<S: Store + Clone> AdminService for AdminApi<S> {
     async fn create_keystore(
         &self,
         request: Request<pb::CreateKeystoreRequest>,
     ) -> Result<Response<pb::CreateKeystoreResponse>, Status> {
-        let mut call = admin_call("CreateKeystore", &request)?;
+        let caller = operator(&request)?;
         let req = request.into_inner();
         let policy = policy_input(req.policy, req.allow_ips)?;
-        let result = self.kms.create_keystore(&mut call, &req.name, &policy).await;
-        let ks = self.kms.finish(call, result).await?;
+        let ks = self.kms.execute(&caller, kms::CreateKeystore { name: req.name, policy }).await?;
         Ok(Response::new(pb::CreateKeystoreResponse { keystore: Some(keystore_pb(&ks)) }))
     }
 
@@ -186,43 +200,32 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListKeystoresRequest>,
     ) -> Result<Response<pb::ListKeystoresResponse>, Status> {
-        let call = admin_call("ListKeystores", &request)?;
-        let result = self.kms.list_keystores().await;
-        let keystores = self.kms.finish(call, result).await?;
+        let caller = operator(&request)?;
+        let keystores = self.kms.execute(&caller, kms::ListKeystores).await?;
         Ok(Response::new(pb::ListKeystoresResponse { keystores: keystores.iter().map(keystore_pb).collect() }))
     }
 
     async fn get_keystore(&self, request: Request<pb::GetKeystoreRequest>) -> Result<Response<pb::Keystore>, Status> {
-        let mut call = admin_call("GetKeystore", &request)?;
-        let id = request.into_inner().keystore_id;
-        call.named_keystore(&id);
-        let result = self.kms.get_keystore(&id).await;
-        let ks = self.kms.finish(call, result).await?;
-        Ok(Response::new(keystore_pb(&ks)))
+        let keystore_id = request.get_ref().keystore_id.clone();
+        self.keystore(&request, kms::GetKeystore { keystore_id }).await
     }
 
     async fn update_keystore(
         &self,
         request: Request<pb::UpdateKeystoreRequest>,
     ) -> Result<Response<pb::Keystore>, Status> {
-        let call = admin_call("UpdateKeystore", &request)?;
-        let req = request.into_inner();
+        let req = request.get_ref().clone();
         let policy = policy_input(req.policy, Vec::new())?;
-        self.keystore_action(call, |mut call| async move {
-            let r = self.kms.update_keystore(&mut call, &req.keystore_id, &policy).await;
-            (call, r)
-        })
-        .await
+        self.keystore(&request, kms::UpdateKeystore { keystore_id: req.keystore_id, policy }).await
     }
 
     async fn delete_keystore(
         &self,
         request: Request<pb::GetKeystoreRequest>,
     ) -> Result<Response<pb::DeleteKeystoreResponse>, Status> {
-        let mut call = admin_call("DeleteKeystore", &request)?;
-        let id = request.into_inner().keystore_id;
-        let result = self.kms.delete_keystore(&mut call, &id).await;
-        self.kms.finish(call, result).await?;
+        let caller = operator(&request)?;
+        let keystore_id = request.into_inner().keystore_id;
+        self.kms.execute(&caller, kms::DeleteKeystore { keystore_id }).await?;
         Ok(Response::new(pb::DeleteKeystoreResponse {}))
     }
 
@@ -230,12 +233,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::IssueClientCertificateRequest>,
     ) -> Result<Response<pb::IssueClientCertificateResponse>, Status> {
-        let mut call = admin_call("IssueClientCertificate", &request)?;
+        let caller = operator(&request)?;
         let req = request.into_inner();
-        let password = Zeroizing::new(req.password);
-        let result =
-            self.kms.issue_client_certificate(&mut call, &req.keystore_id, &req.name, req.days, password).await;
-        let issued = self.kms.finish(call, result).await?;
+        let op = kms::IssueClientCertificate {
+            keystore_id: req.keystore_id,
+            name: req.name,
+            days: req.days,
+            password: Zeroizing::new(req.password),
+        };
+        let issued = self.kms.execute(&caller, op).await?;
         Ok(Response::new(pb::IssueClientCertificateResponse {
             pkcs12: issued.pkcs12,
             sha256: issued.sha256,
@@ -247,52 +253,33 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RegisterClientCertificateRequest>,
     ) -> Result<Response<pb::Keystore>, Status> {
-        let call = admin_call("RegisterClientCertificate", &request)?;
-        let req = request.into_inner();
-        self.keystore_action(call, |mut call| async move {
-            let r = self.kms.register_client_certificate(&mut call, &req.keystore_id, &req.name, &req.sha256).await;
-            (call, r)
-        })
-        .await
+        let req = request.get_ref().clone();
+        let op = kms::RegisterClientCertificate { keystore_id: req.keystore_id, name: req.name, sha256: req.sha256 };
+        self.keystore(&request, op).await
     }
 
     async fn revoke_client_certificate(
         &self,
         request: Request<pb::RevokeClientCertificateRequest>,
     ) -> Result<Response<pb::Keystore>, Status> {
-        let call = admin_call("RevokeClientCertificate", &request)?;
-        let req = request.into_inner();
-        self.keystore_action(call, |mut call| async move {
-            let r = self.kms.revoke_client_certificate(&mut call, &req.keystore_id, &req.certificate).await;
-            (call, r)
-        })
-        .await
+        let req = request.get_ref().clone();
+        let op = kms::RevokeClientCertificate { keystore_id: req.keystore_id, certificate: req.certificate };
+        self.keystore(&request, op).await
     }
 
     async fn create_key(
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
-        let mut call = admin_call("CreateKey", &request)?;
+        let caller = operator(&request)?;
         let req = request.into_inner();
-        call.named_keystore(&req.keystore_id);
-        let result = match key_kind(req.key_type) {
-            Ok(kind) => {
-                let spec = NewKey {
-                    keystore_id: &req.keystore_id,
-                    name: &req.name,
-                    kind,
-                    rotation_period_days: req.rotation_period_days,
-                };
-                self.kms.create_key(spec).await
-            }
-            Err(e) => Err(e),
+        let op = kms::CreateKey {
+            keystore_id: req.keystore_id,
+            name: req.name,
+            kind: key_kind(req.key_type)?,
+            rotation_period_days: req.rotation_period_days,
         };
-        if let Ok(key) = &result {
-            call.touch_key(key);
-            call.used_version(1);
-        }
-        let key = self.kms.finish(call, result).await?;
+        let key = self.kms.execute(&caller, op).await?;
         Ok(Response::new(pb::CreateKeyResponse { key_id: key.id.to_string(), version: 1 }))
     }
 
@@ -300,16 +287,13 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateSecretRequest>,
     ) -> Result<Response<pb::CreateSecretResponse>, Status> {
-        let mut call = admin_call("CreateSecret", &request)?;
+        let caller = operator(&request)?;
         let req = request.into_inner();
-        call.named_keystore(&req.keystore_id);
         let value = Zeroizing::new(req.value.into_bytes());
-        let result = self.kms.create_secret(&req.keystore_id, &req.name, &value).await;
-        if let Ok(key) = &result {
-            call.touch_key(key);
-            call.used_version(1);
-        }
-        let key = self.kms.finish(call, result).await?;
+        let key = self
+            .kms
+            .execute(&caller, kms::CreateSecret { keystore_id: req.keystore_id, name: req.name, value })
+            .await?;
         Ok(Response::new(pb::CreateSecretResponse { key_id: key.id.to_string(), version: 1 }))
     }
 
@@ -317,65 +301,63 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateSecretRequest>,
     ) -> Result<Response<pb::UpdateSecretResponse>, Status> {
-        let req_key = request.get_ref().key_id.clone();
-        let value = Zeroizing::new(request.get_ref().value.clone().into_bytes());
-        let info =
-            self.key_action("UpdateSecret", &request, &req_key, || self.kms.update_secret(&req_key, &value)).await?;
-        Ok(Response::new(pb::UpdateSecretResponse { version: info.get_ref().current_version }))
+        let caller = operator(&request)?;
+        let req = request.into_inner();
+        let value = Zeroizing::new(req.value.into_bytes());
+        let key = self.kms.execute(&caller, kms::UpdateSecret { key_id: req.key_id, value }).await?;
+        Ok(Response::new(pb::UpdateSecretResponse { version: key.material.newest_version() }))
     }
 
     async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let mut call = admin_call("ListKeys", &request)?;
-        let id = request.into_inner().keystore_id;
-        call.named_keystore(&id);
-        let result = self.kms.list_keys(&id).await;
-        let keys = self.kms.finish(call, result).await?;
+        let caller = operator(&request)?;
+        let keystore_id = request.into_inner().keystore_id;
+        let keys = self.kms.execute(&caller, kms::ListKeys { keystore_id }).await?;
         Ok(Response::new(pb::ListKeysResponse { keys: keys.iter().map(|k| key_info(k)).collect() }))
     }
 
     async fn describe_key(&self, request: Request<pb::DescribeKeyRequest>) -> Result<Response<pb::KeyInfo>, Status> {
-        let id = request.get_ref().key_id.clone();
-        self.key_action("DescribeKey", &request, &id, || self.kms.describe_key(&id)).await
+        let key_id = request.get_ref().key_id.clone();
+        self.key(&request, kms::DescribeKey { key_id }).await
     }
 
     async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Result<Response<pb::KeyInfo>, Status> {
-        let id = request.get_ref().key_id.clone();
-        self.key_action("RotateKey", &request, &id, || self.kms.rotate_key(&id)).await
+        let key_id = request.get_ref().key_id.clone();
+        self.key(&request, kms::RotateKey { key_id }).await
     }
 
     async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> Result<Response<pb::KeyInfo>, Status> {
-        let (id, days) = (request.get_ref().key_id.clone(), request.get_ref().rotation_period_days);
-        self.key_action("UpdateKey", &request, &id, || self.kms.update_rotation(&id, days)).await
+        let req = request.get_ref().clone();
+        self.key(&request, kms::UpdateKey { key_id: req.key_id, rotation_period_days: req.rotation_period_days }).await
     }
 
     async fn enable_key(&self, request: Request<pb::KeyIdRequest>) -> Result<Response<pb::KeyInfo>, Status> {
-        let id = request.get_ref().key_id.clone();
-        self.key_action("EnableKey", &request, &id, || self.kms.enable_key(&id)).await
+        let key_id = request.get_ref().key_id.clone();
+        self.key(&request, kms::EnableKey { key_id }).await
     }
 
     async fn disable_key(&self, request: Request<pb::KeyIdRequest>) -> Result<Response<pb::KeyInfo>, Status> {
-        let id = request.get_ref().key_id.clone();
-        self.key_action("DisableKey", &request, &id, || self.kms.disable_key(&id)).await
+        let key_id = request.get_ref().key_id.clone();
+        self.key(&request, kms::DisableKey { key_id }).await
     }
 
     async fn schedule_key_deletion(
         &self,
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
-        let (id, days) = (request.get_ref().key_id.clone(), request.get_ref().pending_days);
-        self.key_action("ScheduleKeyDeletion", &request, &id, || self.kms.schedule_deletion(&id, days)).await
+        let req = request.get_ref().clone();
+        self.key(&request, kms::ScheduleKeyDeletion { key_id: req.key_id, pending_days: req.pending_days }).await
     }
 
     async fn cancel_key_deletion(&self, request: Request<pb::KeyIdRequest>) -> Result<Response<pb::KeyInfo>, Status> {
-        let id = request.get_ref().key_id.clone();
-        self.key_action("CancelKeyDeletion", &request, &id, || self.kms.cancel_deletion(&id)).await
+        let key_id = request.get_ref().key_id.clone();
+        self.key(&request, kms::CancelKeyDeletion { key_id }).await
     }
 
     async fn list_audit(
         &self,
         request: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
-        let call = admin_call("ListAudit", &request)?;
+        let caller = operator(&request)?;
         let req = request.into_inner();
         let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
         let filter = Filter {
@@ -384,47 +366,16 @@ impl AdminService for AdminApi {
             since: (req.since > 0).then_some(req.since),
             limit: Some(if req.limit == 0 { 1000 } else { req.limit as usize }),
         };
-        let result = self.kms.audit().list(&filter).await.map_err(|e| KmsError::Internal(Box::new(e)));
-        let entries = self.kms.finish(call, result).await?;
-        let entries = entries
-            .into_iter()
-            .map(|(seq, e)| pb::AuditEntry {
-                seq,
-                time: e.time,
-                operation: e.operation,
-                keystore_id: e.keystore_id.unwrap_or_default(),
-                key_id: e.key_id.unwrap_or_default(),
-                key_version: e.key_version.unwrap_or(0),
-                caller_ip: e.caller.ip.unwrap_or_default(),
-                caller_mac: e.caller.mac.unwrap_or_default(),
-                caller_mac_source: match e.caller.mac_source {
-                    Some(MacSource::Verified) => "verified",
-                    Some(MacSource::Asserted) => "asserted",
-                    None => "",
-                }
-                .to_owned(),
-                caller_cert_sha256: e.caller.cert_sha256.unwrap_or_default(),
-                operator: e.caller.operator.unwrap_or_default(),
-                result: match e.result {
-                    Outcome::Allowed => "allowed".to_owned(),
-                    Outcome::Denied(why) => format!("denied: {why}"),
-                    Outcome::Failed(code) => format!("failed: {code}"),
-                },
-            })
-            .collect();
-        Ok(Response::new(pb::ListAuditResponse { entries }))
+        let entries = self.kms.execute(&caller, kms::ListAudit { filter }).await?;
+        Ok(Response::new(pb::ListAuditResponse { entries: entries.into_iter().map(audit_entry_pb).collect() }))
     }
 
     async fn verify_audit(
         &self,
         request: Request<pb::VerifyAuditRequest>,
     ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
-        let call = admin_call("VerifyAudit", &request)?;
-        let result = self.kms.audit().verify().await.map_err(|e| match e {
-            crate::audit::AuditError::KeysNotLoaded => KmsError::NotReady(crate::bootstrap::NotReady),
-            other => KmsError::Internal(Box::new(other)),
-        });
-        let report = self.kms.finish(call, result).await?;
+        let caller = operator(&request)?;
+        let report = self.kms.execute(&caller, kms::VerifyAudit).await?;
         let broken = report.first_broken.as_ref();
         Ok(Response::new(pb::VerifyAuditResponse {
             entries: report.entries,
@@ -439,14 +390,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RevokeOperatorRequest>,
     ) -> Result<Response<pb::RevokeOperatorResponse>, Status> {
-        let call = admin_call("RevokeOperator", &request)?;
-        let sha = request.into_inner().sha256;
-        let result = self.kms.revoke_operator(&sha).await;
-        if let Ok(sha) = &result {
-            self.revoked.revoke(sha);
-        }
-        let sha = self.kms.finish(call, result).await?;
-        tracing::warn!(sha256 = sha, "operator certificate revoked");
+        let caller = operator(&request)?;
+        let sha256 = request.into_inner().sha256;
+        self.kms.execute(&caller, kms::RevokeOperator { sha256 }).await?;
         Ok(Response::new(pb::RevokeOperatorResponse {}))
     }
 }

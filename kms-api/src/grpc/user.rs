@@ -1,20 +1,21 @@
-//! User plane: KeyService on the user port. Every use of a key or secret,
-//! allowed or refused, is audited before the reply.
+//! User plane: KeyService on the user port. Converts proto ⇄ domain; the
+//! core checks the keystore policy and audits every use, allowed or not.
 
 use std::sync::Arc;
 
 use skm_crypto::asym::SignatureAlgorithm;
 use skm_proto::api::v1 as pb;
 use skm_proto::api::v1::key_service_server::KeyService;
+use skm_store::Store;
 use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
 
-use super::{facts, peer, user_call};
-use crate::kms::signing::Signed;
-use crate::kms::{Kms, KmsError};
+use super::application;
+use crate::kms::{self, Kms, KmsError, Signed};
 
 /// User plane handlers.
-pub(crate) struct KeyApi {
-    pub(crate) kms: Arc<Kms>,
+pub(crate) struct KeyApi<S> {
+    pub(crate) kms: Arc<Kms<S>>,
 }
 
 fn item_error(e: KmsError) -> pb::ItemError {
@@ -44,98 +45,94 @@ fn signature_algorithm_pb(alg: SignatureAlgorithm) -> pb::SignatureAlgorithm {
     }
 }
 
-fn sign_input(input: Option<&pb::sign_request::Input>) -> Result<Signed<'_>, KmsError> {
-    match input {
-        Some(pb::sign_request::Input::Message(m)) => Ok(Signed::Message(m)),
-        Some(pb::sign_request::Input::Digest(d)) => Ok(Signed::Digest(d)),
-        None => Err(KmsError::InvalidArgument("one of message or digest is required".to_owned())),
+fn signed(message: Option<Vec<u8>>, digest: Option<Vec<u8>>) -> Result<Signed, Status> {
+    match (message, digest) {
+        (Some(m), _) => Ok(Signed::Message(m)),
+        (None, Some(d)) => Ok(Signed::Digest(d)),
+        (None, None) => Err(Status::invalid_argument("one of message or digest is required")),
     }
 }
 
-fn verify_input(input: Option<&pb::verify_request::Input>) -> Result<Signed<'_>, KmsError> {
-    match input {
-        Some(pb::verify_request::Input::Message(m)) => Ok(Signed::Message(m)),
-        Some(pb::verify_request::Input::Digest(d)) => Ok(Signed::Digest(d)),
-        None => Err(KmsError::InvalidArgument("one of message or digest is required".to_owned())),
+fn encrypt(item: pb::EncryptRequest) -> kms::Encrypt {
+    kms::Encrypt { key_id: item.key_id, plaintext: Zeroizing::new(item.plaintext), aad: item.aad }
+}
+
+fn decrypt(item: pb::DecryptRequest) -> kms::Decrypt {
+    kms::Decrypt { key_id: item.key_id, ciphertext: item.ciphertext, aad: item.aad }
+}
+
+fn data_key_pb(dk: kms::DataKey) -> pb::GenerateDataKeyResponse {
+    pb::GenerateDataKeyResponse {
+        plaintext: dk.plaintext.map(|k| k.danger_expose().to_vec()).unwrap_or_default(),
+        ciphertext: dk.ciphertext,
+        key_version: dk.key_version,
     }
 }
 
 #[tonic::async_trait]
-impl KeyService for KeyApi {
+impl<S: Store + Clone> KeyService for KeyApi<S> {
     async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Result<Response<pb::EncryptResponse>, Status> {
-        let mut call = user_call("Encrypt", &request)?;
-        let req = request.into_inner();
-        let result = self.kms.encrypt(&mut call, &req.key_id, &req.plaintext, &req.aad).await;
-        let (ciphertext, key_version) = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::EncryptResponse { ciphertext, key_version }))
+        let caller = application(&request)?;
+        let done = self.kms.execute(&caller, encrypt(request.into_inner())).await?;
+        Ok(Response::new(pb::EncryptResponse { ciphertext: done.ciphertext, key_version: done.key_version }))
     }
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Result<Response<pb::DecryptResponse>, Status> {
-        let mut call = user_call("Decrypt", &request)?;
-        let req = request.into_inner();
-        let result = self.kms.decrypt(&mut call, &req.key_id, &req.ciphertext, &req.aad).await;
-        let (plaintext, key_version) = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::DecryptResponse { plaintext: plaintext.to_vec(), key_version }))
+        let caller = application(&request)?;
+        let done = self.kms.execute(&caller, decrypt(request.into_inner())).await?;
+        Ok(Response::new(pb::DecryptResponse { plaintext: done.plaintext.to_vec(), key_version: done.key_version }))
     }
 
     async fn generate_data_key(
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
-        let mut call = user_call("GenerateDataKey", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
-        let result = self.kms.generate_data_key(&mut call, &req.key_id, &req.aad, false).await;
-        let dk = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::GenerateDataKeyResponse {
-            plaintext: dk.plaintext.map(|k| k.danger_expose().to_vec()).unwrap_or_default(),
-            ciphertext: dk.ciphertext,
-            key_version: dk.version,
-        }))
+        let op = kms::GenerateDataKey { key_id: req.key_id, aad: req.aad, with_plaintext: true };
+        Ok(Response::new(data_key_pb(self.kms.execute(&caller, op).await?)))
     }
 
     async fn generate_data_key_without_plaintext(
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
-        let mut call = user_call("GenerateDataKeyWithoutPlaintext", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
-        let result = self.kms.generate_data_key(&mut call, &req.key_id, &req.aad, true).await;
-        let dk = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::GenerateDataKeyResponse {
-            plaintext: Vec::new(),
-            ciphertext: dk.ciphertext,
-            key_version: dk.version,
-        }))
+        let op = kms::GenerateDataKey { key_id: req.key_id, aad: req.aad, with_plaintext: false };
+        Ok(Response::new(data_key_pb(self.kms.execute(&caller, op).await?)))
     }
 
     async fn re_encrypt(
         &self,
         request: Request<pb::ReEncryptRequest>,
     ) -> Result<Response<pb::ReEncryptResponse>, Status> {
-        let mut call = user_call("ReEncrypt", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
-        let result = self.kms.re_encrypt(&mut call, &req.key_id, &req.ciphertext, &req.aad).await;
-        let (ciphertext, source_key_version, key_version) = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::ReEncryptResponse { ciphertext, source_key_version, key_version }))
+        let op = kms::ReEncrypt { key_id: req.key_id, ciphertext: req.ciphertext, aad: req.aad };
+        let done = self.kms.execute(&caller, op).await?;
+        Ok(Response::new(pb::ReEncryptResponse {
+            ciphertext: done.ciphertext,
+            source_key_version: done.source_key_version,
+            key_version: done.key_version,
+        }))
     }
 
     async fn batch_encrypt(
         &self,
         request: Request<pb::BatchEncryptRequest>,
     ) -> Result<Response<pb::BatchEncryptResponse>, Status> {
-        let call = user_call("BatchEncrypt", &request)?;
-        let items: Vec<_> = request.into_inner().items.into_iter().map(|i| (i.key_id, i.plaintext, i.aad)).collect();
-        let results = match self.kms.batch_encrypt(&call, &items).await {
-            Ok(r) => r,
-            Err(e) => self.kms.finish(call, Err(e)).await?,
-        };
+        let caller = application(&request)?;
+        let items = request.into_inner().items.into_iter().map(encrypt).collect();
+        let results = self.kms.execute(&caller, kms::BatchEncrypt { items }).await?;
         let results = results
             .into_iter()
             .map(|r| pb::BatchEncryptResult {
                 result: Some(match r {
-                    Ok((ciphertext, key_version)) => {
-                        pb::batch_encrypt_result::Result::Ok(pb::EncryptResponse { ciphertext, key_version })
-                    }
+                    Ok(done) => pb::batch_encrypt_result::Result::Ok(pb::EncryptResponse {
+                        ciphertext: done.ciphertext,
+                        key_version: done.key_version,
+                    }),
                     Err(e) => pb::batch_encrypt_result::Result::Error(item_error(e)),
                 }),
             })
@@ -147,19 +144,16 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::BatchDecryptRequest>,
     ) -> Result<Response<pb::BatchDecryptResponse>, Status> {
-        let call = user_call("BatchDecrypt", &request)?;
-        let items: Vec<_> = request.into_inner().items.into_iter().map(|i| (i.key_id, i.ciphertext, i.aad)).collect();
-        let results = match self.kms.batch_decrypt(&call, &items).await {
-            Ok(r) => r,
-            Err(e) => self.kms.finish(call, Err(e)).await?,
-        };
+        let caller = application(&request)?;
+        let items = request.into_inner().items.into_iter().map(decrypt).collect();
+        let results = self.kms.execute(&caller, kms::BatchDecrypt { items }).await?;
         let results = results
             .into_iter()
             .map(|r| pb::BatchDecryptResult {
                 result: Some(match r {
-                    Ok((plaintext, key_version)) => pb::batch_decrypt_result::Result::Ok(pb::DecryptResponse {
-                        plaintext: plaintext.to_vec(),
-                        key_version,
+                    Ok(done) => pb::batch_decrypt_result::Result::Ok(pb::DecryptResponse {
+                        plaintext: done.plaintext.to_vec(),
+                        key_version: done.key_version,
                     }),
                     Err(e) => pb::batch_decrypt_result::Result::Error(item_error(e)),
                 }),
@@ -169,66 +163,81 @@ impl KeyService for KeyApi {
     }
 
     async fn sign(&self, request: Request<pb::SignRequest>) -> Result<Response<pb::SignResponse>, Status> {
-        let mut call = user_call("Sign", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
         let algorithm = signature_algorithm(req.algorithm)?;
-        let result = match sign_input(req.input.as_ref()) {
-            Ok(input) => self.kms.sign(&mut call, &req.key_id, input, algorithm).await,
-            Err(e) => Err(e),
+        let signed = match req.input {
+            Some(pb::sign_request::Input::Message(m)) => signed(Some(m), None)?,
+            Some(pb::sign_request::Input::Digest(d)) => signed(None, Some(d))?,
+            None => signed(None, None)?,
         };
-        let (signature, key_version, alg) = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::SignResponse { signature, key_version, algorithm: signature_algorithm_pb(alg) as i32 }))
+        let done = self.kms.execute(&caller, kms::Sign { key_id: req.key_id, signed, algorithm }).await?;
+        Ok(Response::new(pb::SignResponse {
+            signature: done.signature,
+            key_version: done.key_version,
+            algorithm: signature_algorithm_pb(done.algorithm) as i32,
+        }))
     }
 
     async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResponse>, Status> {
-        let mut call = user_call("Verify", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
         let algorithm = signature_algorithm(req.algorithm)?;
-        let result = match verify_input(req.input.as_ref()) {
-            Ok(input) => {
-                self.kms.verify(&mut call, &req.key_id, input, &req.signature, algorithm, req.key_version).await
-            }
-            Err(e) => Err(e),
+        let signed = match req.input {
+            Some(pb::verify_request::Input::Message(m)) => signed(Some(m), None)?,
+            Some(pb::verify_request::Input::Digest(d)) => signed(None, Some(d))?,
+            None => signed(None, None)?,
         };
-        let verified = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::VerifyResponse { valid: verified.is_some(), key_version: verified.unwrap_or(0) }))
+        let op = kms::Verify {
+            key_id: req.key_id,
+            signed,
+            signature: req.signature,
+            algorithm,
+            key_version: req.key_version,
+        };
+        let kms::Verified(version) = self.kms.execute(&caller, op).await?;
+        Ok(Response::new(pb::VerifyResponse { valid: version.is_some(), key_version: version.unwrap_or(0) }))
     }
 
     async fn get_public_key(
         &self,
         request: Request<pb::GetPublicKeyRequest>,
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
-        let mut call = user_call("GetPublicKey", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
-        let result = self.kms.public_key(&mut call, &req.key_id, req.key_version).await;
-        let (spki_der, pem, key_version, alg) = self.kms.finish(call, result).await?;
-        Ok(Response::new(pb::GetPublicKeyResponse { spki_der, pem, key_version, key_algorithm: alg.name().to_owned() }))
+        let done =
+            self.kms.execute(&caller, kms::GetPublicKey { key_id: req.key_id, key_version: req.key_version }).await?;
+        Ok(Response::new(pb::GetPublicKeyResponse {
+            spki_der: done.spki_der,
+            pem: done.pem,
+            key_version: done.key_version,
+            key_algorithm: done.algorithm.name().to_owned(),
+        }))
     }
 
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,
     ) -> Result<Response<pb::GetSecretResponse>, Status> {
-        let mut call = user_call("GetSecret", &request)?;
+        let caller = application(&request)?;
         let req = request.into_inner();
-        let result = self.kms.get_secret(&mut call, &req.key_id, req.version).await;
-        let (value, version) = self.kms.finish(call, result).await?;
-        let value = String::from_utf8(value.to_vec()).map_err(|_| Status::internal("internal error"))?;
-        Ok(Response::new(pb::GetSecretResponse { value, version }))
+        let done = self.kms.execute(&caller, kms::GetSecret { key_id: req.key_id, version: req.version }).await?;
+        let value = String::from_utf8(done.value.to_vec()).map_err(|_| Status::internal("internal error"))?;
+        Ok(Response::new(pb::GetSecretResponse { value, version: done.version }))
     }
 
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let facts = facts(&request)?;
-        let peer = peer(&request)?;
-        let leaf = facts.chain.as_ref().and_then(|c| c.first());
-        let subject = leaf.and_then(|der| skm_runtime::pki::client::leaf_info(der)).and_then(|i| i.subject_cn);
+        let caller = application(&request)?;
+        let proxied_by = super::peer(&request)?.proxied_by;
+        let done = self.kms.execute(&caller, kms::WhoAmI).await?;
+        let facts = &done.facts;
         Ok(Response::new(pb::WhoAmIResponse {
             client_ip: facts.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            proxied_by: peer.proxied_by.map(|a| a.to_string()).unwrap_or_default(),
+            proxied_by: proxied_by.map(|a| a.to_string()).unwrap_or_default(),
             verified_mac: facts.verified_mac.map(|m| m.to_string()).unwrap_or_default(),
             asserted_mac: facts.asserted_mac.map(|m| m.to_string()).unwrap_or_default(),
             certificate_sha256: facts.cert_sha256().unwrap_or_default(),
-            certificate_subject: subject.unwrap_or_default(),
+            certificate_subject: done.certificate_subject.unwrap_or_default(),
         }))
     }
 }

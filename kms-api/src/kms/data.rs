@@ -3,13 +3,69 @@
 
 use skm_crypto::Secret32;
 use skm_crypto::user::{self, Header};
+use skm_store::Store;
 use zeroize::Zeroizing;
 
-use super::{Call, Kms, KmsError, Need, check_len, internal};
-use crate::model::{self, Key, Material};
+use super::operation::{Effect, Operation, Trail};
+use super::views::{AesKey, SecretKey};
+use super::{Kms, KmsError, check_len, internal};
+use crate::model;
 
 /// One batch item's outcome.
 pub type BatchItem<T> = Result<T, KmsError>;
+
+/// Encrypt under a key's newest version.
+#[derive(Debug)]
+pub struct Encrypt {
+    /// The AES key.
+    pub key_id: String,
+    /// At most [`model::MAX_PLAINTEXT`] bytes.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// Caller AAD, at most [`model::MAX_AAD`] bytes.
+    pub aad: Vec<u8>,
+}
+
+/// A ciphertext and the key version that made it.
+#[derive(Debug)]
+pub struct Encrypted {
+    /// The self-describing ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// The key version used.
+    pub key_version: u32,
+}
+
+/// Decrypt with the version the ciphertext names.
+#[derive(Debug)]
+pub struct Decrypt {
+    /// The AES key.
+    pub key_id: String,
+    /// A ciphertext made by Encrypt.
+    pub ciphertext: Vec<u8>,
+    /// The AAD given to Encrypt.
+    pub aad: Vec<u8>,
+}
+
+/// A plaintext and the key version that opened it.
+#[derive(Debug)]
+pub struct Decrypted {
+    /// The plaintext.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The key version used.
+    pub key_version: u32,
+}
+
+/// A fresh 256-bit data key, in the clear and encrypted under the key's
+/// newest version.
+#[derive(Debug)]
+pub struct GenerateDataKey {
+    /// The AES key.
+    pub key_id: String,
+    /// AAD bound into the encrypted data key.
+    pub aad: Vec<u8>,
+    /// Whether the plaintext is returned (`GenerateDataKeyWithoutPlaintext`
+    /// when false).
+    pub with_plaintext: bool,
+}
 
 /// A generated data key.
 #[derive(Debug)]
@@ -19,33 +75,80 @@ pub struct DataKey {
     /// The key encrypted under the AES key (a normal ciphertext).
     pub ciphertext: Vec<u8>,
     /// Key version used.
+    pub key_version: u32,
+}
+
+/// Decrypt and encrypt again under the newest version.
+#[derive(Debug)]
+pub struct ReEncrypt {
+    /// The AES key.
+    pub key_id: String,
+    /// A ciphertext of that key.
+    pub ciphertext: Vec<u8>,
+    /// Its AAD (kept for the new ciphertext).
+    pub aad: Vec<u8>,
+}
+
+/// The new ciphertext, and the versions it came from and went to.
+#[derive(Debug)]
+pub struct ReEncrypted {
+    /// The new ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// The version that opened the old one.
+    pub source_key_version: u32,
+    /// The version that made the new one.
+    pub key_version: u32,
+}
+
+/// Encrypt several items, each on its own (and audited on its own).
+#[derive(Debug)]
+pub struct BatchEncrypt {
+    /// 1..=[`model::MAX_BATCH`] items.
+    pub items: Vec<Encrypt>,
+}
+
+/// Decrypt several items, each on its own (and audited on its own).
+#[derive(Debug)]
+pub struct BatchDecrypt {
+    /// 1..=[`model::MAX_BATCH`] items.
+    pub items: Vec<Decrypt>,
+}
+
+/// A secret's value: the newest version, or `version` when non-zero.
+#[derive(Debug)]
+pub struct GetSecret {
+    /// The secret.
+    pub key_id: String,
+    /// 0 for the newest.
     pub version: u32,
 }
 
-fn aes_encrypt(key: &Key, plaintext: &[u8], aad: &[u8]) -> Result<(Vec<u8>, u32), KmsError> {
-    let newest = key.newest().ok_or_else(|| KmsError::FailedPrecondition(format!("key {} has no version", key.id)))?;
-    let Material::Aes256(material) = &newest.material else {
-        return Err(KmsError::FailedPrecondition(format!("key {} is not an aes-256 key", key.id)));
-    };
-    let header = Header { key_id: key.id, version: newest.version };
-    let ciphertext = user::encrypt(material, header, plaintext, aad).map_err(internal)?;
-    Ok((ciphertext, newest.version))
+/// A secret's value and its version.
+#[derive(Debug)]
+pub struct SecretValue {
+    /// The value.
+    pub value: Zeroizing<Vec<u8>>,
+    /// Its version.
+    pub version: u32,
 }
 
-fn aes_decrypt(key: &Key, ciphertext: &[u8], aad: &[u8]) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
-    let header = Header::parse(ciphertext).map_err(|_| KmsError::DecryptFailed)?;
-    if header.key_id != key.id {
-        return Err(KmsError::DecryptFailed);
+impl AesKey {
+    fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<Encrypted, KmsError> {
+        let newest = self.versions.newest();
+        let header = Header { key_id: self.key.id, version: newest.version };
+        let ciphertext = user::encrypt(&newest.material, header, plaintext, aad).map_err(internal)?;
+        Ok(Encrypted { ciphertext, key_version: newest.version })
     }
-    let version = key.version(header.version).ok_or(KmsError::DecryptFailed)?;
-    let Material::Aes256(material) = &version.material else { return Err(KmsError::DecryptFailed) };
-    let plaintext = user::decrypt(material, ciphertext, aad).map_err(|_| KmsError::DecryptFailed)?;
-    Ok((plaintext, version.version))
-}
 
-fn check_encrypt_input(plaintext: &[u8], aad: &[u8]) -> Result<(), KmsError> {
-    check_len("plaintext", plaintext.len(), model::MAX_PLAINTEXT)?;
-    check_len("aad", aad.len(), model::MAX_AAD)
+    fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Decrypted, KmsError> {
+        let header = Header::parse(ciphertext).map_err(|_| KmsError::DecryptFailed)?;
+        if header.key_id != self.key.id {
+            return Err(KmsError::DecryptFailed);
+        }
+        let version = self.versions.get(header.version).ok_or(KmsError::DecryptFailed)?;
+        let plaintext = user::decrypt(&version.material, ciphertext, aad).map_err(|_| KmsError::DecryptFailed)?;
+        Ok(Decrypted { plaintext, key_version: version.version })
+    }
 }
 
 fn check_decrypt_input(ciphertext: &[u8], aad: &[u8]) -> Result<(), KmsError> {
@@ -63,117 +166,145 @@ fn check_batch(len: usize) -> Result<(), KmsError> {
     Ok(())
 }
 
-impl Kms {
-    /// Encrypts under the newest version.
-    pub async fn encrypt(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        plaintext: &[u8],
-        aad: &[u8],
-    ) -> Result<(Vec<u8>, u32), KmsError> {
-        check_encrypt_input(plaintext, aad)?;
-        let key = self.usable_key(call, key_id, Need::Aes).await?;
-        let (ciphertext, version) = aes_encrypt(&key, plaintext, aad)?;
-        call.used_version(version);
-        Ok((ciphertext, version))
+impl Operation for Encrypt {
+    const NAME: &'static str = "Encrypt";
+    const EFFECT: Effect = Effect::Use;
+    type Output = Encrypted;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
     }
 
-    /// Decrypts with the version the ciphertext names.
-    pub async fn decrypt(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        ciphertext: &[u8],
-        aad: &[u8],
-    ) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
-        check_decrypt_input(ciphertext, aad)?;
-        let key = self.usable_key(call, key_id, Need::Aes).await?;
-        let (plaintext, version) = aes_decrypt(&key, ciphertext, aad)?;
-        call.used_version(version);
-        Ok((plaintext, version))
+    fn check(&self) -> Result<(), KmsError> {
+        check_len("plaintext", self.plaintext.len(), model::MAX_PLAINTEXT)?;
+        check_len("aad", self.aad.len(), model::MAX_AAD)
     }
 
-    /// A fresh 256-bit data key, in the clear (unless `without_plaintext`)
-    /// and encrypted under the key's newest version.
-    pub async fn generate_data_key(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        aad: &[u8],
-        without_plaintext: bool,
-    ) -> Result<DataKey, KmsError> {
-        check_len("aad", aad.len(), model::MAX_AAD)?;
-        let key = self.usable_key(call, key_id, Need::Aes).await?;
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Encrypted, KmsError> {
+        let key: AesKey = kms.usable(trail, &self.key_id).await?;
+        let encrypted = key.encrypt(&self.plaintext, &self.aad)?;
+        trail.used_version(encrypted.key_version);
+        Ok(encrypted)
+    }
+}
+
+impl Operation for Decrypt {
+    const NAME: &'static str = "Decrypt";
+    const EFFECT: Effect = Effect::Use;
+    type Output = Decrypted;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        check_decrypt_input(&self.ciphertext, &self.aad)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Decrypted, KmsError> {
+        let key: AesKey = kms.usable(trail, &self.key_id).await?;
+        let decrypted = key.decrypt(&self.ciphertext, &self.aad)?;
+        trail.used_version(decrypted.key_version);
+        Ok(decrypted)
+    }
+}
+
+impl Operation for GenerateDataKey {
+    const NAME: &'static str = "GenerateDataKey";
+    const EFFECT: Effect = Effect::Use;
+    type Output = DataKey;
+
+    fn name(&self) -> &'static str {
+        if self.with_plaintext { Self::NAME } else { "GenerateDataKeyWithoutPlaintext" }
+    }
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        check_len("aad", self.aad.len(), model::MAX_AAD)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<DataKey, KmsError> {
+        let key: AesKey = kms.usable(trail, &self.key_id).await?;
         let data_key = Secret32::generate().map_err(internal)?;
-        let (ciphertext, version) = aes_encrypt(&key, data_key.danger_expose(), aad)?;
-        call.used_version(version);
-        Ok(DataKey { plaintext: (!without_plaintext).then_some(data_key), ciphertext, version })
+        let Encrypted { ciphertext, key_version } = key.encrypt(data_key.danger_expose(), &self.aad)?;
+        trail.used_version(key_version);
+        Ok(DataKey { plaintext: self.with_plaintext.then_some(data_key), ciphertext, key_version })
+    }
+}
+
+impl Operation for ReEncrypt {
+    const NAME: &'static str = "ReEncrypt";
+    const EFFECT: Effect = Effect::Use;
+    type Output = ReEncrypted;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
     }
 
-    /// Decrypts and encrypts again under the newest version, returning only
-    /// the new ciphertext, the old version and the new one.
-    pub async fn re_encrypt(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        ciphertext: &[u8],
-        aad: &[u8],
-    ) -> Result<(Vec<u8>, u32, u32), KmsError> {
-        check_decrypt_input(ciphertext, aad)?;
-        let key = self.usable_key(call, key_id, Need::Aes).await?;
-        let (plaintext, source_version) = aes_decrypt(&key, ciphertext, aad)?;
-        let (ciphertext, version) = aes_encrypt(&key, &plaintext, aad)?;
-        call.used_version(version);
-        Ok((ciphertext, source_version, version))
+    fn check(&self) -> Result<(), KmsError> {
+        check_decrypt_input(&self.ciphertext, &self.aad)
     }
 
-    /// Encrypts each item on its own; each item is audited on its own.
-    pub async fn batch_encrypt(
-        &self,
-        template: &Call,
-        items: &[(String, Vec<u8>, Vec<u8>)],
-    ) -> Result<Vec<BatchItem<(Vec<u8>, u32)>>, KmsError> {
-        check_batch(items.len())?;
-        let mut done = Vec::with_capacity(items.len());
-        for (key_id, plaintext, aad) in items {
-            let mut call = template.clone();
-            let result = self.encrypt(&mut call, key_id, plaintext, aad).await;
-            done.push((call, result));
-        }
-        Ok(self.finish_many(done).await)
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<ReEncrypted, KmsError> {
+        let key: AesKey = kms.usable(trail, &self.key_id).await?;
+        let old = key.decrypt(&self.ciphertext, &self.aad)?;
+        let new = key.encrypt(&old.plaintext, &self.aad)?;
+        trail.used_version(new.key_version);
+        Ok(ReEncrypted {
+            ciphertext: new.ciphertext,
+            source_key_version: old.key_version,
+            key_version: new.key_version,
+        })
+    }
+}
+
+impl Operation for BatchEncrypt {
+    const NAME: &'static str = "BatchEncrypt";
+    const EFFECT: Effect = Effect::Batch;
+    type Output = Vec<BatchItem<Encrypted>>;
+
+    fn check(&self) -> Result<(), KmsError> {
+        check_batch(self.items.len())
     }
 
-    /// Decrypts each item on its own; each item is audited on its own.
-    pub async fn batch_decrypt(
-        &self,
-        template: &Call,
-        items: &[(String, Vec<u8>, Vec<u8>)],
-    ) -> Result<Vec<BatchItem<(Zeroizing<Vec<u8>>, u32)>>, KmsError> {
-        check_batch(items.len())?;
-        let mut done = Vec::with_capacity(items.len());
-        for (key_id, ciphertext, aad) in items {
-            let mut call = template.clone();
-            let result = self.decrypt(&mut call, key_id, ciphertext, aad).await;
-            done.push((call, result));
-        }
-        Ok(self.finish_many(done).await)
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Self::Output, KmsError> {
+        Ok(kms.execute_items(Self::NAME, trail.caller(), self.items).await)
+    }
+}
+
+impl Operation for BatchDecrypt {
+    const NAME: &'static str = "BatchDecrypt";
+    const EFFECT: Effect = Effect::Batch;
+    type Output = Vec<BatchItem<Decrypted>>;
+
+    fn check(&self) -> Result<(), KmsError> {
+        check_batch(self.items.len())
     }
 
-    /// A secret's value: the newest version, or `version` when non-zero.
-    pub async fn get_secret(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        version: u32,
-    ) -> Result<(Zeroizing<Vec<u8>>, u32), KmsError> {
-        let key = self.usable_key(call, key_id, Need::Secret).await?;
-        let v = if version == 0 { key.newest() } else { key.version(version) }
-            .ok_or_else(|| KmsError::NotFound(format!("secret {} has no version {version}", key.id)))?;
-        let Material::Secret(value) = &v.material else {
-            return Err(KmsError::FailedPrecondition(format!("key {} is not a secret", key.id)));
-        };
-        call.used_version(v.version);
-        Ok((Zeroizing::new(value.to_vec()), v.version))
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Self::Output, KmsError> {
+        Ok(kms.execute_items(Self::NAME, trail.caller(), self.items).await)
+    }
+}
+
+impl Operation for GetSecret {
+    const NAME: &'static str = "GetSecret";
+    const EFFECT: Effect = Effect::Use;
+    type Output = SecretValue;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<SecretValue, KmsError> {
+        let secret: SecretKey = kms.usable(trail, &self.key_id).await?;
+        let v = secret
+            .versions
+            .get_or_newest(self.version)
+            .ok_or_else(|| KmsError::NotFound(format!("secret {} has no version {}", secret.key.id, self.version)))?;
+        trail.used_version(v.version);
+        Ok(SecretValue { value: Zeroizing::new(v.material.to_vec()), version: v.version })
     }
 }

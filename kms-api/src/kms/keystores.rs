@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use skm_crypto::Id;
 use skm_runtime::pki::client::{KeystoreCa, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use skm_store::Store;
 use zeroize::Zeroizing;
 
-use super::{Cache, Call, Kms, KmsError, internal, parse_id};
+use super::operation::{Effect, Operation, Trail};
+use super::{Kms, KmsError, internal, parse_id};
 use crate::access::{KnownCert, Policy, PolicyInput};
 use crate::model::{self, KEYSTORE_CA_DAYS, Keystore, KeystoreCaFiles, MAX_CERT_DAYS};
 use crate::records::RecordError;
@@ -33,7 +35,7 @@ fn ca_files(ca: &KeystoreCa) -> KeystoreCaFiles {
 }
 
 /// Normalises a SHA-256 fingerprint: 64 hex digits, colons allowed.
-fn fingerprint(value: &str) -> Result<String, KmsError> {
+pub(super) fn fingerprint(value: &str) -> Result<String, KmsError> {
     let hex: String = value.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(KmsError::InvalidArgument(format!(
@@ -43,160 +45,234 @@ fn fingerprint(value: &str) -> Result<String, KmsError> {
     Ok(hex)
 }
 
-impl Kms {
-    /// Creates a keystore with its own client CA.
-    pub async fn create_keystore(
-        &self,
-        call: &mut Call,
-        name: &str,
-        policy: &PolicyInput,
-    ) -> Result<Keystore, KmsError> {
-        model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
-        let policy = Policy::parse(policy).map_err(KmsError::InvalidArgument)?;
-        let ca_name = name.to_owned();
+/// Create a keystore with its own client CA.
+#[derive(Debug)]
+pub struct CreateKeystore {
+    /// Unique name.
+    pub name: String,
+    /// Its access policy.
+    pub policy: PolicyInput,
+}
+
+/// Every keystore, by name.
+#[derive(Debug)]
+pub struct ListKeystores;
+
+/// One keystore.
+#[derive(Debug)]
+pub struct GetKeystore {
+    /// Its id.
+    pub keystore_id: String,
+}
+
+/// Replace a keystore's policy.
+#[derive(Debug)]
+pub struct UpdateKeystore {
+    /// Its id.
+    pub keystore_id: String,
+    /// The new policy.
+    pub policy: PolicyInput,
+}
+
+/// Delete a keystore that holds no keys or secrets.
+#[derive(Debug)]
+pub struct DeleteKeystore {
+    /// Its id.
+    pub keystore_id: String,
+}
+
+/// Issue a client certificate from the keystore's CA, as PKCS#12.
+pub struct IssueClientCertificate {
+    /// The keystore.
+    pub keystore_id: String,
+    /// The certificate's name (and common name).
+    pub name: String,
+    /// Lifetime in days; 0 for 365.
+    pub days: u32,
+    /// The PKCS#12 password.
+    pub password: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for IssueClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueClientCertificate").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Register an external client certificate by its SHA-256 fingerprint.
+#[derive(Debug)]
+pub struct RegisterClientCertificate {
+    /// The keystore.
+    pub keystore_id: String,
+    /// A name for it.
+    pub name: String,
+    /// 64 hex digits, colons allowed.
+    pub sha256: String,
+}
+
+/// Revoke a client certificate, named or by fingerprint.
+#[derive(Debug)]
+pub struct RevokeClientCertificate {
+    /// The keystore.
+    pub keystore_id: String,
+    /// Its name or SHA-256.
+    pub certificate: String,
+}
+
+impl Operation for CreateKeystore {
+    const NAME: &'static str = "CreateKeystore";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Keystore>;
+
+    fn check(&self) -> Result<(), KmsError> {
+        model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
+        Policy::parse(&self.policy).map(|_| ()).map_err(KmsError::InvalidArgument)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
+        let policy = Policy::parse(&self.policy).map_err(KmsError::InvalidArgument)?;
+        let ca_name = self.name.clone();
         let ca = tokio::task::spawn_blocking(move || KeystoreCa::generate(&ca_name, KEYSTORE_CA_DAYS))
             .await
             .map_err(internal)?
             .map_err(internal)?;
         let ks = Keystore {
             id: Id::generate().map_err(internal)?,
-            name: name.to_owned(),
+            name: self.name,
             policy,
-            created_at: self.now(),
+            created_at: kms.now(),
             ca: ca_files(&ca),
             certs: Vec::new(),
         };
-        call.touch_keystore(ks.id);
-        match self.records.create_keystore(&ks).await {
-            Ok(()) => Ok(ks),
+        trail.touch_keystore(ks.id);
+        match kms.records.create_keystore(&ks).await {
+            Ok(()) => Ok(Arc::new(ks)),
             Err(RecordError::Conflict(_)) => {
-                Err(KmsError::AlreadyExists(format!("a keystore named {name:?} already exists")))
+                Err(KmsError::AlreadyExists(format!("a keystore named {:?} already exists", ks.name)))
             }
             Err(e) => Err(e.into()),
         }
     }
+}
 
-    /// Every keystore, by name.
-    pub async fn list_keystores(&self) -> Result<Vec<Keystore>, KmsError> {
-        Ok(self.records.keystores().await?)
+impl Operation for ListKeystores {
+    const NAME: &'static str = "ListKeystores";
+    const EFFECT: Effect = Effect::Read;
+    type Output = Vec<Keystore>;
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Vec<Keystore>, KmsError> {
+        Ok(kms.records.keystores().await?)
+    }
+}
+
+impl Operation for GetKeystore {
+    const NAME: &'static str = "GetKeystore";
+    const EFFECT: Effect = Effect::Read;
+    type Output = Arc<Keystore>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
     }
 
-    /// One keystore (cached).
-    pub(crate) async fn keystore(&self, id: &Id) -> Result<Arc<Keystore>, KmsError> {
-        if let Some(ks) = Cache::get(&self.cache.keystores, id) {
-            return Ok(ks);
-        }
-        let (ks, revision) =
-            self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
-        let ks = Arc::new(ks);
-        self.cache.put(&self.cache.keystores, *id, revision, ks.clone());
-        Ok(ks)
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
+        kms.keystore(&parse_id("keystore_id", &self.keystore_id)?).await
+    }
+}
+
+impl Operation for UpdateKeystore {
+    const NAME: &'static str = "UpdateKeystore";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Keystore>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
     }
 
-    /// One keystore by its id string.
-    pub async fn get_keystore(&self, keystore_id: &str) -> Result<Arc<Keystore>, KmsError> {
-        self.keystore(&parse_id("keystore_id", keystore_id)?).await
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id)?;
+        Policy::parse(&self.policy).map(|_| ()).map_err(KmsError::InvalidArgument)
     }
 
-    /// Read-modify-CAS on a keystore; the change is visible to the next
-    /// request (the cache entry is replaced).
-    async fn mutate_keystore<F>(
-        &self,
-        call: &mut Call,
-        keystore_id: &str,
-        mut change: F,
-    ) -> Result<Arc<Keystore>, KmsError>
-    where
-        F: FnMut(&mut Keystore) -> Result<(), KmsError>,
-    {
-        let id = parse_id("keystore_id", keystore_id)?;
-        call.touch_keystore(id);
-        for _ in 0..16 {
-            let (mut ks, revision) = self
-                .records
-                .keystore(&id)
-                .await?
-                .ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
-            change(&mut ks)?;
-            match self.records.update_keystore(&ks, revision).await {
-                Ok(()) => {
-                    let ks = Arc::new(ks);
-                    self.cache.put(&self.cache.keystores, id, revision + 1, ks.clone());
-                    return Ok(ks);
-                }
-                Err(RecordError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(KmsError::Aborted)
-    }
-
-    /// Replaces a keystore's policy.
-    pub async fn update_keystore(
-        &self,
-        call: &mut Call,
-        keystore_id: &str,
-        policy: &PolicyInput,
-    ) -> Result<Arc<Keystore>, KmsError> {
-        let policy = Policy::parse(policy).map_err(KmsError::InvalidArgument)?;
-        self.mutate_keystore(call, keystore_id, |ks| {
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
+        let policy = Policy::parse(&self.policy).map_err(KmsError::InvalidArgument)?;
+        kms.mutate_keystore(&self.keystore_id, |ks| {
             ks.policy = policy.clone();
             Ok(())
         })
         .await
     }
+}
 
-    /// Deletes a keystore that holds no keys or secrets.
-    pub async fn delete_keystore(&self, call: &mut Call, keystore_id: &str) -> Result<(), KmsError> {
-        let id = parse_id("keystore_id", keystore_id)?;
-        call.touch_keystore(id);
+impl Operation for DeleteKeystore {
+    const NAME: &'static str = "DeleteKeystore";
+    const EFFECT: Effect = Effect::Change;
+    type Output = ();
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id).map(|_| ())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<(), KmsError> {
+        let id = parse_id("keystore_id", &self.keystore_id)?;
         let (ks, revision) =
-            self.records.keystore(&id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
-        let keys = self.records.key_ids_in(&id).await?;
+            kms.records.keystore(&id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
+        let keys = kms.records.key_ids_in(&id).await?;
         if !keys.is_empty() {
             return Err(KmsError::FailedPrecondition(format!(
                 "keystore {id} still holds {} keys or secrets; delete them first",
                 keys.len()
             )));
         }
-        match self.records.delete_keystore(&ks, revision).await {
+        match kms.records.delete_keystore(&ks, revision).await {
             Ok(()) => {}
             Err(RecordError::Conflict(_)) => return Err(KmsError::Aborted),
             Err(e) => return Err(e.into()),
         }
-        Cache::remove(&self.cache.keystores, &id);
+        kms.cache.remove_keystore(&id);
+        Ok(())
+    }
+}
+
+impl Operation for IssueClientCertificate {
+    const NAME: &'static str = "IssueClientCertificate";
+    const EFFECT: Effect = Effect::Change;
+    type Output = IssuedCertificate;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id)?;
+        model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
+        if self.days > MAX_CERT_DAYS {
+            return Err(KmsError::InvalidArgument(format!("days is {}; the limit is {MAX_CERT_DAYS}", self.days)));
+        }
+        if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&self.password.len()) {
+            return Err(KmsError::InvalidArgument(format!(
+                "password is {} bytes; it must be {MIN_PASSWORD_LEN}..={MAX_PASSWORD_LEN}",
+                self.password.len()
+            )));
+        }
         Ok(())
     }
 
-    /// Issues a client certificate from the keystore's CA as PKCS#12.
-    pub async fn issue_client_certificate(
-        &self,
-        call: &mut Call,
-        keystore_id: &str,
-        name: &str,
-        days: u32,
-        password: Zeroizing<String>,
-    ) -> Result<IssuedCertificate, KmsError> {
-        model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
-        let days = if days == 0 { 365 } else { days };
-        if days > MAX_CERT_DAYS {
-            return Err(KmsError::InvalidArgument(format!("days is {days}; the limit is {MAX_CERT_DAYS}")));
-        }
-        if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&password.len()) {
-            return Err(KmsError::InvalidArgument(format!(
-                "password is {} bytes; it must be {MIN_PASSWORD_LEN}..={MAX_PASSWORD_LEN}",
-                password.len()
-            )));
-        }
-        let ks = self.get_keystore(keystore_id).await?;
-        call.touch_keystore(ks.id);
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<IssuedCertificate, KmsError> {
+        let days = if self.days == 0 { 365 } else { self.days };
+        let ks = kms.keystore(&parse_id("keystore_id", &self.keystore_id)?).await?;
+        let name = self.name;
         if ks.certs.iter().any(|c| c.name == name) {
             return Err(KmsError::AlreadyExists(format!(
                 "keystore {} already has a certificate named {name:?}",
                 ks.id
             )));
         }
-        let (cert_pem, key_pem, cn) = (ks.ca.cert_pem.clone(), ks.ca.key_pem.clone(), name.to_owned());
+        let (cert_pem, key_pem, cn, password) =
+            (ks.ca.cert_pem.clone(), ks.ca.key_pem.clone(), name.clone(), self.password);
         // PKCS#12 key derivation (600,000 PBKDF2 rounds) takes CPU time.
         let issued = tokio::task::spawn_blocking(move || {
             KeystoreCa::load(&cert_pem, &key_pem).and_then(|ca| ca.issue_client(&cn, days, &password))
@@ -211,13 +287,13 @@ impl Kms {
             other => internal(other),
         })?;
         let known = KnownCert {
-            name: name.to_owned(),
+            name,
             sha256: issued.fingerprint_sha256.clone(),
             issued: true,
             not_after: issued.not_after,
             revoked: false,
         };
-        self.mutate_keystore(call, keystore_id, |ks| {
+        kms.mutate_keystore(&self.keystore_id, |ks| {
             if ks.certs.iter().any(|c| c.name == known.name) {
                 return Err(KmsError::AlreadyExists(format!(
                     "keystore {} already has a certificate named {:?}",
@@ -230,18 +306,27 @@ impl Kms {
         .await?;
         Ok(IssuedCertificate { pkcs12: issued.pkcs12, sha256: issued.fingerprint_sha256, not_after: issued.not_after })
     }
+}
 
-    /// Registers an external client certificate by fingerprint.
-    pub async fn register_client_certificate(
-        &self,
-        call: &mut Call,
-        keystore_id: &str,
-        name: &str,
-        sha256: &str,
-    ) -> Result<Arc<Keystore>, KmsError> {
-        model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
-        let sha256 = fingerprint(sha256)?;
-        self.mutate_keystore(call, keystore_id, |ks| {
+impl Operation for RegisterClientCertificate {
+    const NAME: &'static str = "RegisterClientCertificate";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Keystore>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id)?;
+        model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
+        fingerprint(&self.sha256).map(|_| ())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
+        let sha256 = fingerprint(&self.sha256)?;
+        let name = self.name;
+        kms.mutate_keystore(&self.keystore_id, |ks| {
             if ks.certs.iter().any(|c| c.name == name || c.sha256 == sha256) {
                 return Err(KmsError::AlreadyExists(format!(
                     "keystore {} already knows a certificate named {name:?} or with that fingerprint",
@@ -249,7 +334,7 @@ impl Kms {
                 )));
             }
             ks.certs.push(KnownCert {
-                name: name.to_owned(),
+                name: name.clone(),
                 sha256: sha256.clone(),
                 issued: false,
                 not_after: 0,
@@ -259,16 +344,25 @@ impl Kms {
         })
         .await
     }
+}
 
-    /// Revokes a client certificate, named or by fingerprint.
-    pub async fn revoke_client_certificate(
-        &self,
-        call: &mut Call,
-        keystore_id: &str,
-        certificate: &str,
-    ) -> Result<Arc<Keystore>, KmsError> {
-        let by_sha = fingerprint(certificate).ok();
-        self.mutate_keystore(call, keystore_id, |ks| {
+impl Operation for RevokeClientCertificate {
+    const NAME: &'static str = "RevokeClientCertificate";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Keystore>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id).map(|_| ())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
+        let by_sha = fingerprint(&self.certificate).ok();
+        let certificate = self.certificate;
+        kms.mutate_keystore(&self.keystore_id, |ks| {
             let cert = ks
                 .certs
                 .iter_mut()
@@ -279,16 +373,45 @@ impl Kms {
         })
         .await
     }
+}
 
-    /// Revokes an operator certificate on the admin port.
-    pub async fn revoke_operator(&self, sha256: &str) -> Result<String, KmsError> {
-        let sha256 = fingerprint(sha256)?;
-        self.records.revoke_operator(&sha256).await?;
-        Ok(sha256)
+impl<S: Store + Clone> Kms<S> {
+    /// One keystore (cached).
+    pub(crate) async fn keystore(&self, id: &Id) -> Result<Arc<Keystore>, KmsError> {
+        if let Some(ks) = self.cache.keystore(id) {
+            return Ok(ks);
+        }
+        let (ks, revision) =
+            self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
+        let ks = Arc::new(ks);
+        self.cache.put_keystore(*id, revision, ks.clone());
+        Ok(ks)
     }
 
-    /// Operator certificates revoked so far.
-    pub async fn revoked_operators(&self) -> Result<Vec<String>, KmsError> {
-        Ok(self.records.revoked_operators().await?)
+    /// Read-modify-CAS on a keystore, retrying a lost race; the change is
+    /// visible to the next request (the cache entry is replaced).
+    async fn mutate_keystore<F>(&self, keystore_id: &str, mut change: F) -> Result<Arc<Keystore>, KmsError>
+    where
+        F: FnMut(&mut Keystore) -> Result<(), KmsError> + Send,
+    {
+        let id = parse_id("keystore_id", keystore_id)?;
+        for _ in 0..16 {
+            let (mut ks, revision) = self
+                .records
+                .keystore(&id)
+                .await?
+                .ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
+            change(&mut ks)?;
+            match self.records.update_keystore(&ks, revision).await {
+                Ok(()) => {
+                    let ks = Arc::new(ks);
+                    self.cache.put_keystore(id, revision + 1, ks.clone());
+                    return Ok(ks);
+                }
+                Err(RecordError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Aborted)
     }
 }

@@ -4,23 +4,115 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use skm_crypto::Id;
+use skm_store::Store;
 use zeroize::Zeroizing;
 
-use super::{Cache, Kms, KmsError, internal, parse_id};
-use crate::model::{self, DAY, Key, KeyKind, KeyState, KeyVersion, Material};
-use crate::records::RecordError;
+use super::operation::{Effect, Operation, Trail};
+use super::{Kms, KmsError, internal, not_found, parse_id};
+use crate::model::{self, DAY, Fresh, Key, KeyKind, KeyState, Material};
+use crate::records::{Due, RecordError};
 
-/// What a new key should be.
-#[derive(Clone, Copy, Debug)]
-pub struct NewKey<'a> {
-    /// Keystore id.
-    pub keystore_id: &'a str,
+/// Create a key with version 1.
+#[derive(Clone, Debug)]
+pub struct CreateKey {
+    /// The keystore.
+    pub keystore_id: String,
     /// Name, unique in the keystore.
-    pub name: &'a str,
+    pub name: String,
     /// Algorithm (not [`KeyKind::Secret`]).
     pub kind: KeyKind,
     /// Automatic rotation period in days; 0 = off.
     pub rotation_period_days: u32,
+}
+
+/// Create a secret with version 1.
+pub struct CreateSecret {
+    /// The keystore.
+    pub keystore_id: String,
+    /// Name, unique in the keystore.
+    pub name: String,
+    /// At most [`model::MAX_SECRET`] bytes.
+    pub value: Zeroizing<Vec<u8>>,
+}
+
+/// Store a new version of a secret.
+pub struct UpdateSecret {
+    /// The secret.
+    pub key_id: String,
+    /// At most [`model::MAX_SECRET`] bytes.
+    pub value: Zeroizing<Vec<u8>>,
+}
+
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).field("value", &"<redacted>").finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+redacted_debug!(CreateSecret, UpdateSecret);
+
+/// Every key and secret of a keystore, by name.
+#[derive(Debug)]
+pub struct ListKeys {
+    /// The keystore.
+    pub keystore_id: String,
+}
+
+/// A key as operators see it (never its material).
+#[derive(Debug)]
+pub struct DescribeKey {
+    /// The key.
+    pub key_id: String,
+}
+
+/// Add a version with fresh material and make it current.
+#[derive(Debug)]
+pub struct RotateKey {
+    /// The key.
+    pub key_id: String,
+}
+
+/// Set the automatic rotation period.
+#[derive(Debug)]
+pub struct UpdateKey {
+    /// The key.
+    pub key_id: String,
+    /// Days; 0 turns automatic rotation off.
+    pub rotation_period_days: u32,
+}
+
+/// Enable a disabled key.
+#[derive(Debug)]
+pub struct EnableKey {
+    /// The key.
+    pub key_id: String,
+}
+
+/// Disable a key: every use is refused.
+#[derive(Debug)]
+pub struct DisableKey {
+    /// The key.
+    pub key_id: String,
+}
+
+/// Schedule a key's destruction.
+#[derive(Debug)]
+pub struct ScheduleKeyDeletion {
+    /// The key.
+    pub key_id: String,
+    /// Waiting period, [`model::DELETION_DAYS`]; 0 for the default.
+    pub pending_days: u32,
+}
+
+/// Cancel a scheduled deletion; the key comes back disabled (as in AWS
+/// KMS), to be enabled on purpose.
+#[derive(Debug)]
+pub struct CancelKeyDeletion {
+    /// The key.
+    pub key_id: String,
 }
 
 fn check_rotation(kind: KeyKind, days: u32) -> Result<(), KmsError> {
@@ -40,285 +132,13 @@ fn check_secret(value: &[u8]) -> Result<(), KmsError> {
     super::check_len("value", value.len(), model::MAX_SECRET)
 }
 
-fn next_rotation(now: i64, days: u32) -> i64 {
+pub(super) fn next_rotation(now: i64, days: u32) -> i64 {
     if days == 0 { 0 } else { now + i64::from(days) * DAY }
 }
 
 /// Generates material off the async threads (RSA takes up to seconds).
-async fn generate(kind: KeyKind) -> Result<Material, KmsError> {
-    tokio::task::spawn_blocking(move || Material::generate(kind)).await.map_err(internal)?.map_err(internal)
-}
-
-impl Kms {
-    async fn insert_key(&self, key: Key) -> Result<Arc<Key>, KmsError> {
-        let (name, keystore_id) = (key.name.clone(), key.keystore_id);
-        match self.records.create_key(&key).await {
-            Ok(()) => {}
-            Err(RecordError::Conflict(_)) => {
-                return Err(KmsError::AlreadyExists(format!(
-                    "a key or secret named {name:?} already exists in keystore {keystore_id}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(key_id = %key.id, keystore_id = %keystore_id, kind = key.kind.name(), "key created");
-        let key = Arc::new(key);
-        self.cache.put(&self.cache.keys, key.id, 1, key.clone());
-        Ok(key)
-    }
-
-    fn new_key(
-        &self,
-        keystore_id: Id,
-        name: &str,
-        kind: KeyKind,
-        rotation: u32,
-        material: Material,
-    ) -> Result<Key, KmsError> {
-        let now = self.now();
-        Ok(Key {
-            id: Id::generate().map_err(internal)?,
-            keystore_id,
-            name: name.to_owned(),
-            kind,
-            state: KeyState::Enabled,
-            versions: vec![KeyVersion { version: 1, material, created_at: now }],
-            rotation_period_days: rotation,
-            next_rotation_at: next_rotation(now, rotation),
-            created_at: now,
-            last_used_at: AtomicI64::new(0),
-        })
-    }
-
-    /// Creates a key with version 1.
-    pub async fn create_key(&self, spec: NewKey<'_>) -> Result<Arc<Key>, KmsError> {
-        let keystore_id = parse_id("keystore_id", spec.keystore_id)?;
-        model::check_name("name", spec.name).map_err(KmsError::InvalidArgument)?;
-        if spec.kind == KeyKind::Secret {
-            return Err(KmsError::InvalidArgument("key_type SECRET is created with CreateSecret".to_owned()));
-        }
-        check_rotation(spec.kind, spec.rotation_period_days)?;
-        self.keystore(&keystore_id).await?;
-        let material = generate(spec.kind).await?;
-        let key = self.new_key(keystore_id, spec.name, spec.kind, spec.rotation_period_days, material)?;
-        self.insert_key(key).await
-    }
-
-    /// Creates a secret with version 1.
-    pub async fn create_secret(&self, keystore_id: &str, name: &str, value: &[u8]) -> Result<Arc<Key>, KmsError> {
-        let keystore_id = parse_id("keystore_id", keystore_id)?;
-        model::check_name("name", name).map_err(KmsError::InvalidArgument)?;
-        check_secret(value)?;
-        self.keystore(&keystore_id).await?;
-        let key =
-            self.new_key(keystore_id, name, KeyKind::Secret, 0, Material::Secret(Zeroizing::new(value.to_vec())))?;
-        self.insert_key(key).await
-    }
-
-    /// Stores a new version of a secret.
-    pub async fn update_secret(&self, key_id: &str, value: &[u8]) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        check_secret(value)?;
-        let value = Zeroizing::new(value.to_vec());
-        self.mutate_key(&id, |key, now| {
-            if key.kind != KeyKind::Secret {
-                return Err(KmsError::FailedPrecondition(format!("key {} is not a secret; use RotateKey", key.id)));
-            }
-            usable_for_change(key)?;
-            let version = key.newest().map_or(1, |v| v.version + 1);
-            key.versions.push(KeyVersion { version, material: Material::Secret(value.clone()), created_at: now });
-            Ok(())
-        })
-        .await
-    }
-
-    /// A key as operators see it (never reaching the material).
-    pub async fn describe_key(&self, key_id: &str) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        self.key(&id).await
-    }
-
-    /// Every key and secret of a keystore, by name.
-    pub async fn list_keys(&self, keystore_id: &str) -> Result<Vec<Arc<Key>>, KmsError> {
-        let keystore_id = parse_id("keystore_id", keystore_id)?;
-        self.keystore(&keystore_id).await?;
-        let mut out = Vec::new();
-        for id in self.records.key_ids_in(&keystore_id).await? {
-            match self.key(&id).await {
-                Ok(k) => out.push(k),
-                // Destroyed between listing and loading.
-                Err(KmsError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Adds a version with fresh material and makes it current. A lost
-    /// compare-and-swap race is retried with fresh material, so concurrent
-    /// rotations produce consecutive versions and none is lost.
-    pub async fn rotate_key(&self, key_id: &str) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        let kind = self.key(&id).await?.kind;
-        if kind == KeyKind::Secret {
-            return Err(KmsError::FailedPrecondition(format!("key {id} is a secret; use UpdateSecret")));
-        }
-        for _ in 0..16 {
-            let material = generate(kind).await?;
-            let attempt = self
-                .mutate_key_once(&id, |key, now| {
-                    usable_for_change(key)?;
-                    add_version(key, material, now);
-                    Ok(())
-                })
-                .await?;
-            if let Some(key) = attempt {
-                tracing::info!(key_id = %id, version = key.newest().map_or(0, |v| v.version), "key rotated");
-                return Ok(key);
-            }
-        }
-        Err(KmsError::Aborted)
-    }
-
-    /// Sets the automatic rotation period (0 = off).
-    pub async fn update_rotation(&self, key_id: &str, days: u32) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        self.mutate_key(&id, |key, now| {
-            check_rotation(key.kind, days)?;
-            key.rotation_period_days = days;
-            key.next_rotation_at = next_rotation(now, days);
-            Ok(())
-        })
-        .await
-    }
-
-    /// Enables a disabled key.
-    pub async fn enable_key(&self, key_id: &str) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        self.mutate_key(&id, |key, _| match key.state {
-            KeyState::PendingDeletion { .. } => Err(KmsError::FailedPrecondition(format!(
-                "key {} is pending deletion; cancel the deletion first",
-                key.id
-            ))),
-            _ => {
-                key.state = KeyState::Enabled;
-                Ok(())
-            }
-        })
-        .await
-    }
-
-    /// Disables a key.
-    pub async fn disable_key(&self, key_id: &str) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        self.mutate_key(&id, |key, _| match key.state {
-            KeyState::PendingDeletion { .. } => {
-                Err(KmsError::FailedPrecondition(format!("key {} is pending deletion", key.id)))
-            }
-            _ => {
-                key.state = KeyState::Disabled;
-                Ok(())
-            }
-        })
-        .await
-    }
-
-    /// Schedules destruction after `days` (0: the default, 7).
-    pub async fn schedule_deletion(&self, key_id: &str, days: u32) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        let days = if days == 0 { model::DEFAULT_DELETION_DAYS } else { days };
-        if !model::DELETION_DAYS.contains(&days) {
-            return Err(KmsError::InvalidArgument(format!(
-                "pending_days is {days}; it must be {}..={}",
-                model::DELETION_DAYS.start(),
-                model::DELETION_DAYS.end()
-            )));
-        }
-        let key = self
-            .mutate_key(&id, |key, now| match key.state {
-                KeyState::PendingDeletion { .. } => {
-                    Err(KmsError::FailedPrecondition(format!("key {} is already pending deletion", key.id)))
-                }
-                _ => {
-                    key.state = KeyState::PendingDeletion { deletion_at: now + i64::from(days) * DAY };
-                    Ok(())
-                }
-            })
-            .await?;
-        tracing::info!(key_id = %id, days, "key deletion scheduled");
-        Ok(key)
-    }
-
-    /// Cancels a scheduled deletion; the key comes back disabled (as in AWS
-    /// KMS), to be enabled on purpose.
-    pub async fn cancel_deletion(&self, key_id: &str) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", key_id)?;
-        self.mutate_key(&id, |key, _| match key.state {
-            KeyState::PendingDeletion { .. } => {
-                key.state = KeyState::Disabled;
-                Ok(())
-            }
-            _ => Err(KmsError::FailedPrecondition(format!("key {} is not pending deletion", key.id))),
-        })
-        .await
-    }
-
-    /// Destroys a key whose waiting period is over: its record, with every
-    /// version's material, is deleted. Returns whether it was destroyed.
-    pub(crate) async fn destroy_if_due(&self, id: &Id, now: i64) -> Result<bool, KmsError> {
-        let Some((key, revision)) = self.records.key(id).await? else { return Ok(false) };
-        match key.state {
-            KeyState::PendingDeletion { deletion_at } if deletion_at <= now => {}
-            _ => return Ok(false),
-        }
-        match self.records.destroy_key(&key, revision).await {
-            Ok(()) => {}
-            Err(RecordError::Conflict(_)) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        Cache::remove(&self.cache.keys, id);
-        tracing::info!(key_id = %id, "key destroyed");
-        Ok(true)
-    }
-
-    /// Rotates a key whose automatic rotation is due; a disabled key only
-    /// has its next rotation moved on. Returns whether a version was added.
-    pub(crate) async fn rotate_if_due(&self, id: &Id, now: i64) -> Result<bool, KmsError> {
-        let kind = match self.key(id).await {
-            Ok(k) => k.kind,
-            Err(KmsError::NotFound(_)) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        for _ in 0..16 {
-            let material = generate(kind).await?;
-            let mut rotated = false;
-            let attempt = self
-                .mutate_key_once(id, |key, _| {
-                    if key.rotation_period_days == 0 || key.next_rotation_at == 0 || key.next_rotation_at > now {
-                        return Ok(());
-                    }
-                    if key.state == KeyState::Enabled {
-                        add_version(key, material, now);
-                        rotated = true;
-                    }
-                    key.next_rotation_at = next_rotation(now, key.rotation_period_days);
-                    Ok(())
-                })
-                .await;
-            match attempt {
-                Ok(Some(_)) => return Ok(rotated),
-                Ok(None) => continue,
-                Err(KmsError::NotFound(_)) => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(KmsError::Aborted)
-    }
-
-    /// Ids of cached keys with their last use, for persisting.
-    pub(crate) fn cached_last_uses(&self) -> Vec<(Id, i64)> {
-        Cache::all(&self.cache.keys).iter().filter(|k| k.last_used() > 0).map(|k| (k.id, k.last_used())).collect()
-    }
+pub(super) async fn generate(kind: KeyKind) -> Result<Fresh, KmsError> {
+    tokio::task::spawn_blocking(move || Fresh::generate(kind)).await.map_err(internal)?.map_err(internal)
 }
 
 /// Changes that need a usable key (not pending deletion).
@@ -331,10 +151,427 @@ fn usable_for_change(key: &Key) -> Result<(), KmsError> {
     }
 }
 
-fn add_version(key: &mut Key, material: Material, now: i64) {
-    let version = key.newest().map_or(1, |v| v.version + 1);
-    key.versions.push(KeyVersion { version, material, created_at: now });
+/// Adds `fresh` as the newest version and moves the next automatic
+/// rotation on.
+pub(super) fn add_version(key: &mut Key, fresh: Fresh, now: i64) -> Result<u32, KmsError> {
+    let version = key.material.push(fresh, now).map_err(internal)?;
     if key.rotation_period_days > 0 {
         key.next_rotation_at = next_rotation(now, key.rotation_period_days);
+    }
+    Ok(version)
+}
+
+/// Records the key a change touched and the version it now has.
+fn touched(trail: &mut Trail<'_>, key: &Key) {
+    trail.touch_key(key);
+    trail.used_version(key.material.newest_version());
+}
+
+impl Operation for CreateKey {
+    const NAME: &'static str = "CreateKey";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id)?;
+        model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
+        if self.kind == KeyKind::Secret {
+            return Err(KmsError::InvalidArgument("key_type SECRET is created with CreateSecret".to_owned()));
+        }
+        check_rotation(self.kind, self.rotation_period_days)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let keystore_id = parse_id("keystore_id", &self.keystore_id)?;
+        kms.keystore(&keystore_id).await?;
+        let fresh = generate(self.kind).await?;
+        let key = kms.new_key(keystore_id, &self.name, self.rotation_period_days, fresh)?;
+        let key = kms.insert_key(key).await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for CreateSecret {
+    const NAME: &'static str = "CreateSecret";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("keystore_id", &self.keystore_id)?;
+        model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
+        check_secret(&self.value)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let keystore_id = parse_id("keystore_id", &self.keystore_id)?;
+        kms.keystore(&keystore_id).await?;
+        let key = kms.new_key(keystore_id, &self.name, 0, Fresh::Secret(self.value))?;
+        let key = kms.insert_key(key).await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for UpdateSecret {
+    const NAME: &'static str = "UpdateSecret";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id)?;
+        check_secret(&self.value)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let id = parse_id("key_id", &self.key_id)?;
+        let value = self.value;
+        let key = kms
+            .mutate_key(&id, |key, now| {
+                if key.kind() != KeyKind::Secret {
+                    return Err(KmsError::FailedPrecondition(format!("key {} is not a secret; use RotateKey", key.id)));
+                }
+                usable_for_change(key)?;
+                add_version(key, Fresh::Secret(value.clone()), now).map(|_| ())
+            })
+            .await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for ListKeys {
+    const NAME: &'static str = "ListKeys";
+    const EFFECT: Effect = Effect::Read;
+    type Output = Vec<Arc<Key>>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_keystore(&self.keystore_id);
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Vec<Arc<Key>>, KmsError> {
+        let keystore_id = parse_id("keystore_id", &self.keystore_id)?;
+        kms.keystore(&keystore_id).await?;
+        let mut out = Vec::new();
+        for id in kms.records.key_ids_in(&keystore_id).await? {
+            match kms.key(&id).await {
+                Ok(k) => out.push(k),
+                // Destroyed between listing and loading.
+                Err(KmsError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Operation for DescribeKey {
+    const NAME: &'static str = "DescribeKey";
+    const EFFECT: Effect = Effect::Read;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let key = kms.key(&parse_id("key_id", &self.key_id)?).await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for RotateKey {
+    const NAME: &'static str = "RotateKey";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id).map(|_| ())
+    }
+
+    /// A lost compare-and-swap race is retried with fresh material, so
+    /// concurrent rotations produce consecutive versions and none is lost.
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let id = parse_id("key_id", &self.key_id)?;
+        let kind = kms.key(&id).await?.kind();
+        if kind == KeyKind::Secret {
+            return Err(KmsError::FailedPrecondition(format!("key {id} is a secret; use UpdateSecret")));
+        }
+        for _ in 0..16 {
+            let fresh = generate(kind).await?;
+            let attempt = kms
+                .mutate_key_once(&id, |key, now| {
+                    usable_for_change(key)?;
+                    add_version(key, fresh, now).map(|_| ())
+                })
+                .await?;
+            if let Some(key) = attempt {
+                tracing::info!(key_id = %id, version = key.material.newest_version(), "key rotated");
+                touched(trail, &key);
+                return Ok(key);
+            }
+        }
+        Err(KmsError::Aborted)
+    }
+}
+
+impl Operation for UpdateKey {
+    const NAME: &'static str = "UpdateKey";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id)?;
+        // The secret case needs the key: checked again when it is loaded.
+        check_rotation(KeyKind::Aes256, self.rotation_period_days)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let id = parse_id("key_id", &self.key_id)?;
+        let days = self.rotation_period_days;
+        let key = kms
+            .mutate_key(&id, |key, now| {
+                check_rotation(key.kind(), days)?;
+                key.rotation_period_days = days;
+                key.next_rotation_at = next_rotation(now, days);
+                Ok(())
+            })
+            .await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for EnableKey {
+    const NAME: &'static str = "EnableKey";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id).map(|_| ())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let key = kms
+            .mutate_key(&parse_id("key_id", &self.key_id)?, |key, _| match key.state {
+                KeyState::PendingDeletion { .. } => Err(KmsError::FailedPrecondition(format!(
+                    "key {} is pending deletion; cancel the deletion first",
+                    key.id
+                ))),
+                _ => {
+                    key.state = KeyState::Enabled;
+                    Ok(())
+                }
+            })
+            .await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for DisableKey {
+    const NAME: &'static str = "DisableKey";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id).map(|_| ())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let key = kms
+            .mutate_key(&parse_id("key_id", &self.key_id)?, |key, _| match key.state {
+                KeyState::PendingDeletion { .. } => {
+                    Err(KmsError::FailedPrecondition(format!("key {} is pending deletion", key.id)))
+                }
+                _ => {
+                    key.state = KeyState::Disabled;
+                    Ok(())
+                }
+            })
+            .await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl ScheduleKeyDeletion {
+    fn days(&self) -> u32 {
+        if self.pending_days == 0 { model::DEFAULT_DELETION_DAYS } else { self.pending_days }
+    }
+}
+
+impl Operation for ScheduleKeyDeletion {
+    const NAME: &'static str = "ScheduleKeyDeletion";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id)?;
+        let days = self.days();
+        if !model::DELETION_DAYS.contains(&days) {
+            return Err(KmsError::InvalidArgument(format!(
+                "pending_days is {days}; it must be {}..={}",
+                model::DELETION_DAYS.start(),
+                model::DELETION_DAYS.end()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let id = parse_id("key_id", &self.key_id)?;
+        let days = self.days();
+        let key = kms
+            .mutate_key(&id, |key, now| match key.state {
+                KeyState::PendingDeletion { .. } => {
+                    Err(KmsError::FailedPrecondition(format!("key {} is already pending deletion", key.id)))
+                }
+                _ => {
+                    key.state = KeyState::PendingDeletion { deletion_at: now + i64::from(days) * DAY };
+                    Ok(())
+                }
+            })
+            .await?;
+        tracing::info!(key_id = %id, days, "key deletion scheduled");
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl Operation for CancelKeyDeletion {
+    const NAME: &'static str = "CancelKeyDeletion";
+    const EFFECT: Effect = Effect::Change;
+    type Output = Arc<Key>;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        parse_id("key_id", &self.key_id).map(|_| ())
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
+        let key = kms
+            .mutate_key(&parse_id("key_id", &self.key_id)?, |key, _| match key.state {
+                KeyState::PendingDeletion { .. } => {
+                    key.state = KeyState::Disabled;
+                    Ok(())
+                }
+                _ => Err(KmsError::FailedPrecondition(format!("key {} is not pending deletion", key.id))),
+            })
+            .await?;
+        touched(trail, &key);
+        Ok(key)
+    }
+}
+
+impl<S: Store + Clone> Kms<S> {
+    async fn insert_key(&self, key: Key) -> Result<Arc<Key>, KmsError> {
+        match self.records.create_key(&key).await {
+            Ok(()) => {}
+            Err(RecordError::Conflict(_)) => {
+                return Err(KmsError::AlreadyExists(format!(
+                    "a key or secret named {:?} already exists in keystore {}",
+                    key.name, key.keystore_id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(key_id = %key.id, keystore_id = %key.keystore_id, kind = key.kind().name(), "key created");
+        let key = Arc::new(key);
+        self.cache.put_key(key.id, 1, key.clone());
+        Ok(key)
+    }
+
+    fn new_key(&self, keystore_id: Id, name: &str, rotation: u32, fresh: Fresh) -> Result<Key, KmsError> {
+        let now = self.now();
+        Ok(Key {
+            id: Id::generate().map_err(internal)?,
+            keystore_id,
+            name: name.to_owned(),
+            state: KeyState::Enabled,
+            material: Material::first(fresh, now),
+            rotation_period_days: rotation,
+            next_rotation_at: next_rotation(now, rotation),
+            created_at: now,
+            last_used_at: AtomicI64::new(0),
+        })
+    }
+
+    /// Reads a key afresh from the store, lets `change` modify it and writes
+    /// it back with compare-and-swap, retrying on a lost race. Returns the
+    /// stored key, now also in the cache.
+    pub(super) async fn mutate_key<F>(&self, id: &Id, mut change: F) -> Result<Arc<Key>, KmsError>
+    where
+        F: FnMut(&mut Key, i64) -> Result<(), KmsError> + Send,
+    {
+        for _ in 0..16 {
+            if let Some(key) = self.mutate_key_once(id, &mut change).await? {
+                return Ok(key);
+            }
+        }
+        Err(KmsError::Aborted)
+    }
+
+    /// One read-modify-CAS attempt; `None` when another writer won the race.
+    pub(super) async fn mutate_key_once<F>(&self, id: &Id, change: F) -> Result<Option<Arc<Key>>, KmsError>
+    where
+        F: FnOnce(&mut Key, i64) -> Result<(), KmsError> + Send,
+    {
+        let (mut key, revision) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
+        if let Some(cached) = self.cache.key(id) {
+            key.touch(cached.last_used());
+        }
+        let due_before: Vec<Due> = crate::records::due_entries(&key);
+        change(&mut key, self.now())?;
+        match self.records.update_key(&key, revision, &due_before).await {
+            Ok(()) => {
+                let key = Arc::new(key);
+                self.cache.put_key(*id, revision + 1, key.clone());
+                Ok(Some(key))
+            }
+            Err(RecordError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ids of cached keys with their last use, for persisting.
+    pub(super) fn cached_last_uses(&self) -> Vec<(Id, i64)> {
+        self.cache.keys().iter().filter(|k| k.last_used() > 0).map(|k| (k.id, k.last_used())).collect()
     }
 }

@@ -1,144 +1,204 @@
 //! Sign, verify and public keys of asymmetric keys.
 
-use skm_crypto::asym::{KeyAlgorithm, Message, PublicKey, SignatureAlgorithm};
+use skm_crypto::asym::{AsymError, KeyAlgorithm, Message, PrivateKey, SignatureAlgorithm};
+use skm_store::Store;
 
-use super::{Call, Kms, KmsError, Need, internal};
-use crate::model::{self, Key, KeyKind, Material};
+use super::operation::{Effect, Operation, Trail};
+use super::views::SigningKey;
+use super::{Kms, KmsError, check_len, internal};
+use crate::model::{self, Version};
 
 /// What a sign or verify call covers.
-#[derive(Clone, Copy, Debug)]
-pub enum Signed<'a> {
-    /// The message itself.
-    Message(&'a [u8]),
+#[derive(Clone, Debug)]
+pub enum Signed {
+    /// The message itself, at most [`model::MAX_SIGN_MESSAGE`] bytes.
+    Message(Vec<u8>),
     /// Its SHA-256 digest.
-    Digest(&'a [u8]),
+    Digest(Vec<u8>),
 }
 
-impl<'a> Signed<'a> {
-    fn check(self) -> Result<Message<'a>, KmsError> {
+impl Signed {
+    fn message(&self) -> Message<'_> {
         match self {
-            Signed::Message(m) => {
-                super::check_len("message", m.len(), model::MAX_SIGN_MESSAGE)?;
-                Ok(Message::Raw(m))
-            }
-            Signed::Digest(d) => {
-                if d.len() != 32 {
-                    return Err(KmsError::InvalidArgument(format!(
-                        "digest is {} bytes; a SHA-256 digest is 32",
-                        d.len()
-                    )));
-                }
-                Ok(Message::Digest(d))
-            }
+            Signed::Message(m) => Message::Raw(m),
+            Signed::Digest(d) => Message::Digest(d),
+        }
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        match self {
+            Signed::Message(m) => check_len("message", m.len(), model::MAX_SIGN_MESSAGE),
+            // Its length is skm-crypto's to check, with the algorithm.
+            Signed::Digest(_) => Ok(()),
         }
     }
 }
 
-fn algorithm_of(key: &Key) -> Result<KeyAlgorithm, KmsError> {
-    match key.kind {
-        KeyKind::Asymmetric(alg) => Ok(alg),
-        _ => Err(KmsError::FailedPrecondition(format!("key {} is not an asymmetric key", key.id))),
-    }
+/// Sign with the key's newest version.
+#[derive(Debug)]
+pub struct Sign {
+    /// The signing key.
+    pub key_id: String,
+    /// Message or digest.
+    pub signed: Signed,
+    /// The algorithm; the key's default when `None`.
+    pub algorithm: Option<SignatureAlgorithm>,
 }
 
-/// The signature algorithm to use: the requested one if it fits the key,
-/// else the key's default when none was requested.
-fn pick(key: &Key, requested: Option<SignatureAlgorithm>) -> Result<SignatureAlgorithm, KmsError> {
-    let alg = algorithm_of(key)?;
-    match requested {
-        None => Ok(alg.default_signature_algorithm()),
-        Some(sig) if alg.signature_algorithms().contains(&sig) => Ok(sig),
-        Some(sig) => Err(KmsError::FailedPrecondition(format!(
-            "algorithm {} does not fit the {} key {}",
-            sig.name(),
-            alg.name(),
-            key.id
-        ))),
-    }
+/// A signature.
+#[derive(Debug)]
+pub struct Signature {
+    /// The signature, in the algorithm's standard encoding.
+    pub signature: Vec<u8>,
+    /// The key version that made it.
+    pub key_version: u32,
+    /// The algorithm used.
+    pub algorithm: SignatureAlgorithm,
 }
 
-fn public_of(key: &Key, version: u32) -> Result<(&PublicKey, u32), KmsError> {
-    let v = if version == 0 { key.newest() } else { key.version(version) }
-        .ok_or_else(|| KmsError::NotFound(format!("key {} has no version {version}", key.id)))?;
-    match &v.material {
-        Material::Asymmetric { public, .. } => Ok((public, v.version)),
-        _ => Err(KmsError::FailedPrecondition(format!("key {} is not an asymmetric key", key.id))),
-    }
+/// Verify with one version, or with every retained version (newest first)
+/// when `key_version` is 0.
+#[derive(Debug)]
+pub struct Verify {
+    /// The signing key.
+    pub key_id: String,
+    /// Message or digest.
+    pub signed: Signed,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The algorithm; the key's default when `None`.
+    pub algorithm: Option<SignatureAlgorithm>,
+    /// One version, or 0 for any.
+    pub key_version: u32,
 }
 
-impl Kms {
-    /// Signs with the newest version; returns signature, version, algorithm.
-    pub async fn sign(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        signed: Signed<'_>,
-        algorithm: Option<SignatureAlgorithm>,
-    ) -> Result<(Vec<u8>, u32, SignatureAlgorithm), KmsError> {
-        let message = signed.check()?;
-        let key = self.usable_key(call, key_id, Need::Asymmetric).await?;
-        let sig_alg = pick(&key, algorithm)?;
-        let newest =
-            key.newest().ok_or_else(|| KmsError::FailedPrecondition(format!("key {} has no version", key.id)))?;
-        let Material::Asymmetric { private, .. } = &newest.material else {
-            return Err(KmsError::FailedPrecondition(format!("key {} is not an asymmetric key", key.id)));
-        };
-        let signature = private.sign(sig_alg, message).map_err(|e| match e {
-            skm_crypto::asym::AsymError::DigestNotSupported(_) | skm_crypto::asym::AsymError::WrongAlgorithm { .. } => {
-                KmsError::FailedPrecondition(e.to_string())
-            }
-            skm_crypto::asym::AsymError::DigestLength(_) => KmsError::InvalidArgument(e.to_string()),
-            other => internal(other),
-        })?;
-        call.used_version(newest.version);
-        Ok((signature, newest.version, sig_alg))
-    }
+/// The version whose key verified the signature, if any did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified(pub Option<u32>);
 
-    /// Verifies with one version, or every retained version (newest first)
-    /// when `version` is 0. Returns the version that verified, if any.
-    pub async fn verify(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        signed: Signed<'_>,
-        signature: &[u8],
-        algorithm: Option<SignatureAlgorithm>,
-        version: u32,
-    ) -> Result<Option<u32>, KmsError> {
-        let message = signed.check()?;
-        super::check_len("signature", signature.len(), model::MAX_SIGNATURE)?;
-        let key = self.usable_key(call, key_id, Need::Asymmetric).await?;
-        let sig_alg = pick(&key, algorithm)?;
-        if matches!(message, Message::Digest(_)) && sig_alg == SignatureAlgorithm::Ed25519 {
-            return Err(KmsError::FailedPrecondition("ed25519 keys verify messages, not digests".to_owned()));
+/// The public key of one version (0: newest).
+#[derive(Debug)]
+pub struct GetPublicKey {
+    /// The signing key.
+    pub key_id: String,
+    /// The version, or 0.
+    pub key_version: u32,
+}
+
+/// A public key.
+#[derive(Debug)]
+pub struct PublicKeyInfo {
+    /// SPKI, DER.
+    pub spki_der: Vec<u8>,
+    /// SPKI, PEM.
+    pub pem: String,
+    /// Its version.
+    pub key_version: u32,
+    /// The key's algorithm.
+    pub algorithm: KeyAlgorithm,
+}
+
+/// Bad input as skm-crypto judges it, in the words of DESIGN §10.
+fn refused(e: AsymError) -> KmsError {
+    match e {
+        AsymError::DigestNotSupported(_) | AsymError::WrongAlgorithm { .. } => {
+            KmsError::FailedPrecondition(e.to_string())
         }
-        let candidates: Vec<u32> = if version == 0 {
-            key.versions.iter().rev().map(|v| v.version).collect()
+        AsymError::DigestLength(_) => KmsError::InvalidArgument(e.to_string()),
+        other => internal(other),
+    }
+}
+
+impl SigningKey {
+    /// The requested algorithm, or the key's default.
+    fn pick(&self, requested: Option<SignatureAlgorithm>) -> SignatureAlgorithm {
+        requested.unwrap_or_else(|| self.algorithm.default_signature_algorithm())
+    }
+
+    fn version(&self, version: u32) -> Result<&Version<PrivateKey>, KmsError> {
+        self.versions
+            .get_or_newest(version)
+            .ok_or_else(|| KmsError::NotFound(format!("key {} has no version {version}", self.key.id)))
+    }
+}
+
+impl Operation for Sign {
+    const NAME: &'static str = "Sign";
+    const EFFECT: Effect = Effect::Use;
+    type Output = Signature;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        self.signed.check()
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Signature, KmsError> {
+        let key: SigningKey = kms.usable(trail, &self.key_id).await?;
+        let algorithm = key.pick(self.algorithm);
+        let newest = key.versions.newest();
+        let signature = newest.material.sign(algorithm, self.signed.message()).map_err(refused)?;
+        trail.used_version(newest.version);
+        Ok(Signature { signature, key_version: newest.version, algorithm })
+    }
+}
+
+impl Operation for Verify {
+    const NAME: &'static str = "Verify";
+    const EFFECT: Effect = Effect::Use;
+    type Output = Verified;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
+    }
+
+    fn check(&self) -> Result<(), KmsError> {
+        self.signed.check()?;
+        check_len("signature", self.signature.len(), model::MAX_SIGNATURE)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Verified, KmsError> {
+        let key: SigningKey = kms.usable(trail, &self.key_id).await?;
+        let algorithm = key.pick(self.algorithm);
+        let message = self.signed.message();
+        // Bad input is refused as such; only a bad signature is "invalid".
+        skm_crypto::asym::check_message(key.algorithm, algorithm, message).map_err(refused)?;
+        let candidates: Vec<&Version<PrivateKey>> = if self.key_version == 0 {
+            key.versions.iter().rev().collect()
         } else {
-            vec![public_of(&key, version)?.1]
+            vec![key.version(self.key_version)?]
         };
         for v in candidates {
-            let (public, v) = public_of(&key, v)?;
-            if public.verify(sig_alg, message, signature).is_ok() {
-                call.used_version(v);
-                return Ok(Some(v));
+            if v.material.public().verify(algorithm, message, &self.signature).is_ok() {
+                trail.used_version(v.version);
+                return Ok(Verified(Some(v.version)));
             }
         }
-        Ok(None)
+        Ok(Verified(None))
+    }
+}
+
+impl Operation for GetPublicKey {
+    const NAME: &'static str = "GetPublicKey";
+    const EFFECT: Effect = Effect::Use;
+    type Output = PublicKeyInfo;
+
+    fn target(&self, trail: &mut Trail<'_>) {
+        trail.named_key(&self.key_id);
     }
 
-    /// The public key of one version (0: newest): SPKI DER, PEM, version,
-    /// algorithm.
-    pub async fn public_key(
-        &self,
-        call: &mut Call,
-        key_id: &str,
-        version: u32,
-    ) -> Result<(Vec<u8>, String, u32, KeyAlgorithm), KmsError> {
-        let key = self.usable_key(call, key_id, Need::Asymmetric).await?;
-        let alg = algorithm_of(&key)?;
-        let (public, v) = public_of(&key, version)?;
-        call.used_version(v);
-        Ok((public.spki_der().to_vec(), public.to_pem(), v, alg))
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<PublicKeyInfo, KmsError> {
+        let key: SigningKey = kms.usable(trail, &self.key_id).await?;
+        let v = key.version(self.key_version)?;
+        trail.used_version(v.version);
+        let public = v.material.public();
+        Ok(PublicKeyInfo {
+            spki_der: public.spki_der().to_vec(),
+            pem: public.to_pem(),
+            key_version: v.version,
+            algorithm: key.algorithm,
+        })
     }
 }

@@ -1,0 +1,95 @@
+//! Who calls an operation, as a front end saw them.
+
+use skm_runtime::Role;
+
+use crate::access::Facts;
+
+/// The principal kms-api's own work is audited under.
+pub const MAINTENANCE_PRINCIPAL: &str = "kms-api/maintenance";
+
+/// The front end a request came through; named in its audit entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrontEnd {
+    /// The gRPC user or admin port.
+    Grpc,
+    /// The REST/JSON listener.
+    Rest,
+    /// The web console.
+    Console,
+    /// kms-api's own maintenance task.
+    Maintenance,
+}
+
+impl FrontEnd {
+    /// The name written to the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontEnd::Grpc => "grpc",
+            FrontEnd::Rest => "rest",
+            FrontEnd::Console => "console",
+            FrontEnd::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// An operator, as the admin port's TLS layer (or a console session)
+/// authenticated them.
+#[derive(Clone, Debug)]
+pub struct Operator {
+    /// The principal, e.g. `operator/admin/ann`.
+    pub principal: String,
+    /// Its role.
+    pub role: Role,
+    /// The address it called from and its certificate (whose SHA-256 is
+    /// checked against the revoked operator certificates on every call).
+    pub facts: Facts,
+}
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+pub enum Who {
+    /// An application on the user plane: what the server knows of it
+    /// decides against each keystore's policy.
+    Application(Facts),
+    /// An operator on the admin plane.
+    Operator(Operator),
+    /// kms-api itself ([`MAINTENANCE_PRINCIPAL`]).
+    Maintenance,
+}
+
+/// A caller and the front end it came through.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Who.
+    pub who: Who,
+    /// Through which front end.
+    pub via: FrontEnd,
+}
+
+impl Caller {
+    /// An application.
+    pub fn application(facts: Facts, via: FrontEnd) -> Self {
+        Self { who: Who::Application(facts), via }
+    }
+
+    /// An operator.
+    pub fn operator(operator: Operator, via: FrontEnd) -> Self {
+        Self { who: Who::Operator(operator), via }
+    }
+
+    /// kms-api's maintenance task.
+    pub fn maintenance() -> Self {
+        Self { who: Who::Maintenance, via: FrontEnd::Maintenance }
+    }
+
+    /// What the server knows of the caller's connection (empty for
+    /// maintenance).
+    pub fn facts(&self) -> &Facts {
+        static NONE: Facts = Facts { ip: None, verified_mac: None, asserted_mac: None, chain: None };
+        match &self.who {
+            Who::Application(facts) => facts,
+            Who::Operator(op) => &op.facts,
+            Who::Maintenance => &NONE,
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The audited path every operation takes: [`Kms::execute`].
+//!
+//! An operation is a typed request implementing [`Operation`]. Its
+//! [`Operation::run`] can only be called with a [`Trail`], and a `Trail` can
+//! only be made here, so the only way for a front end to get a result is
+//! `execute`, which authorises, audits before and after, and refuses a
+//! result whose entry can't be written.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use skm_crypto::Id;
+use skm_runtime::Role;
+use skm_runtime::neighbours::MacAddr;
+use skm_store::Store;
+
+use super::caller::{Caller, MAINTENANCE_PRINCIPAL, Who};
+use super::{Kms, KmsError};
+use crate::access::{MacSource, Passed};
+use crate::audit::{self, Event, Outcome};
+use crate::model::Key;
+
+/// What an operation does, which decides who may call it and how it is
+/// audited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Uses a key or secret for an application: the keystore's policy
+    /// decides (checked when the key is loaded); one entry afterwards.
+    Use,
+    /// Several uses in one request: each item is audited as its own entry
+    /// (under the batch's operation name); the batch writes an entry of its
+    /// own only when it is refused as a whole.
+    Batch,
+    /// Reads for an operator (admin or auditor); one entry afterwards.
+    Read,
+    /// Changes state: an admin operator, or kms-api's maintenance. An intent
+    /// entry is durable before anything changes; the outcome entry follows.
+    Change,
+    /// Tells a caller what the server sees of it: open to anyone, touches no
+    /// key or record, not audited (like a health check).
+    Introspect,
+}
+
+/// One operation of the domain core.
+pub trait Operation: Send + Sized {
+    /// Its name in the audit log (the gRPC method name).
+    const NAME: &'static str;
+    /// What it does.
+    const EFFECT: Effect;
+    /// What it returns.
+    type Output: Send;
+
+    /// Its name in the audit log for this request (one type may serve two
+    /// RPCs).
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    /// Names what the request is about in the audit trail (ids that parse;
+    /// a malformed id is never written to the log).
+    fn target(&self, _trail: &mut Trail<'_>) {}
+
+    /// Checks the request on its own, without I/O; a failure is audited
+    /// as the only entry (no intent is written for a bad request).
+    fn check(&self) -> Result<(), KmsError> {
+        Ok(())
+    }
+
+    /// Carries it out.
+    fn run<S: Store + Clone>(
+        self,
+        kms: &Kms<S>,
+        trail: &mut Trail<'_>,
+    ) -> impl Future<Output = Result<Self::Output, KmsError>> + Send;
+}
+
+/// What the audit entry of one call will say: filled in as the operation
+/// learns which keystore, key and version it touches.
+#[derive(Debug)]
+pub struct Trail<'c> {
+    operation: &'static str,
+    caller: &'c Caller,
+    keystore_id: Option<Id>,
+    key_id: Option<Id>,
+    key_version: Option<u32>,
+    passed: Option<Passed>,
+    intent_seq: Option<u64>,
+}
+
+impl<'c> Trail<'c> {
+    fn new(operation: &'static str, caller: &'c Caller) -> Self {
+        Self { operation, caller, keystore_id: None, key_id: None, key_version: None, passed: None, intent_seq: None }
+    }
+
+    /// Who is calling.
+    pub fn caller(&self) -> &'c Caller {
+        self.caller
+    }
+
+    /// The key (and its keystore) the call touched.
+    pub(crate) fn touch_key(&mut self, key: &Key) {
+        self.key_id = Some(key.id);
+        self.keystore_id = Some(key.keystore_id);
+    }
+
+    /// The key a request names, when it is an id.
+    pub(crate) fn named_key(&mut self, key_id: &str) {
+        if let Ok(id) = key_id.parse() {
+            self.key_id = Some(id);
+        }
+    }
+
+    /// The keystore a request names, when it is an id.
+    pub(crate) fn named_keystore(&mut self, keystore_id: &str) {
+        if let Ok(id) = keystore_id.parse() {
+            self.keystore_id = Some(id);
+        }
+    }
+
+    /// The keystore the call touched.
+    pub(crate) fn touch_keystore(&mut self, id: Id) {
+        self.keystore_id = Some(id);
+    }
+
+    /// The key version the call used or made.
+    pub(crate) fn used_version(&mut self, version: u32) {
+        self.key_version = Some(version);
+    }
+
+    /// What passed the keystore policy.
+    pub(crate) fn passed(&mut self, passed: Passed) {
+        self.passed = Some(passed);
+    }
+
+    fn event(&self, time: i64, result: Outcome) -> Event {
+        let facts = self.caller.facts();
+        // The MAC that decided, else what was seen (verified first).
+        let mac: Option<(MacAddr, MacSource)> = self.passed.as_ref().and_then(|p| p.mac).or_else(|| {
+            facts
+                .verified_mac
+                .map(|m| (m, MacSource::Verified))
+                .or_else(|| facts.asserted_mac.map(|m| (m, MacSource::Asserted)))
+        });
+        let (operator, system) = match &self.caller.who {
+            Who::Operator(op) => (Some(op.principal.clone()), None),
+            Who::Maintenance => (None, Some(MAINTENANCE_PRINCIPAL.to_owned())),
+            Who::Application(_) => (None, None),
+        };
+        Event {
+            time,
+            operation: self.operation.to_owned(),
+            front_end: Some(self.caller.via.name().to_owned()),
+            keystore_id: self.keystore_id.map(|id| id.to_string()),
+            key_id: self.key_id.map(|id| id.to_string()),
+            key_version: self.key_version,
+            caller: audit::Caller {
+                ip: facts.ip.map(|ip| ip.to_canonical().to_string()),
+                mac: mac.map(|(m, _)| m.to_string()),
+                mac_source: mac.map(|(_, s)| s),
+                cert_sha256: facts.cert_sha256(),
+                operator,
+                system,
+            },
+            result,
+            intent_seq: self.intent_seq,
+        }
+    }
+}
+
+fn outcome<T>(result: &Result<T, KmsError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Allowed,
+        Err(KmsError::Denied(d)) => Outcome::Denied(d.to_string()),
+        Err(KmsError::Forbidden(why)) => Outcome::Denied((*why).to_owned()),
+        Err(e) => Outcome::Failed(e.code().name().to_owned()),
+    }
+}
+
+impl<S: Store + Clone> Kms<S> {
+    /// Runs one operation for `caller`: authorise, check, (for a change)
+    /// audit the intent durably, carry out, audit the outcome.
+    pub async fn execute<O: Operation>(&self, caller: &Caller, op: O) -> Result<O::Output, KmsError> {
+        let mut trail = Trail::new(op.name(), caller);
+        op.target(&mut trail);
+        if O::EFFECT == Effect::Introspect {
+            return op.run(self, &mut trail).await;
+        }
+        if let Err(e) = self.authorise(caller, O::EFFECT).and_then(|()| op.check()) {
+            return self.finish(&trail, Err(e)).await;
+        }
+        if O::EFFECT == Effect::Change {
+            let intent = trail.event(self.now(), Outcome::Intent);
+            match self.audit.append(intent).await {
+                Ok(seq) => trail.intent_seq = Some(seq),
+                Err(e) => {
+                    tracing::error!(error = %e, operation = trail.operation, "intent not written to the audit log; change refused");
+                    return Err(KmsError::AuditUnavailable);
+                }
+            }
+        }
+        let result = op.run(self, &mut trail).await;
+        if O::EFFECT == Effect::Batch && result.is_ok() {
+            // Every item was audited on its own by `execute_items`.
+            return result;
+        }
+        self.finish(&trail, result).await
+    }
+
+    /// Runs the items of a batch as operations of their own, each audited
+    /// under `name`; the entries are appended concurrently so that they
+    /// share the log's group commit.
+    pub(crate) async fn execute_items<O>(
+        &self,
+        name: &'static str,
+        caller: &Caller,
+        items: Vec<O>,
+    ) -> Vec<Result<O::Output, KmsError>>
+    where
+        O: Operation,
+        O::Output: 'static,
+    {
+        debug_assert_eq!(O::EFFECT, Effect::Use);
+        let now = self.now();
+        let mut events = Vec::with_capacity(items.len());
+        let mut results = Vec::with_capacity(items.len());
+        for op in items {
+            let mut trail = Trail::new(name, caller);
+            op.target(&mut trail);
+            let result = match self.authorise(caller, Effect::Use).and_then(|()| op.check()) {
+                Ok(()) => op.run(self, &mut trail).await,
+                Err(e) => Err(e),
+            };
+            events.push(trail.event(now, outcome(&result)));
+            results.push(result);
+        }
+        let mut appends = tokio::task::JoinSet::new();
+        for (i, event) in events.into_iter().enumerate() {
+            let audit = Arc::clone(&self.audit);
+            appends.spawn(async move { (i, audit.append(event).await.is_ok()) });
+        }
+        let mut written = vec![false; results.len()];
+        while let Some(joined) = appends.join_next().await {
+            if let Ok((i, ok)) = joined {
+                written[i] = ok;
+            }
+        }
+        results
+            .into_iter()
+            .zip(written)
+            .map(|(result, ok)| if ok { result } else { Err(KmsError::AuditUnavailable) })
+            .collect()
+    }
+
+    /// Whether `caller` may call an operation with `effect` at all.
+    fn authorise(&self, caller: &Caller, effect: Effect) -> Result<(), KmsError> {
+        match (&caller.who, effect) {
+            (_, Effect::Introspect) => Ok(()),
+            (Who::Application(_), Effect::Use | Effect::Batch) => Ok(()),
+            (Who::Application(_), _) => Err(KmsError::Forbidden("operator operations need an operator")),
+            (Who::Maintenance, Effect::Change) => Ok(()),
+            (Who::Maintenance, _) => Err(KmsError::Forbidden("not an operation of kms-api's maintenance")),
+            (Who::Operator(_), Effect::Use | Effect::Batch) => {
+                Err(KmsError::Forbidden("key uses are for applications on the user plane"))
+            }
+            (Who::Operator(op), _) if self.revoked.is_revoked_certificate(&op.facts) => {
+                tracing::warn!(operator = op.principal, "refused: operator certificate revoked");
+                Err(KmsError::Forbidden("the operator certificate is revoked"))
+            }
+            (Who::Operator(_), Effect::Read) => Ok(()),
+            (Who::Operator(op), Effect::Change) if op.role == Role::Admin => Ok(()),
+            (Who::Operator(_), Effect::Change) => Err(KmsError::Forbidden("this operation needs the admin role")),
+        }
+    }
+
+    /// Writes the outcome entry and hands the result on; a result whose
+    /// entry can't be written is refused.
+    async fn finish<T>(&self, trail: &Trail<'_>, result: Result<T, KmsError>) -> Result<T, KmsError> {
+        let event = trail.event(self.now(), outcome(&result));
+        match self.audit.append(event).await {
+            Ok(_) => result,
+            Err(e) => {
+                tracing::error!(error = %e, operation = trail.operation, "audit entry not written; result withheld");
+                if trail.intent_seq.is_some() && result.is_ok() {
+                    Err(KmsError::OutcomeUnaudited)
+                } else {
+                    Err(KmsError::AuditUnavailable)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Typed views of a usable key: what a use of a key gets once the caller
+//! passed the keystore's policy and the key is enabled and of the right
+//! type. Each view holds its versions already typed, so operations never
+//! match on the material again.
+
+use std::sync::Arc;
+
+use skm_crypto::Secret32;
+use skm_crypto::asym::{KeyAlgorithm, PrivateKey};
+use skm_store::Store;
+
+use super::operation::Trail;
+use super::{Kms, KmsError, parse_id};
+use crate::access::CertState;
+use crate::model::{Key, KeyState, Material, SecretValue, Versions};
+
+/// A typed view of a key.
+pub(crate) trait View: Sized {
+    /// What the operation needs, for the error when the key is another type.
+    const WANTED: &'static str;
+
+    /// The view, if the key is of this type.
+    fn of(key: &Arc<Key>) -> Option<Self>;
+}
+
+/// An AES-256 key.
+pub(crate) struct AesKey {
+    pub(crate) key: Arc<Key>,
+    pub(crate) versions: Arc<Versions<Secret32>>,
+}
+
+impl View for AesKey {
+    const WANTED: &'static str = "an aes-256 key";
+
+    fn of(key: &Arc<Key>) -> Option<Self> {
+        match &key.material {
+            Material::Aes256(versions) => Some(Self { key: key.clone(), versions: versions.clone() }),
+            _ => None,
+        }
+    }
+}
+
+/// A signing key of one algorithm.
+pub(crate) struct SigningKey {
+    pub(crate) key: Arc<Key>,
+    pub(crate) algorithm: KeyAlgorithm,
+    pub(crate) versions: Arc<Versions<PrivateKey>>,
+}
+
+impl View for SigningKey {
+    const WANTED: &'static str = "an asymmetric key (ed25519, ecdsa-p256, rsa-*)";
+
+    fn of(key: &Arc<Key>) -> Option<Self> {
+        match &key.material {
+            Material::Signing { algorithm, versions } => {
+                Some(Self { key: key.clone(), algorithm: *algorithm, versions: versions.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A secret.
+pub(crate) struct SecretKey {
+    pub(crate) key: Arc<Key>,
+    pub(crate) versions: Arc<Versions<SecretValue>>,
+}
+
+impl View for SecretKey {
+    const WANTED: &'static str = "a secret";
+
+    fn of(key: &Arc<Key>) -> Option<Self> {
+        match &key.material {
+            Material::Secret(versions) => Some(Self { key: key.clone(), versions: versions.clone() }),
+            _ => None,
+        }
+    }
+}
+
+impl<S: Store + Clone> Kms<S> {
+    /// Loads a key for a use: the caller must pass its keystore's policy,
+    /// the key must be enabled and of the type the use needs.
+    pub(crate) async fn usable<V: View>(&self, trail: &mut Trail<'_>, key_id: &str) -> Result<V, KmsError> {
+        let id = parse_id("key_id", key_id)?;
+        let key = self.key(&id).await?;
+        trail.touch_key(&key);
+        let keystore = self.keystore(&key.keystore_id).await?;
+        let certs = CertState { ca: &keystore.ca.cert_der, known: &keystore.certs };
+        let facts = trail.caller().facts();
+        match keystore.policy.check(facts, &certs, self.now()) {
+            Ok(passed) => trail.passed(passed),
+            Err(denied) => {
+                tracing::warn!(key_id = %id, keystore_id = %keystore.id, client = ?facts.ip, reason = %denied, "key use denied");
+                return Err(denied.into());
+            }
+        }
+        match key.state {
+            KeyState::Enabled => {}
+            KeyState::Disabled => return Err(KmsError::FailedPrecondition(format!("key {id} is disabled"))),
+            KeyState::PendingDeletion { deletion_at } => {
+                return Err(KmsError::FailedPrecondition(format!(
+                    "key {id} is pending deletion (destroyed at {deletion_at} unless cancelled)"
+                )));
+            }
+        }
+        let view = V::of(&key).ok_or_else(|| {
+            KmsError::FailedPrecondition(format!(
+                "key {id} is a {} key; this operation needs {}",
+                key.kind().name(),
+                V::WANTED
+            ))
+        })?;
+        key.touch(self.now());
+        Ok(view)
+    }
+}
