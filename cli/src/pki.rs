@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use skm_runtime::pki::CertificateAuthority;
+use skm_pki::CertificateAuthority;
 use skm_runtime::{Role, Service};
 
 /// Validity of service and operator certificates made here.

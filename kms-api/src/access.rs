@@ -22,8 +22,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
+use skm_pki::client::{self, ClientCertError, ClientCertInfo};
 use skm_runtime::neighbours::MacAddr;
-use skm_runtime::pki::client::{self, ClientCertError, ClientCertInfo};
 
 /// Most entries an allow-list (IPs or MACs) may have.
 pub const MAX_ALLOW: usize = 256;

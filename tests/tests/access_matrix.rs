@@ -489,7 +489,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
     let pki = stack.stack.dir.join("pki");
     let operator = pki.join("operator");
     let admin_sha = pem_sha256(&std::fs::read_to_string(operator.join("cert.pem"))?);
-    let deployment_ca = skm_runtime::pki::CertificateAuthority::load(
+    let deployment_ca = skm_pki::CertificateAuthority::load(
         TRUST_DOMAIN,
         &std::fs::read_to_string(pki.join("ca").join("ca.pem"))?,
         &std::fs::read_to_string(pki.join("ca").join("ca.key"))?,

@@ -130,7 +130,7 @@ async fn pkcs12_certificates_issue_use_revoke_expire() {
     assert_eq!(err.message(), "certificate authentication failed");
 
     // A registered external certificate (another CA), by fingerprint.
-    let external_ca = skm_runtime::pki::CertificateAuthority::generate("ext.test", "external", 30).unwrap();
+    let external_ca = skm_pki::CertificateAuthority::generate("ext.test", "external", 30).unwrap();
     let external =
         external_ca.issue_for_id(&skm_runtime::SpiffeId::parse("spiffe://ext.test/app").unwrap(), 30).unwrap();
     let ext_der = skm_runtime::tls::certs_from_pem(external.cert_pem.as_bytes()).unwrap();

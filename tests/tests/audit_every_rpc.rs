@@ -107,7 +107,7 @@ fn rpcs(service: &str) -> BTreeSet<String> {
 /// A client with another admin operator certificate (to be revoked).
 fn second_admin(stack: &InProcess, dir: &Path) -> (Skm, String) {
     let pki = stack.stack.dir.join("pki");
-    let ca = skm_runtime::pki::CertificateAuthority::load(
+    let ca = skm_pki::CertificateAuthority::load(
         TRUST_DOMAIN,
         &std::fs::read_to_string(pki.join("ca").join("ca.pem")).unwrap(),
         &std::fs::read_to_string(pki.join("ca").join("ca.key")).unwrap(),

@@ -119,7 +119,7 @@ pub enum ClientError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: skm_runtime::pki::PkiError,
+        source: skm_pki::PkiError,
     },
     /// The client MAC is not a MAC address.
     #[error("client MAC {0:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
@@ -189,7 +189,7 @@ impl Profile {
                 let password = zeroize::Zeroizing::new(read(password_file)?);
                 let password = String::from_utf8_lossy(&password);
                 let password = password.lines().next().unwrap_or_default();
-                let (chain, key) = skm_runtime::pki::client::read_pkcs12(&data, password)
+                let (chain, key) = skm_pki::client::read_pkcs12(&data, password)
                     .map_err(|source| ClientError::Pkcs12 { path: p12.clone(), source })?;
                 let ca = read(&self.ca)?;
                 TlsIdentity::from_der(&ca, chain, key)?.client_config(&server)?

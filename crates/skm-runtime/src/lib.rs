@@ -1,7 +1,7 @@
 //! Daemon plumbing shared by SKM's three services: configuration loading,
 //! mutual TLS with SPIFFE identities, the per-RPC allow-list, gRPC serving
-//! with health and reflection, client channels, tracing, graceful shutdown,
-//! and issuing the deployment PKI.
+//! with health and reflection, client channels, tracing and graceful
+//! shutdown. (Issuing certificates is skm-pki's.)
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +12,6 @@ pub mod daemon;
 pub mod health;
 pub mod identity;
 pub mod neighbours;
-pub mod pki;
 pub mod proxy_protocol;
 pub mod serve;
 pub mod shutdown;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use skm_runtime::pki::CertificateAuthority;
+use skm_pki::CertificateAuthority;
 use skm_runtime::proxy_protocol::{SIGNATURE, TrustedProxies, encode_v2};
 use skm_runtime::serve::{ClientTrust, ListenOptions, PeerInfo, TlsConnection, tls_incoming_with};
 use skm_runtime::shutdown::{self, ShutdownTrigger};

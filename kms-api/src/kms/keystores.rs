@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use skm_crypto::Id;
-use skm_runtime::pki::client::{KeystoreCa, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use skm_pki::client::{KeystoreCa, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 use skm_store::Store;
 use zeroize::Zeroizing;
 
@@ -280,10 +280,10 @@ impl Operation for IssueClientCertificate {
         .await
         .map_err(internal)?
         .map_err(|e| match e {
-            skm_runtime::pki::PkiError::PasswordLength | skm_runtime::pki::PkiError::PasswordCharacters => {
+            skm_pki::PkiError::PasswordLength | skm_pki::PkiError::PasswordCharacters => {
                 KmsError::InvalidArgument(format!("password: {e}"))
             }
-            skm_runtime::pki::PkiError::CommonName => KmsError::InvalidArgument(format!("name: {e}")),
+            skm_pki::PkiError::CommonName => KmsError::InvalidArgument(format!("name: {e}")),
             other => internal(other),
         })?;
         let known = KnownCert {

@@ -84,8 +84,7 @@ impl Operation for WhoAmI {
     async fn run<S: Store + Clone>(self, _kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<WhoAmIResult, KmsError> {
         let facts = trail.caller().facts().clone();
         let leaf = facts.chain.as_ref().and_then(|c| c.first());
-        let certificate_subject =
-            leaf.and_then(|der| skm_runtime::pki::client::leaf_info(der)).and_then(|i| i.subject_cn);
+        let certificate_subject = leaf.and_then(|der| skm_pki::client::leaf_info(der)).and_then(|i| i.subject_cn);
         Ok(WhoAmIResult { facts, certificate_subject })
     }
 }

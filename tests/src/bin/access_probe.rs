@@ -223,7 +223,7 @@ fn channel(
             let password =
                 std::fs::read_to_string(password_file).with_context(|| format!("read {}", password_file.display()))?;
             let password = password.lines().next().unwrap_or_default();
-            let (chain, key) = skm_runtime::pki::client::read_pkcs12(&data, password)
+            let (chain, key) = skm_pki::client::read_pkcs12(&data, password)
                 .with_context(|| format!("read PKCS#12 {}", file.display()))?;
             TlsIdentity::from_der(ca_pem, chain, key)?.client_config(server)?
         }

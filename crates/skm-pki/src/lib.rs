@@ -4,6 +4,11 @@
 //!
 //! [`client`]: each keystore's own client CA, the client certificates it
 //! issues (as PKCS#12) and the checks of a chain presented on the user port.
+//!
+//! Its own crate (it was part of skm-runtime): issuing certificates is what
+//! the CLI, kms-api's keystores and the tests do, not daemon plumbing.
+
+#![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 
@@ -12,7 +17,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-use crate::identity::{Role, Service, SpiffeId};
+use skm_runtime::identity::{Role, Service, SpiffeId};
 
 pub mod client;
 
@@ -24,7 +29,7 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     /// A name does not make a valid SPIFFE id.
     #[error(transparent)]
-    Identity(#[from] crate::identity::BadSpiffeId),
+    Identity(#[from] skm_runtime::identity::BadSpiffeId),
     /// A keystore name (of its client CA) or a client certificate name is
     /// empty, longer than 64 characters or holds control characters.
     #[error("a keystore or client certificate name must be 1 to 64 characters without control characters")]
@@ -191,12 +196,12 @@ mod tests {
     fn service_cert_carries_its_spiffe_id() {
         let ca = CertificateAuthority::generate("skm.test", "test CA", 1).unwrap();
         let issued = ca.issue_service(Service::SystemKeyd, &[], 1).unwrap();
-        let der = crate::tls::certs_from_pem(issued.cert_pem.as_bytes()).unwrap();
+        let der = skm_runtime::tls::certs_from_pem(issued.cert_pem.as_bytes()).unwrap();
         let id = SpiffeId::from_certificate(&der[0]).unwrap();
         assert_eq!(id.to_string(), "spiffe://skm.test/system-keyd");
         let reloaded = CertificateAuthority::load("skm.test", ca.cert_pem(), &ca.key_pem()).unwrap();
         let op = reloaded.issue_operator("ann", Role::Admin, 1).unwrap();
-        let der = crate::tls::certs_from_pem(op.cert_pem.as_bytes()).unwrap();
+        let der = skm_runtime::tls::certs_from_pem(op.cert_pem.as_bytes()).unwrap();
         assert_eq!(SpiffeId::from_certificate(&der[0]).unwrap().to_string(), "spiffe://skm.test/operator/admin/ann");
     }
 }

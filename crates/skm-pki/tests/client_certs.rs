@@ -15,10 +15,8 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use skm_runtime::pki::client::{
-    ClientCertError, KeystoreCa, MAX_PASSWORD_LEN, check_client_chain, check_registered, leaf_info,
-};
-use skm_runtime::pki::{CertificateAuthority, PkiError};
+use skm_pki::client::{ClientCertError, KeystoreCa, MAX_PASSWORD_LEN, check_client_chain, check_registered, leaf_info};
+use skm_pki::{CertificateAuthority, PkiError};
 use skm_runtime::serve::{ClientTrust, tls_incoming};
 use skm_runtime::tls::{TlsIdentity, certs_from_pem, install_crypto_provider};
 use skm_runtime::{Service, SpiffeId, shutdown};

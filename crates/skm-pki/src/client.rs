@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::PkiError;
+use crate::PkiError;
 
 /// Shortest PKCS#12 password accepted, in bytes.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -116,7 +116,7 @@ impl KeystoreCa {
     /// certificate (the first of the PEM) must be a CA and the key must be
     /// its key.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
-        let cert_der = crate::tls::certs_from_pem(cert_pem.as_bytes())
+        let cert_der = skm_runtime::tls::certs_from_pem(cert_pem.as_bytes())
             .ok()
             .and_then(|certs| certs.into_iter().next())
             .ok_or(PkiError::BadCaCertificate)?;
