@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod identity;
+pub mod limits;
 pub mod neighbours;
 pub mod pki;
 pub mod proxy_protocol;
@@ -21,5 +22,6 @@ pub mod tls;
 
 pub use authz::{AccessPolicy, Allow, Revocations};
 pub use identity::{Principal, Role, Service, SpiffeId};
+pub use limits::{LimitsSection, ListenerLimits};
 pub use serve::{ClientTrust, ListenOptions, PeerInfo};
 pub use shutdown::Shutdown;

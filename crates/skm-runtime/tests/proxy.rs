@@ -52,6 +52,7 @@ async fn server(proxy_protocol_from: Option<&[&str]>) -> Server {
     let options = ListenOptions {
         proxy_protocol_from: proxy_protocol_from.map(|from| TrustedProxies::parse(from).unwrap()),
         lookup_mac: false,
+        limits: Default::default(),
     };
     let incoming = tls_incoming_with(
         listener,
