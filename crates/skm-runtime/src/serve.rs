@@ -426,3 +426,34 @@ pub struct BindError {
     #[source]
     pub source: io::Error,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_its_cap_and_resets() {
+        let mut backoff = AcceptBackoff::default();
+        let emfile = io::Error::from_raw_os_error(24);
+        let pauses: Vec<_> = (0..10).map(|_| backoff.failed(&emfile)).collect();
+        assert_eq!(pauses[0], ACCEPT_BACKOFF_MIN);
+        assert_eq!(pauses[1], ACCEPT_BACKOFF_MIN * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*pauses.last().unwrap(), ACCEPT_BACKOFF_MAX);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&emfile), ACCEPT_BACKOFF_MIN);
+    }
+
+    #[tokio::test]
+    async fn burst_logs_once_per_period_with_the_number_suppressed() {
+        let mut burst = Burst::default();
+        let mut logged = Vec::new();
+        for _ in 0..5 {
+            burst.note(|suppressed| logged.push(suppressed));
+        }
+        assert_eq!(logged, vec![0]);
+        burst.last = tokio::time::Instant::now().checked_sub(REFUSAL_LOG_PERIOD);
+        burst.note(|suppressed| logged.push(suppressed));
+        assert_eq!(logged, vec![0, 4]);
+    }
+}
