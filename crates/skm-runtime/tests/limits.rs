@@ -235,6 +235,38 @@ async fn beyond_max_in_flight_requests_are_shed_at_once_and_health_still_answers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gets_at_most_max_concurrent_streams() {
+    let fake = Fake { gate_closed: true, ..Fake::default() };
+    let limits = ListenerLimits { max_concurrent_streams: 2, ..Default::default() };
+    let server = Server::start(fake.clone(), limits).await;
+    let client = server.client();
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let mut c = client.clone();
+            tokio::spawn(async move { c.seal_status(SealStatusRequest {}).await })
+        })
+        .collect();
+    eventually("2 handlers waiting at the gate", || fake.gated.load(Ordering::SeqCst) == 2).await;
+    // The other three wait in the client for a stream, or (opened before
+    // the client saw the server's SETTINGS) are refused with
+    // REFUSED_STREAM; none reaches a handler.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(fake.gated.load(Ordering::SeqCst), 2, "a third stream was opened");
+    }
+    fake.gate.add_permits(5);
+    let mut ok = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+    }
+    assert!(ok >= 2, "{ok}");
+    assert_eq!(fake.gated.load(Ordering::SeqCst), ok, "a refused stream reached a handler");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_deadline_drops_the_handler_and_the_cap_answers_deadline_exceeded() {
     let fake = Fake::default();
     let limits = ListenerLimits { max_request_time: Duration::from_millis(300), ..Default::default() };
