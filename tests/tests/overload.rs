@@ -283,3 +283,34 @@ fn limits_out_of_range_exit_64_naming_field_and_range() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Soft and hard "Max open files" of a process.
+fn open_files_limits(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
+#[tokio::test]
+async fn a_daemon_raises_its_open_files_limit_to_the_hard_limit() {
+    // Children inherit the soft limit: lower this process's below the hard
+    // one so the daemon has something to raise (the other tests here need
+    // a few hundred descriptors).
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    if hard < 2048 {
+        eprintln!("hard open files limit {hard} too low to test");
+        return;
+    }
+    rlimit::Resource::NOFILE.set(1024, hard).unwrap();
+    let mut p = skm_e2e::Processes::prepare(DevSeal::Passphrase).unwrap();
+    p.start(Service::RootKeyd).unwrap();
+    let pid = p.pid(Service::RootKeyd).unwrap();
+    let raised = skm_e2e::eventually("root-keyd's soft limit raised", DEADLINE, || async {
+        open_files_limits(pid).is_some_and(|(soft, hard)| soft == hard)
+    })
+    .await;
+    let seen = open_files_limits(pid);
+    p.stop_all().await;
+    raised.unwrap_or_else(|e| panic!("{e}: {seen:?}"));
+}
