@@ -9,7 +9,7 @@ use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::proxy_protocol::TrustedProxies;
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
-use skm_runtime::{Service, SpiffeId};
+use skm_runtime::{LimitsSection, ListenerLimits, Service, SpiffeId};
 
 use crate::audit::AuditSync;
 
@@ -39,6 +39,10 @@ struct RawConfig {
     #[serde(default)]
     user_proxy_protocol_from: Vec<String>,
     tls: TlsSection,
+    #[serde(default)]
+    user_limits: LimitsSection,
+    #[serde(default)]
+    admin_limits: LimitsSection,
     #[serde(default)]
     log: LogConfig,
 }
@@ -104,8 +108,36 @@ pub struct Config {
     /// TLS identity (`spiffe://<td>/kms-api`), used on both ports and
     /// towards the other tiers.
     pub tls: TlsIdentity,
+    /// Connection and request limits of the user port (`[user_limits]`),
+    /// with request sizes fitted to each RPC (`user_request_sizes`).
+    pub user_limits: ListenerLimits,
+    /// Connection and request limits of the admin port (`[admin_limits]`).
+    pub admin_limits: ListenerLimits,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Request body limits of the user port's RPCs, from the domain's input
+/// limits (`model.rs`) plus room for the key id and protobuf/gRPC framing;
+/// RPCs not listed get `max_request_bytes`.
+fn user_request_sizes(limits: ListenerLimits) -> ListenerLimits {
+    use crate::model::{MAX_AAD, MAX_BATCH, MAX_CIPHERTEXT, MAX_PLAINTEXT, MAX_SIGN_MESSAGE, MAX_SIGNATURE};
+    const FRAMING: usize = 1024;
+    const ITEM_FRAMING: usize = 128;
+    macro_rules! path {
+        ($method:literal) => {
+            concat!("/skm.api.v1.KeyService/", $method)
+        };
+    }
+    limits
+        .with_request_size(&[path!("Encrypt")], MAX_PLAINTEXT + MAX_AAD + FRAMING)
+        .with_request_size(&[path!("Decrypt"), path!("ReEncrypt")], MAX_CIPHERTEXT + MAX_AAD + FRAMING)
+        .with_request_size(&[path!("GenerateDataKey"), path!("GenerateDataKeyWithoutPlaintext")], MAX_AAD + FRAMING)
+        .with_request_size(&[path!("BatchEncrypt")], MAX_BATCH * (MAX_PLAINTEXT + MAX_AAD + ITEM_FRAMING) + FRAMING)
+        .with_request_size(&[path!("BatchDecrypt")], MAX_BATCH * (MAX_CIPHERTEXT + MAX_AAD + ITEM_FRAMING) + FRAMING)
+        .with_request_size(&[path!("Sign")], MAX_SIGN_MESSAGE + FRAMING)
+        .with_request_size(&[path!("Verify")], MAX_SIGN_MESSAGE + MAX_SIGNATURE + FRAMING)
+        .with_request_size(&[path!("GetPublicKey"), path!("GetSecret"), path!("WhoAmI")], FRAMING)
 }
 
 impl Config {
@@ -161,6 +193,8 @@ impl Config {
                     .map_err(|e| ConfigError::invalid("user_proxy_protocol_from", e))?,
             )
         };
+        let user_limits = user_request_sizes(raw.user_limits.validate("user_limits")?);
+        let admin_limits = raw.admin_limits.validate("admin_limits")?;
         let data_dir = config::resolve(path, &raw.data_dir);
         let audit_dir = raw.audit_dir.map_or_else(|| data_dir.join("audit"), |d| config::resolve(path, &d));
         Ok(Self {
@@ -179,6 +213,8 @@ impl Config {
             store_cache_mb: raw.store_cache_mb,
             maintenance_interval: Duration::from_secs(raw.maintenance_interval_secs),
             tls,
+            user_limits,
+            admin_limits,
             log: raw.log,
         })
     }

@@ -158,8 +158,12 @@ pub async fn start_with_clock(
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     let user_tls = config.tls.optional_client_cert_server_config()?;
     let admin_tls = config.tls.mtls_server_config()?;
-    let user_options =
-        skm_runtime::ListenOptions { proxy_protocol_from: config.user_proxy_protocol_from.clone(), lookup_mac: true };
+    let user_options = skm_runtime::ListenOptions {
+        proxy_protocol_from: config.user_proxy_protocol_from.clone(),
+        lookup_mac: true,
+        limits: config.user_limits.clone(),
+    };
+    let admin_options = skm_runtime::ListenOptions { limits: config.admin_limits.clone(), ..Default::default() };
     tracing::info!(%user_addr, %admin_addr, "kms-api listening; loading system keys");
     let user_shutdown = shutdown.clone();
     let user_task = tokio::spawn(async move {
@@ -177,7 +181,8 @@ pub async fn start_with_clock(
     });
     let admin_policy = admin_access_policy();
     let admin_task = tokio::spawn(async move {
-        skm_runtime::serve::serve(admin_listener, admin_tls, trust, admin_policy, admin_routes.routes(), shutdown)
+        let routes = admin_routes.routes();
+        skm_runtime::serve::serve_with(admin_listener, admin_tls, trust, admin_policy, routes, shutdown, admin_options)
             .await?;
         Ok(())
     });

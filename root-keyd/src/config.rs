@@ -7,7 +7,7 @@ use serde::Deserialize;
 use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
-use skm_runtime::{Service, SpiffeId};
+use skm_runtime::{LimitsSection, ListenerLimits, Service, SpiffeId};
 
 /// The TOML file as written.
 #[derive(Debug, Deserialize)]
@@ -17,6 +17,8 @@ struct RawConfig {
     trust_domain: String,
     data_dir: PathBuf,
     tls: TlsSection,
+    #[serde(default)]
+    limits: LimitsSection,
     seal: RawSeal,
     #[serde(default)]
     log: LogConfig,
@@ -56,6 +58,8 @@ pub struct Config {
     pub tls: TlsIdentity,
     /// Seal mode.
     pub seal: SealConfig,
+    /// Connection and request limits of the port (`[limits]`).
+    pub limits: ListenerLimits,
     /// Logging.
     pub log: LogConfig,
 }
@@ -67,6 +71,7 @@ impl Config {
         let id = SpiffeId::for_service(&raw.trust_domain, Service::RootKeyd)
             .map_err(|e| ConfigError::invalid("trust_domain", e))?;
         let tls = raw.tls.load(path, &id)?;
+        let limits = raw.limits.validate("limits")?;
         let seal = match raw.seal.mode.as_str() {
             "shamir" => SealConfig::Shamir,
             "passphrase" => {
@@ -96,6 +101,7 @@ impl Config {
             id,
             tls,
             seal,
+            limits,
             log: raw.log,
         })
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
-use skm_runtime::{Service, SpiffeId};
+use skm_runtime::{LimitsSection, ListenerLimits, Service, SpiffeId};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +17,8 @@ struct RawConfig {
     data_dir: PathBuf,
     root_keyd: String,
     tls: TlsSection,
+    #[serde(default)]
+    limits: LimitsSection,
     #[serde(default)]
     log: LogConfig,
 }
@@ -36,6 +38,8 @@ pub struct Config {
     pub root_keyd: String,
     /// TLS identity (`spiffe://<td>/system-keyd`).
     pub tls: TlsIdentity,
+    /// Connection and request limits of the port (`[limits]`).
+    pub limits: ListenerLimits,
     /// Logging.
     pub log: LogConfig,
 }
@@ -47,6 +51,7 @@ impl Config {
         let id = SpiffeId::for_service(&raw.trust_domain, Service::SystemKeyd)
             .map_err(|e| ConfigError::invalid("trust_domain", e))?;
         let tls = raw.tls.load(path, &id)?;
+        let limits = raw.limits.validate("limits")?;
         if !raw.root_keyd.contains(':') {
             return Err(ConfigError::invalid("root_keyd", format!("{:?} is not host:port", raw.root_keyd)));
         }
@@ -57,6 +62,7 @@ impl Config {
             data_dir: config::resolve(path, &raw.data_dir),
             root_keyd: raw.root_keyd,
             tls,
+            limits,
             log: raw.log,
         })
     }

@@ -154,8 +154,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let tls = config.tls.mtls_server_config()?;
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     tracing::info!(%addr, root_keyd = config.root_keyd, "system-keyd listening");
+    let limits = config.limits.clone();
     let task = tokio::spawn(async move {
-        skm_runtime::serve::serve(listener, tls, trust, access_policy(), routes.routes(), shutdown).await?;
+        let options = skm_runtime::ListenOptions { limits, ..Default::default() };
+        skm_runtime::serve::serve_with(listener, tls, trust, access_policy(), routes.routes(), shutdown, options)
+            .await?;
         Ok(())
     });
     Ok(Running { addr, task })

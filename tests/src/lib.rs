@@ -249,6 +249,11 @@ impl Processes {
         Ok(())
     }
 
+    /// The process id of a running tier.
+    pub fn pid(&self, service: Service) -> Option<u32> {
+        self.children.iter().find(|(s, _)| *s == service).and_then(|(_, child)| child.id())
+    }
+
     /// Stops one tier with SIGTERM and waits for it.
     pub async fn stop(&mut self, service: Service) {
         if let Some(i) = self.children.iter().position(|(s, _)| *s == service) {

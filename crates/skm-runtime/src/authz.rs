@@ -182,6 +182,7 @@ mod tests {
             mac: None,
             client_certificates: Some(Arc::new(Vec::new())),
             principal,
+            activity: None,
         }
     }
 

@@ -108,6 +108,7 @@ pub fn main_with_args<D: Daemon>(args: impl IntoIterator<Item = std::ffi::OsStri
         Command::Health => runtime.block_on(health_check::<D>(&config)),
         Command::Serve => {
             crate::telemetry::init(D::log_config(&config));
+            raise_open_files_limit();
             let result = runtime.block_on(async move {
                 let (_trigger, shutdown) = crate::shutdown::on_signals();
                 D::run(config, shutdown).await
@@ -121,6 +122,16 @@ pub fn main_with_args<D: Daemon>(args: impl IntoIterator<Item = std::ffi::OsStri
                 }
             }
         }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, so the connection
+/// limits (not the kernel's default of 1024 descriptors) decide how many
+/// clients a daemon holds.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open files limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod identity;
+pub mod limits;
 pub mod neighbours;
 pub mod proxy_protocol;
 pub mod serve;
@@ -20,5 +21,6 @@ pub mod tls;
 
 pub use authz::{AccessPolicy, Allow, Revocations};
 pub use identity::{Principal, Role, Service, SpiffeId};
+pub use limits::{LimitsSection, ListenerLimits};
 pub use serve::{ClientTrust, ListenOptions, PeerInfo};
 pub use shutdown::Shutdown;

@@ -1,6 +1,8 @@
 //! Serving gRPC over SKM's TLS: our own accept loop (TCP_NODELAY, PROXY
-//! protocol from trusted load balancers, handshake timeout, peer identity),
-//! tonic on top, the per-RPC allow-list in front of every handler.
+//! protocol from trusted load balancers, connection limits, handshake and
+//! idle timeouts, peer identity), tonic on top with HTTP/2 keep-alive and
+//! a stream cap, the request limits and the per-RPC allow-list in front of
+//! every handler ([`crate::limits`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +21,19 @@ use tonic::transport::server::Connected;
 
 use crate::authz::{AccessPolicy, AuthorizeLayer};
 use crate::identity::{Principal, SpiffeId};
+use crate::limits::ListenerLimits;
+use crate::limits::connections::{AddressGuard, ConnectionActivity, ConnectionLimiter, IdleTimer};
+use crate::limits::requests::RequestLimitsLayer;
 use crate::proxy_protocol::{self, Command, ProxyHeader, TrustedProxies};
 use crate::shutdown::Shutdown;
 
-/// A connection whose PROXY header and TLS handshake take longer than this
-/// is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// First pause after a failed accept (EMFILE, ENFILE, ENOBUFS…); doubled
+/// on each further failure up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Refused connections are logged at most once per this period.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// What the server knows about the peer of a request. Inserted into every
 /// request's extensions.
@@ -46,6 +55,8 @@ pub struct PeerInfo {
     /// The peer's principal, only on ports whose TLS layer verified the
     /// chain against the deployment CA.
     pub principal: Option<Principal>,
+    /// Requests in flight on the connection (for its idle timeout).
+    pub(crate) activity: Option<Arc<ConnectionActivity>>,
 }
 
 /// How a port treats client certificates.
@@ -72,13 +83,20 @@ pub struct ListenOptions {
     /// Read each direct client's MAC from the neighbour table into
     /// [`PeerInfo::mac`] (kms-api's user port).
     pub lookup_mac: bool,
+    /// What a client may hold on this listener.
+    pub limits: ListenerLimits,
 }
 
-/// An accepted, handshaken TLS connection with its peer information.
+/// An accepted, handshaken TLS connection with its peer information. It
+/// holds its places in the listener's connection counts until dropped,
+/// and reads as end-of-stream once idle past its timeout.
 #[derive(Debug)]
 pub struct TlsConnection {
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     info: PeerInfo,
+    idle: IdleTimer,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _client: AddressGuard,
 }
 
 impl Connected for TlsConnection {
@@ -91,7 +109,12 @@ impl Connected for TlsConnection {
 
 impl AsyncRead for TlsConnection {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.idle.poll_expired(cx).is_ready() {
+            tracing::debug!(peer = %this.info.remote_addr, "closing idle connection");
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
     }
 }
 
@@ -123,7 +146,8 @@ impl AsyncWrite for TlsConnection {
 
 /// Accepts TCP connections, sets TCP_NODELAY, runs TLS handshakes
 /// concurrently (a slow client can't stall the accept loop) and yields the
-/// finished connections. Stops accepting at shutdown.
+/// finished connections, within the default [`ListenerLimits`]. Stops
+/// accepting at shutdown.
 pub fn tls_incoming(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -137,6 +161,11 @@ pub fn tls_incoming(
 /// same timeout), a connection from a `proxy_protocol_from` peer must start
 /// with a PROXY v2 header, whose source becomes the peer address; one from
 /// any other peer must not. Connections that break these rules are dropped.
+///
+/// Connections beyond `max_connections`, beyond `max_handshakes_per_address`
+/// unfinished handshakes of one TCP peer, or beyond
+/// `max_connections_per_address` of one client address are closed at once.
+/// Failed accepts (out of file descriptors) back off exponentially.
 pub fn tls_incoming_with(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -146,8 +175,11 @@ pub fn tls_incoming_with(
 ) -> ReceiverStream<io::Result<TlsConnection>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let limiter = Arc::new(ConnectionLimiter::new(&options.limits));
     let options = Arc::new(options);
     tokio::spawn(async move {
+        let mut backoff = AcceptBackoff::default();
+        let mut refusals = Burst::default();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.wait() => break,
@@ -156,8 +188,23 @@ pub fn tls_incoming_with(
             let (tcp, tcp_peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = backoff.failed(&e);
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    continue;
+                }
+            };
+            backoff.succeeded();
+            let trusted_proxy = options.proxy_protocol_from.as_ref().is_some_and(|from| from.contains(&tcp_peer.ip()));
+            let admission = match limiter.admit(tcp_peer.ip(), trusted_proxy) {
+                Ok(admission) => admission,
+                Err(refused) => {
+                    refusals.note(|suppressed| {
+                        tracing::warn!(peer = %tcp_peer, reason = %refused, suppressed, "connection refused");
+                    });
+                    drop(tcp);
                     continue;
                 }
             };
@@ -168,9 +215,13 @@ pub fn tls_incoming_with(
             let tx = tx.clone();
             let trust = trust.clone();
             let options = options.clone();
+            let limiter = limiter.clone();
             tokio::spawn(async move {
-                let established =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, establish(tcp, tcp_peer, &acceptor, &trust, &options));
+                let timeout = options.limits.handshake_timeout;
+                let established = tokio::time::timeout(
+                    timeout,
+                    establish(tcp, tcp_peer, &acceptor, &trust, &options, &limiter, admission),
+                );
                 match established.await {
                     Ok(Some(connection)) => {
                         let _ = tx.send(Ok(connection)).await;
@@ -184,6 +235,53 @@ pub fn tls_incoming_with(
     ReceiverStream::new(rx)
 }
 
+/// Exponential pause after failed accepts; logs the first failure of a
+/// burst and, once accepts work again, how many followed it.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    failures: u64,
+    pause: Duration,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, e: &io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(error = %e, "accept failed; backing off until it works again");
+        }
+        self.failures += 1;
+        self.pause = if self.pause.is_zero() { ACCEPT_BACKOFF_MIN } else { (self.pause * 2).min(ACCEPT_BACKOFF_MAX) };
+        self.pause
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::warn!(failures = self.failures, "accept works again");
+            *self = Self::default();
+        }
+    }
+}
+
+/// Logs an event at most once per [`REFUSAL_LOG_PERIOD`], with how many
+/// were not logged since the last time.
+#[derive(Debug, Default)]
+struct Burst {
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl Burst {
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        let now = tokio::time::Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < REFUSAL_LOG_PERIOD) {
+            self.suppressed += 1;
+            return;
+        }
+        log(self.suppressed);
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
 /// Takes one accepted connection through the PROXY header (if any) and the
 /// TLS handshake. `None` when it was dropped (and logged).
 async fn establish(
@@ -192,8 +290,17 @@ async fn establish(
     acceptor: &tokio_rustls::TlsAcceptor,
     trust: &ClientTrust,
     options: &ListenOptions,
+    limiter: &ConnectionLimiter,
+    admission: crate::limits::connections::Admission,
 ) -> Option<TlsConnection> {
     let (remote_addr, proxied_by) = client_address(&mut tcp, tcp_peer, options).await?;
+    let client = match limiter.admit_client(remote_addr.ip()) {
+        Ok(guard) => guard,
+        Err(refused) => {
+            tracing::debug!(peer = %remote_addr, proxied_by = ?proxied_by, reason = %refused, "connection refused");
+            return None;
+        }
+    };
     let stream = match acceptor.accept(tcp).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -216,8 +323,11 @@ async fn establish(
         (true, None, std::net::IpAddr::V4(v4)) if !v4.is_loopback() => crate::neighbours::mac_of(v4),
         _ => None,
     };
-    let info = PeerInfo { remote_addr, proxied_by, mac, client_certificates: chain, principal };
-    Some(TlsConnection { stream, info })
+    let activity = ConnectionActivity::new();
+    let idle = IdleTimer::new(activity.clone(), options.limits.idle_timeout);
+    let info =
+        PeerInfo { remote_addr, proxied_by, mac, client_certificates: chain, principal, activity: Some(activity) };
+    Some(TlsConnection { stream, info, idle, _slot: admission.handshake_done(), _client: client })
 }
 
 /// The client's address and the balancer that announced it, after the
@@ -287,8 +397,13 @@ pub async fn serve_with(
     shutdown: Shutdown,
     options: ListenOptions,
 ) -> Result<(), ServeError> {
+    let limits = options.limits.clone();
     let incoming = tls_incoming_with(listener, tls, trust, shutdown.clone(), options);
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .layer(RequestLimitsLayer::new(&limits))
         .layer(AuthorizeLayer::new(policy))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move { shutdown.wait().await })
@@ -310,4 +425,35 @@ pub struct BindError {
     /// Why.
     #[source]
     pub source: io::Error,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_its_cap_and_resets() {
+        let mut backoff = AcceptBackoff::default();
+        let emfile = io::Error::from_raw_os_error(24);
+        let pauses: Vec<_> = (0..10).map(|_| backoff.failed(&emfile)).collect();
+        assert_eq!(pauses[0], ACCEPT_BACKOFF_MIN);
+        assert_eq!(pauses[1], ACCEPT_BACKOFF_MIN * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*pauses.last().unwrap(), ACCEPT_BACKOFF_MAX);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&emfile), ACCEPT_BACKOFF_MIN);
+    }
+
+    #[tokio::test]
+    async fn burst_logs_once_per_period_with_the_number_suppressed() {
+        let mut burst = Burst::default();
+        let mut logged = Vec::new();
+        for _ in 0..5 {
+            burst.note(|suppressed| logged.push(suppressed));
+        }
+        assert_eq!(logged, vec![0]);
+        burst.last = tokio::time::Instant::now().checked_sub(REFUSAL_LOG_PERIOD);
+        burst.note(|suppressed| logged.push(suppressed));
+        assert_eq!(logged, vec![0, 4]);
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use skm_pki::CertificateAuthority;
+use skm_runtime::ListenerLimits;
 use skm_runtime::proxy_protocol::{SIGNATURE, TrustedProxies, encode_v2};
 use skm_runtime::serve::{ClientTrust, ListenOptions, PeerInfo, TlsConnection, tls_incoming_with};
 use skm_runtime::shutdown::{self, ShutdownTrigger};
@@ -34,6 +35,10 @@ struct Server {
 }
 
 async fn server(proxy_protocol_from: Option<&[&str]>) -> Server {
+    server_with(proxy_protocol_from, ListenerLimits::default()).await
+}
+
+async fn server_with(proxy_protocol_from: Option<&[&str]>, limits: ListenerLimits) -> Server {
     install_crypto_provider();
     let ca = CertificateAuthority::generate("skm.test", "test CA", 1).unwrap();
     let issued = ca.issue_service(Service::KmsApi, &[], 1).unwrap();
@@ -52,6 +57,7 @@ async fn server(proxy_protocol_from: Option<&[&str]>) -> Server {
     let options = ListenOptions {
         proxy_protocol_from: proxy_protocol_from.map(|from| TrustedProxies::parse(from).unwrap()),
         lookup_mac: false,
+        limits,
     };
     let incoming = tls_incoming_with(
         listener,
@@ -261,4 +267,38 @@ async fn untrusted_peer_without_header_uses_the_tcp_address() {
         assert_eq!((info.remote_addr, info.proxied_by), (local, None));
         assert!(info.principal.is_none() && info.client_certificates.is_none());
     }
+}
+
+#[tokio::test]
+async fn behind_a_balancer_the_proxied_client_is_counted_not_the_balancer() {
+    let limits =
+        ListenerLimits { max_connections_per_address: 2, max_handshakes_per_address: 1, ..ListenerLimits::default() };
+    let mut server = server_with(Some(&["127.0.0.1"]), limits).await;
+    let a: SocketAddr = "203.0.113.9:40000".parse().unwrap();
+    let b: SocketAddr = "203.0.113.10:40000".parse().unwrap();
+
+    // The balancer holds two unfinished handshakes (header sent, no
+    // ClientHello): more than max_handshakes_per_address, yet not refused,
+    // because its connections count for the clients it names.
+    let mut pending = Vec::new();
+    for source in ["198.51.100.1:1", "198.51.100.2:2"] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(&encode_v2(source.parse().unwrap(), server.addr)).await.unwrap();
+        pending.push(tcp);
+    }
+    // Client a: two connections are kept, a third is refused...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (client, _) = server.connect(&encode_v2(a, server.addr)).await.unwrap();
+        let connection = server.next().await;
+        assert_eq!(connection.connect_info().remote_addr, a);
+        held.push((client, connection));
+    }
+    // ...while client b, through the same balancer, is served.
+    server.assert_dropped(&encode_v2(a, server.addr), &encode_v2(b, server.addr)).await;
+    // Once one of a's connections closes, a gets a slot again.
+    drop(held.pop());
+    let (_client, _) = server.connect(&encode_v2(a, server.addr)).await.unwrap();
+    assert_eq!(server.next_peer().await.remote_addr, a);
+    drop(pending);
 }
