@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tonic::Status;
 
 use crate::identity::{Principal, Role, Service};
-use crate::serve::PeerInfo;
+use crate::peer::PeerInfo;
 
 /// One kind of caller an RPC accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,10 +19,11 @@ use tonic::service::Routes;
 use tonic::transport::server::Connected;
 
 use crate::authz::{AccessPolicy, AuthorizeLayer};
-use crate::identity::{Principal, SpiffeId};
+use crate::identity::SpiffeId;
 use crate::limits::ListenerLimits;
 use crate::limits::connections::{AddressGuard, ConnectionActivity, ConnectionLimiter, IdleTimer};
 use crate::limits::requests::RequestLimitsLayer;
+use crate::peer::PeerInfo;
 use crate::proxy_protocol::{self, Command, ProxyHeader, TrustedProxies};
 use crate::shutdown::Shutdown;
 
@@ -34,30 +34,6 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Refused connections are logged at most once per this period.
 const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
-
-/// What the server knows about the peer of a request. Inserted into every
-/// request's extensions.
-#[derive(Clone, Debug)]
-pub struct PeerInfo {
-    /// The client's address: the TCP peer, or the source address of the
-    /// PROXY header sent by a trusted load balancer.
-    pub remote_addr: SocketAddr,
-    /// The load balancer's address when `remote_addr` came from its PROXY
-    /// header; `None` for a direct connection.
-    pub proxied_by: Option<SocketAddr>,
-    /// The client's MAC address from the server's neighbour table, read
-    /// once per connection when the port asks for it
-    /// ([`ListenOptions::lookup_mac`]) and the client is a direct, on-link
-    /// IPv4 peer (never for addresses from a PROXY header).
-    pub mac: Option<crate::neighbours::MacAddr>,
-    /// The client's certificate chain, leaf first, if it sent one.
-    pub client_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
-    /// The peer's principal, only on ports whose TLS layer verified the
-    /// chain against the deployment CA.
-    pub principal: Option<Principal>,
-    /// Requests in flight on the connection (for its idle timeout).
-    pub(crate) activity: Option<Arc<ConnectionActivity>>,
-}
 
 /// How a port treats client certificates.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prost::Message;
+use skm_pki::CertificateAuthority;
 use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
 use skm_proto::root::v1::root_key_service_server::{RootKeyService, RootKeyServiceServer};
 use skm_proto::root::v1::{
@@ -18,7 +19,6 @@ use skm_proto::root::v1::{
 };
 use skm_runtime::limits::requests::RETRY_PUSHBACK;
 use skm_runtime::limits::{ListenerLimits, RequestSizes};
-use skm_pki::CertificateAuthority;
 use skm_runtime::serve::{ClientTrust, ListenOptions};
 use skm_runtime::shutdown::{self, ShutdownTrigger};
 use skm_runtime::tls::{TlsIdentity, anonymous_client_config, certs_from_pem, install_crypto_provider};

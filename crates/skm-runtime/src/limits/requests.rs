@@ -27,7 +27,7 @@ use tonic::Status;
 
 use super::connections::ActiveRequest;
 use super::{ListenerLimits, RequestSizes, UNSHED_SERVICES};
-use crate::serve::PeerInfo;
+use crate::peer::PeerInfo;
 
 /// Metadata key of the retry hint on a shed request (gRPC A6).
 pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
