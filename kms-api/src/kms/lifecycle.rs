@@ -236,19 +236,15 @@ impl Operation for UpdateSecret {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", &self.key_id)?;
         let value = self.value;
-        let key = kms
-            .mutate_key(&id, |key, now| {
-                if key.kind() != KeyKind::Secret {
-                    return Err(KmsError::FailedPrecondition(format!("key {} is not a secret; use RotateKey", key.id)));
-                }
-                usable_for_change(key)?;
-                add_version(key, Fresh::Secret(value.clone()), now).map(|_| ())
-            })
-            .await?;
-        touched(trail, &key);
-        Ok(key)
+        kms.change_key(trail, &self.key_id, |key, now| {
+            if key.kind() != KeyKind::Secret {
+                return Err(KmsError::FailedPrecondition(format!("key {} is not a secret; use RotateKey", key.id)));
+            }
+            usable_for_change(key)?;
+            add_version(key, Fresh::Secret(value.clone()), now).map(|_| ())
+        })
+        .await
     }
 }
 
@@ -348,18 +344,14 @@ impl Operation for UpdateKey {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
-        let id = parse_id("key_id", &self.key_id)?;
         let days = self.rotation_period_days;
-        let key = kms
-            .mutate_key(&id, |key, now| {
-                check_rotation(key.kind(), days)?;
-                key.rotation_period_days = days;
-                key.next_rotation_at = next_rotation(now, days);
-                Ok(())
-            })
-            .await?;
-        touched(trail, &key);
-        Ok(key)
+        kms.change_key(trail, &self.key_id, |key, now| {
+            check_rotation(key.kind(), days)?;
+            key.rotation_period_days = days;
+            key.next_rotation_at = next_rotation(now, days);
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -377,20 +369,17 @@ impl Operation for EnableKey {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
-        let key = kms
-            .mutate_key(&parse_id("key_id", &self.key_id)?, |key, _| match key.state {
-                KeyState::PendingDeletion { .. } => Err(KmsError::FailedPrecondition(format!(
-                    "key {} is pending deletion; cancel the deletion first",
-                    key.id
-                ))),
-                _ => {
-                    key.state = KeyState::Enabled;
-                    Ok(())
-                }
-            })
-            .await?;
-        touched(trail, &key);
-        Ok(key)
+        kms.change_key(trail, &self.key_id, |key, _| match key.state {
+            KeyState::PendingDeletion { .. } => Err(KmsError::FailedPrecondition(format!(
+                "key {} is pending deletion; cancel the deletion first",
+                key.id
+            ))),
+            _ => {
+                key.state = KeyState::Enabled;
+                Ok(())
+            }
+        })
+        .await
     }
 }
 
@@ -408,19 +397,16 @@ impl Operation for DisableKey {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
-        let key = kms
-            .mutate_key(&parse_id("key_id", &self.key_id)?, |key, _| match key.state {
-                KeyState::PendingDeletion { .. } => {
-                    Err(KmsError::FailedPrecondition(format!("key {} is pending deletion", key.id)))
-                }
-                _ => {
-                    key.state = KeyState::Disabled;
-                    Ok(())
-                }
-            })
-            .await?;
-        touched(trail, &key);
-        Ok(key)
+        kms.change_key(trail, &self.key_id, |key, _| match key.state {
+            KeyState::PendingDeletion { .. } => {
+                Err(KmsError::FailedPrecondition(format!("key {} is pending deletion", key.id)))
+            }
+            _ => {
+                key.state = KeyState::Disabled;
+                Ok(())
+            }
+        })
+        .await
     }
 }
 
@@ -486,17 +472,14 @@ impl Operation for CancelKeyDeletion {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
-        let key = kms
-            .mutate_key(&parse_id("key_id", &self.key_id)?, |key, _| match key.state {
-                KeyState::PendingDeletion { .. } => {
-                    key.state = KeyState::Disabled;
-                    Ok(())
-                }
-                _ => Err(KmsError::FailedPrecondition(format!("key {} is not pending deletion", key.id))),
-            })
-            .await?;
-        touched(trail, &key);
-        Ok(key)
+        kms.change_key(trail, &self.key_id, |key, _| match key.state {
+            KeyState::PendingDeletion { .. } => {
+                key.state = KeyState::Disabled;
+                Ok(())
+            }
+            _ => Err(KmsError::FailedPrecondition(format!("key {} is not pending deletion", key.id))),
+        })
+        .await
     }
 }
 
@@ -531,6 +514,16 @@ impl<S: Store + Clone> Kms<S> {
             created_at: now,
             last_used_at: AtomicI64::new(0),
         })
+    }
+
+    /// [`Kms::mutate_key`] of the key a request names, recorded in the trail.
+    async fn change_key<F>(&self, trail: &mut Trail<'_>, key_id: &str, change: F) -> Result<Arc<Key>, KmsError>
+    where
+        F: FnMut(&mut Key, i64) -> Result<(), KmsError> + Send,
+    {
+        let key = self.mutate_key(&parse_id("key_id", key_id)?, change).await?;
+        touched(trail, &key);
+        Ok(key)
     }
 
     /// Reads a key afresh from the store, lets `change` modify it and writes
