@@ -21,6 +21,37 @@ use tokio::process::Child;
 /// Trust domain of test stacks.
 pub const TRUST_DOMAIN: &str = "skm.test";
 
+/// The environment variable that leaves test groups out explicitly:
+/// `SKM_SKIP=compose,netns` (README, Tests). Nothing else makes a test
+/// skip: a missing prerequisite fails the test with what to install.
+pub const SKIP_VAR: &str = "SKM_SKIP";
+
+/// The groups [`SKIP_VAR`] may name: the compose stack (`tests/compose.rs`)
+/// and the access matrix in network namespaces (`tests/access_matrix.rs`).
+pub const GROUPS: [&str; 2] = ["compose", "netns"];
+
+/// Whether this run leaves `group` out (it is named in `SKM_SKIP`); if so,
+/// says so on stdout. A test of that group then returns at once, and
+/// `scripts/test` lists the group in its summary.
+///
+/// # Panics
+///
+/// When `SKM_SKIP` names a group that doesn't exist (a typo would
+/// otherwise run what was meant to be left out, or the reverse).
+pub fn left_out(group: &str) -> bool {
+    assert!(GROUPS.contains(&group), "unknown test group {group:?}");
+    let skip = std::env::var(SKIP_VAR).unwrap_or_default();
+    let named: Vec<&str> = skip.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+    if let Some(unknown) = named.iter().find(|g| !GROUPS.contains(g)) {
+        panic!("{SKIP_VAR}={skip}: unknown group {unknown:?} (groups: {})", GROUPS.join(", "));
+    }
+    let out = named.contains(&group);
+    if out {
+        println!("left out: group {group} ({SKIP_VAR}={skip})");
+    }
+    out
+}
+
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where
