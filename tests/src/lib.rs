@@ -180,6 +180,25 @@ impl InProcess {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
+        Self::launch(dir, stack, clock, configure).await
+    }
+
+    /// Stops the three tiers, then starts them again on the same files and
+    /// stores (on new ports; passphrase mode unseals by itself), kms-api's
+    /// configuration changed by `configure`. Everything kms-api knows it
+    /// then reads back from disk.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut kms_api::Config)) -> anyhow::Result<Self> {
+        self.stop().await?;
+        let Self { dir, stack, .. } = self;
+        Self::launch(dir, stack, std::sync::Arc::new(kms_api::clock::SystemClock), configure).await
+    }
+
+    async fn launch(
+        dir: TempDir,
+        stack: DevStack,
+        clock: std::sync::Arc<dyn kms_api::clock::Clock>,
+        configure: impl FnOnce(&mut kms_api::Config),
+    ) -> anyhow::Result<Self> {
         let (trigger, shutdown) = skm_runtime::shutdown::channel();
         let root = root_keyd::start(root_keyd::Config::load(&stack.config(Service::RootKeyd))?, shutdown.clone())
             .await
@@ -411,7 +430,7 @@ pub struct DevProcess {
     child: std::process::Child,
     /// The profile it printed.
     pub profile: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl DevProcess {
@@ -430,12 +449,17 @@ impl DevProcess {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let profile = line.trim().strip_prefix("export SKM_PROFILE=").context("export line")?.to_owned();
-        let dev = Self { child, profile, _dir: dir };
+        let dev = Self { child, profile, dir };
         let status = dev.run(&["status", "--wait", "60"], b"");
         if !status.status.success() {
             bail!("skm dev not ready: {}", String::from_utf8_lossy(&status.stdout));
         }
         Ok(dev)
+    }
+
+    /// The `--data-dir` it runs in.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Runs `skm ARGS` with this profile, `stdin` as input.
