@@ -138,16 +138,36 @@ pub(crate) fn splitmix(seed: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// Each task's call n = 5 fails. The error count must be exactly the
+    /// number of tasks that got that far (no warm-up: every error and
+    /// every success is in the window), and every success is counted but
+    /// for at most one per task that finished after the window closed.
     #[tokio::test]
     async fn counts_requests_and_errors() -> anyhow::Result<()> {
-        let phase = Phase { concurrency: 3, warmup: Duration::from_millis(20), duration: Duration::from_millis(100) };
-        let m = drive(phase, |_, n| async move {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            if n == 5 { Err("fifth".to_string()) } else { Ok(()) }
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let phase = Phase { concurrency: 3, warmup: Duration::ZERO, duration: Duration::from_millis(100) };
+        let calls: Arc<[AtomicU64; 3]> = Arc::default();
+        let made = calls.clone();
+        let m = drive(phase, move |task, n| {
+            made[task].fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if n == 5 { Err("fifth".to_string()) } else { Ok(()) }
+            }
         })
         .await?;
-        assert!(m.requests > 0);
-        assert!(m.errors <= 3);
+        let calls: Vec<u64> = calls.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let failed = calls.iter().filter(|&&c| c > 5).count() as u64;
+        assert!(failed > 0, "no task made six calls, the test proves nothing: {calls:?}");
+        assert_eq!(m.errors, failed, "calls per task: {calls:?}");
+        assert_eq!(m.first_error.as_deref(), Some("fifth"));
+        let successes = calls.iter().sum::<u64>() - failed;
+        assert!(
+            m.requests <= successes && m.requests + 3 >= successes,
+            "{} requests counted of {successes} successes",
+            m.requests
+        );
+        assert_eq!(m.latency.len(), m.requests, "one latency per counted request");
         assert!(m.quantile_us(0.5) >= 1000.0);
         Ok(())
     }

@@ -43,6 +43,7 @@ fn smoke_run_writes_well_formed_reports() {
     let expected = [
         "noop",
         "get-secret",
+        "create-secret",
         "encrypt-1KiB",
         "decrypt-1KiB",
         "encrypt-32KiB",
@@ -56,6 +57,12 @@ fn smoke_run_writes_well_formed_reports() {
         "sign-rsa-2048",
         "verify-rsa-2048",
     ];
+    // Exactly the expected operations, each once: none dropped, none unaccounted for.
+    let mut ran: Vec<&str> = skm.iter().map(|r| r["op"].as_str().unwrap_or_default()).collect();
+    ran.sort_unstable();
+    let mut want = expected.to_vec();
+    want.sort_unstable();
+    assert_eq!(ran, want, "the smoke run's operations");
     for op in expected {
         let row = skm.iter().find(|r| r["op"] == op).unwrap_or_else(|| panic!("no row for {op}"));
         assert_eq!(row["status"], "ok", "{op}: {row}");

@@ -43,32 +43,46 @@ pub struct Engine {
     compose: Vec<String>,
 }
 
-/// The engine, or `None` after printing why the compose tests are skipped
-/// (no engine, no compose front end, or `SKM_SKIP_COMPOSE=1`).
+/// The engine, or `None` when this run leaves the compose group out
+/// (`SKM_SKIP=compose`).
+///
+/// # Panics
+///
+/// When there is no Docker engine or no compose front end: the compose
+/// tests fail, saying what to install, rather than pass without running.
 pub fn engine() -> Option<Engine> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    if crate::left_out("compose") {
+        return None;
+    }
     let found = ENGINE.get_or_init(|| {
-        if std::env::var_os("SKM_SKIP_COMPOSE").is_some_and(|v| v == "1") {
-            return Err("SKM_SKIP_COMPOSE=1".to_owned());
+        let run = |cmd: &mut std::process::Command| match cmd.output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = run(std::process::Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]))
+        {
+            return Err(format!("no Docker engine (`docker version`: {why})"));
         }
-        let ok = |cmd: &mut std::process::Command| cmd.output().is_ok_and(|o| o.status.success());
-        if !ok(std::process::Command::new("docker").args(["version", "--format", "{{.Server.Version}}"])) {
-            return Err("no Docker engine".to_owned());
-        }
-        if ok(std::process::Command::new("docker").args(["compose", "version"])) {
+        if run(std::process::Command::new("docker").args(["compose", "version"])).is_ok() {
             Ok(Engine { compose: vec!["docker".into(), "compose".into()] })
-        } else if ok(std::process::Command::new("docker-compose").arg("--version")) {
+        } else if run(std::process::Command::new("docker-compose").arg("--version")).is_ok() {
             Ok(Engine { compose: vec!["docker-compose".into()] })
         } else {
-            Err("no Docker engine with a compose front end (docker compose or docker-compose)".to_owned())
+            Err("no compose front end (neither `docker compose` v2 nor `docker-compose` v1 runs)".to_owned())
         }
     });
     match found {
-        Ok(engine) => Some(engine.clone()),
-        Err(why) => {
-            println!("skipped: {why}");
-            None
+        Ok(engine) => {
+            println!("[compose] compose front end: {}", engine.compose.join(" "));
+            Some(engine.clone())
         }
+        Err(why) => panic!(
+            "the compose tests need a running Docker engine and a compose front end, and found {why}. \
+             Install them (Debian: docker.io and docker-compose, or the docker-compose-plugin) and start \
+             the engine; scripts/test checks this. To leave the group out instead: SKM_SKIP=compose"
+        ),
     }
 }
 

@@ -21,6 +21,37 @@ use tokio::process::Child;
 /// Trust domain of test stacks.
 pub const TRUST_DOMAIN: &str = "skm.test";
 
+/// The environment variable that leaves test groups out explicitly:
+/// `SKM_SKIP=compose,netns` (README, Tests). Nothing else makes a test
+/// skip: a missing prerequisite fails the test with what to install.
+pub const SKIP_VAR: &str = "SKM_SKIP";
+
+/// The groups [`SKIP_VAR`] may name: the compose stack (`tests/compose.rs`)
+/// and the access matrix in network namespaces (`tests/access_matrix.rs`).
+pub const GROUPS: [&str; 2] = ["compose", "netns"];
+
+/// Whether this run leaves `group` out (it is named in `SKM_SKIP`); if so,
+/// says so on stdout. A test of that group then returns at once, and
+/// `scripts/test` lists the group in its summary.
+///
+/// # Panics
+///
+/// When `SKM_SKIP` names a group that doesn't exist (a typo would
+/// otherwise run what was meant to be left out, or the reverse).
+pub fn left_out(group: &str) -> bool {
+    assert!(GROUPS.contains(&group), "unknown test group {group:?}");
+    let skip = std::env::var(SKIP_VAR).unwrap_or_default();
+    let named: Vec<&str> = skip.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+    if let Some(unknown) = named.iter().find(|g| !GROUPS.contains(g)) {
+        panic!("{SKIP_VAR}={skip}: unknown group {unknown:?} (groups: {})", GROUPS.join(", "));
+    }
+    let out = named.contains(&group);
+    if out {
+        println!("left out: group {group} ({SKIP_VAR}={skip})");
+    }
+    out
+}
+
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where
@@ -149,6 +180,25 @@ impl InProcess {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
+        Self::launch(dir, stack, clock, configure).await
+    }
+
+    /// Stops the three tiers, then starts them again on the same files and
+    /// stores (on new ports; passphrase mode unseals by itself), kms-api's
+    /// configuration changed by `configure`. Everything kms-api knows it
+    /// then reads back from disk.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut kms_api::Config)) -> anyhow::Result<Self> {
+        self.stop().await?;
+        let Self { dir, stack, .. } = self;
+        Self::launch(dir, stack, std::sync::Arc::new(kms_api::clock::SystemClock), configure).await
+    }
+
+    async fn launch(
+        dir: TempDir,
+        stack: DevStack,
+        clock: std::sync::Arc<dyn kms_api::clock::Clock>,
+        configure: impl FnOnce(&mut kms_api::Config),
+    ) -> anyhow::Result<Self> {
         let (trigger, shutdown) = skm_runtime::shutdown::channel();
         let root = root_keyd::start(root_keyd::Config::load(&stack.config(Service::RootKeyd))?, shutdown.clone())
             .await
@@ -385,7 +435,7 @@ pub struct DevProcess {
     child: std::process::Child,
     /// The profile it printed.
     pub profile: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl DevProcess {
@@ -404,12 +454,17 @@ impl DevProcess {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let profile = line.trim().strip_prefix("export SKM_PROFILE=").context("export line")?.to_owned();
-        let dev = Self { child, profile, _dir: dir };
+        let dev = Self { child, profile, dir };
         let status = dev.run(&["status", "--wait", "60"], b"");
         if !status.status.success() {
             bail!("skm dev not ready: {}", String::from_utf8_lossy(&status.stdout));
         }
         Ok(dev)
+    }
+
+    /// The `--data-dir` it runs in.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Runs `skm ARGS` with this profile, `stdin` as input.

@@ -21,7 +21,8 @@
 //! AdminService RPC as each identity, an auditor's revocation, and the audit
 //! log's record of how each MAC was obtained.
 //!
-//! Needs root and iproute2 (CI runs as root); skipped otherwise. The
+//! Needs root and iproute2 (CI runs as root): without them the test fails,
+//! saying so, unless the run leaves the group out (`SKM_SKIP=netns`). The
 //! namespaces and veth pairs are named after this process and removed by
 //! [`Network`]'s `Drop`, even when the test fails.
 
@@ -206,8 +207,16 @@ fn free_subnet() -> anyhow::Result<u8> {
         .context("no free 10.213.k.0/24 subnet")
 }
 
-fn can_run() -> bool {
-    rustix::process::geteuid().is_root() && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
+/// What this machine lacks for network namespaces, if anything.
+fn missing_prerequisite() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("root (network namespaces and veth pairs need CAP_NET_ADMIN; run the tests as root)".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("a working `ip` (`ip -V`: {})", o.status)),
+        Err(e) => Some(format!("iproute2 (`ip`: {e}; Debian: apt-get install iproute2)")),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -760,9 +769,13 @@ fn reached_handler(code: i32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_combination_not_allowed_is_refused() {
-    if !can_run() {
-        println!("skipped: needs root and iproute2 for network namespaces");
+    if skm_e2e::left_out("netns") {
         return;
+    }
+    if let Some(missing) = missing_prerequisite() {
+        panic!(
+            "the access matrix in network namespaces needs {missing}; to leave the group out instead: SKM_SKIP=netns"
+        );
     }
     let started = Instant::now();
     let net = Network::create().unwrap();

@@ -216,3 +216,44 @@ fn cli_access_control_certificates_operators_and_audit() {
     assert!(listed.contains("denied: MAC authentication failed") && listed.contains("(asserted)"), "{listed}");
     assert!(dev.ok(&["audit", "verify"], b"").starts_with("intact"));
 }
+
+/// `skm audit verify` (the CLI binary against `skm dev`): exit 0 and
+/// "intact" on the untouched log; after one byte of one entry is changed
+/// in the file while the stack runs, exit 1 naming that line; the same
+/// with `--json`.
+#[test]
+fn cli_audit_verify_exits_1_on_a_broken_log() {
+    let dev = DevProcess::start().unwrap();
+    dev.ok(&["keystore", "create", "audited", "--allow-ip", "127.0.0.0/8"], b"");
+    let key = dev.ok(&["key", "create", "audited", "k", "--type", "aes-256"], b"");
+    for i in 0..3 {
+        dev.ok(&["encrypt", &key], format!("entry {i}").as_bytes());
+    }
+    let intact = dev.run(&["audit", "verify"], b"");
+    assert_eq!(intact.status.code(), Some(0), "{intact:?}");
+    assert!(String::from_utf8_lossy(&intact.stdout).starts_with("intact: "), "{intact:?}");
+
+    let logs: Vec<_> = skm_e2e::files_below(dev.data_dir())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "audit.log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "one audit log under the dev stack: {logs:?}");
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let target = lines.iter().rposition(|l| l.contains("Encrypt")).expect("an Encrypt entry");
+    // One byte, overwritten in place: the file kms-api appends to stays the same file.
+    let at = lines[..target].iter().map(|l| l.len() + 1).sum::<usize>() + lines[target].find("Encrypt").unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&logs[0]).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"Encrypu", at as u64).unwrap();
+    drop(file);
+
+    let broken = dev.run(&["audit", "verify"], b"");
+    let stdout = String::from_utf8_lossy(&broken.stdout);
+    assert_eq!(broken.status.code(), Some(1), "a broken log must exit 1: {broken:?}");
+    assert!(stdout.starts_with(&format!("broken: first broken entry at line {}", target + 1)), "{stdout}");
+    let json = dev.run(&["--json", "audit", "verify"], b"");
+    assert_eq!(json.status.code(), Some(1), "{json:?}");
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["first_broken_line"], target as u64 + 1);
+}

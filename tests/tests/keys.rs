@@ -302,17 +302,29 @@ async fn lifecycle_with_a_test_clock() {
     assert_eq!(info.next_rotation_at, clock.now_for_test() + 86_400);
     assert!(info.last_used_at == 0, "not used yet");
 
-    // The destroyed key's records are gone from the store itself.
+    // The destroyed key's records are gone from the store itself. Positive
+    // control: the same scan finds the live key `auto` (its record and its
+    // rotation due entry), so an empty or unreadable store can't pass.
     let mut stack = stack;
     let data = stack.stack.data_dir(skm_runtime::Service::KmsApi);
     stack.stop().await.unwrap();
     let store = skm_store::SledStore::open(&data).unwrap();
     use skm_store::Store;
-    for prefix in [&b"key/"[..], b"keyname/", b"due/", b"lastuse/"] {
-        for (k, _) in store.list(prefix).await.unwrap() {
-            assert!(!String::from_utf8_lossy(&k).contains(&key), "store still holds {}", String::from_utf8_lossy(&k));
+    let mut auto_found = Vec::new();
+    for prefix in ["key/", "keyname/", "due/", "lastuse/"] {
+        for (k, v) in store.list(prefix.as_bytes()).await.unwrap() {
+            let (k, v) = (String::from_utf8_lossy(&k), String::from_utf8_lossy(&v.value));
+            assert!(!k.contains(&key) && !v.contains(&key), "store still holds {k} (value {v:?})");
+            if k.contains(&auto) || v.contains(&auto) {
+                auto_found.push(prefix);
+            }
         }
     }
+    auto_found.dedup();
+    assert!(
+        auto_found.contains(&"key/") && auto_found.contains(&"due/"),
+        "the scan doesn't see the live key {auto}: found under {auto_found:?}"
+    );
 }
 
 #[tokio::test]

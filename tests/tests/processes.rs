@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skm::devstack::DevSeal;
 use skm_e2e::{Processes, aes_key, decrypt, encrypt, never, serving, wait_ready};
@@ -115,4 +115,40 @@ async fn bad_config_exits_64_with_one_line() {
     }
     let out = check("SKM_KMS_API__AUDIT_SYNC", "os");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Once booted, kms-api keeps serving with root-keyd and then system-keyd
+/// stopped (real processes, SIGTERM), outside Docker: back-to-back
+/// encrypt/decrypt round trips all succeed and kms-api stays SERVING for
+/// several of its system key refreshes (every second here), which fail.
+#[tokio::test]
+async fn kms_api_serves_on_after_root_keyd_and_system_keyd_stop() {
+    let mut p = Processes::prepare(DevSeal::Passphrase).unwrap();
+    let config = p.stack.config(Service::KmsApi);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("system_key_refresh_secs = 1\n{text}")).unwrap();
+    let skm = p.client().unwrap();
+    p.start_all().unwrap();
+    wait_ready(&skm, READY).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    let key = aes_key(&skm, "serving-on").await.unwrap();
+    let first = encrypt(&skm, &key, b"before the stops", b"").await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (stopped, tier) in [("root-keyd", Service::RootKeyd), ("root-keyd and system-keyd", Service::SystemKeyd)] {
+        p.stop(tier).await;
+        assert!(!serving(&skm, tier).await, "{stopped} still answers");
+        let since = Instant::now();
+        let mut n = 0u64;
+        while since.elapsed() < Duration::from_secs(4) || n < 50 {
+            assert!(Instant::now() < deadline, "{n} round trips in two minutes");
+            let pt = format!("request {n} with {stopped} stopped");
+            let ct =
+                encrypt(&skm, &key, pt.as_bytes(), b"").await.unwrap_or_else(|s| panic!("{pt}: {s:?}\n{}", p.logs()));
+            assert_eq!(decrypt(&skm, &key, &ct, b"").await.unwrap(), pt.as_bytes());
+            n += 1;
+        }
+        assert!(serving(&skm, Service::KmsApi).await, "kms-api must stay SERVING with {stopped} stopped");
+    }
+    assert_eq!(decrypt(&skm, &key, &first, b"").await.unwrap(), b"before the stops");
+    p.stop_all().await;
 }

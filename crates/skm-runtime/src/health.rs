@@ -32,15 +32,22 @@ impl Health {
 
 /// Adds health (NOT_SERVING to start with, for `""` and each of
 /// `service_names`) and reflection over SKM's protos to `routes`.
+/// Reflection lists only what this port serves: `service_names`, health
+/// and reflection itself (not every service in SKM's protos).
 pub async fn add_health_and_reflection(routes: &mut RoutesBuilder, service_names: &[&'static str]) -> Health {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health { reporter, services: service_names.to_vec() };
     health.set(false).await;
     routes.add_service(health_service);
-    let reflection = tonic_reflection::server::Builder::configure()
+    let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(skm_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for name in service_names {
+        reflection = reflection.with_service_name(*name);
+    }
+    let reflection = reflection.build_v1();
     match reflection {
         Ok(svc) => {
             routes.add_service(svc);

@@ -103,8 +103,12 @@ impl fmt::Display for MacAddr {
 /// several interfaces disagree (the peer can't be pinned to one MAC).
 /// Reads a small in-memory procfs file synchronously.
 pub fn mac_of(ip: Ipv4Addr) -> Option<MacAddr> {
-    let text = std::fs::read_to_string(ARP_TABLE).ok()?;
-    let mut macs = parse_arp_table(&text).into_iter().filter(|(entry, _, _)| *entry == ip).map(|(_, mac, _)| mac);
+    mac_in(&std::fs::read_to_string(ARP_TABLE).ok()?, ip)
+}
+
+/// The MAC of `ip` in a `/proc/net/arp` text, under [`mac_of`]'s rules.
+fn mac_in(table: &str, ip: Ipv4Addr) -> Option<MacAddr> {
+    let mut macs = parse_arp_table(table).into_iter().filter(|(entry, _, _)| *entry == ip).map(|(_, mac, _)| mac);
     let first = macs.next()?;
     macs.all(|mac| mac == first).then_some(first)
 }
@@ -167,8 +171,21 @@ IP address       HW type     Flags       HW address            Mask     Device
     }
 
     #[test]
-    fn loopback_has_no_entry() {
-        assert_eq!(mac_of(Ipv4Addr::LOCALHOST), None);
+    fn lookup_answers_only_a_complete_unambiguous_entry() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(mac_in(SAMPLE, ip("192.168.1.1")), Some(mac("aa:bb:cc:00:11:22")));
+        assert_eq!(mac_in(SAMPLE, ip("192.168.1.52")), Some(mac("02:42:ac:11:00:02")));
+        // Incomplete (flags 0x0), all-zero MAC, not in the table at all.
+        for absent in ["192.168.1.51", "192.168.1.50", "10.9.0.3", "192.168.1.2", "127.0.0.1"] {
+            assert_eq!(mac_in(SAMPLE, ip(absent)), None, "{absent}");
+        }
+        // The same address on two interfaces: one MAC on both is that MAC;
+        // two different MACs pin the peer to neither.
+        let same = format!("{SAMPLE}192.168.1.1     0x1         0x2         aa:bb:cc:00:11:22     *        eth9\n");
+        assert_eq!(mac_in(&same, ip("192.168.1.1")), Some(mac("aa:bb:cc:00:11:22")));
+        let split = format!("{SAMPLE}192.168.1.1     0x1         0x2         aa:bb:cc:00:11:23     *        eth9\n");
+        assert_eq!(mac_in(&split, ip("192.168.1.1")), None);
+        assert_eq!(mac_in("", ip("192.168.1.1")), None);
     }
 
     #[test]

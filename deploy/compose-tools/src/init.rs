@@ -32,6 +32,7 @@ const ENDPOINTS: [(&str, &str); 4] = [
     ("system_keyd", "system-keyd:7703"),
 ];
 
+#[derive(Debug)]
 struct Args {
     pki: PathBuf,
     trust_domain: String,
@@ -149,4 +150,148 @@ fn write_profile(path: &Path, trust_domain: &str) -> Result<(), String> {
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse_args(list.iter().map(|s| (*s).to_owned()))
+    }
+
+    /// A fresh PKI root with the volume mount points the compose file makes.
+    fn mounts() -> (tempdir::Dir, PathBuf) {
+        let dir = tempdir::Dir::new();
+        let pki = dir.0.join("pki");
+        for d in std::iter::once("ca").chain(IDENTITIES) {
+            std::fs::create_dir_all(pki.join(d)).unwrap();
+        }
+        (dir, pki)
+    }
+
+    /// An `skm` stand-in: a script that writes every file `skm pki init
+    /// --trust-domain TD --out DIR` writes (or fails, with `fail`).
+    fn fake_skm(dir: &Path, fail: bool) -> PathBuf {
+        let path = dir.join("skm");
+        let body = if fail {
+            "#!/bin/sh\nexit 3\n".to_owned()
+        } else {
+            let mut s = String::from("#!/bin/sh\nout=$6\necho \"$@\" > \"$out/../skm-args\"\n");
+            s.push_str("touch \"$out/ca/ca.pem\" \"$out/ca/ca.key\"\n");
+            for id in IDENTITIES {
+                s.push_str(&format!("for f in ca.pem cert.pem key.pem; do touch \"$out/{id}/$f\"; done\n"));
+            }
+            s
+        };
+        std::fs::write(&path, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn arguments_and_their_defaults() {
+        let a = args(&[]).unwrap();
+        assert_eq!(a.pki, PathBuf::from("/pki"));
+        assert_eq!(a.skm, PathBuf::from("/usr/local/bin/skm"));
+        assert!(a.hosts.is_empty());
+        let a = args(&["--pki", "/x", "--trust-domain", "corp.example", "--host", "a", "--host", "b", "--skm", "/s"])
+            .unwrap();
+        assert_eq!(
+            (a.pki, a.trust_domain, a.hosts, a.skm),
+            ("/x".into(), "corp.example".into(), vec!["a".into(), "b".into()], "/s".into())
+        );
+        assert!(args(&["--pki"]).unwrap_err().contains("--pki needs a value"));
+        assert!(args(&["--bogus"]).unwrap_err().contains("unknown argument \"--bogus\""));
+        for bad in ["", "Upper.case", "a b", "x/y", "spiffe://x"] {
+            assert!(args(&["--trust-domain", bad]).unwrap_err().contains("trust domain"), "{bad:?}");
+        }
+        assert!(args(&["--trust-domain", "skm-1.test_a"]).is_ok());
+    }
+
+    #[test]
+    fn a_fresh_pki_is_made_by_skm_and_gets_a_profile() {
+        let (dir, pki) = mounts();
+        let skm = fake_skm(&dir.0, false);
+        let a = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec!["h1".into()], skm };
+        run(&a).unwrap();
+        let called = std::fs::read_to_string(dir.0.join("skm-args")).unwrap();
+        assert_eq!(called.trim(), format!("pki init --trust-domain td.test --out {} --host h1", pki.display()));
+        assert!(expected_files(&pki).iter().all(|f| f.exists()));
+        let profile = std::fs::read_to_string(pki.join("operator/profile.toml")).unwrap();
+        assert!(profile.contains("trust_domain = \"td.test\"\n"), "{profile}");
+        for (field, endpoint) in ENDPOINTS {
+            assert!(profile.contains(&format!("{field} = \"{endpoint}\"\n")), "{profile}");
+        }
+        assert!(profile.contains("[operator]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"), "{profile}");
+        assert!(!pki.join("operator/profile.toml.tmp").exists());
+    }
+
+    #[test]
+    fn a_complete_pki_is_kept_without_running_skm() {
+        let (dir, pki) = mounts();
+        let skm = fake_skm(&dir.0, false);
+        let a = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec![], skm: skm.clone() };
+        run(&a).unwrap();
+        let before: Vec<_> =
+            expected_files(&pki).iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
+        std::fs::remove_file(dir.0.join("skm-args")).unwrap();
+        std::fs::remove_file(pki.join("operator/profile.toml")).unwrap();
+        run(&Args { skm: dir.0.join("absent"), ..a }).unwrap();
+        assert!(!dir.0.join("skm-args").exists(), "skm ran again");
+        let after: Vec<_> =
+            expected_files(&pki).iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
+        assert_eq!(before, after);
+        assert!(pki.join("operator/profile.toml").exists(), "a missing profile is written again");
+    }
+
+    #[test]
+    fn a_half_made_pki_a_missing_mount_or_a_failing_skm_is_an_error() {
+        let (dir, pki) = mounts();
+        std::fs::write(pki.join("ca/ca.pem"), "x").unwrap();
+        let a = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec![], skm: fake_skm(&dir.0, false) };
+        let err = run(&a).unwrap_err();
+        assert!(err.contains("incomplete PKI") && err.contains("ca.key") && err.contains("kms-api/key.pem"), "{err}");
+        let present = pki.join("ca/ca.pem").display().to_string();
+        assert!(!err.contains(&format!("{present},")), "a present file is not missing: {err}");
+
+        std::fs::remove_file(pki.join("ca/ca.pem")).unwrap();
+        std::fs::remove_dir(pki.join("system-keyd")).unwrap();
+        let err = run(&a).unwrap_err();
+        assert!(err.contains("system-keyd is missing: mount that volume there"), "{err}");
+
+        std::fs::create_dir(pki.join("system-keyd")).unwrap();
+        let err = run(&Args { skm: fake_skm(&dir.0, true), ..a }).unwrap_err();
+        assert!(err.contains("skm pki init failed"), "{err}");
+        assert!(!pki.join("operator/profile.toml").exists());
+    }
+
+    /// A temporary directory, std only (this crate has no dependencies).
+    mod tempdir {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        pub(super) struct Dir(pub(super) PathBuf);
+
+        impl Dir {
+            pub(super) fn new() -> Self {
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "skm-compose-init-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                let _ = std::fs::remove_dir_all(&path);
+                std::fs::create_dir_all(&path).unwrap();
+                Self(path)
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
 }

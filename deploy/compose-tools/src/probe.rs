@@ -184,3 +184,25 @@ fn scan(host: &str, from: u16, to: u16) -> ExitCode {
     );
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_resolves_names_and_addresses() {
+        assert_eq!(lookup("127.0.0.1"), vec![IpAddr::from([127, 0, 0, 1])]);
+        assert!(lookup("localhost").iter().any(IpAddr::is_loopback));
+        assert!(lookup("no-such-host.invalid").is_empty());
+    }
+
+    #[test]
+    fn attempt_tells_open_from_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        assert_eq!(attempt(open, Duration::from_secs(2)), Ok(()));
+        drop(listener);
+        // The port was just released: nothing listens there now.
+        assert_eq!(attempt(open, Duration::from_secs(2)), Err("refused".to_owned()));
+    }
+}
