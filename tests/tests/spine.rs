@@ -370,16 +370,12 @@ async fn keystore_ipv4_allow_list_is_enforced() {
     assert_eq!(dup.code(), Code::AlreadyExists);
 }
 
-/// `grpc.reflection.v1` ListServices on each of the four ports, over the
-/// same mTLS as everything else, lists that port's SKM service, health and
-/// reflection, and nothing of the other tiers.
+/// ListServices over `grpc.reflection.v1` and over `v1alpha` (what stock
+/// tools such as Python's grpcio-reflection speak) on each of the four
+/// ports, over the same mTLS as everything else, lists that port's SKM
+/// service, health and both reflections, and nothing of the other tiers.
 #[tokio::test]
 async fn reflection_lists_each_ports_services() {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
-
     let stack = InProcess::start(DevSeal::Passphrase).await.unwrap();
     let skm = stack.client().unwrap();
     wait_ready(&skm, READY).await.unwrap();
@@ -388,7 +384,6 @@ async fn reflection_lists_each_ports_services() {
         TlsIdentity::load(&TlsFiles { ca: d.join("ca.pem"), cert: d.join("cert.pem"), key: d.join("key.pem") }, None)
             .unwrap()
     };
-    let common = ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"];
     let ports = [
         (stack.profile.root_keyd.clone(), Service::RootKeyd, "skm.root.v1.RootKeyService"),
         (stack.profile.system_keyd.clone(), Service::SystemKeyd, "skm.system.v1.SystemKeyService"),
@@ -396,27 +391,52 @@ async fn reflection_lists_each_ports_services() {
         (stack.profile.admin_endpoint.clone(), Service::KmsApi, "skm.admin.v1.AdminService"),
     ];
     for (addr, server, service) in ports {
-        let mut client = ServerReflectionClient::new(channel_as(&operator, &addr, server));
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(tonic::codegen::tokio_stream::iter([request]))
-            .await
-            .unwrap_or_else(|e| panic!("reflection on {addr} ({service}): {e:?}"))
-            .into_inner();
-        let answer: ServerReflectionResponse = answers.message().await.unwrap().expect("one answer");
-        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-            panic!("{addr}: not a service list: {answer:?}");
-        };
-        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
-        let mut expected: Vec<String> = common.iter().chain([&service]).map(|s| s.to_string()).collect();
+        let channel = channel_as(&operator, &addr, server);
+        let mut expected: Vec<String> = [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            service,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         expected.sort();
-        assert_eq!(names, expected, "services listed on {addr}");
+        assert_eq!(list_services_v1(channel.clone()).await, expected, "v1 services listed on {addr}");
+        assert_eq!(list_services_v1alpha(channel).await, expected, "v1alpha services listed on {addr}");
     }
 }
+
+/// `ListServices` over one version of the reflection protocol (the two
+/// versions' generated types are alike but distinct).
+macro_rules! list_services {
+    ($name:ident, $version:ident) => {
+        async fn $name(channel: tonic::transport::Channel) -> Vec<String> {
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut answers = ServerReflectionClient::new(channel)
+                .server_reflection_info(tonic::codegen::tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            let answer = answers.message().await.unwrap().expect("one answer");
+            let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+                panic!("not a service list: {answer:?}");
+            };
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            names
+        }
+    };
+}
+list_services!(list_services_v1, v1);
+list_services!(list_services_v1alpha, v1alpha);
 
 /// A system key rotation as operators do it (RotateSystemKey on
 /// system-keyd): kms-api, refreshing every second here, holds v2 without a

@@ -30,29 +30,37 @@ impl Health {
     }
 }
 
+/// The services every port serves besides its own.
+pub const REFLECTION_SERVICES: [&str; 3] =
+    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
 /// Adds health (NOT_SERVING to start with, for `""` and each of
 /// `service_names`) and reflection over SKM's protos to `routes`.
-/// Reflection lists only what this port serves: `service_names`, health
-/// and reflection itself (not every service in SKM's protos).
+/// Reflection (v1 and v1alpha) lists only what this port serves:
+/// `service_names`, health and reflection itself (not every service in
+/// SKM's protos).
 pub async fn add_health_and_reflection(routes: &mut RoutesBuilder, service_names: &[&'static str]) -> Health {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health { reporter, services: service_names.to_vec() };
     health.set(false).await;
     routes.add_service(health_service);
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(skm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health")
-        .with_service_name("grpc.reflection.v1.ServerReflection");
-    for name in service_names {
-        reflection = reflection.with_service_name(*name);
-    }
-    let reflection = reflection.build_v1();
-    match reflection {
-        Ok(svc) => {
-            routes.add_service(svc);
+    // Both reflection versions: grpc.reflection.v1, and v1alpha, which many
+    // tools still speak (Python's grpcio-reflection, older grpcurl).
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(skm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for name in REFLECTION_SERVICES.iter().chain(service_names) {
+            builder = builder.with_service_name(*name);
         }
-        Err(e) => tracing::warn!(error = %e, "reflection unavailable"),
+        builder
+    };
+    match (builder().build_v1(), builder().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => {
+            routes.add_service(v1);
+            routes.add_service(v1alpha);
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "reflection unavailable"),
     }
     health
 }
