@@ -181,7 +181,11 @@ pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Kms
 
 /// Parses an id; the message says what an id looks like.
 pub(crate) fn parse_id(field: &str, value: &str) -> Result<Id, KmsError> {
-    value.parse().map_err(|_| KmsError::InvalidArgument(format!("{field}: {value:?} is not an id (32 hex digits)")))
+    value.parse().map_err(|_| {
+        KmsError::InvalidArgument(format!(
+            "{field}: {value:?} is not an id (32 hex digits, e.g. 00112233445566778899aabbccddeeff)"
+        ))
+    })
 }
 
 pub(crate) fn check_len(field: &str, len: usize, limit: usize) -> Result<(), KmsError> {

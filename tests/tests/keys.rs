@@ -449,15 +449,28 @@ async fn wrong_key_types_and_batches_report_per_item() {
         Some(R::Ok(ok)) => assert_eq!(ok.plaintext, b"one"),
         other => panic!("{other:?}"),
     }
-    let codes: Vec<i32> = results[1..]
+    let codes: Vec<(i32, &str)> = results[1..]
         .iter()
         .map(|r| match &r.result {
-            Some(R::Error(e)) => e.code,
+            Some(R::Error(e)) => (e.code, e.code_name.as_str()),
             other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(
         codes,
-        vec![Code::InvalidArgument as i32, Code::FailedPrecondition as i32, Code::InvalidArgument as i32]
+        vec![
+            (Code::InvalidArgument as i32, "INVALID_ARGUMENT"),
+            (Code::FailedPrecondition as i32, "FAILED_PRECONDITION"),
+            (Code::InvalidArgument as i32, "INVALID_ARGUMENT"),
+        ]
+    );
+
+    // Ids are read in either case: the same key, uppercase.
+    let upper = encrypt(&skm, &aes.to_uppercase(), b"case", b"").await.unwrap();
+    assert_eq!(decrypt(&skm, &aes, &upper, b"").await.unwrap(), b"case");
+    let bad = encrypt(&skm, "not-an-id", b"x", b"").await.unwrap_err();
+    assert_eq!(
+        bad.message(),
+        "key_id: \"not-an-id\" is not an id (32 hex digits, e.g. 00112233445566778899aabbccddeeff)"
     );
 }

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// 128 random bits, written as 32 lowercase hex digits.
+/// 128 random bits, written as 32 lowercase hex digits (read in either
+/// case).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id([u8; 16]);
 
 /// An id string that is not 32 hex digits.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("an id is 32 lowercase hex digits")]
+#[error("an id is 32 hex digits (upper or lower case), e.g. 00112233445566778899aabbccddeeff")]
 pub struct BadId;
 
 impl Id {
@@ -66,6 +67,8 @@ fn hex_digit(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
+        // Accepted in either case (ids are written lowercase).
+        b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
 }
@@ -83,9 +86,17 @@ mod tests {
     }
 
     #[test]
+    fn either_case_reads_the_same_id_and_writes_lowercase() {
+        let upper: Id = "0123456789ABCDEF0123456789ABCDEF".parse().unwrap();
+        let lower: Id = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        assert_eq!(upper, lower);
+        assert_eq!(upper.to_string(), "0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
     fn rejects_bad_strings() {
         assert_eq!("".parse::<Id>(), Err(BadId));
-        assert_eq!("0123456789ABCDEF0123456789abcdef".parse::<Id>(), Err(BadId));
+        assert_eq!("0123456789abcdef0123456789abcdeg".parse::<Id>(), Err(BadId));
         assert_eq!("0123456789abcdef0123456789abcde".parse::<Id>(), Err(BadId));
         assert_eq!("g123456789abcdef0123456789abcdef".parse::<Id>(), Err(BadId));
     }

@@ -19,8 +19,9 @@ pub(crate) struct KeyApi<S> {
 }
 
 fn item_error(e: KmsError) -> pb::ItemError {
+    let code_name = e.code().name().to_owned();
     let status = Status::from(e);
-    pb::ItemError { code: status.code() as i32, message: status.message().to_owned() }
+    pb::ItemError { code: status.code() as i32, message: status.message().to_owned(), code_name }
 }
 
 fn signature_algorithm(value: i32) -> Result<Option<SignatureAlgorithm>, Status> {

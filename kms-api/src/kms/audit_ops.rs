@@ -1,5 +1,6 @@
 //! Reading the audit log for operators: filtered listing and verification.
 
+use skm_crypto::Id;
 use skm_store::Store;
 
 use super::operation::{Effect, Operation, Trail};
@@ -33,7 +34,14 @@ impl Operation for ListAudit {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Self::Output, KmsError> {
-        kms.audit.list(&self.filter).await.map_err(internal)
+        // Ids are accepted in either case; the log holds them lowercase.
+        let normalised = |id: Option<String>| id.map(|s| s.parse::<Id>().map_or(s, |id| id.to_string()));
+        let filter = Filter {
+            keystore_id: normalised(self.filter.keystore_id),
+            key_id: normalised(self.filter.key_id),
+            ..self.filter
+        };
+        kms.audit.list(&filter).await.map_err(internal)
     }
 }
 
