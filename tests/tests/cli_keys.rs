@@ -214,6 +214,16 @@ fn cli_access_control_certificates_operators_and_audit() {
     // The audit trail: denials and who did what; the chain verifies.
     let listed = dev.ok(&["audit", "list", "--key", &mac_key], b"");
     assert!(listed.contains("denied: MAC authentication failed") && listed.contains("(asserted)"), "{listed}");
+    // --keystore takes a name, as every other verb does, or an id.
+    let by_name = dev.ok(&["audit", "list", "--keystore", "by-mac"], b"");
+    assert!(by_name.contains("denied: MAC authentication failed") && by_name.contains(&mac_key), "{by_name}");
+    let by_mac_id = dev.ok(&["--json", "keystore", "show", "by-mac"], b"");
+    let id: serde_json::Value = serde_json::from_str(&by_mac_id).unwrap();
+    let by_id = dev.ok(&["audit", "list", "--keystore", id["id"].as_str().unwrap()], b"");
+    // The same entries (and those the listing and lookup since added).
+    assert!(by_id.starts_with(by_name.trim_end()), "{by_id}\n---\n{by_name}");
+    let unknown = dev.run(&["audit", "list", "--keystore", "no-such-keystore"], b"");
+    assert_eq!(unknown.status.code(), Some(1), "an unknown keystore is refused, not an empty list");
     assert!(dev.ok(&["audit", "verify"], b"").starts_with("intact"));
 }
 

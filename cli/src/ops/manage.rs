@@ -261,9 +261,14 @@ pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<Ex
     let mut admin = skm.admin()?;
     match cmd {
         AuditCommand::List { keystore, key, since, limit } => {
+            // A name or an id, as everywhere else.
+            let keystore_id = match keystore {
+                Some(k) => resolve_keystore(skm, &k).await?,
+                None => String::new(),
+            };
             let entries = admin
                 .list_audit(pb::ListAuditRequest {
-                    keystore_id: keystore.unwrap_or_default(),
+                    keystore_id,
                     key_id: key.unwrap_or_default(),
                     since: since.unwrap_or(0),
                     limit,
