@@ -61,7 +61,7 @@ pub use lifecycle::{
     ScheduleKeyDeletion, UpdateKey, UpdateSecret,
 };
 pub use maintenance::{AutoRotateKey, DestroyKey, MaintenanceReport};
-pub use operation::{Effect, Operation, Trail};
+pub use operation::{Effect, Operation, Subject, Trail};
 pub use operators::{RevokeOperator, RevokedOperators, WhoAmI, WhoAmIResult};
 pub use signing::{GetPublicKey, PublicKeyInfo, Sign, Signature, Signed, Verified, Verify};
 

@@ -6,7 +6,7 @@ use skm_crypto::user::{self, Header};
 use skm_store::Store;
 use zeroize::Zeroizing;
 
-use super::operation::{Effect, Operation, Trail};
+use super::operation::{Effect, Operation, Subject, Trail};
 use super::views::{AesKey, SecretKey};
 use super::{Kms, KmsError, check_len, internal};
 use crate::model;
@@ -171,8 +171,8 @@ impl Operation for Encrypt {
     const EFFECT: Effect = Effect::Use;
     type Output = Encrypted;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
@@ -193,8 +193,8 @@ impl Operation for Decrypt {
     const EFFECT: Effect = Effect::Use;
     type Output = Decrypted;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
@@ -218,8 +218,8 @@ impl Operation for GenerateDataKey {
         if self.with_plaintext { Self::NAME } else { "GenerateDataKeyWithoutPlaintext" }
     }
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
@@ -240,8 +240,8 @@ impl Operation for ReEncrypt {
     const EFFECT: Effect = Effect::Use;
     type Output = ReEncrypted;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
@@ -294,8 +294,8 @@ impl Operation for GetSecret {
     const EFFECT: Effect = Effect::Use;
     type Output = SecretValue;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<SecretValue, KmsError> {

@@ -8,7 +8,7 @@ use skm_pki::client::{KeystoreCa, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 use skm_store::Store;
 use zeroize::Zeroizing;
 
-use super::operation::{Effect, Operation, Trail};
+use super::operation::{Effect, Operation, Subject, Trail};
 use super::{Kms, KmsError, internal, parse_id};
 use crate::access::{KnownCert, Policy, PolicyInput};
 use crate::model::{self, KEYSTORE_CA_DAYS, Keystore, KeystoreCaFiles, MAX_CERT_DAYS};
@@ -170,8 +170,8 @@ impl Operation for GetKeystore {
     const EFFECT: Effect = Effect::Read;
     type Output = Arc<Keystore>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
@@ -184,12 +184,11 @@ impl Operation for UpdateKeystore {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id)?;
         Policy::parse(&self.policy).map(|_| ()).map_err(KmsError::InvalidArgument)
     }
 
@@ -208,12 +207,8 @@ impl Operation for DeleteKeystore {
     const EFFECT: Effect = Effect::Change;
     type Output = ();
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
-    }
-
-    fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id).map(|_| ())
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<(), KmsError> {
@@ -242,12 +237,11 @@ impl Operation for IssueClientCertificate {
     const EFFECT: Effect = Effect::Change;
     type Output = IssuedCertificate;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id)?;
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
         if self.days > MAX_CERT_DAYS {
             return Err(KmsError::InvalidArgument(format!("days is {}; the limit is {MAX_CERT_DAYS}", self.days)));
@@ -313,12 +307,11 @@ impl Operation for RegisterClientCertificate {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id)?;
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
         fingerprint(&self.sha256).map(|_| ())
     }
@@ -351,12 +344,8 @@ impl Operation for RevokeClientCertificate {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
-    }
-
-    fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id).map(|_| ())
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {

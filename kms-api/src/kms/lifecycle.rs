@@ -7,7 +7,7 @@ use skm_crypto::Id;
 use skm_store::Store;
 use zeroize::Zeroizing;
 
-use super::operation::{Effect, Operation, Trail};
+use super::operation::{Effect, Operation, Subject, Trail};
 use super::{Kms, KmsError, internal, not_found, parse_id};
 use crate::model::{self, DAY, Fresh, Key, KeyKind, KeyState, Material};
 use crate::records::{Due, RecordError};
@@ -172,12 +172,11 @@ impl Operation for CreateKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id)?;
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
         if self.kind == KeyKind::Secret {
             return Err(KmsError::InvalidArgument("key_type SECRET is created with CreateSecret".to_owned()));
@@ -201,12 +200,11 @@ impl Operation for CreateSecret {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("keystore_id", &self.keystore_id)?;
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
         check_secret(&self.value)
     }
@@ -226,12 +224,11 @@ impl Operation for UpdateSecret {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id)?;
         check_secret(&self.value)
     }
 
@@ -253,8 +250,8 @@ impl Operation for ListKeys {
     const EFFECT: Effect = Effect::Read;
     type Output = Vec<Arc<Key>>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_keystore(&self.keystore_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Keystore(&self.keystore_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Vec<Arc<Key>>, KmsError> {
@@ -278,8 +275,8 @@ impl Operation for DescribeKey {
     const EFFECT: Effect = Effect::Read;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
@@ -294,12 +291,8 @@ impl Operation for RotateKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
-    }
-
-    fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id).map(|_| ())
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     /// A lost compare-and-swap race is retried with fresh material, so
@@ -333,12 +326,11 @@ impl Operation for UpdateKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id)?;
         // The secret case needs the key: checked again when it is loaded.
         check_rotation(KeyKind::Aes256, self.rotation_period_days)
     }
@@ -360,12 +352,8 @@ impl Operation for EnableKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
-    }
-
-    fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id).map(|_| ())
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
@@ -388,12 +376,8 @@ impl Operation for DisableKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
-    }
-
-    fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id).map(|_| ())
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
@@ -421,12 +405,11 @@ impl Operation for ScheduleKeyDeletion {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id)?;
         let days = self.days();
         if !model::DELETION_DAYS.contains(&days) {
             return Err(KmsError::InvalidArgument(format!(
@@ -463,12 +446,8 @@ impl Operation for CancelKeyDeletion {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
-    }
-
-    fn check(&self) -> Result<(), KmsError> {
-        parse_id("key_id", &self.key_id).map(|_| ())
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {

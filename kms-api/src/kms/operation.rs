@@ -15,7 +15,7 @@ use skm_runtime::neighbours::MacAddr;
 use skm_store::Store;
 
 use super::caller::{Caller, MAINTENANCE_PRINCIPAL, Who};
-use super::{Kms, KmsError};
+use super::{Kms, KmsError, parse_id};
 use crate::access::{MacSource, Passed};
 use crate::audit::{self, Event, Outcome};
 use crate::model::Key;
@@ -41,6 +41,28 @@ pub enum Effect {
     Introspect,
 }
 
+/// What a request is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    /// A key or secret, by the id the request gives.
+    Key(&'a str),
+    /// A keystore, by the id the request gives.
+    Keystore(&'a str),
+    /// Nothing in particular.
+    None,
+}
+
+impl Subject<'_> {
+    /// Refuses a subject that is not an id, naming the field.
+    fn check(self) -> Result<(), KmsError> {
+        match self {
+            Subject::Key(id) => parse_id("key_id", id).map(drop),
+            Subject::Keystore(id) => parse_id("keystore_id", id).map(drop),
+            Subject::None => Ok(()),
+        }
+    }
+}
+
 /// One operation of the domain core.
 pub trait Operation: Send + Sized {
     /// Its name in the audit log (the gRPC method name).
@@ -56,9 +78,22 @@ pub trait Operation: Send + Sized {
         Self::NAME
     }
 
-    /// Names what the request is about in the audit trail (ids that parse;
-    /// a malformed id is never written to the log).
-    fn target(&self, _trail: &mut Trail<'_>) {}
+    /// The key or keystore the request names: checked to be an id before
+    /// [`Operation::check`] (a malformed id is refused as bad input and is
+    /// never written to the log), and named in the audit trail.
+    fn subject(&self) -> Subject<'_> {
+        Subject::None
+    }
+
+    /// Names what the request is about in the audit trail; by default its
+    /// [`Operation::subject`].
+    fn target(&self, trail: &mut Trail<'_>) {
+        match self.subject() {
+            Subject::Key(id) => trail.named_key(id),
+            Subject::Keystore(id) => trail.named_keystore(id),
+            Subject::None => {}
+        }
+    }
 
     /// Checks the request on its own, without I/O; a failure is audited
     /// as the only entry (no intent is written for a bad request).
@@ -185,7 +220,8 @@ impl<S: Store + Clone> Kms<S> {
         if O::EFFECT == Effect::Introspect {
             return op.run(self, &mut trail).await;
         }
-        if let Err(e) = self.authorise(caller, O::EFFECT).and_then(|()| op.check()) {
+        if let Err(e) = self.authorise(caller, O::EFFECT).and_then(|()| op.subject().check()).and_then(|()| op.check())
+        {
             return self.finish(&trail, Err(e)).await;
         }
         if O::EFFECT == Effect::Change {
@@ -226,10 +262,12 @@ impl<S: Store + Clone> Kms<S> {
         for op in items {
             let mut trail = Trail::new(name, caller);
             op.target(&mut trail);
-            let result = match self.authorise(caller, Effect::Use).and_then(|()| op.check()) {
-                Ok(()) => op.run(self, &mut trail).await,
-                Err(e) => Err(e),
-            };
+            let result =
+                match self.authorise(caller, Effect::Use).and_then(|()| op.subject().check()).and_then(|()| op.check())
+                {
+                    Ok(()) => op.run(self, &mut trail).await,
+                    Err(e) => Err(e),
+                };
             events.push(trail.event(now, outcome(&result)));
             results.push(result);
         }

@@ -3,7 +3,7 @@
 use skm_crypto::asym::{AsymError, KeyAlgorithm, Message, PrivateKey, SignatureAlgorithm};
 use skm_store::Store;
 
-use super::operation::{Effect, Operation, Trail};
+use super::operation::{Effect, Operation, Subject, Trail};
 use super::views::SigningKey;
 use super::{Kms, KmsError, check_len, internal};
 use crate::model::{self, Version};
@@ -127,8 +127,8 @@ impl Operation for Sign {
     const EFFECT: Effect = Effect::Use;
     type Output = Signature;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
@@ -150,8 +150,8 @@ impl Operation for Verify {
     const EFFECT: Effect = Effect::Use;
     type Output = Verified;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     fn check(&self) -> Result<(), KmsError> {
@@ -185,8 +185,8 @@ impl Operation for GetPublicKey {
     const EFFECT: Effect = Effect::Use;
     type Output = PublicKeyInfo;
 
-    fn target(&self, trail: &mut Trail<'_>) {
-        trail.named_key(&self.key_id);
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<PublicKeyInfo, KmsError> {
