@@ -349,7 +349,8 @@ pub enum KeystoreCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Audit entries, oldest first.
+    /// Audit entries, oldest first: every entry, page by page, or with
+    /// --limit the newest N.
     List {
         /// Only this keystore (id).
         #[arg(long)]
@@ -360,12 +361,21 @@ pub enum AuditCommand {
         /// Only entries at or after this time (seconds since the epoch).
         #[arg(long)]
         since: Option<i64>,
-        /// At most this many (the newest).
+        /// Only the newest this many (one call); without it every entry is
+        /// listed, page by page.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Entries per ListAudit call when paging (at most 1000).
         #[arg(long, default_value_t = 1000)]
-        limit: u32,
+        page_size: u32,
     },
     /// Check the whole hash chain; exit 0 intact, 1 with the first broken entry.
+    /// Losses acknowledged with acknowledge-loss are listed.
     Verify,
+    /// Acknowledge the audit entries kms-api found missing at start (its log
+    /// shorter than the anchor in its store), so that it serves again; the
+    /// acknowledgement is audited as the first entry after the gap.
+    AcknowledgeLoss,
 }
 
 #[derive(Debug, Subcommand)]

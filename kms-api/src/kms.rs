@@ -46,7 +46,7 @@ mod operators;
 mod signing;
 mod views;
 
-pub use audit_ops::{ListAudit, VerifyAudit};
+pub use audit_ops::{AcknowledgeAuditLoss, AcknowledgedLoss, AuditPage, ListAudit, ListAuditPage, VerifyAudit};
 pub use caller::{Caller, FrontEnd, MAINTENANCE_PRINCIPAL, Operator, Who};
 pub use data::{
     BatchDecrypt, BatchEncrypt, BatchItem, DataKey, Decrypt, Decrypted, Encrypt, Encrypted, GenerateDataKey, GetSecret,
@@ -140,6 +140,12 @@ pub enum KmsError {
     /// The audit log can't be written: nothing was done (fail closed).
     #[error("the audit log is unavailable; the request was not carried out")]
     AuditUnavailable,
+    /// The audit log is shorter than its anchor and the loss has not been
+    /// acknowledged: nothing was done (fail closed).
+    #[error(
+        "the audit log is missing {0} (found against its anchor); nothing is served until an operator acknowledges the loss with `skm audit acknowledge-loss`"
+    )]
+    AuditLost(crate::audit::Lost),
     /// The change was made after its intent entry was durable, but the
     /// entry with its outcome could not be written.
     #[error("the request was carried out, but the audit log became unavailable before its outcome was recorded")]
@@ -158,7 +164,10 @@ impl KmsError {
             KmsError::AlreadyExists(_) => Code::AlreadyExists,
             KmsError::FailedPrecondition(_) => Code::FailedPrecondition,
             KmsError::Denied(_) | KmsError::Forbidden(_) => Code::PermissionDenied,
-            KmsError::NotReady(_) | KmsError::AuditUnavailable | KmsError::OutcomeUnaudited => Code::Unavailable,
+            KmsError::NotReady(_)
+            | KmsError::AuditUnavailable
+            | KmsError::AuditLost(_)
+            | KmsError::OutcomeUnaudited => Code::Unavailable,
             KmsError::Aborted => Code::Aborted,
             KmsError::Internal(_) => Code::Internal,
         }

@@ -30,6 +30,7 @@ use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, Spi
 use skm_store::SledStore;
 
 pub mod access;
+mod anchor;
 pub mod audit;
 pub mod clock;
 mod config;
@@ -123,7 +124,18 @@ pub async fn start_with_clock(
     let store = SledStore::open_with_cache(&config.data_dir, config.store_cache_mb * 1024 * 1024)?;
     let keyring = system_keys::SystemKeys::default();
     let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);
+    // Nothing is written to the log until it has been compared with its
+    // anchor (once the system keys are loaded).
+    audit.hold_until_anchored();
     let records = records::Records::new(store, keyring.clone());
+    // Waited for at shutdown, so that a clean stop anchors the last entry.
+    let anchor_task = tokio::spawn({
+        let anchoring = anchor::run(audit.clone(), records.clone(), keyring.clone(), shutdown.clone());
+        async move {
+            anchoring.await;
+            Ok(())
+        }
+    });
     let revoked = kms::RevokedOperators::new(records.revoked_operators().await?);
     let kms = Arc::new(kms::Kms::new(records, clock, config.cache_entries, audit.clone(), revoked));
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
@@ -153,7 +165,7 @@ pub async fn start_with_clock(
         refresh: config.system_key_refresh,
     };
     tokio::spawn(loader.run(shutdown.clone()));
-    tokio::spawn(health_watch(keyring.clone(), audit, vec![user_health, admin_health], shutdown.clone()));
+    tokio::spawn(health_watch(keyring.clone(), kms.clone(), vec![user_health, admin_health], shutdown.clone()));
 
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     let user_tls = config.tls.optional_client_cert_server_config()?;
@@ -186,24 +198,33 @@ pub async fn start_with_clock(
             .await?;
         Ok(())
     });
-    Ok(Running { user_addr, admin_addr, keyring, kms, tasks: vec![user_task, admin_task] })
+    Ok(Running { user_addr, admin_addr, keyring, kms, tasks: vec![user_task, admin_task, anchor_task] })
 }
 
 /// Keeps health in step with what kms-api can do: SERVING only while the
-/// system keys are loaded and the audit log is writable (fail closed: a
-/// kms-api that can't audit is not ready).
+/// system keys are loaded and the audit log is writable and matches its
+/// anchor (fail closed: a kms-api that can't audit is not ready).
+///
+/// A log that stopped taking writes (a full disk, a failing sync) is
+/// probed on every tick with an entry of its own
+/// ([`audit::AuditLog::probe`]), so that kms-api recovers by itself once
+/// the disk takes writes again, even if no request comes to retry.
 async fn health_watch(
     keyring: system_keys::SystemKeys,
-    audit: Arc<audit::AuditLog>,
+    kms: Arc<kms::Kms<SledStore>>,
     health: Vec<skm_runtime::health::Health>,
     shutdown: Shutdown,
 ) {
+    let audit = kms.audit();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut serving = None;
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tick.tick() => {}
+        }
+        if keyring.current().is_ok() && !audit.healthy() && audit.anchoring() == audit::Anchoring::Checked {
+            audit.probe(kms.now()).await;
         }
         let now = keyring.current().is_ok() && audit.healthy();
         if serving != Some(now) {

@@ -9,6 +9,7 @@
 //! | `lastuse/<key id>` | last use (i64 BE), sealed | key id |
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
 //! | `oprevoked/<sha256>` | empty: a revoked operator certificate | — |
+//! | `auditanchor` | the audit log's anchor: seq (u64 BE) ‖ MAC of that entry, sealed | — |
 //!
 //! Store keys hold only ids, names and due times; every value, including
 //! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
@@ -164,6 +165,7 @@ fn last_use_key(id: &Id) -> Vec<u8> {
 
 const DUE_PREFIX: &[u8] = b"due/";
 const OPERATOR_REVOKED_PREFIX: &[u8] = b"oprevoked/";
+const AUDIT_ANCHOR_KEY: &[u8] = b"auditanchor";
 
 fn due_key(due: &Due) -> Vec<u8> {
     let tag = match due.kind {
@@ -521,6 +523,28 @@ impl<S: Store> Records<S> {
             ops.push(Op::Put { key, value, expect: Expect::Any });
         }
         self.store.apply(ops).await?;
+        Ok(())
+    }
+
+    /// The audit log's anchor: the seq and MAC of an entry it must hold
+    /// (`None` before the first is saved).
+    pub async fn audit_anchor(&self) -> Result<Option<(u64, [u8; 32])>, RecordError> {
+        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(AUDIT_ANCHOR_KEY).into_owned());
+        let Some(v) = self.store.get(AUDIT_ANCHOR_KEY).await? else { return Ok(None) };
+        let plain = self.open(AUDIT_ANCHOR_KEY, b"", &v.value)?;
+        if plain.len() != 8 + 32 {
+            return Err(corrupt());
+        }
+        let seq = u64::from_be_bytes(plain[..8].try_into().map_err(|_| corrupt())?);
+        let mac: [u8; 32] = plain[8..].try_into().map_err(|_| corrupt())?;
+        Ok(Some((seq, mac)))
+    }
+
+    /// Saves the audit log's anchor (durable when this returns).
+    pub async fn save_audit_anchor(&self, seq: u64, mac: &[u8; 32]) -> Result<(), RecordError> {
+        let plain = [&seq.to_be_bytes()[..], &mac[..]].concat();
+        let value = self.seal(AUDIT_ANCHOR_KEY, b"", &plain)?;
+        self.store.put(AUDIT_ANCHOR_KEY, &value, Expect::Any).await?;
         Ok(())
     }
 

@@ -59,6 +59,8 @@ def canonical(entry: dict) -> bytes:
             event[name] = ev[name]
     if fmt == 2 and ev.get("intent_seq") is not None:
         event["intent_seq"] = ev["intent_seq"]
+    if fmt == 2 and ev.get("lost") is not None:
+        event["lost"] = ev["lost"]
     obj = {}
     if fmt != 1:
         obj["format"] = fmt
@@ -80,10 +82,13 @@ def main() -> int:
             if not hmac.compare_digest(mac, entry["mac"]):
                 print(f"line {number}: MAC mismatch (expected {mac})")
                 return 1
-            if entry["seq"] != seq or entry["prev"] != prev:
+            # An acknowledged loss bridges exactly the gap it names.
+            lost = entry["event"].get("lost")
+            bridged = lost is not None and lost["first_seq"] == seq and lost["last_seq"] + 1 == entry["seq"]
+            if (entry["seq"] != seq and not bridged) or entry["prev"] != prev:
                 print(f"line {number}: chain broken")
                 return 1
-            prev, seq, count = entry["mac"], seq + 1, count + 1
+            prev, seq, count = entry["mac"], entry["seq"] + 1, count + 1
     print(f"{count} entries verified")
     return 0
 

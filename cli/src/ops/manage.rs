@@ -260,52 +260,44 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
 pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<ExitCode, Failure> {
     let mut admin = skm.admin()?;
     match cmd {
-        AuditCommand::List { keystore, key, since, limit } => {
+        AuditCommand::List { keystore, key, since, limit, page_size } => {
             // A name or an id, as everywhere else.
             let keystore_id = match keystore {
                 Some(k) => resolve_keystore(skm, &k).await?,
                 None => String::new(),
             };
-            let entries = admin
-                .list_audit(pb::ListAuditRequest {
-                    keystore_id,
-                    key_id: key.unwrap_or_default(),
-                    since: since.unwrap_or(0),
-                    limit,
-                })
-                .await?
-                .into_inner()
-                .entries;
-            for e in entries {
-                if json {
-                    println!(
-                        "{}",
-                        json!({ "seq": e.seq, "time": e.time, "operation": e.operation, "keystore_id": e.keystore_id,
-                                "key_id": e.key_id, "key_version": e.key_version, "caller_ip": e.caller_ip,
-                                "caller_mac": e.caller_mac, "caller_mac_source": e.caller_mac_source,
-                                "caller_cert_sha256": e.caller_cert_sha256, "operator": e.operator, "result": e.result })
-                    );
-                } else {
-                    println!(
-                        "{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\t{}",
-                        e.seq,
-                        e.time,
-                        e.operation,
-                        e.keystore_id,
-                        e.key_id,
-                        e.key_version,
-                        e.caller_ip,
-                        e.caller_mac,
-                        if e.caller_mac_source.is_empty() {
-                            String::new()
-                        } else {
-                            format!("({})", e.caller_mac_source)
-                        },
-                        e.caller_cert_sha256,
-                        e.operator,
-                        e.result
-                    );
+            let mut request = pb::ListAuditRequest {
+                keystore_id,
+                key_id: key.unwrap_or_default(),
+                since: since.unwrap_or(0),
+                limit: limit.unwrap_or(0),
+                page_size: if limit.is_some() { 0 } else { page_size },
+                page_token: String::new(),
+            };
+            loop {
+                let page = admin.list_audit(request.clone()).await?.into_inner();
+                print_audit_entries(page.entries, json);
+                if limit.is_some() || page.next_page_token.is_empty() {
+                    break;
                 }
+                request.page_token = page.next_page_token;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::AcknowledgeLoss => {
+            let r = admin.acknowledge_audit_loss(pb::AcknowledgeAuditLossRequest {}).await?.into_inner();
+            let loss = r.loss.unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "first_missing_seq": loss.first_missing_seq, "last_missing_seq": loss.last_missing_seq,
+                            "acknowledged_seq": loss.acknowledged_seq })
+                );
+            } else {
+                println!(
+                    "acknowledged: entries {} to {} missing; acknowledgement at seq {}",
+                    loss.first_missing_seq, loss.last_missing_seq, loss.acknowledged_seq
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -315,7 +307,10 @@ pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<Ex
                 println!(
                     "{}",
                     json!({ "entries": r.entries, "intact": r.intact, "first_broken_line": r.first_broken_line,
-                            "first_broken_seq": r.first_broken_seq, "reason": r.reason })
+                            "first_broken_seq": r.first_broken_seq, "reason": r.reason,
+                            "acknowledged_losses": r.acknowledged_losses.iter().map(|l| json!({
+                                "first_missing_seq": l.first_missing_seq, "last_missing_seq": l.last_missing_seq,
+                                "acknowledged_seq": l.acknowledged_seq })).collect::<Vec<_>>() })
                 );
             } else if r.intact {
                 println!("intact: {} entries", r.entries);
@@ -325,7 +320,45 @@ pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<Ex
                     r.first_broken_line, r.first_broken_seq, r.reason
                 );
             }
+            if !json {
+                for l in &r.acknowledged_losses {
+                    println!(
+                        "missing: entries {} to {} (loss acknowledged at seq {})",
+                        l.first_missing_seq, l.last_missing_seq, l.acknowledged_seq
+                    );
+                }
+            }
             Ok(if r.intact { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_REFUSED) })
+        }
+    }
+}
+
+fn print_audit_entries(entries: Vec<pb::AuditEntry>, json: bool) {
+    for e in entries {
+        if json {
+            println!(
+                "{}",
+                json!({ "seq": e.seq, "time": e.time, "operation": e.operation, "keystore_id": e.keystore_id,
+                        "key_id": e.key_id, "key_version": e.key_version, "caller_ip": e.caller_ip,
+                        "caller_mac": e.caller_mac, "caller_mac_source": e.caller_mac_source,
+                        "caller_cert_sha256": e.caller_cert_sha256, "operator": e.operator, "result": e.result })
+            );
+        } else {
+            println!(
+                "{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\t{}",
+                e.seq,
+                e.time,
+                e.operation,
+                e.keystore_id,
+                e.key_id,
+                e.key_version,
+                e.caller_ip,
+                e.caller_mac,
+                if e.caller_mac_source.is_empty() { String::new() } else { format!("({})", e.caller_mac_source) },
+                e.caller_cert_sha256,
+                e.operator,
+                e.result
+            );
         }
     }
 }

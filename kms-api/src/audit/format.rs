@@ -7,7 +7,7 @@
 //! with the fields in exactly that order, the [`Event`] fields in their
 //! declaration order, absent values of the format-1 fields as `null` and
 //! absent values of the fields format 2 added (`front_end`, `intent_seq`,
-//! `caller.system`) left out. The MAC key is the system key version's audit
+//! `lost`, `caller.system`) left out. The MAC key is the system key version's audit
 //! key for the entry's format ([`skm_crypto::audit`]).
 //!
 //! Format 1 (logs written before format 2) has no `format` field, none of

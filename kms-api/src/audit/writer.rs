@@ -17,6 +17,13 @@
 //! unhealthy until a later batch succeeds. A failed write is cut back to the
 //! last durable length so a half-written batch never precedes later entries.
 //!
+//! Anchoring: the writer publishes the seq and MAC of its last durable
+//! entry after each batch (`Shared::tail`, for `crate::anchor`), and
+//! writes nothing while the log is [`Anchoring::Pending`]; while it is
+//! [`Anchoring::Lost`] it writes only an acknowledgement of the loss, at the
+//! seq after the anchor's, with the gap in its `lost` field. It also keeps
+//! the index of every [`INDEX_EVERY`]th line that readers start from.
+//!
 //! With [`AuditSync::Os`] (opt-in) the batch is answered once `write_all`
 //! has handed it to the kernel, and a second thread runs `sync_data` every
 //! interval. A failed background sync marks the log unhealthy and the next
@@ -26,17 +33,18 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use skm_crypto::audit::AuditFormat;
 
 use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode};
 use super::keys::AuditKeys;
-use super::{AuditError, AuditSync, Event};
+use super::reader::{INDEX_EVERY, Mark};
+use super::{AuditError, AuditSync, Event, Lost};
 
 /// Most events one batch takes; the rest wait for the next one.
 const MAX_BATCH: usize = 4096;
@@ -44,7 +52,23 @@ const MAX_BATCH: usize = 4096;
 /// One queued append.
 pub(super) struct Request {
     pub(super) event: Event,
+    /// The event acknowledges a loss found against the anchor: while one is
+    /// pending it is the only kind of entry written, and it is written
+    /// after the gap, naming it.
+    pub(super) acknowledges_loss: bool,
     pub(super) done: oneshot::Sender<Result<u64, Failure>>,
+}
+
+/// Where the log stands against its anchor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anchoring {
+    /// Not compared yet: nothing is written until it is.
+    Pending,
+    /// Compared and matching (or acknowledged): entries are written.
+    Checked,
+    /// Shorter than (or not matching) its anchor: only an acknowledgement
+    /// of the loss is written.
+    Lost(Lost),
 }
 
 /// Why an append failed, as the writer reports it (copyable: one failure
@@ -54,6 +78,7 @@ pub(super) enum Failure {
     Unavailable,
     KeysNotLoaded,
     TooLarge,
+    Lost(Lost),
 }
 
 impl From<Failure> for AuditError {
@@ -62,6 +87,7 @@ impl From<Failure> for AuditError {
             Failure::Unavailable => AuditError::Unavailable,
             Failure::KeysNotLoaded => AuditError::KeysNotLoaded,
             Failure::TooLarge => AuditError::EventTooLarge,
+            Failure::Lost(lost) => AuditError::Lost(lost),
         }
     }
 }
@@ -80,6 +106,14 @@ pub(super) struct Shared {
     /// A background sync failed ([`AuditSync::Os`]); cleared by a sync that
     /// works.
     pub(super) sync_failed: AtomicBool,
+    /// Where the log stands against its anchor.
+    pub(super) anchoring: Mutex<Anchoring>,
+    /// The last acknowledged loss and the seq of the entry that did it.
+    pub(super) acknowledged: Mutex<Option<(Lost, u64)>>,
+    /// Every [`INDEX_EVERY`]th line of the file: its seq and offset.
+    pub(super) index: RwLock<Vec<Mark>>,
+    /// Seq and MAC of the last durable entry ((0, genesis) when none).
+    pub(super) tail: watch::Sender<(u64, [u8; 32])>,
     /// Tests make syncs of the log fail (a disk that stops accepting them).
     #[cfg(test)]
     pub(super) fail_syncs: AtomicBool,
@@ -93,6 +127,14 @@ impl Shared {
             return Err(io::Error::other("sync failure injected by a test"));
         }
         file.sync_data()
+    }
+
+    pub(super) fn anchoring(&self) -> Anchoring {
+        *self.anchoring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn set_anchoring(&self, state: Anchoring) {
+        *self.anchoring.lock().unwrap_or_else(PoisonError::into_inner) = state;
     }
 }
 
@@ -114,6 +156,8 @@ pub(super) struct Writer {
     dirty: bool,
     next_seq: u64,
     prev: [u8; 32],
+    /// Lines in the file up to `len`.
+    lines: u64,
     keys: Arc<dyn AuditKeys>,
     shared: Arc<Shared>,
     sync: AuditSync,
@@ -136,6 +180,37 @@ struct Tail {
     prev: [u8; 32],
 }
 
+/// The index of a log's first `len` bytes, and its number of lines: one
+/// read of the file at open.
+fn build_index(file: &File, len: u64) -> io::Result<(Vec<Mark>, u64)> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(file.try_clone()?.take(len));
+    let (mut marks, mut lines, mut offset) = (Vec::new(), 0u64, 0u64);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') {
+            // Longer than any entry: skip to its end (verify names it).
+            let more = reader.skip_until(b'\n')?;
+            offset += (read + more) as u64;
+            lines += 1;
+            continue;
+        }
+        if lines.is_multiple_of(INDEX_EVERY)
+            && let Some(entry) = Entry::parse(&buf[..buf.len() - 1])
+        {
+            marks.push(Mark { seq: entry.seq, offset });
+        }
+        offset += read as u64;
+        lines += 1;
+    }
+    Ok((marks, lines))
+}
+
 impl Writer {
     /// Opens (creating if absent) `path` and recovers the sequence number
     /// and chain value of its last entry.
@@ -145,6 +220,7 @@ impl Writer {
         }
         let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(&path)?;
         let tail = recover(&file)?;
+        let (marks, lines) = build_index(&file, tail.len)?;
         if let Some(dir) = path.parent() {
             // Makes the directory entry of a newly created log durable.
             File::open(dir)?.sync_all()?;
@@ -158,6 +234,10 @@ impl Writer {
             durable_len: AtomicU64::new(tail.len),
             last_seq: AtomicU64::new(tail.next_seq - 1),
             sync_failed: AtomicBool::new(false),
+            anchoring: Mutex::new(Anchoring::Checked),
+            acknowledged: Mutex::new(None),
+            index: RwLock::new(marks),
+            tail: watch::Sender::new((tail.next_seq - 1, tail.prev)),
             #[cfg(test)]
             fail_syncs: AtomicBool::new(false),
         });
@@ -173,6 +253,7 @@ impl Writer {
             dirty: false,
             next_seq: tail.next_seq,
             prev: tail.prev,
+            lines,
             keys,
             shared,
             sync,
@@ -198,7 +279,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let results = match self.commit(&batch) {
+            let results = match self.commit(&mut batch) {
                 Ok(results) => results,
                 Err(failure) => vec![Err(failure); batch.len()],
             };
@@ -214,19 +295,44 @@ impl Writer {
     }
 
     /// Writes and syncs one batch; per event its sequence number or `TooLarge`.
-    fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<u64, Failure>>, Failure> {
+    fn commit(&mut self, batch: &mut [Request]) -> Result<Vec<Result<u64, Failure>>, Failure> {
+        let mut pending_loss = match self.shared.anchoring() {
+            // Not yet compared with its anchor (health says NOT_SERVING).
+            Anchoring::Pending => return Err(Failure::Unavailable),
+            Anchoring::Checked => None,
+            Anchoring::Lost(lost) => Some(lost),
+        };
         self.check_file()?;
         let ring = self.keys.ring().ok_or(Failure::KeysNotLoaded)?;
         let key_version = ring.active_version();
         let key = ring.audit_key(key_version, AuditFormat::V2).ok_or(Failure::KeysNotLoaded)?;
         let mut buf = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
-        let (mut seq, mut prev) = (self.next_seq, self.prev);
-        for request in batch {
+        let mut marks = Vec::new();
+        let mut acknowledged = None;
+        let (mut seq, mut prev, mut lines) = (self.next_seq, self.prev, self.lines);
+        for request in batch.iter_mut() {
+            if let Some(lost) = pending_loss {
+                if !request.acknowledges_loss {
+                    results.push(Err(Failure::Lost(lost)));
+                    continue;
+                }
+                // The first entry after the gap names it; its seq follows
+                // the anchor's, so no sequence number is ever reused.
+                request.event.lost = Some(lost);
+                seq = seq.max(lost.last_seq + 1);
+            }
             match encode(key, seq, &request.event, key_version, &prev) {
                 Ok((line, mac)) if line.len() <= MAX_LINE + 1 => {
+                    if lines.is_multiple_of(INDEX_EVERY) {
+                        marks.push(Mark { seq, offset: self.len + buf.len() as u64 });
+                    }
+                    if let Some(lost) = pending_loss.take() {
+                        acknowledged = Some((lost, seq));
+                    }
                     buf.extend_from_slice(&line);
                     results.push(Ok(seq));
+                    lines += 1;
                     seq += 1;
                     prev = mac;
                 }
@@ -269,11 +375,24 @@ impl Writer {
         self.len += buf.len() as u64;
         self.next_seq = seq;
         self.prev = prev;
+        self.lines = lines;
         let written = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.shared.entries.fetch_add(written, Ordering::Relaxed);
+        self.shared.index.write().unwrap_or_else(PoisonError::into_inner).extend(marks);
         self.shared.last_seq.store(seq - 1, Ordering::Release);
         self.shared.durable_len.store(self.len, Ordering::Release);
         self.shared.healthy.store(true, Ordering::Release);
+        if let Some((lost, at)) = acknowledged {
+            tracing::warn!(
+                first_missing_seq = lost.first_seq,
+                last_missing_seq = lost.last_seq,
+                seq = at,
+                "audit log loss acknowledged; serving again"
+            );
+            *self.shared.acknowledged.lock().unwrap_or_else(PoisonError::into_inner) = Some((lost, at));
+            self.shared.set_anchoring(Anchoring::Checked);
+        }
+        self.shared.tail.send_replace((seq - 1, prev));
         Ok(results)
     }
 

@@ -131,6 +131,10 @@ fn key_info(key: &Key) -> pb::KeyInfo {
     }
 }
 
+fn audit_loss_pb(lost: crate::audit::Lost, acknowledged_seq: u64) -> pb::AuditLoss {
+    pb::AuditLoss { first_missing_seq: lost.first_seq, last_missing_seq: lost.last_seq, acknowledged_seq }
+}
+
 fn audit_entry_pb((seq, e): (u64, Event)) -> pb::AuditEntry {
     pb::AuditEntry {
         seq,
@@ -158,6 +162,8 @@ fn audit_entry_pb((seq, e): (u64, Event)) -> pb::AuditEntry {
         front_end: e.front_end.unwrap_or_default(),
         system_principal: e.caller.system.unwrap_or_default(),
         intent_seq: e.intent_seq.unwrap_or(0),
+        lost_first_seq: e.lost.map_or(0, |l| l.first_seq),
+        lost_last_seq: e.lost.map_or(0, |l| l.last_seq),
     }
 }
 
@@ -366,8 +372,13 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
             since: (req.since > 0).then_some(req.since),
             limit: Some(if req.limit == 0 { 1000 } else { req.limit as usize }),
         };
-        let entries = self.kms.execute(&caller, kms::ListAudit { filter }).await?;
-        Ok(Response::new(pb::ListAuditResponse { entries: entries.into_iter().map(audit_entry_pb).collect() }))
+        let paging = req.page_size > 0 || !req.page_token.is_empty();
+        let page = paging.then_some(kms::ListAuditPage { token: req.page_token, size: req.page_size });
+        let page = self.kms.execute(&caller, kms::ListAudit { filter, page }).await?;
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: page.entries.into_iter().map(audit_entry_pb).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
+        }))
     }
 
     async fn verify_audit(
@@ -383,7 +394,17 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
             first_broken_line: broken.map_or(0, |b| b.line),
             first_broken_seq: broken.and_then(|b| b.seq).unwrap_or(0),
             reason: broken.map(|b| b.reason.to_string()).unwrap_or_default(),
+            acknowledged_losses: report.acknowledged.iter().map(|&(lost, seq)| audit_loss_pb(lost, seq)).collect(),
         }))
+    }
+
+    async fn acknowledge_audit_loss(
+        &self,
+        request: Request<pb::AcknowledgeAuditLossRequest>,
+    ) -> Result<Response<pb::AcknowledgeAuditLossResponse>, Status> {
+        let caller = operator(&request)?;
+        let done = self.kms.execute(&caller, kms::AcknowledgeAuditLoss).await?;
+        Ok(Response::new(pb::AcknowledgeAuditLossResponse { loss: Some(audit_loss_pb(done.lost, done.seq)) }))
     }
 
     async fn revoke_operator(

@@ -17,7 +17,7 @@ use skm_store::Store;
 use super::caller::{Caller, MAINTENANCE_PRINCIPAL, Who};
 use super::{Kms, KmsError, parse_id};
 use crate::access::{MacSource, Passed};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{self, AuditError, Event, Outcome};
 use crate::model::Key;
 
 /// What an operation does, which decides who may call it and how it is
@@ -120,11 +120,32 @@ pub struct Trail<'c> {
     key_version: Option<u32>,
     passed: Option<Passed>,
     intent_seq: Option<u64>,
+    acknowledges_loss: bool,
 }
 
 impl<'c> Trail<'c> {
     fn new(operation: &'static str, caller: &'c Caller) -> Self {
-        Self { operation, caller, keystore_id: None, key_id: None, key_version: None, passed: None, intent_seq: None }
+        Self {
+            operation,
+            caller,
+            keystore_id: None,
+            key_id: None,
+            key_version: None,
+            passed: None,
+            intent_seq: None,
+            acknowledges_loss: false,
+        }
+    }
+
+    /// The call acknowledges a loss of audit entries: its intent is the
+    /// entry the log writes after the gap.
+    pub(crate) fn acknowledges_loss(&mut self) {
+        self.acknowledges_loss = true;
+    }
+
+    /// The seq of this call's intent entry, once written.
+    pub(crate) fn intent_seq(&self) -> Option<u64> {
+        self.intent_seq
     }
 
     /// Who is calling.
@@ -198,7 +219,16 @@ impl<'c> Trail<'c> {
             },
             result,
             intent_seq: self.intent_seq,
+            lost: None,
         }
+    }
+}
+
+/// What a caller is told when its entry could not be written.
+fn unwritten(e: AuditError) -> KmsError {
+    match e {
+        AuditError::Lost(lost) => KmsError::AuditLost(lost),
+        _ => KmsError::AuditUnavailable,
     }
 }
 
@@ -226,11 +256,16 @@ impl<S: Store + Clone> Kms<S> {
         }
         if O::EFFECT == Effect::Change {
             let intent = trail.event(self.now(), Outcome::Intent);
-            match self.audit.append(intent).await {
+            let written = if trail.acknowledges_loss {
+                self.audit.append_acknowledging_loss(intent).await
+            } else {
+                self.audit.append(intent).await
+            };
+            match written {
                 Ok(seq) => trail.intent_seq = Some(seq),
                 Err(e) => {
                     tracing::error!(error = %e, operation = trail.operation, "intent not written to the audit log; change refused");
-                    return Err(KmsError::AuditUnavailable);
+                    return Err(unwritten(e));
                 }
             }
         }
@@ -274,9 +309,10 @@ impl<S: Store + Clone> Kms<S> {
         let mut appends = tokio::task::JoinSet::new();
         for (i, event) in events.into_iter().enumerate() {
             let audit = Arc::clone(&self.audit);
-            appends.spawn(async move { (i, audit.append(event).await.is_ok()) });
+            appends.spawn(async move { (i, audit.append(event).await.map(drop)) });
         }
-        let mut written = vec![false; results.len()];
+        let mut written: Vec<Result<(), AuditError>> =
+            (0..results.len()).map(|_| Err(AuditError::Unavailable)).collect();
         while let Some(joined) = appends.join_next().await {
             if let Ok((i, ok)) = joined {
                 written[i] = ok;
@@ -285,7 +321,10 @@ impl<S: Store + Clone> Kms<S> {
         results
             .into_iter()
             .zip(written)
-            .map(|(result, ok)| if ok { result } else { Err(KmsError::AuditUnavailable) })
+            .map(|(result, written)| match written {
+                Ok(()) => result,
+                Err(e) => Err(unwritten(e)),
+            })
             .collect()
     }
 
@@ -321,7 +360,7 @@ impl<S: Store + Clone> Kms<S> {
                 if trail.intent_seq.is_some() && result.is_ok() {
                     Err(KmsError::OutcomeUnaudited)
                 } else {
-                    Err(KmsError::AuditUnavailable)
+                    Err(unwritten(e))
                 }
             }
         }
