@@ -452,6 +452,10 @@ pub enum SecretCommand {
         /// File holding the value (default: stdin).
         #[arg(long)]
         value_file: Option<PathBuf>,
+        /// Versions kept (1..=1000); an update past it deletes the oldest.
+        /// Default: 10.
+        #[arg(long)]
+        max_versions: Option<u32>,
     },
     /// Print a secret's value (newest version, or --version).
     Get {

@@ -26,6 +26,8 @@ struct RawConfig {
     system_key_refresh_secs: u64,
     #[serde(default = "default_cache")]
     cache_entries: usize,
+    #[serde(default = "default_max_key_versions")]
+    max_key_versions: u32,
     #[serde(default = "default_maintenance")]
     maintenance_interval_secs: u64,
     #[serde(default)]
@@ -53,6 +55,10 @@ fn default_refresh() -> u64 {
 
 fn default_cache() -> usize {
     100_000
+}
+
+fn default_max_key_versions() -> u32 {
+    crate::model::DEFAULT_MAX_KEY_VERSIONS
 }
 
 fn default_maintenance() -> u64 {
@@ -92,6 +98,9 @@ pub struct Config {
     pub system_key_refresh: Duration,
     /// Decrypted keys and keystores kept in memory, at most.
     pub cache_entries: usize,
+    /// The most versions a key may have: rotation (manual or automatic)
+    /// is refused beyond it. 1..=[`crate::model::MAX_KEY_VERSIONS`].
+    pub max_key_versions: u32,
     /// MiB of the store's pages (sealed records) sled keeps in memory.
     pub store_cache_mb: u64,
     /// How often due rotations and deletions are carried out.
@@ -164,6 +173,12 @@ impl Config {
         if raw.cache_entries < 16 {
             return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
         }
+        if !(1..=crate::model::MAX_KEY_VERSIONS).contains(&raw.max_key_versions) {
+            return Err(ConfigError::invalid(
+                "max_key_versions",
+                format!("is {}; must be 1..={}", raw.max_key_versions, crate::model::MAX_KEY_VERSIONS),
+            ));
+        }
         if !(8..=65_536).contains(&raw.store_cache_mb) {
             return Err(ConfigError::invalid(
                 "store_cache_mb",
@@ -210,6 +225,7 @@ impl Config {
             system_keyd: raw.system_keyd,
             system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),
             cache_entries: raw.cache_entries,
+            max_key_versions: raw.max_key_versions,
             store_cache_mb: raw.store_cache_mb,
             maintenance_interval: Duration::from_secs(raw.maintenance_interval_secs),
             tls,

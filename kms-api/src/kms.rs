@@ -216,6 +216,7 @@ pub struct Kms<S> {
     cache: Cache,
     audit: Arc<AuditLog>,
     revoked: RevokedOperators,
+    max_key_versions: u32,
 }
 
 impl<S: Store + Clone> Kms<S> {
@@ -228,7 +229,22 @@ impl<S: Store + Clone> Kms<S> {
         audit: Arc<AuditLog>,
         revoked: RevokedOperators,
     ) -> Self {
-        Self { records, clock, cache: Cache::new(cache_entries), audit, revoked }
+        Self {
+            records,
+            clock,
+            cache: Cache::new(cache_entries),
+            audit,
+            revoked,
+            max_key_versions: crate::model::DEFAULT_MAX_KEY_VERSIONS,
+        }
+    }
+
+    /// The most versions a key may have (the configuration's
+    /// `max_key_versions`, [`crate::model::DEFAULT_MAX_KEY_VERSIONS`]
+    /// unless set): rotating a key that has them is refused.
+    pub fn with_max_key_versions(mut self, max: u32) -> Self {
+        self.max_key_versions = max.max(1);
+        self
     }
 
     /// The audit log.
@@ -246,9 +262,9 @@ impl<S: Store + Clone> Kms<S> {
         if let Some(k) = self.cache.key(id) {
             return Ok(k);
         }
-        let (key, revision) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
+        let (key, stored) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
         let key = Arc::new(key);
-        self.cache.put_key(*id, revision, key.clone());
+        self.cache.put_key(*id, stored.revision, key.clone());
         Ok(key)
     }
 

@@ -137,7 +137,10 @@ pub async fn start_with_clock(
         }
     });
     let revoked = kms::RevokedOperators::new(records.revoked_operators().await?);
-    let kms = Arc::new(kms::Kms::new(records, clock, config.cache_entries, audit.clone(), revoked));
+    let kms = Arc::new(
+        kms::Kms::new(records, clock, config.cache_entries, audit.clone(), revoked)
+            .with_max_key_versions(config.max_key_versions),
+    );
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
 
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;

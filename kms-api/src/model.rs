@@ -34,6 +34,21 @@ pub const DELETION_DAYS: std::ops::RangeInclusive<u32> = 7..=30;
 pub const DEFAULT_DELETION_DAYS: u32 = 7;
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
+/// Versions a secret keeps when its creator names no `max_versions`
+/// (Vault KV v2's default): the oldest go once there are more.
+pub const DEFAULT_SECRET_VERSIONS: u32 = 10;
+/// Most versions a secret may keep.
+pub const MAX_SECRET_VERSIONS: u32 = 1_000;
+/// Versions a key may have when the configuration names no
+/// `max_key_versions`: keys keep every version (old ciphertexts must stay
+/// decryptable), so rotation stops at the cap. Every version of a key is in
+/// memory while the key is cached.
+pub const DEFAULT_MAX_KEY_VERSIONS: u32 = 1_000;
+/// The largest `max_key_versions` the configuration accepts.
+pub const MAX_KEY_VERSIONS: u32 = 10_000;
+/// Versions a Verify without `key_version` tries, newest first; an older
+/// version must be named.
+pub const VERIFY_ANY_VERSIONS: usize = 10;
 
 /// Checks a keystore or key name: 1..=64 of `[A-Za-z0-9._-]`.
 pub fn check_name(field: &str, name: &str) -> Result<(), String> {
@@ -142,19 +157,23 @@ pub struct Version<M> {
     pub created_at: i64,
 }
 
-/// A key's retained versions, ascending; never empty.
+/// A key's retained versions: consecutive numbers, ascending; never empty.
+/// Each version is boxed, so when the list grows only pointers move: a
+/// reallocation never leaves a copy of key material behind in freed memory.
 #[derive(Debug)]
-pub struct Versions<M>(Vec<Version<M>>);
+pub struct Versions<M>(Vec<Box<Version<M>>>);
 
 impl<M> Versions<M> {
     /// Version 1.
     pub fn first(material: M, created_at: i64) -> Self {
-        Self(vec![Version { version: 1, material, created_at }])
+        Self(vec![Box::new(Version { version: 1, material, created_at })])
     }
 
-    /// Versions read back from a record; `None` when there are none.
+    /// Versions read back from a record; `None` when there are none or
+    /// their numbers are not consecutive and ascending.
     pub fn from_vec(versions: Vec<Version<M>>) -> Option<Self> {
-        (!versions.is_empty()).then_some(Self(versions))
+        let consecutive = versions.windows(2).all(|w| w[0].version.checked_add(1) == Some(w[1].version));
+        (!versions.is_empty() && consecutive).then(|| Self(versions.into_iter().map(Box::new).collect()))
     }
 
     /// The version that encrypts, signs or is returned by default.
@@ -165,9 +184,28 @@ impl<M> Versions<M> {
         }
     }
 
+    /// The oldest retained version.
+    pub fn oldest(&self) -> &Version<M> {
+        match self.0.first() {
+            Some(v) => v,
+            None => unreachable!("Versions is never empty"),
+        }
+    }
+
+    /// How many versions are retained.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never: there is always a version.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
     /// A retained version.
     pub fn get(&self, version: u32) -> Option<&Version<M>> {
-        self.0.iter().find(|v| v.version == version)
+        let index = version.checked_sub(self.oldest().version)?;
+        self.0.get(usize::try_from(index).ok()?).map(|v| &**v)
     }
 
     /// `version`, or the newest when it is 0.
@@ -177,14 +215,20 @@ impl<M> Versions<M> {
 
     /// Every version, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Version<M>> {
-        self.0.iter()
+        self.0.iter().map(|v| &**v)
     }
 
     /// Adds the next version; returns its number.
     pub fn push(&mut self, material: M, created_at: i64) -> u32 {
         let version = self.newest().version + 1;
-        self.0.push(Version { version, material, created_at });
+        self.0.push(Box::new(Version { version, material, created_at }));
         version
+    }
+
+    /// Drops the oldest versions until at most `keep` (at least 1) remain.
+    pub fn keep_newest(&mut self, keep: usize) {
+        let excess = self.0.len().saturating_sub(keep.max(1));
+        self.0.drain(..excess);
     }
 }
 
@@ -282,6 +326,41 @@ impl Material {
         }
     }
 
+    /// Retained versions: oldest and newest number.
+    pub fn version_range(&self) -> std::ops::RangeInclusive<u32> {
+        fn range<M>(v: &Versions<M>) -> std::ops::RangeInclusive<u32> {
+            v.oldest().version..=v.newest().version
+        }
+        match self {
+            Material::Aes256(v) => range(v),
+            Material::Signing { versions, .. } => range(versions),
+            Material::Secret(v) => range(v),
+        }
+    }
+
+    /// How many versions are retained.
+    pub fn version_count(&self) -> usize {
+        match self {
+            Material::Aes256(v) => v.len(),
+            Material::Signing { versions, .. } => versions.len(),
+            Material::Secret(v) => v.len(),
+        }
+    }
+
+    /// Drops the oldest versions until at most `keep` remain. The key must
+    /// be freshly read (not shared with the cache).
+    pub fn keep_newest(&mut self, keep: usize) -> Result<(), KindMismatch> {
+        fn prune<M>(versions: &mut Arc<Versions<M>>, keep: usize) -> Result<(), KindMismatch> {
+            Arc::get_mut(versions).ok_or(KindMismatch)?.keep_newest(keep);
+            Ok(())
+        }
+        match self {
+            Material::Aes256(v) => prune(v, keep),
+            Material::Signing { versions, .. } => prune(versions, keep),
+            Material::Secret(v) => prune(v, keep),
+        }
+    }
+
     /// The newest version's number.
     pub fn newest_version(&self) -> u32 {
         match self {
@@ -327,6 +406,9 @@ pub struct Key {
     pub rotation_period_days: u32,
     /// Next automatic rotation (seconds since the epoch); 0 = none.
     pub next_rotation_at: i64,
+    /// A secret: how many versions it keeps (the oldest go past it). A
+    /// key: 0, it keeps every version up to kms-api's `max_key_versions`.
+    pub max_versions: u32,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
     /// Last use by an application (in memory; persisted by maintenance).
@@ -348,6 +430,17 @@ impl Key {
     pub fn last_used(&self) -> i64 {
         self.last_used_at.load(Ordering::Relaxed)
     }
+
+    /// How many versions a secret keeps ([`DEFAULT_SECRET_VERSIONS`] for a
+    /// secret stored before it had a setting); `None` for a key, which
+    /// keeps every version.
+    pub fn secret_versions_kept(&self) -> Option<u32> {
+        match self.kind() {
+            KeyKind::Secret if self.max_versions == 0 => Some(DEFAULT_SECRET_VERSIONS),
+            KeyKind::Secret => Some(self.max_versions),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -360,6 +453,25 @@ mod tests {
         assert!(check_name("name", "").unwrap_err().contains("1..=64"));
         assert!(check_name("name", &"a".repeat(65)).unwrap_err().contains("got 65"));
         assert!(check_name("name", "a b").unwrap_err().contains("' '"));
+    }
+
+    #[test]
+    fn versions_are_consecutive_and_keep_the_newest() {
+        let mut v = Versions::first("a", 1);
+        assert_eq!(v.push("b", 2), 2);
+        assert_eq!(v.push("c", 3), 3);
+        v.keep_newest(2);
+        assert_eq!(v.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 3]);
+        assert!(v.get(1).is_none());
+        assert_eq!(v.get(2).map(|v| v.material), Some("b"));
+        assert!(v.get(4).is_none());
+        v.keep_newest(0);
+        assert_eq!(v.iter().map(|v| v.version).collect::<Vec<_>>(), [3], "never empty");
+        let gap = vec![
+            Version { version: 1, material: (), created_at: 0 },
+            Version { version: 3, material: (), created_at: 0 },
+        ];
+        assert!(Versions::from_vec(gap).is_none());
     }
 
     #[test]

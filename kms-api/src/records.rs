@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `ks/<keystore id>` | keystore: policy, client CA certificate and key, known client certificates (JSON), sealed | — |
 //! | `ksname/<name>` | keystore id, sealed | — |
-//! | `key/<key id>` | keystore id (clear) ‖ sealed key with every version's material (JSON) | keystore id |
+//! | `key/<key id>` | keystore id (clear) ‖ sealed key head: name, type, state, schedule, retained version range (JSON) | keystore id |
+//! | `keyver/<key id>/<version, 10 digits>` | one version's material and creation time (JSON), sealed | keystore id |
 //! | `keyname/<keystore id>/<name>` | key id, sealed | keystore id |
 //! | `lastuse/<key id>` | last use (i64 BE), sealed | key id |
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
@@ -14,8 +15,20 @@
 //! Store keys hold only ids, names and due times; every value, including
 //! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
 //! it to its store key and owner, so values can't be moved between records.
-//! Serialised plaintext lives in zeroizing buffers.
+//! Serialised plaintext lives in zeroizing buffers sized exactly before
+//! anything is written into them, so no reallocation leaves an unwiped
+//! copy behind.
+//!
+//! A key is a small head record plus one record per version: a new version
+//! writes the head (compare-and-swap on its revision) and one version
+//! record in one batch, whatever the number of versions, and a secret's
+//! oldest versions past its `max_versions` are deleted in the same batch.
+//! Records of the first layout — every version inline in `key/<key id>` —
+//! still load; the first change to such a key rewrites it in this layout
+//! (migration on write: reads never write).
 
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::atomic::AtomicI64;
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +101,9 @@ struct CertRecord {
     revoked: bool,
 }
 
+/// A key's head record. `versions` holds every version only in records of
+/// the first layout; heads of the current layout name the retained range
+/// and leave it empty.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyRecord {
@@ -95,6 +111,7 @@ struct KeyRecord {
     name: String,
     kind: String,
     created_at: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     versions: Vec<VersionRecord>,
     #[serde(default = "enabled")]
     state: String,
@@ -104,6 +121,12 @@ struct KeyRecord {
     rotation_period_days: u32,
     #[serde(default)]
     next_rotation_at: i64,
+    #[serde(default)]
+    oldest_version: u32,
+    #[serde(default)]
+    newest_version: u32,
+    #[serde(default)]
+    max_versions: u32,
 }
 
 fn enabled() -> String {
@@ -117,6 +140,27 @@ struct VersionRecord {
     created_at: i64,
     /// Hex of the raw material: AES key, PKCS#8 DER, or secret value.
     material: Zeroizing<String>,
+}
+
+/// How a key read from the store was laid out: what a later write of it
+/// must replace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Revision of the head record (compare-and-swap).
+    pub revision: u64,
+    /// The version records it had; `None` for the first layout (every
+    /// version inline in the head).
+    versions: Option<RangeInclusive<u32>>,
+}
+
+/// One attempt at reading a key.
+enum KeyRead {
+    /// No head record.
+    Absent,
+    /// The key and how it is stored.
+    Found(Key, StoredKey),
+    /// A version record of the range the head names is missing.
+    Gap,
 }
 
 /// Why a key is due.
@@ -149,6 +193,14 @@ fn ks_name_key(name: &str) -> Vec<u8> {
 
 fn key_key(id: &Id) -> Vec<u8> {
     format!("key/{id}").into_bytes()
+}
+
+fn version_prefix(id: &Id) -> Vec<u8> {
+    format!("keyver/{id}/").into_bytes()
+}
+
+fn version_key(id: &Id, version: u32) -> Vec<u8> {
+    format!("keyver/{id}/{version:010}").into_bytes()
 }
 
 fn key_name_prefix(keystore: &Id) -> Vec<u8> {
@@ -233,9 +285,7 @@ impl<S: Store> Records<S> {
     }
 
     fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RecordError> {
-        let mut buf = Zeroizing::new(Vec::with_capacity(16 * 1024));
-        serde_json::to_writer(&mut *buf, value).map_err(|_| RecordError::Seal)?;
-        Ok(buf)
+        to_json(value)
     }
 
     fn keystore_record(ks: &Keystore) -> KeystoreRecord {
@@ -381,15 +431,17 @@ impl<S: Store> Records<S> {
         Ok(())
     }
 
-    /// Stores a new key; its name must be free in its keystore.
+    /// Stores a new key, its head and version records; its name must be free
+    /// in its keystore.
     pub async fn create_key(&self, key: &Key) -> Result<(), RecordError> {
         let owner = key.keystore_id.to_string();
         let name_key = key_name_key(&key.keystore_id, &key.name);
         let index = self.seal(&name_key, owner.as_bytes(), key.id.to_string().as_bytes())?;
         let mut ops = vec![
             Op::Put { key: name_key, value: index, expect: Expect::Absent },
-            Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Absent },
+            Op::Put { key: key_key(&key.id), value: self.seal_head(key)?, expect: Expect::Absent },
         ];
+        ops.extend(self.version_puts(key, key.material.version_range(), Expect::Absent)?);
         ops.extend(due_entries(key).iter().map(|d| Op::Put {
             key: due_key(d),
             value: Vec::new(),
@@ -399,12 +451,31 @@ impl<S: Store> Records<S> {
         Ok(())
     }
 
-    /// Replaces a key record read at `revision` (compare-and-swap), moving
-    /// its due-index entries from `due_before` to what its state now needs.
-    pub async fn update_key(&self, key: &Key, revision: u64, due_before: &[Due]) -> Result<(), RecordError> {
+    /// Writes back a key read as `stored` (compare-and-swap on its head):
+    /// the head, the versions added since, deletion of the versions it no
+    /// longer keeps, and its due-index entries moved from `due_before` to
+    /// what its state now needs, in one batch. A key of the first layout
+    /// has every version written out.
+    pub async fn update_key(&self, key: &Key, stored: &StoredKey, due_before: &[Due]) -> Result<(), RecordError> {
         let due_after = due_entries(key);
-        let mut ops =
-            vec![Op::Put { key: key_key(&key.id), value: self.seal_key(key)?, expect: Expect::Revision(revision) }];
+        let now = key.material.version_range();
+        let mut ops = vec![Op::Put {
+            key: key_key(&key.id),
+            value: self.seal_head(key)?,
+            expect: Expect::Revision(stored.revision),
+        }];
+        match &stored.versions {
+            None => ops.extend(self.version_puts(key, now, Expect::Any)?),
+            Some(before) => {
+                let added = (*before.end() + 1).max(*now.start())..=*now.end();
+                ops.extend(self.version_puts(key, added, Expect::Absent)?);
+                ops.extend(
+                    (*before.start()..=*before.end())
+                        .filter(|v| !now.contains(v))
+                        .map(|v| Op::Delete { key: version_key(&key.id, v), expect: Expect::Any }),
+                );
+            }
+        }
         for d in due_before.iter().filter(|d| !due_after.contains(d)) {
             ops.push(Op::Delete { key: due_key(d), expect: Expect::Any });
         }
@@ -415,52 +486,87 @@ impl<S: Store> Records<S> {
         Ok(())
     }
 
-    /// Destroys a key read at `revision`: its record (with all material),
-    /// its name, last use and due entries go in one batch.
-    pub async fn destroy_key(&self, key: &Key, revision: u64) -> Result<(), RecordError> {
+    /// Destroys a key read as `stored`: its head, every version record (all
+    /// its material), its name, last use and due entries go in one batch.
+    pub async fn destroy_key(&self, key: &Key, stored: &StoredKey) -> Result<(), RecordError> {
         let mut ops = vec![
-            Op::Delete { key: key_key(&key.id), expect: Expect::Revision(revision) },
+            Op::Delete { key: key_key(&key.id), expect: Expect::Revision(stored.revision) },
             Op::Delete { key: key_name_key(&key.keystore_id, &key.name), expect: Expect::Any },
             Op::Delete { key: last_use_key(&key.id), expect: Expect::Any },
         ];
+        for (k, _) in self.store.list(&version_prefix(&key.id)).await? {
+            ops.push(Op::Delete { key: k, expect: Expect::Any });
+        }
         ops.extend(due_entries(key).iter().map(|d| Op::Delete { key: due_key(d), expect: Expect::Any }));
         self.store.apply(ops).await?;
         Ok(())
     }
 
-    fn seal_key(&self, key: &Key) -> Result<Vec<u8>, RecordError> {
+    fn seal_head(&self, key: &Key) -> Result<Vec<u8>, RecordError> {
         let owner = key.keystore_id.to_string();
         let (state, deletion_at) = match key.state {
             KeyState::Enabled => ("enabled", 0),
             KeyState::Disabled => ("disabled", 0),
             KeyState::PendingDeletion { deletion_at } => ("pending-deletion", deletion_at),
         };
+        let range = key.material.version_range();
         let record = KeyRecord {
             keystore_id: owner.clone(),
             name: key.name.clone(),
             kind: key.kind().name().to_owned(),
             created_at: key.created_at,
-            versions: version_records(&key.material),
+            versions: Vec::new(),
             state: state.to_owned(),
             deletion_at,
             rotation_period_days: key.rotation_period_days,
             next_rotation_at: key.next_rotation_at,
+            oldest_version: *range.start(),
+            newest_version: *range.end(),
+            max_versions: key.max_versions,
         };
         let sealed = self.seal(&key_key(&key.id), owner.as_bytes(), &Self::to_json(&record)?)?;
         Ok([owner.as_bytes(), &sealed].concat())
     }
 
-    /// One key with its material and the record's revision. The owner bound
-    /// into the record's AAD is the keystore the record names, so a record
-    /// moved under another key id, or edited to name another keystore, does
-    /// not open.
-    pub async fn key(&self, id: &Id) -> Result<Option<(Key, u64)>, RecordError> {
+    /// Puts of the version records of `range`, each sealed under its own
+    /// store key (which names key and version) and the keystore.
+    fn version_puts(&self, key: &Key, range: RangeInclusive<u32>, expect: Expect) -> Result<Vec<Op>, RecordError> {
+        let owner = key.keystore_id.to_string();
+        let mut ops = Vec::new();
+        for record in version_records(&key.material, range) {
+            let store_key = version_key(&key.id, record.version);
+            let value = self.seal(&store_key, owner.as_bytes(), &Self::to_json(&record)?)?;
+            ops.push(Op::Put { key: store_key, value, expect });
+        }
+        Ok(ops)
+    }
+
+    /// One key with its material and how it is stored. The owner bound into
+    /// each record's AAD is the keystore the head names, so a record moved
+    /// under another key id or version, or edited to name another keystore,
+    /// does not open.
+    pub async fn key(&self, id: &Id) -> Result<Option<(Key, StoredKey)>, RecordError> {
+        // Head and versions are separate reads: a change committed between
+        // them shows as versions missing from the range the head names.
+        // Read again then; a gap that stays is corruption.
+        for _ in 0..4 {
+            match self.read_key(id).await? {
+                KeyRead::Absent => return Ok(None),
+                KeyRead::Found(key, stored) => return Ok(Some((key, stored))),
+                KeyRead::Gap => {}
+            }
+        }
+        Err(RecordError::Corrupt(String::from_utf8_lossy(&version_prefix(id)).into_owned()))
+    }
+
+    /// [`Records::key`] once.
+    async fn read_key(&self, id: &Id) -> Result<KeyRead, RecordError> {
         let store_key = key_key(id);
-        let Some(v) = self.store.get(&store_key).await? else { return Ok(None) };
+        let Some(v) = self.store.get(&store_key).await? else { return Ok(KeyRead::Absent) };
         let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(&store_key).into_owned());
         let (owner, sealed) = split_owner(&v.value).ok_or_else(corrupt)?;
         let plain = self.open(&store_key, owner.as_bytes(), sealed)?;
-        let r: KeyRecord = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
+        let mut r: KeyRecord = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
         if r.keystore_id != owner {
             return Err(corrupt());
         }
@@ -471,7 +577,19 @@ impl<S: Store> Records<S> {
             "pending-deletion" => KeyState::PendingDeletion { deletion_at: r.deletion_at },
             _ => return Err(corrupt()),
         };
-        let material = decode_material(kind, r.versions).ok_or_else(corrupt)?;
+        let (versions, layout) = if r.versions.is_empty() {
+            if r.oldest_version == 0 || r.oldest_version > r.newest_version {
+                return Err(corrupt());
+            }
+            let range = r.oldest_version..=r.newest_version;
+            match self.version_records(id, &owner, range.clone()).await? {
+                Some(versions) => (versions, Some(range)),
+                None => return Ok(KeyRead::Gap),
+            }
+        } else {
+            (std::mem::take(&mut r.versions), None)
+        };
+        let material = decode_material(kind, versions).ok_or_else(corrupt)?;
         let last_used = self.last_used(id).await?;
         let key = Key {
             id: *id,
@@ -481,10 +599,34 @@ impl<S: Store> Records<S> {
             material,
             rotation_period_days: r.rotation_period_days,
             next_rotation_at: r.next_rotation_at,
+            max_versions: r.max_versions,
             created_at: r.created_at,
             last_used_at: AtomicI64::new(last_used),
         };
-        Ok(Some((key, v.revision)))
+        Ok(KeyRead::Found(key, StoredKey { revision: v.revision, versions: layout }))
+    }
+
+    /// The version records of `range`, opened; `None` when one is missing.
+    async fn version_records(
+        &self,
+        id: &Id,
+        owner: &str,
+        range: RangeInclusive<u32>,
+    ) -> Result<Option<Vec<VersionRecord>>, RecordError> {
+        let mut stored: HashMap<Vec<u8>, Vec<u8>> =
+            self.store.list(&version_prefix(id)).await?.into_iter().map(|(k, v)| (k, v.value)).collect();
+        let mut out = Vec::with_capacity(range.clone().count());
+        for version in range {
+            let store_key = version_key(id, version);
+            let Some(sealed) = stored.remove(&store_key) else { return Ok(None) };
+            let plain = self.open(&store_key, owner.as_bytes(), &sealed)?;
+            let record: VersionRecord = serde_json::from_slice(&plain)
+                .ok()
+                .filter(|r: &VersionRecord| r.version == version)
+                .ok_or_else(|| RecordError::Corrupt(String::from_utf8_lossy(&store_key).into_owned()))?;
+            out.push(record);
+        }
+        Ok(Some(out))
     }
 
     /// The ids of a keystore's keys, in name order.
@@ -558,23 +700,23 @@ impl<S: Store> Records<S> {
     }
 }
 
-/// Every version of a key as stored: hex of the raw material (AES key,
-/// PKCS#8 DER, or secret value), in zeroizing strings.
-fn version_records(material: &Material) -> Vec<VersionRecord> {
-    fn records<M>(versions: &Versions<M>, raw: impl Fn(&M) -> &[u8]) -> Vec<VersionRecord> {
-        versions
-            .iter()
+/// The versions of `range` a key holds, as stored: hex of the raw material
+/// (AES key, PKCS#8 DER, or secret value), in zeroizing strings.
+fn version_records(material: &Material, range: RangeInclusive<u32>) -> Vec<VersionRecord> {
+    fn records<M>(versions: &Versions<M>, range: RangeInclusive<u32>, raw: impl Fn(&M) -> &[u8]) -> Vec<VersionRecord> {
+        range
+            .filter_map(|n| versions.get(n))
             .map(|v| VersionRecord {
                 version: v.version,
                 created_at: v.created_at,
-                material: Zeroizing::new(hex::encode(raw(&v.material))),
+                material: hex_zeroizing(raw(&v.material)),
             })
             .collect()
     }
     match material {
-        Material::Aes256(v) => records(v, |k| k.danger_expose()),
-        Material::Signing { versions, .. } => records(versions, PrivateKey::danger_pkcs8),
-        Material::Secret(v) => records(v, |value| &value[..]),
+        Material::Aes256(v) => records(v, range, |k| k.danger_expose()),
+        Material::Signing { versions, .. } => records(versions, range, PrivateKey::danger_pkcs8),
+        Material::Secret(v) => records(v, range, |value| &value[..]),
     }
 }
 
@@ -587,7 +729,7 @@ fn decode_material(kind: KeyKind, stored: Vec<VersionRecord>) -> Option<Material
     ) -> Option<std::sync::Arc<Versions<M>>> {
         let mut out = Vec::with_capacity(stored.len());
         for v in stored {
-            let mut raw = Zeroizing::new(hex::decode(v.material.as_bytes()).ok()?);
+            let mut raw = unhex_zeroizing(&v.material)?;
             out.push(Version { version: v.version, material: decode(&mut raw)?, created_at: v.created_at });
         }
         Versions::from_vec(out).map(std::sync::Arc::new)
@@ -600,6 +742,45 @@ fn decode_material(kind: KeyKind, stored: Vec<VersionRecord>) -> Option<Material
         },
         KeyKind::Secret => Material::Secret(versions(stored, |raw| Some(std::mem::take(raw)))?),
     })
+}
+
+/// JSON of `value` in a zeroizing buffer of exactly its length: the length
+/// is counted first, so the buffer never grows (a growing `Vec` frees its
+/// old, unwiped buffers).
+fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RecordError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(|_| RecordError::Seal)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *buf, value).map_err(|_| RecordError::Seal)?;
+    Ok(buf)
+}
+
+/// Lowercase hex of `raw` in a zeroizing string allocated once.
+fn hex_zeroizing(raw: &[u8]) -> Zeroizing<String> {
+    let mut buf = Zeroizing::new(vec![0u8; raw.len() * 2]);
+    let text = match hex::encode_to_slice(raw, &mut buf) {
+        Ok(()) => String::from_utf8(std::mem::take(&mut *buf)).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Zeroizing::new(text)
+}
+
+/// The bytes of hex `text` in a zeroizing buffer allocated once.
+fn unhex_zeroizing(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    // An odd length fails decode_to_slice.
+    let mut raw = Zeroizing::new(vec![0u8; text.len() / 2]);
+    hex::decode_to_slice(text, &mut raw).ok()?;
+    Some(raw)
 }
 
 fn parse_id_suffix(key: &[u8], prefix_len: usize) -> Result<Id, RecordError> {
@@ -632,5 +813,44 @@ mod tests {
         assert_eq!(parse_due(&due_key(&early)), Some(early));
         assert_eq!(parse_due(&due_key(&late)), Some(late));
         assert_eq!(parse_due(b"due/short"), None);
+    }
+
+    /// Serialised material is written into buffers of exactly its size: a
+    /// buffer that grew would have freed its earlier, unwiped copies.
+    #[test]
+    fn records_with_material_are_encoded_without_reallocating() {
+        let versions: Vec<VersionRecord> = (1..=1000)
+            .map(|version| VersionRecord {
+                version,
+                created_at: 1_700_000_000,
+                material: hex_zeroizing(&[version as u8; 64]),
+            })
+            .collect();
+        for v in &versions {
+            assert_eq!((v.material.len(), v.material.capacity()), (128, 128));
+        }
+        let record = KeyRecord {
+            keystore_id: "00112233445566778899aabbccddeeff".into(),
+            name: "k".into(),
+            kind: "secret".into(),
+            created_at: 0,
+            versions,
+            state: enabled(),
+            deletion_at: 0,
+            rotation_period_days: 0,
+            next_rotation_at: 0,
+            oldest_version: 0,
+            newest_version: 0,
+            max_versions: 0,
+        };
+        let json = to_json(&record).unwrap();
+        assert!(json.len() > 64 * 1024);
+        assert_eq!(json.capacity(), json.len());
+        let one = to_json(&record.versions[0]).unwrap();
+        assert_eq!(one.capacity(), one.len());
+        let raw = unhex_zeroizing(&record.versions[0].material).unwrap();
+        assert_eq!((&raw[..], raw.capacity()), (&[1u8; 64][..], 64));
+        assert!(unhex_zeroizing("abc").is_none());
+        assert!(unhex_zeroizing("zz").is_none());
     }
 }

@@ -549,6 +549,7 @@ async fn keystore(stack: &Stack, name: &'static str, policy: Policy) -> anyhow::
             keystore_id: created.id.clone(),
             name: "secret".into(),
             value: SECRET.into(),
+            max_versions: 0,
         })
         .await?
         .into_inner()

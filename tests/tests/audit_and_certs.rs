@@ -313,6 +313,7 @@ async fn audit_log_holds_no_plaintext_secret_or_key() {
             keystore_id: ks.clone(),
             name: "s".into(),
             value: secret_value.clone(),
+            max_versions: 0,
         })
         .await
         .unwrap()

@@ -142,6 +142,7 @@ async fn fixture(skm: &Skm, keystore_id: &str, open: bool) -> Fixture {
             keystore_id: keystore_id.to_owned(),
             name: "db".into(),
             value: "s3cret".into(),
+            max_versions: 0,
         })
         .await
         .unwrap()
@@ -336,7 +337,12 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
             .await
             .map(drop),
         "CreateSecret" => a
-            .create_secret(admin::CreateSecretRequest { keystore_id: ks(), name: format!("s-{n}"), value: "v".into() })
+            .create_secret(admin::CreateSecretRequest {
+                keystore_id: ks(),
+                name: format!("s-{n}"),
+                value: "v".into(),
+                max_versions: 0,
+            })
             .await
             .map(drop),
         "UpdateSecret" => a

@@ -66,6 +66,19 @@ fn cli_round_trips_for_every_key_type() {
     assert_eq!(dev.ok(&["secret", "update", &secret, "--value-file", file.path().to_str().unwrap()], b""), "2");
     assert_eq!(dev.ok(&["secret", "get", &secret], b""), "correct horse");
     assert_eq!(dev.ok(&["secret", "get", &secret, "--version", "1"], b""), "hunter2");
+    // A secret that keeps two versions: the oldest goes, describe says so.
+    dev.ok(&["keystore", "create", "kept", "--allow-ip", "127.0.0.0/8"], b"");
+    let kept = dev.ok(&["secret", "create", "kept", "token", "--max-versions", "2"], b"t1");
+    for value in [&b"t2"[..], b"t3"] {
+        dev.ok(&["secret", "update", &kept], value);
+    }
+    assert_eq!(dev.ok(&["secret", "get", &kept, "--version", "2"], b""), "t2");
+    let gone = dev.run(&["secret", "get", &kept, "--version", "1"], b"");
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NOT_FOUND"), "{gone:?}");
+    let shown = dev.ok(&["key", "show", &kept], b"");
+    assert!(shown.contains("max_versions:     2") && shown.contains("versions:         2@"), "{shown}");
+    assert!(dev.ok(&["--json", "key", "show", &kept], b"").contains("\"max_versions\":2"));
 
     // Management views and lifecycle.
     let list = dev.ok(&["key", "list", "apps"], b"");

@@ -337,6 +337,7 @@ async fn secrets_have_versions() {
             keystore_id: ks.clone(),
             name: "db".into(),
             value: "v1-pass".into(),
+            max_versions: 0,
         })
         .await
         .unwrap()
@@ -376,6 +377,7 @@ async fn limits_at_and_one_over() {
             keystore_id: ks.clone(),
             name: "max".into(),
             value: "s".repeat(32 * 1024),
+            max_versions: 0,
         })
         .await;
     assert!(ok.is_ok());
@@ -384,6 +386,7 @@ async fn limits_at_and_one_over() {
             keystore_id: ks.clone(),
             name: "over".into(),
             value: "s".repeat(32 * 1024 + 1),
+            max_versions: 0,
         })
         .await
         .unwrap_err();
@@ -473,4 +476,87 @@ async fn wrong_key_types_and_batches_report_per_item() {
         bad.message(),
         "key_id: \"not-an-id\" is not an id (32 hex digits, e.g. 00112233445566778899aabbccddeeff)"
     );
+}
+
+#[tokio::test]
+async fn a_secret_updated_past_max_versions_keeps_the_newest() {
+    let (stack, skm) = stack().await;
+    let ks = keystore(&skm, "retention").await.unwrap();
+    let mut a = skm.admin().unwrap();
+    let req =
+        admin::CreateSecretRequest { keystore_id: ks.clone(), name: "db".into(), value: "v1".into(), max_versions: 3 };
+    let id = a.create_secret(req).await.unwrap().into_inner().key_id;
+    for n in 2..=5 {
+        let update = admin::UpdateSecretRequest { key_id: id.clone(), value: format!("v{n}") };
+        assert_eq!(a.update_secret(update).await.unwrap().into_inner().version, n);
+    }
+    let check = |skm: Skm, id: String| async move {
+        for version in 3..=5u32 {
+            let got = skm.keys().get_secret(api::GetSecretRequest { key_id: id.clone(), version }).await.unwrap();
+            assert_eq!(got.into_inner().value, format!("v{version}"));
+        }
+        for version in 1..=2u32 {
+            let gone = skm.keys().get_secret(api::GetSecretRequest { key_id: id.clone(), version }).await.unwrap_err();
+            assert_eq!(gone.code(), Code::NotFound);
+            assert_eq!(
+                gone.message(),
+                format!(
+                    "secret {id} has no version {version}; it was deleted: the secret keeps its newest 3 versions \
+                     (max_versions); versions 3..=5 are retained"
+                )
+            );
+        }
+        let info = describe(&skm, &id).await.unwrap();
+        assert_eq!(info.max_versions, 3);
+        assert_eq!(info.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 4, 5]);
+    };
+    check(skm.clone(), id.clone()).await;
+    // What kms-api reads back from its store after a restart is the same.
+    let stack = stack.restart(|_| {}).await.unwrap();
+    let skm = stack.client().unwrap();
+    wait_ready(&skm, READY).await.unwrap();
+    check(skm.clone(), id.clone()).await;
+    let over =
+        admin::CreateSecretRequest { keystore_id: ks, name: "big".into(), value: "v".into(), max_versions: 1001 };
+    let refused = skm.admin().unwrap().create_secret(over).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::InvalidArgument, "max_versions is 1001; the limit is 1000 (0 for the default, 10)")
+    );
+}
+
+#[tokio::test]
+async fn a_key_at_its_version_cap_refuses_another_rotation() {
+    let stack =
+        InProcess::start_with(DevSeal::Passphrase, Arc::new(kms_api::clock::SystemClock), |c| c.max_key_versions = 3)
+            .await
+            .unwrap();
+    let skm = stack.client().unwrap();
+    wait_ready(&skm, READY).await.unwrap();
+    let ks = keystore(&skm, "capped").await.unwrap();
+    let aes = create_key(&skm, &ks, "aes", admin::KeyType::Aes256, 0).await.unwrap();
+    let mut ciphertexts = Vec::new();
+    let mut a = skm.admin().unwrap();
+    for version in 1..=3u32 {
+        ciphertexts.push(encrypt(&skm, &aes, format!("v{version}").as_bytes(), b"").await.unwrap());
+        if version < 3 {
+            a.rotate_key(admin::RotateKeyRequest { key_id: aes.clone() }).await.unwrap();
+        }
+    }
+    let refused = a.rotate_key(admin::RotateKeyRequest { key_id: aes.clone() }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .starts_with(&format!("key {aes} has 3 versions; the limit is 3 (kms-api's max_key_versions)")),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(describe(&skm, &aes).await.unwrap().current_version, 3);
+    for (i, ct) in ciphertexts.iter().enumerate() {
+        assert_eq!(decrypt(&skm, &aes, ct, b"").await.unwrap(), format!("v{}", i + 1).into_bytes());
+    }
+    // Another key is not affected by this one's versions.
+    let other = create_key(&skm, &ks, "other", admin::KeyType::Aes256, 0).await.unwrap();
+    a.rotate_key(admin::RotateKeyRequest { key_id: other }).await.unwrap();
 }

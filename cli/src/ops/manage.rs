@@ -67,6 +67,7 @@ fn info_json(k: &pb::KeyInfo) -> serde_json::Value {
         "versions": k.versions.iter().map(|v| json!({ "version": v.version, "created_at": v.created_at })).collect::<Vec<_>>(),
         "rotation_period_days": k.rotation_period_days, "next_rotation_at": k.next_rotation_at,
         "deletion_at": k.deletion_at, "created_at": k.created_at, "last_used_at": k.last_used_at,
+        "max_versions": k.max_versions,
     })
 }
 
@@ -86,6 +87,9 @@ fn print_info(k: &pb::KeyInfo, json: bool) {
         "versions:         {}",
         k.versions.iter().map(|v| format!("{}@{}", v.version, v.created_at)).collect::<Vec<_>>().join(" ")
     );
+    if k.max_versions > 0 {
+        println!("max_versions:     {}", k.max_versions);
+    }
     println!("rotation_period:  {} days", k.rotation_period_days);
     println!("next_rotation_at: {}", date(k.next_rotation_at));
     println!("deletion_at:      {}", date(k.deletion_at));
@@ -433,11 +437,11 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
 
 pub(super) async fn secret(skm: &Skm, cmd: SecretCommand, json: bool) -> Result<ExitCode, Failure> {
     match cmd {
-        SecretCommand::Create { keystore, name, value_file } => {
+        SecretCommand::Create { keystore, name, value_file, max_versions } => {
             let value = value(value_file)?;
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let resp =
-                skm.admin()?.create_secret(pb::CreateSecretRequest { keystore_id, name, value }).await?.into_inner();
+            let req = pb::CreateSecretRequest { keystore_id, name, value, max_versions: max_versions.unwrap_or(0) };
+            let resp = skm.admin()?.create_secret(req).await?.into_inner();
             print_id(json, "key_id", &resp.key_id);
         }
         SecretCommand::Update { key, value_file } => {

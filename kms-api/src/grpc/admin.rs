@@ -128,6 +128,7 @@ fn key_info(key: &Key) -> pb::KeyInfo {
         deletion_at,
         created_at: key.created_at,
         last_used_at: key.last_used(),
+        max_versions: key.secret_versions_kept().unwrap_or(0),
     }
 }
 
@@ -298,7 +299,15 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
         let value = Zeroizing::new(req.value.into_bytes());
         let key = self
             .kms
-            .execute(&caller, kms::CreateSecret { keystore_id: req.keystore_id, name: req.name, value })
+            .execute(
+                &caller,
+                kms::CreateSecret {
+                    keystore_id: req.keystore_id,
+                    name: req.name,
+                    value,
+                    max_versions: req.max_versions,
+                },
+            )
             .await?;
         Ok(Response::new(pb::CreateSecretResponse { key_id: key.id.to_string(), version: 1 }))
     }

@@ -300,10 +300,19 @@ impl Operation for GetSecret {
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<SecretValue, KmsError> {
         let secret: SecretKey = kms.usable(trail, &self.key_id).await?;
-        let v = secret
-            .versions
-            .get_or_newest(self.version)
-            .ok_or_else(|| KmsError::NotFound(format!("secret {} has no version {}", secret.key.id, self.version)))?;
+        let v = secret.versions.get_or_newest(self.version).ok_or_else(|| {
+            let (oldest, newest) = (secret.versions.oldest().version, secret.versions.newest().version);
+            let kept = secret.key.secret_versions_kept().unwrap_or_default();
+            let why = if self.version < oldest {
+                format!("it was deleted: the secret keeps its newest {kept} versions (max_versions)")
+            } else {
+                format!("the newest is {newest}")
+            };
+            KmsError::NotFound(format!(
+                "secret {} has no version {}; {why}; versions {oldest}..={newest} are retained",
+                secret.key.id, self.version
+            ))
+        })?;
         trail.used_version(v.version);
         Ok(SecretValue { value: Zeroizing::new(v.material.to_vec()), version: v.version })
     }

@@ -33,6 +33,9 @@ pub struct CreateSecret {
     pub name: String,
     /// At most [`model::MAX_SECRET`] bytes.
     pub value: Zeroizing<Vec<u8>>,
+    /// Versions kept, 1..=[`model::MAX_SECRET_VERSIONS`]; past it the oldest
+    /// is deleted. 0 for [`model::DEFAULT_SECRET_VERSIONS`].
+    pub max_versions: u32,
 }
 
 /// Store a new version of a secret.
@@ -151,10 +154,28 @@ fn usable_for_change(key: &Key) -> Result<(), KmsError> {
     }
 }
 
+/// Refuses a new version of a key that has `max_key_versions` already.
+pub(super) fn check_version_cap(key: &Key, max_key_versions: u32) -> Result<(), KmsError> {
+    let count = key.material.version_count();
+    if key.kind() != KeyKind::Secret && count >= max_key_versions as usize {
+        return Err(KmsError::FailedPrecondition(format!(
+            "key {} has {count} versions; the limit is {max_key_versions} (kms-api's max_key_versions). A key keeps \
+             every version so that old ciphertexts still decrypt: create a new key instead of rotating this one",
+            key.id
+        )));
+    }
+    Ok(())
+}
+
 /// Adds `fresh` as the newest version and moves the next automatic
-/// rotation on.
-pub(super) fn add_version(key: &mut Key, fresh: Fresh, now: i64) -> Result<u32, KmsError> {
+/// rotation on. A key that has `max_key_versions` versions is refused; a
+/// secret then drops its oldest versions past its `max_versions`.
+pub(super) fn add_version(key: &mut Key, fresh: Fresh, now: i64, max_key_versions: u32) -> Result<u32, KmsError> {
+    check_version_cap(key, max_key_versions)?;
     let version = key.material.push(fresh, now).map_err(internal)?;
+    if let Some(keep) = key.secret_versions_kept() {
+        key.material.keep_newest(keep as usize).map_err(internal)?;
+    }
     if key.rotation_period_days > 0 {
         key.next_rotation_at = next_rotation(now, key.rotation_period_days);
     }
@@ -206,13 +227,23 @@ impl Operation for CreateSecret {
 
     fn check(&self) -> Result<(), KmsError> {
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
-        check_secret(&self.value)
+        check_secret(&self.value)?;
+        if self.max_versions > model::MAX_SECRET_VERSIONS {
+            return Err(KmsError::InvalidArgument(format!(
+                "max_versions is {}; the limit is {} (0 for the default, {})",
+                self.max_versions,
+                model::MAX_SECRET_VERSIONS,
+                model::DEFAULT_SECRET_VERSIONS
+            )));
+        }
+        Ok(())
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
         let keystore_id = parse_id("keystore_id", &self.keystore_id)?;
         kms.keystore(&keystore_id).await?;
-        let key = kms.new_key(keystore_id, &self.name, 0, Fresh::Secret(self.value))?;
+        let mut key = kms.new_key(keystore_id, &self.name, 0, Fresh::Secret(self.value))?;
+        key.max_versions = if self.max_versions == 0 { model::DEFAULT_SECRET_VERSIONS } else { self.max_versions };
         let key = kms.insert_key(key).await?;
         touched(trail, &key);
         Ok(key)
@@ -234,12 +265,13 @@ impl Operation for UpdateSecret {
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Arc<Key>, KmsError> {
         let value = self.value;
+        let cap = kms.max_key_versions;
         kms.change_key(trail, &self.key_id, |key, now| {
             if key.kind() != KeyKind::Secret {
                 return Err(KmsError::FailedPrecondition(format!("key {} is not a secret; use RotateKey", key.id)));
             }
             usable_for_change(key)?;
-            add_version(key, Fresh::Secret(value.clone()), now).map(|_| ())
+            add_version(key, Fresh::Secret(value.clone()), now, cap).map(|_| ())
         })
         .await
     }
@@ -303,12 +335,15 @@ impl Operation for RotateKey {
         if kind == KeyKind::Secret {
             return Err(KmsError::FailedPrecondition(format!("key {id} is a secret; use UpdateSecret")));
         }
+        let cap = kms.max_key_versions;
         for _ in 0..16 {
+            // Refused before any material is generated (RSA takes seconds).
+            check_version_cap(&*kms.key(&id).await?, cap)?;
             let fresh = generate(kind).await?;
             let attempt = kms
                 .mutate_key_once(&id, |key, now| {
                     usable_for_change(key)?;
-                    add_version(key, fresh, now).map(|_| ())
+                    add_version(key, fresh, now, cap).map(|_| ())
                 })
                 .await?;
             if let Some(key) = attempt {
@@ -490,6 +525,7 @@ impl<S: Store + Clone> Kms<S> {
             material: Material::first(fresh, now),
             rotation_period_days: rotation,
             next_rotation_at: next_rotation(now, rotation),
+            max_versions: 0,
             created_at: now,
             last_used_at: AtomicI64::new(0),
         })
@@ -525,16 +561,16 @@ impl<S: Store + Clone> Kms<S> {
     where
         F: FnOnce(&mut Key, i64) -> Result<(), KmsError> + Send,
     {
-        let (mut key, revision) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
+        let (mut key, stored) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
         if let Some(cached) = self.cache.key(id) {
             key.touch(cached.last_used());
         }
         let due_before: Vec<Due> = crate::records::due_entries(&key);
         change(&mut key, self.now())?;
-        match self.records.update_key(&key, revision, &due_before).await {
+        match self.records.update_key(&key, &stored, &due_before).await {
             Ok(()) => {
                 let key = Arc::new(key);
-                self.cache.put_key(*id, revision + 1, key.clone());
+                self.cache.put_key(*id, stored.revision + 1, key.clone());
                 Ok(Some(key))
             }
             Err(RecordError::Conflict(_)) => Ok(None),

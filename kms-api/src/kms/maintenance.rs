@@ -12,7 +12,7 @@ use skm_runtime::Shutdown;
 use skm_store::Store;
 
 use super::caller::Caller;
-use super::lifecycle::{add_version, generate, next_rotation};
+use super::lifecycle::{add_version, check_version_cap, generate, next_rotation};
 use super::operation::{Effect, Operation, Trail};
 use super::{Kms, KmsError};
 use crate::model::{Key, KeyState};
@@ -25,10 +25,16 @@ pub struct MaintenanceReport {
     pub rotated: usize,
     /// Keys destroyed.
     pub destroyed: usize,
+    /// Automatic rotations refused (a key at its version cap, or no longer
+    /// due when read again).
+    pub refused: usize,
 }
 
 /// Rotate a key whose automatic rotation is due (a disabled key only has
-/// its next rotation moved on). Returns whether a version was added.
+/// its next rotation moved on). Returns whether a version was added. A key
+/// that has `max_key_versions` versions has its next rotation moved on a
+/// period too, and the operation fails with FAILED_PRECONDITION naming the
+/// cap: audited, logged, and tried again only a period later.
 #[derive(Debug)]
 pub struct AutoRotateKey {
     /// The key.
@@ -66,17 +72,24 @@ impl Operation for AutoRotateKey {
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<bool, KmsError> {
         let kind = kms.key(&self.key_id).await?.kind();
         let now = self.now;
+        let cap = kms.max_key_versions;
         for _ in 0..16 {
             let fresh = generate(kind).await?;
             let mut rotated = false;
+            let mut capped = None;
             let attempt = kms
                 .mutate_key_once(&self.key_id, |key, _| {
                     if !rotation_due(key, now) {
                         return Err(KmsError::FailedPrecondition(format!("key {} is no longer due", key.id)));
                     }
                     if key.state == KeyState::Enabled {
-                        add_version(key, fresh, now)?;
-                        rotated = true;
+                        match check_version_cap(key, cap) {
+                            Ok(()) => {
+                                add_version(key, fresh, now, cap)?;
+                                rotated = true;
+                            }
+                            Err(refused) => capped = Some(refused),
+                        }
                     }
                     key.next_rotation_at = next_rotation(now, key.rotation_period_days);
                     Ok(())
@@ -84,6 +97,10 @@ impl Operation for AutoRotateKey {
                 .await?;
             if let Some(key) = attempt {
                 trail.touch_key(&key);
+                if let Some(refused) = capped {
+                    tracing::warn!(key_id = %self.key_id, next_rotation_at = key.next_rotation_at, error = %refused, "automatic rotation skipped");
+                    return Err(refused);
+                }
                 if rotated {
                     trail.used_version(key.material.newest_version());
                     tracing::info!(key_id = %self.key_id, "key rotated automatically");
@@ -105,12 +122,12 @@ impl Operation for DestroyKey {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<(), KmsError> {
-        let (key, revision) = kms.records.key(&self.key_id).await?.ok_or_else(|| super::not_found(&self.key_id))?;
+        let (key, stored) = kms.records.key(&self.key_id).await?.ok_or_else(|| super::not_found(&self.key_id))?;
         trail.touch_key(&key);
         if !deletion_due(&key, self.now) {
             return Err(KmsError::FailedPrecondition(format!("key {} is no longer due for deletion", key.id)));
         }
-        match kms.records.destroy_key(&key, revision).await {
+        match kms.records.destroy_key(&key, &stored).await {
             Ok(()) => {}
             Err(RecordError::Conflict(_)) => return Err(KmsError::Aborted),
             Err(e) => return Err(e.into()),
@@ -135,8 +152,13 @@ impl<S: Store + Clone> Kms<S> {
             };
             match due.kind {
                 DueKind::Rotate if rotation_due(&key, now) => {
-                    let rotated = self.execute(&caller, AutoRotateKey { key_id: due.key_id, now }).await?;
-                    report.rotated += usize::from(rotated);
+                    match self.execute(&caller, AutoRotateKey { key_id: due.key_id, now }).await {
+                        Ok(rotated) => report.rotated += usize::from(rotated),
+                        // At its version cap: audited and moved on a period;
+                        // the other keys due are still served.
+                        Err(KmsError::FailedPrecondition(_)) => report.refused += 1,
+                        Err(e) => return Err(e),
+                    }
                 }
                 DueKind::Destroy if deletion_due(&key, now) => {
                     self.execute(&caller, DestroyKey { key_id: due.key_id, now }).await?;
@@ -161,7 +183,12 @@ impl<S: Store + Clone> Kms<S> {
             }
             match self.maintain().await {
                 Ok(r) if r != MaintenanceReport::default() => {
-                    tracing::info!(rotated = r.rotated, destroyed = r.destroyed, "maintenance pass");
+                    tracing::info!(
+                        rotated = r.rotated,
+                        destroyed = r.destroyed,
+                        refused = r.refused,
+                        "maintenance pass"
+                    );
                 }
                 Ok(_) => {}
                 Err(KmsError::NotReady(_)) => {}

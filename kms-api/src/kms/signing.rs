@@ -56,8 +56,10 @@ pub struct Signature {
     pub algorithm: SignatureAlgorithm,
 }
 
-/// Verify with one version, or with every retained version (newest first)
-/// when `key_version` is 0.
+/// Verify with one version, or with the newest
+/// [`model::VERIFY_ANY_VERSIONS`] versions (newest first) when `key_version`
+/// is 0: a signature by an older version needs its version named, so one
+/// call costs a bounded number of verifications.
 #[derive(Debug)]
 pub struct Verify {
     /// The signing key.
@@ -166,7 +168,7 @@ impl Operation for Verify {
         // Bad input is refused as such; only a bad signature is "invalid".
         skm_crypto::asym::check_message(key.algorithm, algorithm, message).map_err(refused)?;
         let candidates: Vec<&Version<PrivateKey>> = if self.key_version == 0 {
-            key.versions.iter().rev().collect()
+            key.versions.iter().rev().take(model::VERIFY_ANY_VERSIONS).collect()
         } else {
             vec![key.version(self.key_version)?]
         };

@@ -19,23 +19,31 @@ use crate::clock::ManualClock;
 use crate::model::{self, KeyKind, KeyState};
 use crate::system_keys::SystemKeys;
 
-struct Core {
-    kms: Kms<MemoryStore>,
-    store: MemoryStore,
+struct Core<S = MemoryStore> {
+    kms: Kms<S>,
+    store: S,
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
 }
 
-async fn core() -> Core {
-    let dir = tempfile::tempdir().unwrap();
+/// The system keyring every core runs on.
+fn ring() -> SystemKeyring {
     let mut raw = [7u8; 32];
-    let ring = SystemKeyring::new(1, BTreeMap::from([(1, Secret32::from_array_wiping(&mut raw))])).unwrap();
-    let keys = SystemKeys::loaded(ring);
+    SystemKeyring::new(1, BTreeMap::from([(1, Secret32::from_array_wiping(&mut raw))])).unwrap()
+}
+
+async fn core() -> Core {
+    core_over(MemoryStore::new(), model::DEFAULT_MAX_KEY_VERSIONS).await
+}
+
+async fn core_over<S: Store + Clone>(store: S, max_key_versions: u32) -> Core<S> {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SystemKeys::loaded(ring());
     let audit = Arc::new(crate::audit::AuditLog::open(dir.path(), keys.clone()).await.unwrap());
-    let store = MemoryStore::new();
     let clock = Arc::new(ManualClock::new());
     let records = Records::new(store.clone(), keys);
-    let kms = Kms::new(records, clock.clone(), 64, audit, RevokedOperators::default());
+    let kms = Kms::new(records, clock.clone(), 64, audit, RevokedOperators::default())
+        .with_max_key_versions(max_key_versions);
     Core { kms, store, clock, dir }
 }
 
@@ -62,7 +70,7 @@ fn policy(ips: &[&str]) -> PolicyInput {
     PolicyInput { allow_ips: ips.iter().map(|s| (*s).to_owned()).collect(), mode: Mode::All, ..PolicyInput::default() }
 }
 
-impl Core {
+impl<S: Store + Clone> Core<S> {
     async fn keystore(&self, name: &str) -> String {
         let op = CreateKeystore { name: name.into(), policy: policy(&["10.0.0.0/8"]) };
         self.kms.execute(&admin(), op).await.unwrap().id.to_string()
@@ -261,7 +269,12 @@ async fn an_unwritable_audit_log_changes_nothing() {
     let core = core().await;
     let ks = core.keystore("ks").await;
     let key = core.key(&ks, "k", KeyKind::Aes256).await;
-    let secret = CreateSecret { keystore_id: ks.clone(), name: "s".into(), value: Zeroizing::new(b"v1".to_vec()) };
+    let secret = CreateSecret {
+        keystore_id: ks.clone(),
+        name: "s".into(),
+        value: Zeroizing::new(b"v1".to_vec()),
+        max_versions: 0,
+    };
     let secret = core.kms.execute(&admin(), secret).await.unwrap().id.to_string();
     let log = core.dir.path().join(crate::audit::FILE_NAME);
     let moved = core.dir.path().join("moved");
@@ -346,7 +359,7 @@ async fn maintenance_rotates_and_destroys_under_its_own_principal() {
 
     assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport::default(), "nothing due yet");
     core.clock.advance(8 * model::DAY);
-    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 1, destroyed: 1 });
+    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 1, destroyed: 1, refused: 0 });
     assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport::default(), "done exactly once");
 
     let newest = core.encrypt(&rotating, &app("10.0.0.1"), b"new").await.unwrap();
@@ -355,7 +368,8 @@ async fn maintenance_rotates_and_destroys_under_its_own_principal() {
     assert_eq!(&core.kms.execute(&app("10.0.0.1"), old).await.unwrap().plaintext[..], b"old");
     let gone = core.kms.execute(&admin(), DescribeKey { key_id: doomed.clone() }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
-    assert!(core.store.list(format!("key/{doomed}").as_bytes()).await.unwrap().is_empty(), "material shredded");
+    assert!(core.store.list(format!("key/{doomed}").as_bytes()).await.unwrap().is_empty(), "head deleted");
+    assert!(core.store.list(format!("keyver/{doomed}/").as_bytes()).await.unwrap().is_empty(), "material shredded");
 
     let entries = core.entries().await;
     let maintenance: Vec<_> = entries
@@ -442,7 +456,12 @@ async fn batch_items_are_audited_one_by_one_and_whoami_not_at_all() {
 async fn secrets_keep_their_versions() {
     let core = core().await;
     let ks = core.keystore("ks").await;
-    let op = CreateSecret { keystore_id: ks.clone(), name: "db".into(), value: Zeroizing::new(b"one".to_vec()) };
+    let op = CreateSecret {
+        keystore_id: ks.clone(),
+        name: "db".into(),
+        value: Zeroizing::new(b"one".to_vec()),
+        max_versions: 0,
+    };
     let id = core.kms.execute(&admin(), op).await.unwrap().id.to_string();
     let update = UpdateSecret { key_id: id.clone(), value: Zeroizing::new(b"two".to_vec()) };
     assert_eq!(core.kms.execute(&admin(), update).await.unwrap().material.newest_version(), 2);
@@ -455,4 +474,263 @@ async fn secrets_keep_their_versions() {
     assert_eq!(rotate.code(), Code::FailedPrecondition);
     let too_big = UpdateSecret { key_id: id, value: Zeroizing::new(vec![b'x'; model::MAX_SECRET + 1]) };
     assert_eq!(core.kms.execute(&admin(), too_big).await.unwrap_err().code(), Code::InvalidArgument);
+}
+
+/// A store that counts the bytes of every value written.
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryStore,
+    written: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counting {
+    fn written(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count(&self, bytes: usize) {
+        self.written.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Store for Counting {
+    async fn get(&self, key: &[u8]) -> Result<Option<skm_store::Versioned>, skm_store::StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: &[u8], value: &[u8], expect: skm_store::Expect) -> Result<u64, skm_store::StoreError> {
+        self.count(key.len() + value.len());
+        self.inner.put(key, value, expect).await
+    }
+
+    async fn apply(&self, ops: Vec<skm_store::Op>) -> Result<(), skm_store::StoreError> {
+        for op in &ops {
+            match op {
+                skm_store::Op::Put { key, value, .. } => self.count(key.len() + value.len()),
+                skm_store::Op::Delete { key, .. } => self.count(key.len()),
+            }
+        }
+        self.inner.apply(ops).await
+    }
+
+    async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn list_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
+        self.inner.list_range(start, end).await
+    }
+}
+
+#[tokio::test]
+async fn a_new_version_writes_the_same_few_bytes_however_many_versions_there_are() {
+    let store = Counting { inner: MemoryStore::new(), written: Arc::default() };
+    let core = core_over(store.clone(), model::DEFAULT_MAX_KEY_VERSIONS).await;
+    let ks = core.keystore("ks").await;
+    let key = core.key(&ks, "k", KeyKind::Asymmetric(KeyAlgorithm::Ed25519)).await;
+    let mut per_rotation = Vec::new();
+    for _ in 0..150 {
+        let before = store.written();
+        core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+        per_rotation.push(store.written() - before);
+    }
+    let (first, last) = (per_rotation[0], per_rotation[149]);
+    eprintln!("bytes written by rotation 1: {first}, by rotation 150: {last}");
+    // The head grows by a digit or two of its version numbers, nothing else.
+    assert!(last <= first + 8, "rotation 150 wrote {last} bytes, rotation 1 wrote {first}");
+    assert!(last < 1024, "a rotation wrote {last} bytes");
+    // And every version still loads from the store.
+    let (stored, _) = core.kms.records.key(&key.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.material.version_range(), 1..=151);
+
+    let op = CreateSecret {
+        keystore_id: ks.clone(),
+        name: "s".into(),
+        value: Zeroizing::new(vec![b'v'; 1000]),
+        max_versions: 1000,
+    };
+    let secret = core.kms.execute(&admin(), op).await.unwrap().id.to_string();
+    let mut per_update = Vec::new();
+    for _ in 0..150 {
+        let before = store.written();
+        let update = UpdateSecret { key_id: secret.clone(), value: Zeroizing::new(vec![b'v'; 1000]) };
+        core.kms.execute(&admin(), update).await.unwrap();
+        per_update.push(store.written() - before);
+    }
+    eprintln!("bytes written by secret update 1: {}, by update 150: {}", per_update[0], per_update[149]);
+    assert!(per_update[149] <= per_update[0] + 8, "updates wrote {} then {} bytes", per_update[0], per_update[149]);
+}
+
+#[tokio::test]
+async fn a_key_at_its_version_cap_refuses_rotation_and_maintenance_moves_on() {
+    let core = core_over(MemoryStore::new(), 3).await;
+    let ks = core.keystore("ks").await;
+    let op = CreateKey { keystore_id: ks.clone(), name: "r".into(), kind: KeyKind::Aes256, rotation_period_days: 1 };
+    let key = core.kms.execute(&admin(), op).await.unwrap().id.to_string();
+    let first = core.encrypt(&key, &app("10.0.0.1"), b"v1").await.unwrap().ciphertext;
+    core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+    core.clock.advance(model::DAY);
+    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 1, destroyed: 0, refused: 0 });
+
+    // Three versions: a fourth is refused, naming the cap, and nothing changes.
+    let before = core.snapshot().await;
+    let refused = core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.to_string().contains(&format!("key {key} has 3 versions; the limit is 3 (kms-api's max_key_versions)")),
+        "{refused}"
+    );
+    assert_eq!(core.snapshot().await, before);
+
+    // Automatic rotation: refused and audited once, its next try a period on.
+    core.clock.advance(model::DAY);
+    let audited = core.entries().await.len();
+    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 0, destroyed: 0, refused: 1 });
+    let entries = core.entries().await;
+    assert_eq!(
+        operations(&entries[audited..]),
+        [
+            ("AutoRotateKey".into(), Outcome::Intent),
+            ("AutoRotateKey".into(), Outcome::Failed("FAILED_PRECONDITION".into()))
+        ]
+    );
+    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport::default(), "not tried again at once");
+    assert_eq!(core.entries().await.len(), audited + 2);
+    let described = core.kms.execute(&admin(), DescribeKey { key_id: key.clone() }).await.unwrap();
+    assert_eq!(described.next_rotation_at, core.kms.now() + model::DAY);
+    assert_eq!(described.material.newest_version(), 3);
+
+    // Every version still decrypts.
+    let old = Decrypt { key_id: key.clone(), ciphertext: first, aad: b"a".to_vec() };
+    assert_eq!(&core.kms.execute(&app("10.0.0.1"), old).await.unwrap().plaintext[..], b"v1");
+}
+
+#[tokio::test]
+async fn a_secret_past_max_versions_loses_its_oldest_versions_from_the_store() {
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let create = |max_versions| CreateSecret {
+        keystore_id: ks.clone(),
+        name: "db".into(),
+        value: Zeroizing::new(b"v1".to_vec()),
+        max_versions,
+    };
+    let over = core.kms.execute(&admin(), create(model::MAX_SECRET_VERSIONS + 1)).await.unwrap_err();
+    assert_eq!(over.to_string(), "max_versions is 1001; the limit is 1000 (0 for the default, 10)");
+    let id = core.kms.execute(&admin(), create(2)).await.unwrap().id.to_string();
+    for value in [b"v2", b"v3"] {
+        let update = UpdateSecret { key_id: id.clone(), value: Zeroizing::new(value.to_vec()) };
+        core.kms.execute(&admin(), update).await.unwrap();
+    }
+    let caller = app("10.0.0.1");
+    let get = |version| GetSecret { key_id: id.clone(), version };
+    assert_eq!(&core.kms.execute(&caller, get(2)).await.unwrap().value[..], b"v2");
+    assert_eq!(&core.kms.execute(&caller, get(0)).await.unwrap().value[..], b"v3");
+    let gone = core.kms.execute(&caller, get(1)).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    assert_eq!(
+        gone.to_string(),
+        format!(
+            "secret {id} has no version 1; it was deleted: the secret keeps its newest 2 versions (max_versions); \
+             versions 2..=3 are retained"
+        )
+    );
+    let ahead = core.kms.execute(&caller, get(4)).await.unwrap_err();
+    assert!(ahead.to_string().contains("no version 4; the newest is 3"), "{ahead}");
+    let stored: Vec<Vec<u8>> =
+        core.store.list(format!("keyver/{id}/").as_bytes()).await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        stored,
+        [format!("keyver/{id}/0000000002").into_bytes(), format!("keyver/{id}/0000000003").into_bytes()]
+    );
+    let described = core.kms.execute(&admin(), DescribeKey { key_id: id.clone() }).await.unwrap();
+    assert_eq!(described.secret_versions_kept(), Some(2));
+    // The default, when none is named.
+    let op = CreateSecret {
+        keystore_id: ks.clone(),
+        name: "d".into(),
+        value: Zeroizing::new(b"x".to_vec()),
+        max_versions: 0,
+    };
+    let default = core.kms.execute(&admin(), op).await.unwrap();
+    assert_eq!(default.secret_versions_kept(), Some(model::DEFAULT_SECRET_VERSIONS));
+}
+
+#[tokio::test]
+async fn old_layout_keys_load_and_are_rewritten_on_their_first_change() {
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    // A key as the first layout stored it: every version inline in its head.
+    let id = Id::generate().unwrap();
+    let raw = [[0x11u8; 32], [0x22u8; 32]];
+    let record = serde_json::json!({
+        "keystore_id": ks, "name": "old", "kind": "aes-256", "created_at": 5,
+        "versions": [
+            { "version": 1, "created_at": 5, "material": hex::encode(raw[0]) },
+            { "version": 2, "created_at": 6, "material": hex::encode(raw[1]) },
+        ],
+        "state": "enabled", "deletion_at": 0, "rotation_period_days": 0, "next_rotation_at": 0,
+    });
+    let store_key = format!("key/{id}");
+    let sealed = ring().seal(store_key.as_bytes(), ks.as_bytes(), &serde_json::to_vec(&record).unwrap()).unwrap();
+    core.store.put(store_key.as_bytes(), &[ks.as_bytes(), &sealed].concat(), skm_store::Expect::Absent).await.unwrap();
+
+    let ciphertext = |version: u32| {
+        let mut material = raw[version as usize - 1];
+        let key = Secret32::from_array_wiping(&mut material);
+        skm_crypto::user::encrypt(&key, skm_crypto::user::Header { key_id: id, version }, b"old", b"a").unwrap()
+    };
+    let decrypt = |version| Decrypt { key_id: id.to_string(), ciphertext: ciphertext(version), aad: b"a".to_vec() };
+    let caller = app("10.0.0.1");
+    for version in [1, 2] {
+        assert_eq!(&core.kms.execute(&caller, decrypt(version)).await.unwrap().plaintext[..], b"old");
+    }
+    assert!(core.store.list(format!("keyver/{id}/").as_bytes()).await.unwrap().is_empty(), "reads don't write");
+
+    core.kms.execute(&admin(), RotateKey { key_id: id.to_string() }).await.unwrap();
+    let versions = core.store.list(format!("keyver/{id}/").as_bytes()).await.unwrap();
+    assert_eq!(versions.len(), 3, "every version in its own record");
+    let head = core.store.get(store_key.as_bytes()).await.unwrap().unwrap().value;
+    let opened = ring().open(store_key.as_bytes(), ks.as_bytes(), &head[32..]).unwrap();
+    let head: serde_json::Value = serde_json::from_slice(&opened).unwrap();
+    assert_eq!(head.get("versions"), None, "no material left in the head");
+    assert_eq!((head["oldest_version"].as_u64(), head["newest_version"].as_u64()), (Some(1), Some(3)));
+    // Read back from the new layout (not the cache), old versions decrypt.
+    let (stored, _) = core.kms.records.key(&id).await.unwrap().unwrap();
+    match &stored.material {
+        crate::model::Material::Aes256(v) => assert_eq!(v.get(1).unwrap().material.danger_expose(), &raw[0]),
+        other => panic!("{other:?}"),
+    }
+    core.kms.cache.remove_key(&id);
+    assert_eq!(&core.kms.execute(&caller, decrypt(1)).await.unwrap().plaintext[..], b"old");
+}
+
+#[tokio::test]
+async fn verify_without_a_version_tries_only_the_newest_versions() {
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let key = core.key(&ks, "sig", KeyKind::Asymmetric(KeyAlgorithm::Ed25519)).await;
+    let caller = app("10.0.0.1");
+    let sign = || Sign { key_id: key.clone(), signed: Signed::Message(b"m".to_vec()), algorithm: None };
+    let by_v1 = core.kms.execute(&caller, sign()).await.unwrap().signature;
+    core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+    let by_v2 = core.kms.execute(&caller, sign()).await.unwrap().signature;
+    for _ in 0..model::VERIFY_ANY_VERSIONS - 1 {
+        core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+    }
+    // Versions 1..=11: a Verify without a version tries 11 down to 2.
+    let verify = |signature: &Vec<u8>, key_version| Verify {
+        key_id: key.clone(),
+        signed: Signed::Message(b"m".to_vec()),
+        signature: signature.clone(),
+        algorithm: None,
+        key_version,
+    };
+    assert_eq!(core.kms.execute(&caller, verify(&by_v2, 0)).await.unwrap(), Verified(Some(2)));
+    assert_eq!(core.kms.execute(&caller, verify(&by_v1, 0)).await.unwrap(), Verified(None));
+    assert_eq!(core.kms.execute(&caller, verify(&by_v1, 1)).await.unwrap(), Verified(Some(1)));
 }

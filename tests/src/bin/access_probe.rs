@@ -404,7 +404,7 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
             ops.create_key(request(req, mac)).await.map(done)
         }
         Rpc::CreateSecret => {
-            let req = admin::CreateSecretRequest { keystore_id, name, value: "probe".into() };
+            let req = admin::CreateSecretRequest { keystore_id, name, value: "probe".into(), max_versions: 0 };
             ops.create_secret(request(req, mac)).await.map(done)
         }
         Rpc::UpdateSecret => {
