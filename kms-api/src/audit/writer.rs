@@ -80,6 +80,8 @@ pub(super) struct Shared {
     /// A background sync failed ([`AuditSync::Os`]); cleared by a sync that
     /// works.
     pub(super) sync_failed: AtomicBool,
+    /// Seconds per successful `sync_data` (for metrics).
+    pub(super) sync_seconds: skm_runtime::metrics::Histogram,
     /// Tests make syncs of the log fail (a disk that stops accepting them).
     #[cfg(test)]
     pub(super) fail_syncs: AtomicBool,
@@ -92,7 +94,10 @@ impl Shared {
         if self.fail_syncs.load(Ordering::Acquire) {
             return Err(io::Error::other("sync failure injected by a test"));
         }
-        file.sync_data()
+        let started = std::time::Instant::now();
+        file.sync_data()?;
+        self.sync_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 }
 
@@ -158,6 +163,7 @@ impl Writer {
             durable_len: AtomicU64::new(tail.len),
             last_seq: AtomicU64::new(tail.next_seq - 1),
             sync_failed: AtomicBool::new(false),
+            sync_seconds: skm_runtime::metrics::latency_histogram(),
             #[cfg(test)]
             fail_syncs: AtomicBool::new(false),
         });
