@@ -554,7 +554,10 @@ where
             Some(Ok(frame)) => frame.trailers_ref().map(|t| status_of(t).unwrap_or("UNKNOWN")),
             Some(Err(_)) | None => Some("UNKNOWN"),
         };
-        if let (Some(code), Some(record)) = (code, this.record.take()) {
+        // Only a final frame takes the record (data frames leave it).
+        if let Some(code) = code
+            && let Some(record) = this.record.take()
+        {
             record.listener.rpc_done(record.method, code, this.started.elapsed(), false);
         }
         Poll::Ready(frame)
