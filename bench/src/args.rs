@@ -73,6 +73,12 @@ pub(crate) struct Args {
     /// Seconds per raw crypto rate (in-process, one core).
     #[arg(long, default_value_t = 0.5)]
     raw_seconds: f64,
+    /// Also the 2× saturation run: encrypt 1 KiB swept over 1..64 in flight
+    /// to find where throughput saturates, then twice that many callers
+    /// against a user port that admits that many (admitted and shed ops/s,
+    /// p99 of the admitted requests).
+    #[arg(long)]
+    overload: bool,
 }
 
 /// Peers that can be compared.
@@ -136,6 +142,8 @@ pub(crate) struct Plan {
     pub(crate) tools: PathBuf,
     /// Budget of each raw crypto rate.
     pub(crate) raw_budget: Duration,
+    /// The 2× saturation run.
+    pub(crate) overload: bool,
     /// The command line, for the report.
     pub(crate) command: String,
 }
@@ -218,6 +226,7 @@ impl Args {
             skm_binary: self.release_binary.clone(),
             tools,
             raw_budget,
+            overload: self.overload,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         })
     }

@@ -15,6 +15,7 @@
 //! ```text
 //! bench/run --out bench/results          # release build in target/bench, then the run
 //! skm-bench --smoke --out DIR --release-binary target/debug/skm   # CI: a few seconds
+//! bench/run --ops encrypt-1KiB --peers none --overload            # + the 2× saturation run
 //! ```
 
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ mod args;
 mod load;
 mod machine;
 mod ops;
+mod overload;
 mod peers;
 mod plot;
 mod raw;

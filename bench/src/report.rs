@@ -33,6 +33,9 @@ pub(crate) struct Report {
     pub(crate) peers: Vec<PeerStatus>,
     /// The scale measurement (empty when not run).
     pub(crate) scale: Vec<ScaleRow>,
+    /// The 2× saturation run (`--overload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) overload: Option<crate::overload::OverloadReport>,
     /// How to read the figures.
     pub(crate) notes: Vec<String>,
 }
@@ -376,6 +379,41 @@ impl Report {
                     first.cache_entries
                 );
             }
+        }
+
+        if let Some(o) = &self.overload {
+            let _ = writeln!(md, "\n## Twice the saturating load: {}\n", o.op);
+            let _ = writeln!(md, "| in flight (no limit) | ops/s | p99 ms |");
+            let _ = writeln!(md, "|---:|---:|---:|");
+            for p in &o.sweep {
+                let _ = writeln!(md, "| {} | {} | {} |", p.concurrency, rate(p.throughput), ms(p.p99_us));
+            }
+            let _ = writeln!(
+                md,
+                "\nSaturating level: {} in flight ({}/s, the fewest in flight reaching 90 % of the best). \
+                 Then max_in_flight = {} on the user port and {} callers in a closed loop (no back-off) for {:.0} s:\n",
+                o.saturation,
+                rate(o.saturated_throughput),
+                o.saturation,
+                o.callers,
+                o.seconds
+            );
+            let _ = writeln!(
+                md,
+                "| admitted ops/s | admitted p50 ms | admitted p99 ms | shed ops/s | shed p99 ms | other errors | kms-api RSS |"
+            );
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                rate(o.admitted_per_s),
+                ms(o.admitted_p50_us),
+                ms(o.admitted_p99_us),
+                rate(o.shed_per_s),
+                ms(o.shed_p99_us),
+                o.other_errors,
+                mib(o.kms_rss_bytes)
+            );
         }
 
         if !self.notes.is_empty() {

@@ -112,6 +112,13 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
     }
     set_ceilings(&mut results, &raw, machine.cores);
 
+    let overload = if plan.overload {
+        bar.set_message("2× saturation run");
+        Some(crate::overload::run(&plan, &skm, &say).await?)
+    } else {
+        None
+    };
+
     // Peers, one after the other.
     let mut peer_status = Vec::new();
     for name in peer_names {
@@ -227,6 +234,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
         results,
         peers: peer_status,
         scale: scale_rows,
+        overload,
         notes,
     };
     report.write(&plan.out)?;

@@ -52,6 +52,25 @@ impl Stack {
     /// `cache_entries`, kms-api's cache is bounded to that many entries;
     /// `audit_sync` is kms-api's `audit_sync` ("fsync" or "os").
     pub(crate) async fn start(skm: &Path, cache_entries: Option<usize>, audit_sync: &str) -> anyhow::Result<Self> {
+        Self::start_with(skm, cache_entries, audit_sync, None).await
+    }
+
+    /// [`Stack::start`] with the user port admitting at most
+    /// `max_in_flight` requests at once (`[user_limits]`), shedding the rest.
+    pub(crate) async fn start_with_max_in_flight(
+        skm: &Path,
+        audit_sync: &str,
+        max_in_flight: u32,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(skm, None, audit_sync, Some(max_in_flight)).await
+    }
+
+    async fn start_with(
+        skm: &Path,
+        cache_entries: Option<usize>,
+        audit_sync: &str,
+        max_in_flight: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("skm-bench-").tempdir()?;
         let p = free_ports(4)?;
         let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
@@ -63,7 +82,11 @@ impl Stack {
         let path = stack.config(Service::KmsApi);
         let text = std::fs::read_to_string(&path)?;
         let Some(at) = text.find("\n[tls]") else { bail!("{}: no [tls] section", path.display()) };
-        std::fs::write(&path, format!("{}\n{settings}{}", &text[..at], &text[at..]))?;
+        let mut text = format!("{}\n{settings}{}", &text[..at], &text[at..]);
+        if let Some(n) = max_in_flight {
+            text.push_str(&format!("\n[user_limits]\nmax_in_flight = {n}\n"));
+        }
+        std::fs::write(&path, text)?;
         let client = stack.profile.connect()?;
         let mut me = Self { dir, stack, skm: skm.to_owned(), children: Vec::new(), client };
         for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {

@@ -166,7 +166,8 @@ pub struct DevArgs {
     /// Where the stack keeps its PKI, configs and data.
     #[arg(long, default_value = ".skm-dev")]
     pub data_dir: PathBuf,
-    /// User port; admin, root-keyd and system-keyd take the next three.
+    /// User port; admin, root-keyd and system-keyd take the next three, the
+    /// metrics listeners of kms-api, root-keyd and system-keyd the three after.
     #[arg(long, default_value_t = 7700)]
     pub port_base: u16,
     /// Root key seal mode.

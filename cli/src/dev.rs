@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::args::{DevArgs, SealArg};
-use crate::devstack::{self, DevSeal, Ports};
+use crate::devstack::{self, DevSeal, MetricsPorts, Ports};
 use crate::failure::Failure;
 
 /// Starts one tier as `<skm> daemon <tier> --config <file>`. Its log lines
@@ -61,10 +61,16 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         SealArg::Passphrase => DevSeal::Passphrase,
         SealArg::Shamir => DevSeal::Shamir,
     };
-    if args.port_base > u16::MAX - 3 {
-        return Err(Failure::usage(format!("--port-base {} leaves no room for 4 ports", args.port_base)));
+    if args.port_base > u16::MAX - 6 {
+        return Err(Failure::usage(format!("--port-base {} leaves no room for 7 ports", args.port_base)));
     }
-    let stack = devstack::prepare(&args.data_dir, Ports::from_base(args.port_base), seal, &args.trust_domain)?;
+    let stack = devstack::prepare_with_metrics(
+        &args.data_dir,
+        Ports::from_base(args.port_base),
+        seal,
+        &args.trust_domain,
+        Some(MetricsPorts::from_base(args.port_base + 4)),
+    )?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
@@ -77,6 +83,9 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         stack.profile.user_endpoint,
         stack.profile.admin_endpoint
     );
+    for (tier, endpoint) in &stack.profile.metrics {
+        eprintln!("skm dev: {tier} metrics at http://{endpoint}/metrics");
+    }
     if seal == DevSeal::Shamir {
         eprintln!("skm dev: Shamir seal: run `skm root init`, then `skm root unseal` with enough shares.");
     }

@@ -41,6 +41,32 @@ impl Ports {
     }
 }
 
+/// Ports of the tiers' metrics listeners (plain HTTP on loopback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsPorts {
+    /// kms-api.
+    pub kms_api: u16,
+    /// root-keyd.
+    pub root_keyd: u16,
+    /// system-keyd.
+    pub system_keyd: u16,
+}
+
+impl MetricsPorts {
+    /// `base`, `base+1`, `base+2` for kms-api, root-keyd, system-keyd.
+    pub fn from_base(base: u16) -> Self {
+        Self { kms_api: base, root_keyd: base + 1, system_keyd: base + 2 }
+    }
+
+    fn port(&self, service: Service) -> u16 {
+        match service {
+            Service::KmsApi => self.kms_api,
+            Service::RootKeyd => self.root_keyd,
+            Service::SystemKeyd => self.system_keyd,
+        }
+    }
+}
+
 /// How root-keyd seals its root key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DevSeal {
@@ -94,8 +120,20 @@ fn toml_str(p: &Path) -> String {
 
 /// Creates (or reuses) the PKI, writes each tier's config and the profile.
 /// Existing data directories, and an existing PKI and passphrase, are kept,
-/// so a restarted stack finds its keys again.
+/// so a restarted stack finds its keys again. Metrics listeners are off.
 pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> anyhow::Result<DevStack> {
+    prepare_with_metrics(dir, ports, seal, trust_domain, None)
+}
+
+/// [`prepare`], with each tier's metrics listener on 127.0.0.1 at `metrics`
+/// (recorded in the profile) when given.
+pub fn prepare_with_metrics(
+    dir: &Path,
+    ports: Ports,
+    seal: DevSeal,
+    trust_domain: &str,
+    metrics: Option<MetricsPorts>,
+) -> anyhow::Result<DevStack> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let pki_dir = dir.join("pki");
@@ -152,9 +190,15 @@ pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> a
         addr(ports.system),
         tls(Service::KmsApi),
     );
-    for (service, text) in
+    let mut metrics_endpoints = std::collections::BTreeMap::new();
+    for (service, mut text) in
         [(Service::RootKeyd, root_cfg), (Service::SystemKeyd, system_cfg), (Service::KmsApi, kms_cfg)]
     {
+        if let Some(metrics) = metrics {
+            let port = metrics.port(service);
+            text.push_str(&format!("\n[metrics]\nlisten = {}\n", addr(port)));
+            metrics_endpoints.insert(service.name().to_owned(), format!("127.0.0.1:{port}"));
+        }
         let tier = dir.join(service.name());
         std::fs::create_dir_all(tier.join("data"))?;
         std::fs::write(tier.join(format!("{}.toml", service.name())), text)?;
@@ -171,6 +215,7 @@ pub fn prepare(dir: &Path, ports: Ports, seal: DevSeal, trust_domain: &str) -> a
         operator: Some(CertFiles { cert: operator.cert, key: operator.key }),
         client: None,
         client_mac: None,
+        metrics: metrics_endpoints,
     };
     let profile_path = dir.join("profile.toml");
     std::fs::write(&profile_path, format!("# SKM profile (written by skm dev)\n{}", toml::to_string(&profile)?))?;

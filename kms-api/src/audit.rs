@@ -472,6 +472,16 @@ impl AuditLog {
         }
     }
 
+    /// Seconds per `sync_data` of the log (for metrics).
+    pub fn sync_latency(&self) -> skm_runtime::metrics::Histogram {
+        self.shared.sync_seconds.clone()
+    }
+
+    /// Appends queued for the writer and not yet taken (for metrics).
+    pub fn queue_depth(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.max_capacity() - q.capacity())
+    }
+
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path

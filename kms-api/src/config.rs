@@ -9,7 +9,7 @@ use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::proxy_protocol::TrustedProxies;
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
-use skm_runtime::{LimitsSection, ListenerLimits, Service, SpiffeId};
+use skm_runtime::{LimitsSection, ListenerLimits, MetricsSection, Service, SpiffeId};
 
 use crate::audit::AuditSync;
 
@@ -45,6 +45,8 @@ struct RawConfig {
     user_limits: LimitsSection,
     #[serde(default)]
     admin_limits: LimitsSection,
+    #[serde(default)]
+    metrics: MetricsSection,
     #[serde(default)]
     log: LogConfig,
 }
@@ -122,6 +124,8 @@ pub struct Config {
     pub user_limits: ListenerLimits,
     /// Connection and request limits of the admin port (`[admin_limits]`).
     pub admin_limits: ListenerLimits,
+    /// The metrics listener (`[metrics] listen`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -210,6 +214,7 @@ impl Config {
         };
         let user_limits = user_request_sizes(raw.user_limits.validate("user_limits")?);
         let admin_limits = raw.admin_limits.validate("admin_limits")?;
+        let metrics_listen = raw.metrics.validate("metrics")?;
         let data_dir = config::resolve(path, &raw.data_dir);
         let audit_dir = raw.audit_dir.map_or_else(|| data_dir.join("audit"), |d| config::resolve(path, &d));
         Ok(Self {
@@ -231,6 +236,7 @@ impl Config {
             tls,
             user_limits,
             admin_limits,
+            metrics_listen,
             log: raw.log,
         })
     }

@@ -66,6 +66,7 @@ pub use operators::{RevokeOperator, RevokedOperators, WhoAmI, WhoAmIResult};
 pub use signing::{GetPublicKey, PublicKeyInfo, Sign, Signature, Signed, Verified, Verify};
 
 use cache::Cache;
+pub use cache::CacheStats;
 
 /// The gRPC status code names of DESIGN §10, used by every front end (gRPC
 /// maps them 1:1 to its codes, REST to HTTP statuses) and by the audit log.
@@ -250,6 +251,11 @@ impl<S: Store + Clone> Kms<S> {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Cache lookups since start (for metrics).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// The clock in use.

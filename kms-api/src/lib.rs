@@ -72,6 +72,8 @@ pub struct Running {
     pub user_addr: SocketAddr,
     /// The bound admin port.
     pub admin_addr: SocketAddr,
+    /// The bound metrics listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code, reason = "read by the test accessors"))]
     keyring: system_keys::SystemKeys,
     kms: Arc<kms::Kms<SledStore>>,
@@ -168,6 +170,18 @@ pub async fn start_with_clock(
         refresh: config.system_key_refresh,
     };
     tokio::spawn(loader.run(shutdown.clone()));
+    let metrics = skm_runtime::Metrics::new();
+    register_metrics(&metrics, &keyring, &audit, &kms, &user_health);
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => {
+            let listener = skm_runtime::metrics::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(skm_runtime::metrics::serve(listener, metrics.clone(), shutdown.clone()));
+            tracing::info!(addr = %bound, "kms-api metrics listening");
+            Some(bound)
+        }
+        None => None,
+    };
     tokio::spawn(health_watch(keyring.clone(), kms.clone(), vec![user_health, admin_health], shutdown.clone()));
 
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
@@ -177,8 +191,13 @@ pub async fn start_with_clock(
         proxy_protocol_from: config.user_proxy_protocol_from.clone(),
         lookup_mac: true,
         limits: config.user_limits.clone(),
+        metrics: Some(metrics.listener("user")),
     };
-    let admin_options = skm_runtime::ListenOptions { limits: config.admin_limits.clone(), ..Default::default() };
+    let admin_options = skm_runtime::ListenOptions {
+        limits: config.admin_limits.clone(),
+        metrics: Some(metrics.listener("admin")),
+        ..Default::default()
+    };
     tracing::info!(%user_addr, %admin_addr, "kms-api listening; loading system keys");
     let user_shutdown = shutdown.clone();
     let user_task = tokio::spawn(async move {
@@ -201,7 +220,104 @@ pub async fn start_with_clock(
             .await?;
         Ok(())
     });
-    Ok(Running { user_addr, admin_addr, keyring, kms, tasks: vec![user_task, admin_task, anchor_task] })
+    Ok(Running { user_addr, admin_addr, metrics_addr, keyring, kms, tasks: vec![user_task, admin_task, anchor_task] })
+}
+
+/// kms-api's own metrics, read at each scrape: readiness, system key
+/// versions held, the audit log (queue, syncs and their latency, health)
+/// and the cache.
+fn register_metrics(
+    metrics: &skm_runtime::Metrics,
+    keyring: &system_keys::SystemKeys,
+    audit: &Arc<audit::AuditLog>,
+    kms: &Arc<kms::Kms<SledStore>>,
+    health: &skm_runtime::health::Health,
+) {
+    #![allow(clippy::cast_precision_loss, reason = "counts and versions far below 2^53")]
+    let h = health.clone();
+    metrics.gauge_fn("skm_ready", "1 while health says SERVING", &[], move || f64::from(u8::from(h.is_serving())));
+    let k = keyring.clone();
+    metrics.gauge_fn(
+        "skm_system_key_active_version",
+        "The active system key version (0: none loaded)",
+        &[],
+        move || k.current().map_or(0.0, |r| f64::from(r.active_version())),
+    );
+    let k = keyring.clone();
+    metrics.gauge_fn("skm_system_key_versions", "System key versions held in memory", &[], move || {
+        k.current().map_or(0.0, |r| r.versions().count() as f64)
+    });
+    metrics.register_histogram(
+        "skm_audit_sync_seconds",
+        "Time of each fdatasync of the audit log (one per group commit with audit_sync = fsync)",
+        audit.sync_latency(),
+    );
+    // Weak: the metrics must not keep the log (and its writer) open after
+    // kms-api has stopped.
+    let a = Arc::downgrade(audit);
+    metrics.gauge_fn("skm_audit_queue_depth", "Audit appends waiting for the writer", &[], move || {
+        a.upgrade().map_or(0.0, |a| a.queue_depth() as f64)
+    });
+    let a = Arc::downgrade(audit);
+    metrics.gauge_fn("skm_audit_healthy", "1 while the audit log can be written", &[], move || {
+        a.upgrade().map_or(0.0, |a| f64::from(u8::from(a.healthy())))
+    });
+    let a = Arc::downgrade(audit);
+    metrics.gauge_fn(
+        "skm_audit_anchor_ok",
+        "1 once the log's tail matches its anchor in the store (or a loss was acknowledged); 0 while not compared yet or cut short",
+        &[],
+        move || a.upgrade().map_or(0.0, |a| f64::from(u8::from(a.anchoring() == audit::Anchoring::Checked))),
+    );
+    let a = Arc::downgrade(audit);
+    metrics.gauge_fn(
+        "skm_audit_anchor_missing_entries",
+        "Entries missing between the log's end and its anchor, until the loss is acknowledged",
+        &[],
+        move || {
+            a.upgrade().map_or(0.0, |a| match a.anchoring() {
+                audit::Anchoring::Lost(lost) => (lost.last_seq + 1).saturating_sub(lost.first_seq) as f64,
+                _ => 0.0,
+            })
+        },
+    );
+    let a = Arc::downgrade(audit);
+    metrics.counter_fn("skm_audit_entries", "Audit entries written since start", &[], move || {
+        a.upgrade().map_or(0, |a| a.stats().entries)
+    });
+    let a = Arc::downgrade(audit);
+    metrics.counter_fn("skm_audit_failed_batches", "Audit batches that failed (log unavailable)", &[], move || {
+        a.upgrade().map_or(0, |a| a.stats().failed_batches)
+    });
+    for (kind, result) in [("key", "hit"), ("key", "miss"), ("keystore", "hit"), ("keystore", "miss")] {
+        let k = Arc::downgrade(kms);
+        metrics.counter_fn(
+            "skm_cache_lookups",
+            "Key and keystore lookups, answered from the in-memory cache (hit) or the store (miss)",
+            &[("kind", kind), ("result", result)],
+            move || {
+                let Some(stats) = k.upgrade().map(|k| k.cache_stats()) else { return 0 };
+                match (kind, result) {
+                    ("key", "hit") => stats.key_hits,
+                    ("key", _) => stats.key_misses,
+                    (_, "hit") => stats.keystore_hits,
+                    _ => stats.keystore_misses,
+                }
+            },
+        );
+    }
+    let k = Arc::downgrade(kms);
+    metrics.gauge_fn(
+        "skm_cache_hit_ratio",
+        "Share of key and keystore lookups answered from the cache",
+        &[],
+        move || {
+            let Some(s) = k.upgrade().map(|k| k.cache_stats()) else { return 0.0 };
+            let hits = (s.key_hits + s.keystore_hits) as f64;
+            let all = hits + (s.key_misses + s.keystore_misses) as f64;
+            if all > 0.0 { hits / all } else { 0.0 }
+        },
+    );
 }
 
 /// Keeps health in step with what kms-api can do: SERVING only while the

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
-use skm_runtime::{LimitsSection, ListenerLimits, Service, SpiffeId};
+use skm_runtime::{LimitsSection, ListenerLimits, MetricsSection, Service, SpiffeId};
 
 /// The TOML file as written.
 #[derive(Debug, Deserialize)]
@@ -19,6 +19,8 @@ struct RawConfig {
     tls: TlsSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    metrics: MetricsSection,
     seal: RawSeal,
     #[serde(default)]
     log: LogConfig,
@@ -60,6 +62,8 @@ pub struct Config {
     pub seal: SealConfig,
     /// Connection and request limits of the port (`[limits]`).
     pub limits: ListenerLimits,
+    /// The metrics listener (`[metrics] listen`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -72,6 +76,7 @@ impl Config {
             .map_err(|e| ConfigError::invalid("trust_domain", e))?;
         let tls = raw.tls.load(path, &id)?;
         let limits = raw.limits.validate("limits")?;
+        let metrics_listen = raw.metrics.validate("metrics")?;
         let seal = match raw.seal.mode.as_str() {
             "shamir" => SealConfig::Shamir,
             "passphrase" => {
@@ -102,6 +107,7 @@ impl Config {
             tls,
             seal,
             limits,
+            metrics_listen,
             log: raw.log,
         })
     }

@@ -52,6 +52,8 @@ pub fn access_policy() -> AccessPolicy {
 pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The bound metrics listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     sealer: Arc<Sealer>,
     unwrapped: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<Result<(), RunError>>,
@@ -89,6 +91,18 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
     health.set(sealer.root_key().is_ok()).await;
     let unwrapped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let metrics = skm_runtime::Metrics::new();
+    register_metrics(&metrics, &sealer, &health, &unwrapped);
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => {
+            let listener = skm_runtime::metrics::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(skm_runtime::metrics::serve(listener, metrics.clone(), shutdown.clone()));
+            tracing::info!(addr = %bound, "root-keyd metrics listening");
+            Some(bound)
+        }
+        None => None,
+    };
     routes.add_service(RootKeyServiceServer::new(grpc::RootKeyApi {
         sealer: sealer.clone(),
         health,
@@ -99,12 +113,37 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     tracing::info!(%addr, seal = ?sealer.status(), "root-keyd listening");
     let limits = config.limits.clone();
     let task = tokio::spawn(async move {
-        let options = skm_runtime::ListenOptions { limits, ..Default::default() };
+        let options =
+            skm_runtime::ListenOptions { limits, metrics: Some(metrics.listener("rpc")), ..Default::default() };
         skm_runtime::serve::serve_with(listener, tls, trust, access_policy(), routes.routes(), shutdown, options)
             .await?;
         Ok(())
     });
-    Ok(Running { addr, sealer, unwrapped, task })
+    Ok(Running { addr, metrics_addr, sealer, unwrapped, task })
+}
+
+/// root-keyd's own metrics, read at each scrape: seal state, readiness and
+/// system keys unwrapped.
+fn register_metrics(
+    metrics: &skm_runtime::Metrics,
+    sealer: &Arc<Sealer>,
+    health: &skm_runtime::health::Health,
+    unwrapped: &Arc<std::sync::atomic::AtomicU64>,
+) {
+    let s = sealer.clone();
+    metrics.gauge_fn("skm_root_key_sealed", "1 while the root key is sealed or not yet created", &[], move || {
+        f64::from(u8::from(s.status().sealed))
+    });
+    let s = sealer.clone();
+    metrics.gauge_fn("skm_root_key_initialized", "1 once a root key exists", &[], move || {
+        f64::from(u8::from(s.status().initialized))
+    });
+    let h = health.clone();
+    metrics.gauge_fn("skm_ready", "1 while health says SERVING", &[], move || f64::from(u8::from(h.is_serving())));
+    let u = unwrapped.clone();
+    metrics.counter_fn("skm_system_keys_unwrapped", "System keys unwrapped for kms-api since start", &[], move || {
+        u.load(std::sync::atomic::Ordering::Relaxed)
+    });
 }
 
 /// The [`Daemon`] glue for `main`.

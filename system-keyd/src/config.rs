@@ -7,7 +7,7 @@ use serde::Deserialize;
 use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
-use skm_runtime::{LimitsSection, ListenerLimits, Service, SpiffeId};
+use skm_runtime::{LimitsSection, ListenerLimits, MetricsSection, Service, SpiffeId};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +19,8 @@ struct RawConfig {
     tls: TlsSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    metrics: MetricsSection,
     #[serde(default)]
     log: LogConfig,
 }
@@ -40,6 +42,8 @@ pub struct Config {
     pub tls: TlsIdentity,
     /// Connection and request limits of the port (`[limits]`).
     pub limits: ListenerLimits,
+    /// The metrics listener (`[metrics] listen`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -52,6 +56,7 @@ impl Config {
             .map_err(|e| ConfigError::invalid("trust_domain", e))?;
         let tls = raw.tls.load(path, &id)?;
         let limits = raw.limits.validate("limits")?;
+        let metrics_listen = raw.metrics.validate("metrics")?;
         if !raw.root_keyd.contains(':') {
             return Err(ConfigError::invalid("root_keyd", format!("{:?} is not host:port", raw.root_keyd)));
         }
@@ -63,6 +68,7 @@ impl Config {
             root_keyd: raw.root_keyd,
             tls,
             limits,
+            metrics_listen,
             log: raw.log,
         })
     }

@@ -51,6 +51,9 @@ pub(crate) struct SystemKeys {
     /// Serialises rotations in this process (CAS still guards the store).
     rotation: tokio::sync::Mutex<()>,
     health: Health,
+    /// The active version and the number of versions, for metrics.
+    active_version: skm_runtime::metrics::Gauge,
+    version_count: skm_runtime::metrics::Gauge,
 }
 
 /// Why a new version could not be made.
@@ -89,6 +92,8 @@ impl SystemKeys {
         }
         let wrapped = WrappedVersion { version: next, root_key_id: key.root_key_id, wrapped: key.wrapped };
         self.versions.add_active(&wrapped, expected).await?;
+        self.active_version.set(i64::from(next));
+        self.version_count.set(i64::try_from(snapshot.versions.len() + 1).unwrap_or(i64::MAX));
         self.health.set(true).await;
         tracing::info!(version = next, "system key version added and made active");
         Ok(next)
@@ -101,6 +106,8 @@ impl SystemKeys {
         loop {
             match self.versions.snapshot().await {
                 Ok(s) if s.active.is_some() => {
+                    self.active_version.set(s.active.map_or(0, |(v, _)| i64::from(v)));
+                    self.version_count.set(i64::try_from(s.versions.len()).unwrap_or(i64::MAX));
                     self.health.set(true).await;
                     return;
                 }
@@ -124,6 +131,8 @@ impl SystemKeys {
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The bound metrics listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
@@ -143,12 +152,27 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let addr = listener.local_addr()?;
     let mut routes = tonic::service::Routes::builder();
     let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
+    let metrics = skm_runtime::Metrics::new();
+    let h = health.clone();
+    metrics.gauge_fn("skm_ready", "1 while health says SERVING", &[], move || f64::from(u8::from(h.is_serving())));
     let state = Arc::new(SystemKeys {
         versions: WrappedVersions::new(store),
         root: RootKeyServiceClient::new(root_channel),
         rotation: tokio::sync::Mutex::new(()),
         health,
+        active_version: metrics.gauge("skm_system_key_active_version", "The active system key version (0: none yet)"),
+        version_count: metrics.gauge("skm_system_key_versions", "System key versions stored"),
     });
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => {
+            let listener = skm_runtime::metrics::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(skm_runtime::metrics::serve(listener, metrics.clone(), shutdown.clone()));
+            tracing::info!(addr = %bound, "system-keyd metrics listening");
+            Some(bound)
+        }
+        None => None,
+    };
     routes.add_service(SystemKeyServiceServer::new(grpc::SystemKeyApi { state: state.clone() }));
     tokio::spawn(state.clone().bootstrap(shutdown.clone()));
     let tls = config.tls.mtls_server_config()?;
@@ -156,12 +180,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     tracing::info!(%addr, root_keyd = config.root_keyd, "system-keyd listening");
     let limits = config.limits.clone();
     let task = tokio::spawn(async move {
-        let options = skm_runtime::ListenOptions { limits, ..Default::default() };
+        let options =
+            skm_runtime::ListenOptions { limits, metrics: Some(metrics.listener("rpc")), ..Default::default() };
         skm_runtime::serve::serve_with(listener, tls, trust, access_policy(), routes.routes(), shutdown, options)
             .await?;
         Ok(())
     });
-    Ok(Running { addr, task })
+    Ok(Running { addr, metrics_addr, task })
 }
 
 /// The [`Daemon`] glue for `main`.

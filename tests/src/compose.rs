@@ -538,6 +538,7 @@ impl Stack {
             operator: Some(CertFiles { cert: op.join("cert.pem"), key: op.join("key.pem") }),
             client: None,
             client_mac: None,
+            metrics: Default::default(),
         };
         Ok(profile.connect()?)
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use skm::devstack::{self, DevSeal, DevStack, Ports};
+use skm::devstack::{self, DevSeal, DevStack, MetricsPorts, Ports};
 use skm_client::{Profile, Skm};
 use skm_runtime::Service;
 use skm_runtime::shutdown::ShutdownTrigger;
@@ -270,11 +270,22 @@ pub struct Processes {
 impl Processes {
     /// Prepares the files; starts nothing.
     pub fn prepare(seal: DevSeal) -> anyhow::Result<Self> {
+        Self::prepare_inner(seal, false)
+    }
+
+    /// [`Processes::prepare`] with every tier's metrics listener on (its
+    /// address in `stack.profile.metrics`, by tier name).
+    pub fn prepare_with_metrics(seal: DevSeal) -> anyhow::Result<Self> {
+        Self::prepare_inner(seal, true)
+    }
+
+    fn prepare_inner(seal: DevSeal, metrics: bool) -> anyhow::Result<Self> {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
-        let p = free_ports(4);
+        let p = free_ports(7);
         let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
-        let stack = devstack::prepare(dir.path(), ports, seal, TRUST_DOMAIN)?;
+        let metrics = metrics.then_some(MetricsPorts { kms_api: p[4], root_keyd: p[5], system_keyd: p[6] });
+        let stack = devstack::prepare_with_metrics(dir.path(), ports, seal, TRUST_DOMAIN, metrics)?;
         Ok(Self { dir, stack, skm: skm_bin(), children: Vec::new() })
     }
 
@@ -439,7 +450,7 @@ pub struct DevProcess {
 }
 
 impl DevProcess {
-    /// Starts `skm dev` on four free ports and waits until `skm status` is happy.
+    /// Starts `skm dev` on seven free ports and waits until `skm status` is happy.
     pub fn start() -> anyhow::Result<Self> {
         use std::io::BufRead;
         let dir = tempfile::tempdir()?;
@@ -509,13 +520,73 @@ impl Drop for DevProcess {
     }
 }
 
-/// A base port with four free ports after it.
+/// A base port with the seven free ports `skm dev` takes from it (four
+/// gRPC ports, three metrics listeners).
 pub fn free_port_base() -> u16 {
     for _ in 0..200 {
         let base = free_ports(1)[0];
-        if base < 60000 && (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if base < 60000 && (0..7).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
-    panic!("no four consecutive free ports");
+    panic!("no seven consecutive free ports");
+}
+
+/// One scrape of a metrics listener (`host:port`): `GET /metrics` over
+/// plain HTTP/1.1, the body parsed by `prometheus-parse` (an independent
+/// parser of the Prometheus text format).
+pub async fn scrape(endpoint: &str) -> anyhow::Result<Scrape> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(endpoint).await.with_context(|| format!("connect {endpoint}"))?;
+    tcp.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw)).await.context("scrape timed out")??;
+    let text = String::from_utf8(raw).context("scrape is not UTF-8")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("scrape of {endpoint}: {head}");
+    }
+    if !head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4") {
+        bail!("scrape of {endpoint}: not the Prometheus text format: {head}");
+    }
+    let samples = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))?;
+    Ok(Scrape { samples: samples.samples, text: body.to_owned() })
+}
+
+/// A parsed scrape.
+pub struct Scrape {
+    /// Every sample.
+    pub samples: Vec<prometheus_parse::Sample>,
+    /// The exposition as served.
+    pub text: String,
+}
+
+impl Scrape {
+    /// The value of the one sample of `metric` whose labels include all of
+    /// `labels` (0 when there is none: a counter not yet incremented).
+    /// Histograms give their count.
+    ///
+    /// # Panics
+    ///
+    /// When several samples match (the labels don't pick one series).
+    pub fn value(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<&prometheus_parse::Sample> = self
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .collect();
+        assert!(matching.len() <= 1, "{metric} {labels:?} matches {} series", matching.len());
+        matching.first().map_or(0.0, |s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
+    }
+
+    /// Every label value of `label` among the samples (to check cardinality).
+    pub fn label_values(&self, label: &str) -> std::collections::BTreeSet<String> {
+        self.samples.iter().filter_map(|s| s.labels.get(label).map(str::to_owned)).collect()
+    }
 }

@@ -62,6 +62,10 @@ pub struct Profile {
     /// read the client's MAC itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_mac: Option<String>,
+    /// The tiers' metrics listeners (`host:port`, plain HTTP `GET
+    /// /metrics`), by tier name, where they are on (`skm dev` turns them on).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, String>,
 }
 
 /// A user-port client certificate: PEM files, or a PKCS#12 file (as `skm

@@ -11,6 +11,7 @@ use tonic_health::server::HealthReporter;
 pub struct Health {
     reporter: HealthReporter,
     services: Vec<&'static str>,
+    serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Health {
@@ -22,11 +23,17 @@ impl std::fmt::Debug for Health {
 impl Health {
     /// Sets the overall status and that of every named service.
     pub async fn set(&self, serving: bool) {
+        self.serving.store(serving, std::sync::atomic::Ordering::Release);
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         self.reporter.set_service_status("", status).await;
         for name in &self.services {
             self.reporter.set_service_status(*name, status).await;
         }
+    }
+
+    /// The status last set (for the readiness metric).
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -41,7 +48,7 @@ pub const REFLECTION_SERVICES: [&str; 3] =
 /// SKM's protos).
 pub async fn add_health_and_reflection(routes: &mut RoutesBuilder, service_names: &[&'static str]) -> Health {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health = Health { reporter, services: service_names.to_vec() };
+    let health = Health { reporter, services: service_names.to_vec(), serving: Default::default() };
     health.set(false).await;
     routes.add_service(health_service);
     // Both reflection versions: grpc.reflection.v1, and v1alpha, which many

@@ -1,7 +1,7 @@
 //! Daemon plumbing shared by SKM's three services: configuration loading,
 //! mutual TLS with SPIFFE identities, the per-RPC allow-list, gRPC serving
-//! with health and reflection, client channels, tracing and graceful
-//! shutdown. (Issuing certificates is skm-pki's.)
+//! with health and reflection, Prometheus metrics, client channels, tracing
+//! and graceful shutdown. (Issuing certificates is skm-pki's.)
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod health;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod neighbours;
 pub mod peer;
 pub mod proxy_protocol;
@@ -23,6 +24,7 @@ pub mod tls;
 pub use authz::{AccessPolicy, Allow, Revocations};
 pub use identity::{Principal, Role, Service, SpiffeId};
 pub use limits::{LimitsSection, ListenerLimits};
+pub use metrics::{Metrics, MetricsSection};
 pub use peer::PeerInfo;
 pub use serve::{ClientTrust, ListenOptions};
 pub use shutdown::Shutdown;

@@ -1,8 +1,9 @@
 //! Serving gRPC over SKM's TLS: our own accept loop (TCP_NODELAY, PROXY
 //! protocol from trusted load balancers, connection limits, handshake and
 //! idle timeouts, peer identity), tonic on top with HTTP/2 keep-alive and
-//! a stream cap, the request limits and the per-RPC allow-list in front of
-//! every handler ([`crate::limits`]).
+//! a stream cap, the RPC metrics, the request limits and the per-RPC
+//! allow-list in front of every handler ([`crate::limits`],
+//! [`crate::metrics`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::identity::SpiffeId;
 use crate::limits::ListenerLimits;
 use crate::limits::connections::{AddressGuard, ConnectionActivity, ConnectionLimiter, IdleTimer};
 use crate::limits::requests::RequestLimitsLayer;
+use crate::metrics::{ListenerMetrics, RpcMetricsLayer};
 use crate::peer::PeerInfo;
 use crate::proxy_protocol::{self, Command, ProxyHeader, TrustedProxies};
 use crate::shutdown::Shutdown;
@@ -61,6 +63,9 @@ pub struct ListenOptions {
     pub lookup_mac: bool,
     /// What a client may hold on this listener.
     pub limits: ListenerLimits,
+    /// Where this listener's connections and RPCs are counted (none: not
+    /// counted).
+    pub metrics: Option<ListenerMetrics>,
 }
 
 /// An accepted, handshaken TLS connection with its peer information. It
@@ -152,6 +157,10 @@ pub fn tls_incoming_with(
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let limiter = Arc::new(ConnectionLimiter::new(&options.limits));
+    if let Some(metrics) = &options.metrics {
+        let limiter = Arc::downgrade(&limiter);
+        metrics.open_connections(move || limiter.upgrade().map_or(0, |l| l.open()));
+    }
     let options = Arc::new(options);
     tokio::spawn(async move {
         let mut backoff = AcceptBackoff::default();
@@ -177,6 +186,9 @@ pub fn tls_incoming_with(
             let admission = match limiter.admit(tcp_peer.ip(), trusted_proxy) {
                 Ok(admission) => admission,
                 Err(refused) => {
+                    if let Some(metrics) = &options.metrics {
+                        metrics.refused(refused.limit());
+                    }
                     refusals.note(|suppressed| {
                         tracing::warn!(peer = %tcp_peer, reason = %refused, suppressed, "connection refused");
                     });
@@ -184,6 +196,9 @@ pub fn tls_incoming_with(
                     continue;
                 }
             };
+            if let Some(metrics) = &options.metrics {
+                metrics.accepted();
+            }
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "set TCP_NODELAY failed");
             }
@@ -273,6 +288,9 @@ async fn establish(
     let client = match limiter.admit_client(remote_addr.ip()) {
         Ok(guard) => guard,
         Err(refused) => {
+            if let Some(metrics) = &options.metrics {
+                metrics.refused(refused.limit());
+            }
             tracing::debug!(peer = %remote_addr, proxied_by = ?proxied_by, reason = %refused, "connection refused");
             return None;
         }
@@ -374,11 +392,13 @@ pub async fn serve_with(
     options: ListenOptions,
 ) -> Result<(), ServeError> {
     let limits = options.limits.clone();
+    let metrics = RpcMetricsLayer::new(options.metrics.clone());
     let incoming = tls_incoming_with(listener, tls, trust, shutdown.clone(), options);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .layer(metrics)
         .layer(RequestLimitsLayer::new(&limits))
         .layer(AuthorizeLayer::new(policy))
         .add_routes(routes)

@@ -59,6 +59,7 @@ async fn server_with(proxy_protocol_from: Option<&[&str]>, limits: ListenerLimit
         proxy_protocol_from: proxy_protocol_from.map(|from| TrustedProxies::parse(from).unwrap()),
         lookup_mac: false,
         limits,
+        metrics: None,
     };
     let incoming = tls_incoming_with(
         listener,

@@ -114,6 +114,8 @@ pub(super) struct Shared {
     pub(super) index: RwLock<Vec<Mark>>,
     /// Seq and MAC of the last durable entry ((0, genesis) when none).
     pub(super) tail: watch::Sender<(u64, [u8; 32])>,
+    /// Seconds per successful `sync_data` (for metrics).
+    pub(super) sync_seconds: skm_runtime::metrics::Histogram,
     /// Tests make syncs of the log fail (a disk that stops accepting them).
     #[cfg(test)]
     pub(super) fail_syncs: AtomicBool,
@@ -126,7 +128,10 @@ impl Shared {
         if self.fail_syncs.load(Ordering::Acquire) {
             return Err(io::Error::other("sync failure injected by a test"));
         }
-        file.sync_data()
+        let started = std::time::Instant::now();
+        file.sync_data()?;
+        self.sync_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     pub(super) fn anchoring(&self) -> Anchoring {
@@ -238,6 +243,7 @@ impl Writer {
             acknowledged: Mutex::new(None),
             index: RwLock::new(marks),
             tail: watch::Sender::new((tail.next_seq - 1, tail.prev)),
+            sync_seconds: skm_runtime::metrics::latency_histogram(),
             #[cfg(test)]
             fail_syncs: AtomicBool::new(false),
         });

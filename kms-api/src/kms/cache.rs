@@ -1,6 +1,7 @@
 //! The core's bounded in-memory cache of decrypted keystores and keys.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use skm_crypto::Id;
@@ -18,6 +19,23 @@ pub(super) struct Cache {
     capacity: usize,
     keystores: Entries<Keystore>,
     keys: Entries<Key>,
+    /// Lookups answered from memory and lookups that went to the store
+    /// (for metrics): keys, then keystores.
+    hits: [AtomicU64; 2],
+    misses: [AtomicU64; 2],
+}
+
+/// Cache lookups since start, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Key lookups answered from memory.
+    pub key_hits: u64,
+    /// Key lookups that went to the store.
+    pub key_misses: u64,
+    /// Keystore lookups answered from memory.
+    pub keystore_hits: u64,
+    /// Keystore lookups that went to the store.
+    pub keystore_misses: u64,
 }
 
 #[derive(Debug)]
@@ -80,10 +98,37 @@ impl Cache {
 impl Cache {
     /// A cache of at most `capacity` entries (half keys, half keystores).
     pub(super) fn new(capacity: usize) -> Self {
-        Self { capacity, keystores: Entries::default(), keys: Entries::default() }
+        Self {
+            capacity,
+            keystores: Entries::default(),
+            keys: Entries::default(),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    fn count<T>(&self, which: usize, found: Option<T>) -> Option<T> {
+        let counter = if found.is_some() { &self.hits[which] } else { &self.misses[which] };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    pub(super) fn stats(&self) -> CacheStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats {
+            key_hits: load(&self.hits[0]),
+            key_misses: load(&self.misses[0]),
+            keystore_hits: load(&self.hits[1]),
+            keystore_misses: load(&self.misses[1]),
+        }
     }
 
     pub(super) fn key(&self, id: &Id) -> Option<Arc<Key>> {
+        self.count(0, Self::get(&self.keys, id))
+    }
+
+    /// A cached key without counting a lookup (writes read the store anyway).
+    pub(super) fn peek_key(&self, id: &Id) -> Option<Arc<Key>> {
         Self::get(&self.keys, id)
     }
 
@@ -100,7 +145,7 @@ impl Cache {
     }
 
     pub(super) fn keystore(&self, id: &Id) -> Option<Arc<Keystore>> {
-        Self::get(&self.keystores, id)
+        self.count(1, Self::get(&self.keystores, id))
     }
 
     pub(super) fn put_keystore(&self, id: Id, revision: u64, keystore: Arc<Keystore>) {

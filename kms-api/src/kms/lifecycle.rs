@@ -562,7 +562,7 @@ impl<S: Store + Clone> Kms<S> {
         F: FnOnce(&mut Key, i64) -> Result<(), KmsError> + Send,
     {
         let (mut key, stored) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
-        if let Some(cached) = self.cache.key(id) {
+        if let Some(cached) = self.cache.peek_key(id) {
             key.touch(cached.last_used());
         }
         let due_before: Vec<Due> = crate::records::due_entries(&key);

@@ -32,6 +32,17 @@ pub enum Refused {
     Address,
 }
 
+impl Refused {
+    /// The config field of the limit that was reached (a metrics label).
+    pub fn limit(self) -> &'static str {
+        match self {
+            Refused::Total => "max_connections",
+            Refused::Handshakes => "max_handshakes_per_address",
+            Refused::Address => "max_connections_per_address",
+        }
+    }
+}
+
 /// The connection counters of one listener.
 #[derive(Debug)]
 pub struct ConnectionLimiter {

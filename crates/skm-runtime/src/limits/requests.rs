@@ -191,7 +191,9 @@ where
             }
             StateProj::Refused { status } => {
                 let status = status.take().unwrap_or_else(|| Status::internal("polled after completion"));
-                Poll::Ready(Ok(status.into_http()))
+                let mut response = status.into_http();
+                response.extensions_mut().insert(crate::metrics::Shed);
+                Poll::Ready(Ok(response))
             }
         }
     }
