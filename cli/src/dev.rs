@@ -77,6 +77,10 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         stack.profile.user_endpoint,
         stack.profile.admin_endpoint
     );
+    eprintln!(
+        "skm dev: applications use {} (user port and CA only; docs/CLIENTS.md); SKM_PROFILE is the operator's.",
+        stack.app_profile_path.display()
+    );
     if seal == DevSeal::Shamir {
         eprintln!("skm dev: Shamir seal: run `skm root init`, then `skm root unseal` with enough shares.");
     }
