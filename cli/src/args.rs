@@ -135,6 +135,9 @@ pub enum Command {
         #[arg(long)]
         der: bool,
     },
+    /// Envelope encryption of files of any size (local AES-256-GCM under a data key wrapped by SKM).
+    #[command(subcommand)]
+    Envelope(EnvelopeCommand),
     /// Run one tier in the foreground (used by `skm dev`).
     #[command(hide = true)]
     Daemon {
@@ -143,6 +146,46 @@ pub enum Command {
         /// The daemon's own arguments (e.g. --config FILE).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+}
+
+/// How `skm keystore issue-cert` writes the certificate and key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CertFormat {
+    /// One PKCS#12 file protected by --password-file.
+    P12,
+    /// A certificate chain PEM (--out) and an unencrypted PKCS#8 key PEM (--key-out).
+    Pem,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvelopeCommand {
+    /// Encrypt a file (or stdin) into one envelope blob: a fresh data key from GenerateDataKey,
+    /// the data sealed locally in 64 KiB chunks, the wrapped data key in the blob (docs/CLIENTS.md).
+    Encrypt {
+        /// AES key id that wraps the data key.
+        key: String,
+        /// Input file (default: stdin).
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Output file (default: stdout).
+        #[arg(long = "out", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// AAD bound to the wrapped data key (must be given again to decrypt).
+        #[arg(long)]
+        aad: Option<String>,
+    },
+    /// Decrypt an envelope blob with one call to SKM (the key id is in the blob).
+    Decrypt {
+        /// Input file (default: stdin).
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Output file (default: stdout); removed again if the blob fails to decrypt.
+        #[arg(long = "out", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The AAD given to encrypt.
+        #[arg(long)]
+        aad: Option<String>,
     },
 }
 
@@ -310,18 +353,26 @@ pub enum KeystoreCommand {
         /// Keystore id or name.
         keystore: String,
     },
-    /// Issue a client certificate and key as a password-protected PKCS#12 file.
+    /// Issue a client certificate and key: a password-protected PKCS#12 file, or PEM files
+    /// (`--format pem`) for clients that can't read PKCS#12 (grpcio, grpcurl).
     IssueCert {
         /// Keystore id or name.
         keystore: String,
         /// Certificate name (its subject CN).
         name: String,
-        /// Where to write the PKCS#12 file.
+        /// Where to write the PKCS#12 file, or with `--format pem` the certificate chain (PEM).
         #[arg(long)]
         out: PathBuf,
-        /// File whose first line is the PKCS#12 password (8..=1024 bytes).
-        #[arg(long)]
-        password_file: PathBuf,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = CertFormat::P12)]
+        format: CertFormat,
+        /// With `--format pem`: where to write the private key (PKCS#8 PEM, unencrypted, mode 0600);
+        /// default: the --out path with `.key` appended.
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
+        /// File whose first line is the PKCS#12 password (8..=1024 bytes); required for p12.
+        #[arg(long, required_if_eq("format", "p12"))]
+        password_file: Option<PathBuf>,
         /// Lifetime in days.
         #[arg(long, default_value_t = 365)]
         days: u32,

@@ -86,6 +86,10 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
     for (tier, endpoint) in &stack.profile.metrics {
         eprintln!("skm dev: {tier} metrics at http://{endpoint}/metrics");
     }
+    eprintln!(
+        "skm dev: applications use {} (user port and CA only; docs/CLIENTS.md); SKM_PROFILE is the operator's.",
+        stack.app_profile_path.display()
+    );
     if seal == DevSeal::Shamir {
         eprintln!("skm dev: Shamir seal: run `skm root init`, then `skm root unseal` with enough shares.");
     }

@@ -10,7 +10,8 @@
 //! DIR/<tier>/<tier>.toml              config
 //! DIR/<tier>/data/                    that tier's store only
 //! DIR/root-keyd/passphrase            passphrase seal only (dev)
-//! DIR/profile.toml                    for SKM_PROFILE
+//! DIR/profile.toml                    operator profile, for SKM_PROFILE
+//! DIR/app/{profile.toml,ca.pem}       application profile: the user port and the CA only
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,8 @@ pub struct DevStack {
     pub profile_path: PathBuf,
     /// The profile.
     pub profile: Profile,
+    /// The application profile (user port and CA only, no operator).
+    pub app_profile_path: PathBuf,
 }
 
 impl DevStack {
@@ -218,6 +221,44 @@ pub fn prepare_with_metrics(
         metrics: metrics_endpoints,
     };
     let profile_path = dir.join("profile.toml");
-    std::fs::write(&profile_path, format!("# SKM profile (written by skm dev)\n{}", toml::to_string(&profile)?))?;
-    Ok(DevStack { dir, profile_path, profile })
+    std::fs::write(
+        &profile_path,
+        format!(
+            "# SKM operator profile (written by skm dev); applications use app/profile.toml\n{}",
+            toml::to_string(&profile)?
+        ),
+    )?;
+    let app_profile_path = write_app_profile(&dir.join("app"), &profile)?;
+    Ok(DevStack { dir, profile_path, profile, app_profile_path })
+}
+
+/// Writes an application profile in `dir`: a copy of the deployment CA
+/// certificate and the user endpoint, no operator certificate and no inner
+/// tiers. A client certificate, when a keystore wants one, is added as
+/// `[client]` (`cert` + `key`, or `p12` + `password_file`).
+pub fn write_app_profile(dir: &Path, operator_profile: &Profile) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = dir.join("ca.pem");
+    std::fs::copy(&operator_profile.ca, &ca).with_context(|| format!("cannot write {}", ca.display()))?;
+    let app = Profile {
+        trust_domain: operator_profile.trust_domain.clone(),
+        ca: "ca.pem".into(),
+        user_endpoint: operator_profile.user_endpoint.clone(),
+        admin_endpoint: String::new(),
+        root_keyd: String::new(),
+        system_keyd: String::new(),
+        operator: None,
+        client: None,
+        client_mac: None,
+    };
+    let path = dir.join("profile.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "# SKM application profile (written by skm dev): the user port and the deployment CA.\n\
+             # Add [client] cert/key (or p12/password_file) when a keystore requires a client certificate.\n{}",
+            toml::to_string(&app)?
+        ),
+    )?;
+    Ok(path)
 }

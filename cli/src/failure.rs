@@ -47,21 +47,18 @@ impl From<tonic::Status> for Failure {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => EXIT_UNAVAILABLE,
             _ => EXIT_REFUSED,
         };
-        let name = format!("{:?}", s.code());
-        let mut upper = String::new();
-        for (i, c) in name.chars().enumerate() {
-            if c.is_uppercase() && i > 0 {
-                upper.push('_');
-            }
-            upper.push(c.to_ascii_uppercase());
-        }
-        Self { code, message: format!("{upper}: {}", s.message()) }
+        Self { code, message: format!("{}: {}", skm_client::code_name(s.code()), s.message()) }
     }
 }
 
 impl From<skm_client::ClientError> for Failure {
     fn from(e: skm_client::ClientError) -> Self {
-        Self::usage(e)
+        use skm_client::ClientError as E;
+        match e {
+            E::Rpc(status) => status.into(),
+            e @ (E::Io(_) | E::Envelope(_) | E::Decrypt | E::Encrypt) => Self::refused(e),
+            e => Self::usage(e),
+        }
     }
 }
 

@@ -186,7 +186,9 @@ pub async fn start_with_clock(
 
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     let user_tls = config.tls.optional_client_cert_server_config()?;
-    let admin_tls = config.tls.mtls_server_config()?;
+    // A peer without a certificate gets UNAUTHENTICATED naming the operator
+    // certificate it lacks (authz), not a bare handshake failure.
+    let admin_tls = config.tls.mtls_optional_server_config()?;
     let user_options = skm_runtime::ListenOptions {
         proxy_protocol_from: config.user_proxy_protocol_from.clone(),
         lookup_mac: true,

@@ -4,6 +4,8 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
+pub mod codec;
+
 /// root-keyd: root key, seal/unseal, system key wrap/unwrap.
 pub mod root {
     /// Version 1.

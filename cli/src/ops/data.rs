@@ -2,16 +2,18 @@
 //! keys, sign, verify, public keys.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
-use skm_client::Skm;
-use skm_client::api::v1 as pb;
+use skm_client::{SignatureAlgorithm, Signed, Skm};
+use tokio::io::{AsyncRead, AsyncWrite};
+use zeroize::Zeroizing;
 
 use super::read_stdin;
-use crate::args::{Command, SignatureArg};
+use crate::args::{Command, EnvelopeCommand, SignatureArg};
 use crate::failure::{EXIT_REFUSED, Failure};
 
 fn aad(aad: Option<String>) -> Vec<u8> {
@@ -24,30 +26,30 @@ fn stdin_base64(what: &str) -> Result<Vec<u8>, Failure> {
     B64.decode(text).map_err(|_| Failure::usage(format!("stdin is not base64 {what}")))
 }
 
-fn algorithm(arg: Option<SignatureArg>) -> i32 {
-    use pb::SignatureAlgorithm as A;
-    (match arg {
+fn algorithm(arg: Option<SignatureArg>) -> SignatureAlgorithm {
+    use SignatureAlgorithm as A;
+    match arg {
         None => A::Unspecified,
         Some(SignatureArg::Ed25519) => A::Ed25519,
         Some(SignatureArg::EcdsaSha256) => A::EcdsaSha256,
         Some(SignatureArg::RsaPssSha256) => A::RsaPssSha256,
         Some(SignatureArg::RsaPkcs1Sha256) => A::RsaPkcs1Sha256,
-    }) as i32
+    }
 }
 
-fn algorithm_name(value: i32) -> &'static str {
-    use pb::SignatureAlgorithm as A;
-    match A::try_from(value) {
-        Ok(A::Ed25519) => "ed25519",
-        Ok(A::EcdsaSha256) => "ecdsa-sha256",
-        Ok(A::RsaPssSha256) => "rsa-pss-sha256",
-        Ok(A::RsaPkcs1Sha256) => "rsa-pkcs1-sha256",
-        _ => "unspecified",
+fn algorithm_name(value: SignatureAlgorithm) -> &'static str {
+    use SignatureAlgorithm as A;
+    match value {
+        A::Ed25519 => "ed25519",
+        A::EcdsaSha256 => "ecdsa-sha256",
+        A::RsaPssSha256 => "rsa-pss-sha256",
+        A::RsaPkcs1Sha256 => "rsa-pkcs1-sha256",
+        A::Unspecified => "unspecified",
     }
 }
 
 pub(super) async fn whoami(skm: &Skm, json: bool) -> Result<ExitCode, Failure> {
-    let me = skm.keys().who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+    let me = skm.who_am_i().await?;
     if json {
         println!(
             "{}",
@@ -68,79 +70,75 @@ pub(super) async fn whoami(skm: &Skm, json: bool) -> Result<ExitCode, Failure> {
 }
 
 pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitCode, Failure> {
-    let mut keys = skm.keys();
     match command {
         Command::Encrypt { key, aad: a } => {
-            let plaintext = read_stdin()?;
-            let resp = keys.encrypt(pb::EncryptRequest { key_id: key, plaintext, aad: aad(a) }).await?.into_inner();
-            let b64 = B64.encode(&resp.ciphertext);
+            let plaintext = Zeroizing::new(read_stdin()?);
+            let done = skm.encrypt(&key, &plaintext, &aad(a)).await?;
+            let b64 = B64.encode(&done.ciphertext);
             if json {
-                println!("{}", json!({ "ciphertext": b64, "key_version": resp.key_version }));
+                println!("{}", json!({ "ciphertext": b64, "key_version": done.key_version }));
             } else {
                 println!("{b64}");
             }
         }
         Command::Decrypt { key, aad: a } => {
             let ciphertext = stdin_base64("ciphertext")?;
-            let resp = keys.decrypt(pb::DecryptRequest { key_id: key, ciphertext, aad: aad(a) }).await?.into_inner();
+            let done = skm.decrypt(&key, &ciphertext, &aad(a)).await?;
             if json {
-                println!("{}", json!({ "plaintext": B64.encode(&resp.plaintext), "key_version": resp.key_version }));
+                println!("{}", json!({ "plaintext": B64.encode(&done.plaintext), "key_version": done.key_version }));
             } else {
-                std::io::stdout().write_all(&resp.plaintext)?;
+                std::io::stdout().write_all(&done.plaintext)?;
             }
         }
         Command::ReEncrypt { key, aad: a } => {
             let ciphertext = stdin_base64("ciphertext")?;
-            let resp =
-                keys.re_encrypt(pb::ReEncryptRequest { key_id: key, ciphertext, aad: aad(a) }).await?.into_inner();
-            let b64 = B64.encode(&resp.ciphertext);
+            let done = skm.re_encrypt(&key, &ciphertext, &aad(a)).await?;
+            let b64 = B64.encode(&done.ciphertext);
             if json {
                 println!(
                     "{}",
-                    json!({ "ciphertext": b64, "key_version": resp.key_version, "source_key_version": resp.source_key_version })
+                    json!({ "ciphertext": b64, "key_version": done.key_version, "source_key_version": done.source_key_version })
                 );
             } else {
                 println!("{b64}");
             }
         }
         Command::DataKey { key, without_plaintext, aad: a } => {
-            let req = pb::GenerateDataKeyRequest { key_id: key, aad: aad(a) };
-            let resp = if without_plaintext {
-                keys.generate_data_key_without_plaintext(req).await?
+            let done = if without_plaintext {
+                skm.generate_data_key_without_plaintext(&key, &aad(a)).await?
             } else {
-                keys.generate_data_key(req).await?
-            }
-            .into_inner();
-            let ct = B64.encode(&resp.ciphertext);
+                skm.generate_data_key(&key, &aad(a)).await?
+            };
+            let ct = B64.encode(&done.ciphertext);
+            let plaintext = done.plaintext.as_ref().map(|p| B64.encode(p.as_slice()));
             if json {
-                let mut out = json!({ "ciphertext": ct, "key_version": resp.key_version });
-                if !without_plaintext {
-                    out["plaintext"] = json!(B64.encode(&resp.plaintext));
+                let mut out = json!({ "ciphertext": ct, "key_version": done.key_version });
+                if let Some(p) = plaintext {
+                    out["plaintext"] = json!(p);
                 }
                 println!("{out}");
             } else {
-                if !without_plaintext {
-                    println!("{}", B64.encode(&resp.plaintext));
+                if let Some(p) = plaintext {
+                    println!("{p}");
                 }
                 println!("{ct}");
             }
         }
         Command::Sign { key, algorithm: alg, digest } => {
             let message = read_stdin()?;
+            let hashed;
             let input = if digest {
-                pb::sign_request::Input::Digest(skm_crypto::sha256(&message).to_vec())
+                hashed = skm_crypto::sha256(&message);
+                Signed::Digest(&hashed)
             } else {
-                pb::sign_request::Input::Message(message)
+                Signed::Message(&message)
             };
-            let resp = keys
-                .sign(pb::SignRequest { key_id: key, input: Some(input), algorithm: algorithm(alg) })
-                .await?
-                .into_inner();
-            let b64 = B64.encode(&resp.signature);
+            let done = skm.sign(&key, input, algorithm(alg)).await?;
+            let b64 = B64.encode(&done.signature);
             if json {
                 println!(
                     "{}",
-                    json!({ "signature": b64, "key_version": resp.key_version, "algorithm": algorithm_name(resp.algorithm) })
+                    json!({ "signature": b64, "key_version": done.key_version, "algorithm": algorithm_name(done.algorithm) })
                 );
             } else {
                 println!("{b64}");
@@ -149,49 +147,88 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
         Command::Verify { key, signature, algorithm: alg, digest, version } => {
             let message = read_stdin()?;
             let signature = B64.decode(signature.trim()).map_err(|_| Failure::usage("--signature is not base64"))?;
+            let hashed;
             let input = if digest {
-                pb::verify_request::Input::Digest(skm_crypto::sha256(&message).to_vec())
+                hashed = skm_crypto::sha256(&message);
+                Signed::Digest(&hashed)
             } else {
-                pb::verify_request::Input::Message(message)
+                Signed::Message(&message)
             };
-            let resp = keys
-                .verify(pb::VerifyRequest {
-                    key_id: key,
-                    input: Some(input),
-                    signature,
-                    algorithm: algorithm(alg),
-                    key_version: version.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
+            let done = skm.verify(&key, input, &signature, algorithm(alg), version.unwrap_or(0)).await?;
             if json {
-                println!("{}", json!({ "valid": resp.valid, "key_version": resp.key_version }));
-            } else if resp.valid {
-                println!("valid (version {})", resp.key_version);
+                println!("{}", json!({ "valid": done.valid, "key_version": done.key_version }));
+            } else if done.valid {
+                println!("valid (version {})", done.key_version);
             } else {
                 println!("invalid");
             }
-            if !resp.valid {
+            if !done.valid {
                 return Ok(ExitCode::from(EXIT_REFUSED));
             }
         }
         Command::PublicKey { key, version, der } => {
-            let resp = keys
-                .get_public_key(pb::GetPublicKeyRequest { key_id: key, key_version: version.unwrap_or(0) })
-                .await?
-                .into_inner();
+            let done = skm.public_key(&key, version.unwrap_or(0)).await?;
             if json {
                 println!(
                     "{}",
-                    json!({ "pem": resp.pem, "key_version": resp.key_version, "key_algorithm": resp.key_algorithm })
+                    json!({ "pem": done.pem, "key_version": done.key_version, "key_algorithm": done.key_algorithm })
                 );
             } else if der {
-                std::io::stdout().write_all(&resp.spki_der)?;
+                std::io::stdout().write_all(&done.spki_der)?;
             } else {
-                print!("{}", resp.pem);
+                print!("{}", done.pem);
             }
         }
+        Command::Envelope(cmd) => return envelope(skm, cmd, json).await,
         _ => return Err(Failure::usage("not a data verb")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skm envelope encrypt|decrypt`: files (or stdin/stdout) of any size,
+/// one 64 KiB chunk in memory at a time.
+async fn envelope(skm: &Skm, cmd: EnvelopeCommand, json: bool) -> Result<ExitCode, Failure> {
+    async fn open_in(path: &Option<PathBuf>) -> Result<Box<dyn AsyncRead + Unpin + Send>, Failure> {
+        Ok(match path {
+            Some(p) => {
+                Box::new(tokio::fs::File::open(p).await.map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?)
+            }
+            // tokio's io-std feature is not in the graph; the process's own
+            // stdin through the kernel is the same stream.
+            None => Box::new(tokio::fs::File::open("/dev/stdin").await?),
+        })
+    }
+    async fn open_out(path: &Option<PathBuf>) -> Result<Box<dyn AsyncWrite + Unpin + Send>, Failure> {
+        Ok(match path {
+            Some(p) => {
+                Box::new(tokio::fs::File::create(p).await.map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?)
+            }
+            None => Box::new(tokio::fs::File::from_std(std::fs::OpenOptions::new().append(true).open("/dev/stdout")?)),
+        })
+    }
+    match cmd {
+        EnvelopeCommand::Encrypt { key, input, output, aad: a } => {
+            let mut reader = open_in(&input).await?;
+            let mut writer = open_out(&output).await?;
+            let sealed = skm.envelope_encrypt_stream(&key, &aad(a), &mut reader, &mut writer).await?;
+            if json {
+                eprintln!(
+                    "{}",
+                    json!({ "key_id": sealed.key_id, "key_version": sealed.key_version, "plaintext_len": sealed.plaintext_len })
+                );
+            }
+        }
+        EnvelopeCommand::Decrypt { input, output, aad: a } => {
+            let mut reader = open_in(&input).await?;
+            let mut writer = open_out(&output).await?;
+            if let Err(e) = skm.envelope_decrypt_stream(&aad(a), &mut reader, &mut writer).await {
+                drop(writer);
+                if let Some(p) = &output {
+                    let _ = tokio::fs::remove_file(p).await;
+                }
+                return Err(e.into());
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

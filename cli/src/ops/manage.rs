@@ -4,12 +4,16 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
 use skm_client::Skm;
 use skm_client::admin::v1 as pb;
 
 use super::{print_id, read_stdin};
-use crate::args::{AuditCommand, KeyCommand, KeyTypeArg, KeystoreCommand, ModeArg, PolicyArgs, SecretCommand};
+use crate::args::{
+    AuditCommand, CertFormat, KeyCommand, KeyTypeArg, KeystoreCommand, ModeArg, PolicyArgs, SecretCommand,
+};
 use crate::failure::Failure;
 
 /// A keystore argument: an id as is, otherwise looked up by name.
@@ -214,12 +218,18 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
             admin.delete_keystore(pb::GetKeystoreRequest { keystore_id: keystore_id.clone() }).await?;
             print_id(json, "deleted", &keystore_id);
         }
-        KeystoreCommand::IssueCert { keystore, name, out, password_file, days } => {
+        KeystoreCommand::IssueCert { keystore, name, out, format, key_out, password_file, days } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let raw = std::fs::read(&password_file)
-                .map_err(|e| Failure::usage(format!("{}: {e}", password_file.display())))?;
-            let password =
-                zeroize::Zeroizing::new(String::from_utf8_lossy(&raw).lines().next().unwrap_or_default().to_owned());
+            let password = match &password_file {
+                Some(path) => {
+                    let raw = std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+                    zeroize::Zeroizing::new(String::from_utf8_lossy(&raw).lines().next().unwrap_or_default().to_owned())
+                }
+                // PEM output: the PKCS#12 is only the transport from kms-api, under a one-time password.
+                None => {
+                    zeroize::Zeroizing::new(hex::encode(skm_crypto::random_array::<16>().map_err(Failure::refused)?))
+                }
+            };
             let resp = admin
                 .issue_client_certificate(pb::IssueClientCertificateRequest {
                     keystore_id,
@@ -229,9 +239,31 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
                 })
                 .await?
                 .into_inner();
-            crate::devstack::write_private(&out, &resp.pkcs12)?;
+            let key_path = match format {
+                CertFormat::P12 => {
+                    crate::devstack::write_private(&out, &resp.pkcs12)?;
+                    None
+                }
+                CertFormat::Pem => {
+                    let key_path = key_out.unwrap_or_else(|| {
+                        let mut p = out.clone().into_os_string();
+                        p.push(".key");
+                        p.into()
+                    });
+                    let (chain, key) = skm_pki::client::read_pkcs12(&resp.pkcs12, &password)
+                        .map_err(|e| Failure::refused(format!("the issued PKCS#12 could not be read: {e}")))?;
+                    let chain_pem: String = chain.iter().map(|c| pem_block("CERTIFICATE", c.as_ref())).collect();
+                    std::fs::write(&out, chain_pem).map_err(|e| Failure::refused(format!("{}: {e}", out.display())))?;
+                    let key_pem = zeroize::Zeroizing::new(pem_block("PRIVATE KEY", key.secret_der()));
+                    crate::devstack::write_private(&key_path, key_pem.as_bytes())?;
+                    Some(key_path)
+                }
+            };
             if json {
-                println!("{}", json!({ "out": out, "sha256": resp.sha256, "not_after": resp.not_after }));
+                println!(
+                    "{}",
+                    json!({ "out": out, "key_out": key_path, "sha256": resp.sha256, "not_after": resp.not_after })
+                );
             } else {
                 println!("{}", resp.sha256);
             }
@@ -467,4 +499,16 @@ pub(super) async fn secret(skm: &Skm, cmd: SecretCommand, json: bool) -> Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One PEM block (RFC 7468): base64 in 64-character lines.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let b64 = B64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }

@@ -3,7 +3,12 @@
 //!
 //! A [`Profile`] (TOML, written by `skm dev` or by hand) says where the
 //! tiers are and which certificates to use; [`Profile::connect`] makes
-//! lazy channels with SPIFFE-checked TLS to each tier.
+//! lazy channels with SPIFFE-checked TLS to each tier. On the [`Skm`] it
+//! returns, the user plane is one typed method per RPC ([`keys`]: `encrypt`,
+//! `sign`, `secret`, ...) and envelope encryption of data of any size
+//! ([`envelope`]: `envelope_encrypt_stream`, ...); every failure is a
+//! [`ClientError`]. The generated clients stay reachable ([`Skm::keys`],
+//! [`Skm::admin`]) for what has no typed method yet.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +30,15 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub use skm_proto::{admin, api, root, system};
 
+pub mod envelope;
+pub mod keys;
+
+pub use envelope::Sealed;
+pub use keys::{
+    DataKey, Decrypted, Encrypted, ItemError, PublicKey, ReEncrypted, Secret, Signature, SignatureAlgorithm, Signed,
+    Verified,
+};
+
 /// A certificate and key pair on disk.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -45,11 +59,15 @@ pub struct Profile {
     pub ca: PathBuf,
     /// kms-api user port, `host:port`.
     pub user_endpoint: String,
-    /// kms-api admin port, `host:port`.
+    /// kms-api admin port, `host:port` (operators only; absent from an
+    /// application profile).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub admin_endpoint: String,
     /// root-keyd, `host:port` (operators only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub root_keyd: String,
     /// system-keyd, `host:port` (operators only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub system_keyd: String,
     /// Operator certificate for the admin plane and the inner tiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,9 +102,26 @@ pub enum ClientCredentials {
     },
 }
 
-/// Client set-up failures.
+/// Why a client call failed: set-up (profile, certificates), the call
+/// itself ([`ClientError::Rpc`], with the server's code and message), or
+/// local envelope work.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The server (or the transport) refused the call.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Rpc(#[from] tonic::Status),
+    /// Reading or writing a stream.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// An envelope blob is malformed (its framing; see `skm_crypto::envelope`).
+    #[error(transparent)]
+    Envelope(#[from] skm_crypto::envelope::EnvelopeError),
+    /// An envelope did not decrypt: wrong data, truncated or tampered (opaque).
+    #[error("envelope decryption failed")]
+    Decrypt,
+    /// Local encryption failed (random number generator).
+    #[error("envelope encryption failed")]
+    Encrypt,
     /// The profile could not be read.
     #[error("cannot read profile {path}: {source}")]
     Read {
@@ -105,7 +140,10 @@ pub enum ClientError {
         message: String,
     },
     /// Operator verbs without an operator certificate.
-    #[error("the profile has no [operator] certificate")]
+    #[error(
+        "this is an application profile: it has no [operator] certificate, and admin, root and system verbs \
+         need one (use the operator profile, e.g. the profile.toml that `skm dev` writes)"
+    )]
     NoOperator,
     /// Certificates could not be loaded.
     #[error(transparent)]
@@ -128,6 +166,40 @@ pub enum ClientError {
     /// The client MAC is not a MAC address.
     #[error("client MAC {0:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
     BadMac(String),
+}
+
+impl ClientError {
+    /// The gRPC code of a refused call; `None` for local failures.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Rpc(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// The name of a gRPC code as the protocol spells it ("NOT_FOUND").
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 impl Profile {
@@ -175,6 +247,9 @@ impl Profile {
 
     fn operator_channel(&self, endpoint: &str, service: Service) -> Result<Channel, ClientError> {
         let operator = self.operator.as_ref().ok_or(ClientError::NoOperator)?;
+        if endpoint.is_empty() {
+            return Err(ClientError::NoOperator);
+        }
         let tls = self.identity(operator)?.client_config(&self.id(service)?)?;
         Ok(skm_runtime::channel::lazy_channel(endpoint, tls)?)
     }

@@ -24,6 +24,7 @@
 
 pub mod asym;
 pub mod audit;
+pub mod envelope;
 pub mod id;
 pub mod record;
 pub mod seal;

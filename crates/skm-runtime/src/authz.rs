@@ -109,7 +109,13 @@ impl AccessPolicy {
         let who = principal.map_or_else(|| "unidentified peer".to_owned(), ToString::to_string);
         tracing::warn!(method = path, peer = %who, "refused by allow-list");
         if principal.is_none() && peer.is_none_or(|p| p.client_certificates.is_none()) {
-            Err(Status::unauthenticated(format!("{path} requires a client certificate")))
+            if rule.iter().any(|a| matches!(a, Allow::Operator(_))) {
+                Err(Status::unauthenticated(format!(
+                    "{path} requires an operator certificate (the call came without a client certificate)"
+                )))
+            } else {
+                Err(Status::unauthenticated(format!("{path} requires a client certificate")))
+            }
         } else {
             Err(Status::permission_denied(format!("{who} may not call {path}")))
         }

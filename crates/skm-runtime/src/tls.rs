@@ -197,6 +197,19 @@ impl TlsIdentity {
         self.server_config(verifier)
     }
 
+    /// Server config that asks for a client certificate from the
+    /// deployment CA without requiring one (kms-api's admin port): a
+    /// certificate of another issuer still fails the handshake, and a peer
+    /// without one completes TLS only to be refused per RPC by the
+    /// allow-list with UNAUTHENTICATED, which says what is missing, where a
+    /// failed handshake shows clients only a transport error.
+    pub fn mtls_optional_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()?;
+        self.server_config(verifier)
+    }
+
     /// Server config that asks for, but doesn't require, a client
     /// certificate of any issuer (kms-api's user port).
     pub fn optional_client_cert_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {

@@ -5,7 +5,9 @@
 //! `skm pki init --out PKI` writes each tier's certificate and key straight
 //! into that tier's volume and nowhere else. Then it writes
 //! `PKI/operator/profile.toml`, the profile of client and operator
-//! containers (`SKM_PROFILE` in the skm image).
+//! containers (`SKM_PROFILE` in the skm image), and
+//! `PKI/operator/app-profile.toml`, the application profile (the user port
+//! and the CA only: no operator certificate, no inner tiers).
 //!
 //! Idempotent: when the PKI is complete it changes nothing (a second
 //! `docker-compose up` keeps every certificate); a half-made PKI is an error
@@ -98,6 +100,10 @@ fn run(args: &Args) -> Result<(), String> {
         if !profile.exists() {
             write_profile(&profile, &args.trust_domain)?;
         }
+        let app = args.pki.join("operator").join("app-profile.toml");
+        if !app.exists() {
+            write_app_profile(&app, &args.trust_domain)?;
+        }
         println!("skm-compose-init: PKI present in {}, kept as it is", args.pki.display());
         return Ok(());
     }
@@ -124,6 +130,7 @@ fn run(args: &Args) -> Result<(), String> {
         return Err(format!("skm pki init failed ({status})"));
     }
     write_profile(&args.pki.join("operator").join("profile.toml"), &args.trust_domain)?;
+    write_app_profile(&args.pki.join("operator").join("app-profile.toml"), &args.trust_domain)?;
     println!(
         "skm-compose-init: PKI for {} created; each tier's volume holds only its own certificate and key",
         args.trust_domain
@@ -142,6 +149,22 @@ fn write_profile(path: &Path, trust_domain: &str) -> Result<(), String> {
         text.push_str(&format!("{field} = \"{endpoint}\"\n"));
     }
     text.push_str("\n[operator]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n");
+    write_atomically(path, &text)
+}
+
+/// Writes the application profile: the user endpoint and the CA, nothing
+/// of the operator's.
+fn write_app_profile(path: &Path, trust_domain: &str) -> Result<(), String> {
+    let text = format!(
+        "# SKM application profile (written by skm-compose-init): the user port and the deployment CA.\n\
+         # Add [client] cert/key (or p12/password_file) when a keystore requires a client certificate.\n\
+         trust_domain = \"{trust_domain}\"\nca = \"ca.pem\"\nuser_endpoint = \"{}\"\n",
+        ENDPOINTS[0].1
+    );
+    write_atomically(path, &text)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_extension("toml.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -226,6 +249,9 @@ mod tests {
         }
         assert!(profile.contains("[operator]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"), "{profile}");
         assert!(!pki.join("operator/profile.toml.tmp").exists());
+        let app = std::fs::read_to_string(pki.join("operator/app-profile.toml")).unwrap();
+        assert!(app.contains("user_endpoint = \"kms-api:7700\"\n") && app.contains("ca = \"ca.pem\"\n"), "{app}");
+        assert!(!app.contains("[operator]") && !app.contains("admin_endpoint"), "{app}");
     }
 
     #[test]

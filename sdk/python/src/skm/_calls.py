@@ -1,0 +1,170 @@
+"""Requests and results of every user-plane RPC, shared by the sync and asyncio clients."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+import grpc
+
+from skm.api.v1 import api_pb2 as pb
+from skm.credentials import Credentials
+from skm.types import (
+    DataKey,
+    Decrypted,
+    Encrypted,
+    ItemError,
+    PublicKey,
+    ReEncrypted,
+    Secret,
+    Signature,
+    SignatureAlgorithm,
+    Verified,
+    WhoAmI,
+)
+
+#: Metadata key of a client-asserted MAC address.
+CLIENT_MAC_METADATA = "x-skm-client-mac"
+
+Call = Tuple[str, Any, Callable[[Any], Any]]
+Item = Union[Tuple[str, bytes], Tuple[str, bytes, bytes]]
+
+
+def channel_credentials(c: Credentials) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=c.ca_pem, private_key=c.private_key_pem, certificate_chain=c.cert_chain_pem
+    )
+
+
+def metadata(c: Credentials) -> Optional[Sequence[Tuple[str, str]]]:
+    return ((CLIENT_MAC_METADATA, c.client_mac),) if c.client_mac else None
+
+
+def _signed(message: Optional[bytes], digest: Optional[bytes]) -> dict:
+    if (message is None) == (digest is None):
+        raise ValueError("give exactly one of message or digest")
+    return {"message": message} if message is not None else {"digest": digest}
+
+
+def _item_error(e: pb.ItemError) -> ItemError:
+    return ItemError(code_name=e.code_name or grpc.StatusCode.UNKNOWN.name, message=e.message)
+
+
+def _items(items: Iterable[Item]) -> List[Tuple[str, bytes, bytes]]:
+    out = []
+    for item in items:
+        key_id, data = item[0], item[1]
+        aad = item[2] if len(item) > 2 else b""  # type: ignore[misc]
+        out.append((key_id, data, aad))
+    return out
+
+
+def encrypt(key_id: str, plaintext: bytes, aad: bytes) -> Call:
+    return (
+        "Encrypt",
+        pb.EncryptRequest(key_id=key_id, plaintext=plaintext, aad=aad),
+        lambda r: Encrypted(r.ciphertext, r.key_version),
+    )
+
+
+def decrypt(key_id: str, ciphertext: bytes, aad: bytes) -> Call:
+    return (
+        "Decrypt",
+        pb.DecryptRequest(key_id=key_id, ciphertext=ciphertext, aad=aad),
+        lambda r: Decrypted(r.plaintext, r.key_version),
+    )
+
+
+def generate_data_key(key_id: str, aad: bytes, with_plaintext: bool) -> Call:
+    name = "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext"
+    return (
+        name,
+        pb.GenerateDataKeyRequest(key_id=key_id, aad=aad),
+        lambda r: DataKey(r.plaintext if with_plaintext else None, r.ciphertext, r.key_version),
+    )
+
+
+def re_encrypt(key_id: str, ciphertext: bytes, aad: bytes) -> Call:
+    return (
+        "ReEncrypt",
+        pb.ReEncryptRequest(key_id=key_id, ciphertext=ciphertext, aad=aad),
+        lambda r: ReEncrypted(r.ciphertext, r.source_key_version, r.key_version),
+    )
+
+
+def batch_encrypt(items: Iterable[Item]) -> Call:
+    reqs = [pb.EncryptRequest(key_id=k, plaintext=p, aad=a) for k, p, a in _items(items)]
+
+    def result(r: pb.BatchEncryptResponse) -> List[Union[Encrypted, ItemError]]:
+        return [
+            Encrypted(x.ok.ciphertext, x.ok.key_version) if x.WhichOneof("result") == "ok" else _item_error(x.error)
+            for x in r.results
+        ]
+
+    return "BatchEncrypt", pb.BatchEncryptRequest(items=reqs), result
+
+
+def batch_decrypt(items: Iterable[Item]) -> Call:
+    reqs = [pb.DecryptRequest(key_id=k, ciphertext=c, aad=a) for k, c, a in _items(items)]
+
+    def result(r: pb.BatchDecryptResponse) -> List[Union[Decrypted, ItemError]]:
+        return [
+            Decrypted(x.ok.plaintext, x.ok.key_version) if x.WhichOneof("result") == "ok" else _item_error(x.error)
+            for x in r.results
+        ]
+
+    return "BatchDecrypt", pb.BatchDecryptRequest(items=reqs), result
+
+
+def sign(key_id: str, message: Optional[bytes], digest: Optional[bytes], algorithm: SignatureAlgorithm) -> Call:
+    return (
+        "Sign",
+        pb.SignRequest(key_id=key_id, algorithm=int(algorithm), **_signed(message, digest)),
+        lambda r: Signature(r.signature, r.key_version, SignatureAlgorithm(r.algorithm)),
+    )
+
+
+def verify(
+    key_id: str,
+    signature: bytes,
+    message: Optional[bytes],
+    digest: Optional[bytes],
+    algorithm: SignatureAlgorithm,
+    key_version: int,
+) -> Call:
+    return (
+        "Verify",
+        pb.VerifyRequest(
+            key_id=key_id,
+            signature=signature,
+            algorithm=int(algorithm),
+            key_version=key_version,
+            **_signed(message, digest),
+        ),
+        lambda r: Verified(r.valid, r.key_version),
+    )
+
+
+def get_public_key(key_id: str, key_version: int) -> Call:
+    return (
+        "GetPublicKey",
+        pb.GetPublicKeyRequest(key_id=key_id, key_version=key_version),
+        lambda r: PublicKey(r.spki_der, r.pem, r.key_version, r.key_algorithm),
+    )
+
+
+def get_secret(key_id: str, version: int) -> Call:
+    return (
+        "GetSecret",
+        pb.GetSecretRequest(key_id=key_id, version=version),
+        lambda r: Secret(r.value, r.version),
+    )
+
+
+def who_am_i() -> Call:
+    return (
+        "WhoAmI",
+        pb.WhoAmIRequest(),
+        lambda r: WhoAmI(
+            r.client_ip, r.proxied_by, r.verified_mac, r.asserted_mac, r.certificate_sha256, r.certificate_subject
+        ),
+    )

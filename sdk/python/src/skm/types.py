@@ -1,0 +1,129 @@
+"""The results of SKM calls, as frozen dataclasses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from skm.api.v1 import api_pb2 as pb
+
+
+class SignatureAlgorithm(enum.IntEnum):
+    """Signature algorithms (the proto's SignatureAlgorithm values)."""
+
+    #: The key's default: Ed25519, ECDSA_SHA256, or RSA_PSS_SHA256 for RSA keys.
+    UNSPECIFIED = pb.SIGNATURE_ALGORITHM_UNSPECIFIED
+    ED25519 = pb.SIGNATURE_ALGORITHM_ED25519
+    ECDSA_SHA256 = pb.SIGNATURE_ALGORITHM_ECDSA_SHA256
+    #: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt length 32.
+    RSA_PSS_SHA256 = pb.SIGNATURE_ALGORITHM_RSA_PSS_SHA256
+    RSA_PKCS1_SHA256 = pb.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256
+
+
+@dataclass(frozen=True)
+class Encrypted:
+    """``0x01 | key id(16) | key version(u32 BE) | nonce(12) | ct+tag``."""
+
+    ciphertext: bytes
+    key_version: int
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    plaintext: bytes
+    key_version: int
+
+    def __repr__(self) -> str:
+        return f"Decrypted(plaintext=<{len(self.plaintext)} bytes>, key_version={self.key_version})"
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A data key: ``plaintext`` is None from generate_data_key_without_plaintext."""
+
+    plaintext: Optional[bytes]
+    ciphertext: bytes
+    key_version: int
+
+    def __repr__(self) -> str:
+        shown = "None" if self.plaintext is None else "<32 bytes>"
+        return f"DataKey(plaintext={shown}, ciphertext=<{len(self.ciphertext)} bytes>, key_version={self.key_version})"
+
+
+@dataclass(frozen=True)
+class ReEncrypted:
+    ciphertext: bytes
+    source_key_version: int
+    key_version: int
+
+
+@dataclass(frozen=True)
+class Signature:
+    signature: bytes
+    key_version: int
+    algorithm: SignatureAlgorithm
+
+
+@dataclass(frozen=True)
+class Verified:
+    valid: bool
+    key_version: int
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    spki_der: bytes
+    pem: str
+    key_version: int
+    #: "ed25519", "ecdsa-p256", "rsa-2048", ...
+    key_algorithm: str
+
+
+@dataclass(frozen=True)
+class Secret:
+    value: str
+    version: int
+
+    def __repr__(self) -> str:
+        return f"Secret(value=<redacted>, version={self.version})"
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    client_ip: str
+    proxied_by: str
+    verified_mac: str
+    asserted_mac: str
+    certificate_sha256: str
+    certificate_subject: str
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One failed batch item: the code and message the single call would have given."""
+
+    code_name: str
+    message: str
+
+    def exception(self) -> Exception:
+        import grpc
+
+        from skm.errors import error_for
+
+        return error_for(getattr(grpc.StatusCode, self.code_name, grpc.StatusCode.UNKNOWN), self.message)
+
+
+BatchResult = Union[Encrypted, ItemError]
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What an envelope was made with."""
+
+    key_id: str
+    key_version: int
+    plaintext_len: int
