@@ -161,19 +161,23 @@ class RevokeClientCertificateRequest(_message.Message):
     def __init__(self, keystore_id: _Optional[str] = ..., certificate: _Optional[str] = ...) -> None: ...
 
 class ListAuditRequest(_message.Message):
-    __slots__ = ("keystore_id", "key_id", "since", "limit")
+    __slots__ = ("keystore_id", "key_id", "since", "limit", "page_size", "page_token")
     KEYSTORE_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     keystore_id: str
     key_id: str
     since: int
     limit: int
-    def __init__(self, keystore_id: _Optional[str] = ..., key_id: _Optional[str] = ..., since: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, keystore_id: _Optional[str] = ..., key_id: _Optional[str] = ..., since: _Optional[int] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("seq", "time", "operation", "keystore_id", "key_id", "key_version", "caller_ip", "caller_mac", "caller_mac_source", "caller_cert_sha256", "operator", "result", "front_end", "system_principal", "intent_seq")
+    __slots__ = ("seq", "time", "operation", "keystore_id", "key_id", "key_version", "caller_ip", "caller_mac", "caller_mac_source", "caller_cert_sha256", "operator", "result", "front_end", "system_principal", "intent_seq", "lost_first_seq", "lost_last_seq")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +193,8 @@ class AuditEntry(_message.Message):
     FRONT_END_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     INTENT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LOST_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: int
     operation: str
@@ -204,31 +210,57 @@ class AuditEntry(_message.Message):
     front_end: str
     system_principal: str
     intent_seq: int
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[int] = ..., operation: _Optional[str] = ..., keystore_id: _Optional[str] = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ..., caller_ip: _Optional[str] = ..., caller_mac: _Optional[str] = ..., caller_mac_source: _Optional[str] = ..., caller_cert_sha256: _Optional[str] = ..., operator: _Optional[str] = ..., result: _Optional[str] = ..., front_end: _Optional[str] = ..., system_principal: _Optional[str] = ..., intent_seq: _Optional[int] = ...) -> None: ...
+    lost_first_seq: int
+    lost_last_seq: int
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[int] = ..., operation: _Optional[str] = ..., keystore_id: _Optional[str] = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ..., caller_ip: _Optional[str] = ..., caller_mac: _Optional[str] = ..., caller_mac_source: _Optional[str] = ..., caller_cert_sha256: _Optional[str] = ..., operator: _Optional[str] = ..., result: _Optional[str] = ..., front_end: _Optional[str] = ..., system_principal: _Optional[str] = ..., intent_seq: _Optional[int] = ..., lost_first_seq: _Optional[int] = ..., lost_last_seq: _Optional[int] = ...) -> None: ...
 
 class ListAuditResponse(_message.Message):
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "next_page_token")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
-    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class VerifyAuditRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class VerifyAuditResponse(_message.Message):
-    __slots__ = ("entries", "intact", "first_broken_line", "first_broken_seq", "reason")
+    __slots__ = ("entries", "intact", "first_broken_line", "first_broken_seq", "reason", "acknowledged_losses")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     INTACT_FIELD_NUMBER: _ClassVar[int]
     FIRST_BROKEN_LINE_FIELD_NUMBER: _ClassVar[int]
     FIRST_BROKEN_SEQ_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_LOSSES_FIELD_NUMBER: _ClassVar[int]
     entries: int
     intact: bool
     first_broken_line: int
     first_broken_seq: int
     reason: str
-    def __init__(self, entries: _Optional[int] = ..., intact: _Optional[bool] = ..., first_broken_line: _Optional[int] = ..., first_broken_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    acknowledged_losses: _containers.RepeatedCompositeFieldContainer[AuditLoss]
+    def __init__(self, entries: _Optional[int] = ..., intact: _Optional[bool] = ..., first_broken_line: _Optional[int] = ..., first_broken_seq: _Optional[int] = ..., reason: _Optional[str] = ..., acknowledged_losses: _Optional[_Iterable[_Union[AuditLoss, _Mapping]]] = ...) -> None: ...
+
+class AuditLoss(_message.Message):
+    __slots__ = ("first_missing_seq", "last_missing_seq", "acknowledged_seq")
+    FIRST_MISSING_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_MISSING_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    first_missing_seq: int
+    last_missing_seq: int
+    acknowledged_seq: int
+    def __init__(self, first_missing_seq: _Optional[int] = ..., last_missing_seq: _Optional[int] = ..., acknowledged_seq: _Optional[int] = ...) -> None: ...
+
+class AcknowledgeAuditLossRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AcknowledgeAuditLossResponse(_message.Message):
+    __slots__ = ("loss",)
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    loss: AuditLoss
+    def __init__(self, loss: _Optional[_Union[AuditLoss, _Mapping]] = ...) -> None: ...
 
 class RevokeOperatorRequest(_message.Message):
     __slots__ = ("sha256",)
@@ -277,14 +309,16 @@ class CreateKeyResponse(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CreateSecretRequest(_message.Message):
-    __slots__ = ("keystore_id", "name", "value")
+    __slots__ = ("keystore_id", "name", "value", "max_versions")
     KEYSTORE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     keystore_id: str
     name: str
     value: str
-    def __init__(self, keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    max_versions: int
+    def __init__(self, keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[str] = ..., max_versions: _Optional[int] = ...) -> None: ...
 
 class CreateSecretResponse(_message.Message):
     __slots__ = ("key_id", "version")
@@ -335,7 +369,7 @@ class KeyVersionInfo(_message.Message):
     def __init__(self, version: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "keystore_id", "name", "key_type", "state", "current_version", "versions", "rotation_period_days", "next_rotation_at", "deletion_at", "created_at", "last_used_at")
+    __slots__ = ("key_id", "keystore_id", "name", "key_type", "state", "current_version", "versions", "rotation_period_days", "next_rotation_at", "deletion_at", "created_at", "last_used_at", "max_versions")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     KEYSTORE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +382,7 @@ class KeyInfo(_message.Message):
     DELETION_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    MAX_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     keystore_id: str
     name: str
@@ -360,7 +395,8 @@ class KeyInfo(_message.Message):
     deletion_at: int
     created_at: int
     last_used_at: int
-    def __init__(self, key_id: _Optional[str] = ..., keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., state: _Optional[_Union[KeyState, str]] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[KeyVersionInfo, _Mapping]]] = ..., rotation_period_days: _Optional[int] = ..., next_rotation_at: _Optional[int] = ..., deletion_at: _Optional[int] = ..., created_at: _Optional[int] = ..., last_used_at: _Optional[int] = ...) -> None: ...
+    max_versions: int
+    def __init__(self, key_id: _Optional[str] = ..., keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., state: _Optional[_Union[KeyState, str]] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[KeyVersionInfo, _Mapping]]] = ..., rotation_period_days: _Optional[int] = ..., next_rotation_at: _Optional[int] = ..., deletion_at: _Optional[int] = ..., created_at: _Optional[int] = ..., last_used_at: _Optional[int] = ..., max_versions: _Optional[int] = ...) -> None: ...
 
 class RotateKeyRequest(_message.Message):
     __slots__ = ("key_id",)

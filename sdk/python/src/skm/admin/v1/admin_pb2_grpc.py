@@ -95,6 +95,11 @@ class AdminServiceStub:
                 request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.AcknowledgeAuditLoss = channel.unary_unary(
+                '/skm.admin.v1.AdminService/AcknowledgeAuditLoss',
+                request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.AcknowledgeAuditLossRequest.SerializeToString,
+                response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.AcknowledgeAuditLossResponse.FromString,
+                _registered_method=True)
         self.RevokeOperator = channel.unary_unary(
                 '/skm.admin.v1.AdminService/RevokeOperator',
                 request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.RevokeOperatorRequest.SerializeToString,
@@ -244,6 +249,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcknowledgeAuditLoss(self, request, context):
+        """Acknowledges the loss of audit entries that kms-api found missing at
+        start (its log shorter than, or not matching, the anchor kept in its
+        store), so that it serves again. The acknowledgement is the first entry
+        after the gap and names it; FAILED_PRECONDITION when nothing is lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeOperator(self, request, context):
         """Revokes an operator certificate (by SHA-256 fingerprint) on this admin
         port: every later call with it is PERMISSION_DENIED.
@@ -385,6 +400,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditRequest.FromString,
                     response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'AcknowledgeAuditLoss': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAuditLoss,
+                    request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.AcknowledgeAuditLossRequest.FromString,
+                    response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.AcknowledgeAuditLossResponse.SerializeToString,
             ),
             'RevokeOperator': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeOperator,
@@ -728,6 +748,33 @@ class AdminService:
             '/skm.admin.v1.AdminService/VerifyAudit',
             skm_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditRequest.SerializeToString,
             skm_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAuditLoss(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.admin.v1.AdminService/AcknowledgeAuditLoss',
+            skm_dot_admin_dot_v1_dot_admin__pb2.AcknowledgeAuditLossRequest.SerializeToString,
+            skm_dot_admin_dot_v1_dot_admin__pb2.AcknowledgeAuditLossResponse.FromString,
             options,
             channel_credentials,
             insecure,
