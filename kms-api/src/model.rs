@@ -431,12 +431,13 @@ impl Key {
         self.last_used_at.load(Ordering::Relaxed)
     }
 
-    /// How many versions a secret keeps ([`DEFAULT_SECRET_VERSIONS`] for a
-    /// secret stored before it had a setting); `None` for a key, which
+    /// How many versions a secret keeps ([`MAX_SECRET_VERSIONS`] for a
+    /// secret stored before it had a setting, so that none of the versions
+    /// it kept is dropped by its next update); `None` for a key, which
     /// keeps every version.
     pub fn secret_versions_kept(&self) -> Option<u32> {
         match self.kind() {
-            KeyKind::Secret if self.max_versions == 0 => Some(DEFAULT_SECRET_VERSIONS),
+            KeyKind::Secret if self.max_versions == 0 => Some(MAX_SECRET_VERSIONS),
             KeyKind::Secret => Some(self.max_versions),
             _ => None,
         }
@@ -472,6 +473,26 @@ mod tests {
             Version { version: 3, material: (), created_at: 0 },
         ];
         assert!(Versions::from_vec(gap).is_none());
+    }
+
+    #[test]
+    fn a_secret_stored_before_max_versions_keeps_up_to_the_most() {
+        let secret = |max_versions| Key {
+            id: Id::from_bytes([1; 16]),
+            keystore_id: Id::from_bytes([2; 16]),
+            name: "s".into(),
+            state: KeyState::Enabled,
+            material: Material::Secret(Arc::new(Versions::first(Zeroizing::new(b"v".to_vec()), 0))),
+            rotation_period_days: 0,
+            next_rotation_at: 0,
+            max_versions,
+            created_at: 0,
+            last_used_at: AtomicI64::new(0),
+        };
+        // 0 is only ever read from a record older than the setting (create
+        // stores the effective number): its next update must drop nothing.
+        assert_eq!(secret(0).secret_versions_kept(), Some(MAX_SECRET_VERSIONS));
+        assert_eq!(secret(3).secret_versions_kept(), Some(3));
     }
 
     #[test]
