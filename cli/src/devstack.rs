@@ -250,6 +250,7 @@ pub fn write_app_profile(dir: &Path, operator_profile: &Profile) -> anyhow::Resu
         operator: None,
         client: None,
         client_mac: None,
+        metrics: std::collections::BTreeMap::new(),
     };
     let path = dir.join("profile.toml");
     std::fs::write(
