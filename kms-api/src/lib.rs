@@ -33,6 +33,8 @@ pub mod access;
 pub mod audit;
 pub mod clock;
 mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grpc;
 pub mod kms;
 pub mod model;
