@@ -16,7 +16,7 @@ pub(crate) mod admin;
 pub(crate) mod user;
 
 /// Metadata key of a client-asserted MAC address.
-const ASSERTED_MAC_HEADER: &str = "x-skm-client-mac";
+pub(crate) const ASSERTED_MAC_HEADER: &str = "x-skm-client-mac";
 
 fn code(code: Code) -> tonic::Code {
     match code {

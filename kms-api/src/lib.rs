@@ -34,6 +34,8 @@ mod anchor;
 pub mod audit;
 pub mod clock;
 mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grpc;
 pub mod kms;
 pub mod model;

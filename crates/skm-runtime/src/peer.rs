@@ -34,3 +34,12 @@ pub struct PeerInfo {
     /// Requests in flight on the connection (for its idle timeout).
     pub(crate) activity: Option<Arc<ConnectionActivity>>,
 }
+
+impl PeerInfo {
+    /// A direct (not proxied) peer at `remote_addr` with nothing else
+    /// known yet, for callers that drive handlers without a connection:
+    /// in-process tests and the fuzz targets of `fuzz/`.
+    pub fn direct(remote_addr: SocketAddr) -> Self {
+        Self { remote_addr, proxied_by: None, mac: None, client_certificates: None, principal: None, activity: None }
+    }
+}
