@@ -68,8 +68,12 @@ impl SkmTarget {
         let keystore = create_keystore(stack, "bench").await?;
         let aes_key = create_key(&stack.client, &keystore, "aes", admin::KeyType::Aes256).await?;
         let secret_value: String = "s".repeat(ops::SECRET_LEN);
-        let req =
-            admin::CreateSecretRequest { keystore_id: keystore.clone(), name: "secret".into(), value: secret_value };
+        let req = admin::CreateSecretRequest {
+            keystore_id: keystore.clone(),
+            name: "secret".into(),
+            value: secret_value,
+            max_versions: 0,
+        };
         let secret = stack.client.admin()?.create_secret(req).await?.into_inner().key_id;
         let clients = stack.user_clients(channels)?;
         let mut keys = clients[0].clone();
@@ -144,6 +148,7 @@ impl SkmTarget {
                     keystore_id: self.keystore.clone(),
                     name: format!("created-{n}"),
                     value: "s".repeat(ops::SECRET_LEN),
+                    max_versions: 0,
                 };
                 let mut admin = self.admins[task % self.admins.len()].clone();
                 admin.create_secret(req).await.map_err(status)?;
