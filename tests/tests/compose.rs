@@ -237,7 +237,9 @@ async fn scan_volumes(stack: &Stack, in_the_clear: &[(String, Vec<u8>)]) {
     assert!(root_data.iter().all(|f| f.starts_with("data/root-key.seal")), "root-keyd data: {root_data:?}");
     let expected_ca: BTreeSet<String> = ["ca.key", "ca.pem"].map(String::from).into();
     assert_eq!(files("ca"), expected_ca);
-    let expected_op: BTreeSet<String> = ["ca.pem", "cert.pem", "key.pem", "profile.toml"].map(String::from).into();
+    // The operator's files and the application profile (user port + CA).
+    let expected_op: BTreeSet<String> =
+        ["app-profile.toml", "ca.pem", "cert.pem", "key.pem", "profile.toml"].map(String::from).into();
     assert_eq!(files("operator"), expected_op);
 
     // 3. Private keys: each only in its owner's volume (PEM or DER).
