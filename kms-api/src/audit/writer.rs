@@ -356,7 +356,7 @@ impl Writer {
             // A background sync failed: what was written before may not be
             // on disk. Nothing more is acknowledged until a sync works.
             if let Err(e) = self.shared.sync(&self.file) {
-                tracing::error!(error = %e, path = %self.path.display(), "audit log sync failed; requests fail until it works again");
+                self.log_failure(&e, "audit log sync failed; requests fail until it works again");
                 return Err(self.fail());
             }
             self.shared.sync_failed.store(false, Ordering::Release);
@@ -373,7 +373,7 @@ impl Writer {
             AuditSync::Os { .. } => self.file.write_all(&buf),
         };
         if let Err(e) = written {
-            tracing::error!(error = %e, path = %self.path.display(), "audit log write failed; requests fail until it works again");
+            self.log_failure(&e, "audit log write failed; requests fail until it works again");
             self.cut_back();
             return Err(self.fail());
         }
@@ -441,6 +441,18 @@ impl Writer {
         match self.file.set_len(self.len).and_then(|()| self.file.sync_data()) {
             Ok(()) => self.dirty = false,
             Err(e) => tracing::error!(error = %e, "audit log could not be cut back after a failed write"),
+        }
+    }
+
+    /// Logs a failed write or sync as an error once per outage (the first
+    /// failure while the log was healthy); the retries that follow while
+    /// the disk stays full or broken (kms-api probes every 250 ms) only at
+    /// debug level.
+    fn log_failure(&self, e: &io::Error, what: &str) {
+        if self.shared.healthy.load(Ordering::Acquire) {
+            tracing::error!(error = %e, path = %self.path.display(), "{what}");
+        } else {
+            tracing::debug!(error = %e, path = %self.path.display(), "{what}");
         }
     }
 
