@@ -590,6 +590,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::serve::BindErr
 /// once, each bounded in time.
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Shutdown) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
+    let mut backoff = crate::serve::AcceptBackoff::default();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let accepted = tokio::select! {
@@ -599,11 +600,15 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Shutdown) 
         let (tcp, _) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                tracing::debug!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let pause = backoff.failed(&e);
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 continue;
             }
         };
+        backoff.succeeded();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {

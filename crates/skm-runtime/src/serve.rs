@@ -229,13 +229,13 @@ pub fn tls_incoming_with(
 /// Exponential pause after failed accepts; logs the first failure of a
 /// burst and, once accepts work again, how many followed it.
 #[derive(Debug, Default)]
-struct AcceptBackoff {
+pub(crate) struct AcceptBackoff {
     failures: u64,
     pause: Duration,
 }
 
 impl AcceptBackoff {
-    fn failed(&mut self, e: &io::Error) -> Duration {
+    pub(crate) fn failed(&mut self, e: &io::Error) -> Duration {
         if self.failures == 0 {
             tracing::warn!(error = %e, "accept failed; backing off until it works again");
         }
@@ -244,7 +244,7 @@ impl AcceptBackoff {
         self.pause
     }
 
-    fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         if self.failures > 0 {
             tracing::warn!(failures = self.failures, "accept works again");
             *self = Self::default();
