@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use skm::devstack::DevSeal;
 use skm_client::admin::v1 as pb;
-use skm_e2e::{Processes, Scrape, aes_key, create_key, encrypt, keystore_with, scrape, wait_ready};
+use skm_e2e::{Processes, Scrape, aes_key, create_key, encrypt, eventually, keystore_with, scrape, wait_ready};
 use skm_runtime::Service;
 use tonic::Code;
 
@@ -164,17 +164,14 @@ async fn metrics_count_a_known_call_sequence_on_every_tier() {
     }
     let refused = [("port", "user"), ("reason", "max_handshakes_per_address")];
     let kms_endpoint = endpoint(Service::KmsApi);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut last;
-    loop {
+    let last = std::cell::Cell::new(0.0);
+    let _ = eventually("the refused connections counted", Duration::from_secs(10), || async {
         let now = scrape(&kms_endpoint).await.unwrap();
-        last = delta(&after, &now, "skm_connections_refused_total", &refused);
-        if last >= EXTRA as f64 || tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last, EXTRA as f64);
+        last.set(delta(&after, &now, "skm_connections_refused_total", &refused));
+        last.get() >= EXTRA as f64
+    })
+    .await;
+    assert_eq!(last.get(), EXTRA as f64);
     drop(held);
 
     // root-keyd: a call its allow-list refuses (an operator may not
