@@ -29,6 +29,7 @@ mod peers;
 mod plot;
 mod raw;
 mod report;
+mod rest_target;
 mod run;
 mod scale;
 mod skm_target;

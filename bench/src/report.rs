@@ -275,6 +275,31 @@ impl Report {
             self.machine.cores
         );
 
+        if self.rows("skm-rest").next().is_some() {
+            let _ = writeln!(md, "## SKM over REST (HTTPS/JSON `/v1`, HTTP/2, same stack, same policy and audit)\n");
+            let _ = writeln!(
+                md,
+                "| operation | in flight | REST ops/s | REST p50 ms | REST p99 ms | errors | gRPC ops/s | REST/gRPC |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            for r in self.rows("skm-rest") {
+                let grpc = self.find("skm", &r.op, r.concurrency).filter(|g| g.throughput > 0.0);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.op,
+                    r.concurrency,
+                    rate(r.throughput),
+                    ms(r.p50_us),
+                    ms(r.p99_us),
+                    r.errors,
+                    grpc.map_or_else(|| "—".into(), |g| rate(g.throughput)),
+                    grpc.map_or_else(|| "—".into(), |g| format!("{:.2}×", r.throughput / g.throughput)),
+                );
+            }
+            let _ = writeln!(md);
+        }
+
         let _ = writeln!(
             md,
             "## Raw crypto rates (this process, one core, fastest of 8 slices, same `skm_crypto` calls)\n"

@@ -12,6 +12,7 @@ use crate::load::{self, Phase};
 use crate::ops::Op;
 use crate::peers::{self, Peer};
 use crate::report::{PeerStatus, Report, Row, Settings};
+use crate::rest_target::RestTarget;
 use crate::skm_target::SkmTarget;
 use crate::stack::Stack;
 use crate::{machine, plot, raw, scale};
@@ -104,6 +105,30 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
         ));
         results.push(row);
         bar.inc(1);
+    }
+    // The same stack over REST (HTTPS/JSON): the operations it has a row for.
+    let (endpoint, ca) = stack.rest();
+    let rest =
+        Arc::new(RestTarget::prepare(endpoint, ca, &target.aes_key, &target.secret, &plan.ops, plan.channels).await?);
+    for (op, c) in phases(&plan).filter(|(op, _)| RestTarget::supports(*op)) {
+        bar.set_message(format!("skm-rest {} ×{c}", op.name()));
+        let phase = Phase { concurrency: c, warmup: plan.warmup, duration: plan.duration };
+        let t = rest.clone();
+        let m = load::drive(phase, move |task, _| {
+            let t = t.clone();
+            async move { t.call(op, task).await }
+        })
+        .await?;
+        let row = Row::measured("skm-rest", op.name(), c, Some("HTTP/2 + TLS 1.3, JSON, /v1".into()), &m);
+        say(format!(
+            "skm-rest {} ×{c}: {:.0}/s p50 {:.3} ms p99 {:.3} ms{}",
+            row.op,
+            row.throughput,
+            row.p50_us / 1e3,
+            row.p99_us / 1e3,
+            m.first_error.as_ref().map_or_else(String::new, |e| format!(" — {} errors, first: {e}", m.errors))
+        ));
+        results.push(row);
     }
     let skm_rss = stack.kms_rss();
     stack.shutdown().await;

@@ -16,8 +16,8 @@ use crate::stack::Stack;
 /// and inputs made at set-up.
 pub(crate) struct SkmTarget {
     clients: Vec<Keys>,
-    aes_key: String,
-    secret: String,
+    pub(crate) aes_key: String,
+    pub(crate) secret: String,
     payloads: HashMap<usize, Vec<u8>>,
     ciphertexts: HashMap<usize, Vec<u8>>,
     batch: Vec<api::EncryptRequest>,
@@ -41,7 +41,12 @@ fn key_type(k: SigKey) -> admin::KeyType {
 /// Creates the benchmark's keystore (only 127.0.0.1 may use it); its id.
 pub(crate) async fn create_keystore(stack: &Stack, name: &str) -> anyhow::Result<String> {
     let policy = admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() };
-    let req = admin::CreateKeystoreRequest { name: name.into(), allow_ips: Vec::new(), policy: Some(policy) };
+    let req = admin::CreateKeystoreRequest {
+        alias: String::new(),
+        name: name.into(),
+        allow_ips: Vec::new(),
+        policy: Some(policy),
+    };
     let ks = stack.client.admin()?.create_keystore(req).await?.into_inner().keystore.context("no keystore")?;
     Ok(ks.id)
 }

@@ -72,8 +72,8 @@ impl Stack {
         max_in_flight: Option<u32>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("skm-bench-").tempdir()?;
-        let p = free_ports(4)?;
-        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
+        let p = free_ports(5)?;
+        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: Some(p[4]) };
         let stack = devstack::prepare(dir.path(), ports, DevSeal::Passphrase, TRUST_DOMAIN)?;
         let mut settings = format!("audit_sync = {audit_sync:?}\n");
         if let Some(entries) = cache_entries {
@@ -140,6 +140,11 @@ impl Stack {
     /// `n` user-port clients, each on its own connection.
     pub(crate) fn user_clients(&self, n: usize) -> anyhow::Result<Vec<Keys>> {
         (0..n).map(|_| Ok(self.stack.profile.connect()?.keys())).collect()
+    }
+
+    /// kms-api's REST listener, `host:port`, and the CA that signed it.
+    pub(crate) fn rest(&self) -> (&str, &Path) {
+        (&self.stack.profile.rest_endpoint, &self.stack.profile.ca)
     }
 
     /// `n` operator clients, each on its own connection.

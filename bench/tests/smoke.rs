@@ -70,8 +70,18 @@ fn smoke_run_writes_well_formed_reports() {
         assert!(row["requests"].as_u64().unwrap() > 0, "{op} made no request: {row}");
     }
     assert!(json["raw"].as_array().unwrap().len() >= expected.len());
+    // REST rows on the same stack: encrypt and get-secret, each at every concurrency.
+    let rest: Vec<&serde_json::Value> = rows.iter().filter(|r| r["system"] == "skm-rest").collect();
+    let mut rest_ops: Vec<&str> = rest.iter().map(|r| r["op"].as_str().unwrap_or_default()).collect();
+    rest_ops.sort_unstable();
+    rest_ops.dedup();
+    assert_eq!(rest_ops, ["encrypt-1KiB", "encrypt-32KiB", "get-secret"], "the REST rows");
+    for row in &rest {
+        assert_eq!((&row["status"], &row["errors"]), (&serde_json::json!("ok"), &serde_json::json!(0)), "{row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+    }
     // Smoke mode runs no peer and no scale.
-    assert!(rows.iter().all(|r| r["system"] == "skm"));
+    assert!(rows.iter().all(|r| r["system"] == "skm" || r["system"] == "skm-rest"));
     assert!(json["scale"].as_array().unwrap().is_empty());
 
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();

@@ -210,7 +210,8 @@ pub struct DevArgs {
     #[arg(long, default_value = ".skm-dev")]
     pub data_dir: PathBuf,
     /// User port; admin, root-keyd and system-keyd take the next three, the
-    /// metrics listeners of kms-api, root-keyd and system-keyd the three after.
+    /// metrics listeners of kms-api, root-keyd and system-keyd the three after,
+    /// the REST listener the one after those (base+7).
     #[arg(long, default_value_t = 7700)]
     pub port_base: u16,
     /// Root key seal mode.
@@ -333,6 +334,10 @@ pub enum KeystoreCommand {
         name: String,
         #[command(flatten)]
         policy: PolicyArgs,
+        /// Another unique name applications may use for it on the REST API's compatible
+        /// paths (`/keymanager/…/appkey/ALIAS/…`), e.g. the appkey of the service you move from.
+        #[arg(long)]
+        alias: Option<String>,
     },
     /// List keystores.
     List,
@@ -347,6 +352,17 @@ pub enum KeystoreCommand {
         keystore: String,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Set (or, with --clear, remove) a keystore's alias: the appkey of the REST API's
+    /// compatible paths (docs/MIGRATING.md). The policy stays as it is.
+    SetAlias {
+        /// Keystore id or name.
+        keystore: String,
+        /// The alias: 1..=64 characters of [A-Za-z0-9._-], unique, not 32 hex digits.
+        alias: Option<String>,
+        /// Remove the alias.
+        #[arg(long, conflicts_with = "alias")]
+        clear: bool,
     },
     /// Delete an empty keystore.
     Delete {

@@ -61,12 +61,12 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         SealArg::Passphrase => DevSeal::Passphrase,
         SealArg::Shamir => DevSeal::Shamir,
     };
-    if args.port_base > u16::MAX - 6 {
-        return Err(Failure::usage(format!("--port-base {} leaves no room for 7 ports", args.port_base)));
+    if args.port_base > u16::MAX - 7 {
+        return Err(Failure::usage(format!("--port-base {} leaves no room for 8 ports", args.port_base)));
     }
     let stack = devstack::prepare_with_metrics(
         &args.data_dir,
-        Ports::from_base(args.port_base),
+        Ports::from_base(args.port_base).with_rest(args.port_base + 7),
         seal,
         &args.trust_domain,
         Some(MetricsPorts::from_base(args.port_base + 4)),
@@ -82,6 +82,11 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         stack.dir.display(),
         stack.profile.user_endpoint,
         stack.profile.admin_endpoint
+    );
+    eprintln!(
+        "skm dev: REST API at https://{}/v1 (CA: {}; docs/REST.md)",
+        stack.profile.rest_endpoint,
+        stack.app_profile_path.with_file_name("ca.pem").display()
     );
     for (tier, endpoint) in &stack.profile.metrics {
         eprintln!("skm dev: {tier} metrics at http://{endpoint}/metrics");

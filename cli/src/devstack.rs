@@ -33,12 +33,19 @@ pub struct Ports {
     pub root: u16,
     /// system-keyd.
     pub system: u16,
+    /// kms-api's REST listener; `None`: off.
+    pub rest: Option<u16>,
 }
 
 impl Ports {
-    /// `base`, `base+1`, `base+2`, `base+3`.
+    /// `base`, `base+1`, `base+2`, `base+3`; REST off.
     pub fn from_base(base: u16) -> Self {
-        Self { user: base, admin: base + 1, root: base + 2, system: base + 3 }
+        Self { user: base, admin: base + 1, root: base + 2, system: base + 3, rest: None }
+    }
+
+    /// The same with the REST listener on `port`.
+    pub fn with_rest(self, port: u16) -> Self {
+        Self { rest: Some(port), ..self }
     }
 }
 
@@ -185,9 +192,10 @@ pub fn prepare_with_metrics(
         tls(Service::SystemKeyd),
     );
     let kms_cfg = format!(
-        "# kms-api (written by skm dev)\nuser_listen = {}\nadmin_listen = {}\ntrust_domain = {td}\ndata_dir = {}\nroot_keyd = {}\nsystem_keyd = {}\n\n{}",
+        "# kms-api (written by skm dev)\nuser_listen = {}\nadmin_listen = {}\n{}trust_domain = {td}\ndata_dir = {}\nroot_keyd = {}\nsystem_keyd = {}\n\n{}",
         addr(ports.user),
         addr(ports.admin),
+        ports.rest.map(|p| format!("rest_listen = {}\n", addr(p))).unwrap_or_default(),
         data(Service::KmsApi),
         addr(ports.root),
         addr(ports.system),
@@ -212,6 +220,7 @@ pub fn prepare_with_metrics(
         trust_domain: trust_domain.to_owned(),
         ca: operator.ca.clone(),
         user_endpoint: format!("127.0.0.1:{}", ports.user),
+        rest_endpoint: ports.rest.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default(),
         admin_endpoint: format!("127.0.0.1:{}", ports.admin),
         root_keyd: format!("127.0.0.1:{}", ports.root),
         system_keyd: format!("127.0.0.1:{}", ports.system),
@@ -244,6 +253,7 @@ pub fn write_app_profile(dir: &Path, operator_profile: &Profile) -> anyhow::Resu
         trust_domain: operator_profile.trust_domain.clone(),
         ca: "ca.pem".into(),
         user_endpoint: operator_profile.user_endpoint.clone(),
+        rest_endpoint: operator_profile.rest_endpoint.clone(),
         admin_endpoint: String::new(),
         root_keyd: String::new(),
         system_keyd: String::new(),

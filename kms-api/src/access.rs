@@ -231,6 +231,26 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// What a connection tells of an application, with the MAC it asserts
+    /// in a request header (if any).
+    pub fn of_peer(peer: &skm_runtime::PeerInfo, asserted_mac: Option<MacAddr>) -> Self {
+        Self {
+            ip: Some(peer.remote_addr.ip().to_canonical()),
+            verified_mac: peer.mac,
+            asserted_mac,
+            chain: peer.client_certificates.clone(),
+        }
+    }
+
+    /// Parses a MAC a client asserts in the request header `header`;
+    /// the error names the header and the expected form.
+    pub fn asserted_mac(header: &str, value: &[u8]) -> Result<MacAddr, String> {
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("{header}: not a MAC address (aa:bb:cc:dd:ee:ff)"))
+    }
+
     /// SHA-256 of the presented leaf certificate, lowercase hex.
     pub fn cert_sha256(&self) -> Option<String> {
         self.chain.as_ref().and_then(|c| c.first()).map(|leaf| hex::encode(skm_crypto::sha256(leaf)))

@@ -40,6 +40,12 @@ struct RawConfig {
     audit_sync_interval_ms: u64,
     #[serde(default)]
     user_proxy_protocol_from: Vec<String>,
+    #[serde(default)]
+    rest_listen: Option<SocketAddr>,
+    #[serde(default)]
+    rest_proxy_protocol_from: Vec<String>,
+    #[serde(default)]
+    rest_limits: LimitsSection,
     tls: TlsSection,
     #[serde(default)]
     user_limits: LimitsSection,
@@ -116,6 +122,14 @@ pub struct Config {
     /// Load balancers allowed (and required) to send a PROXY protocol v2
     /// header on the user port; empty: nobody.
     pub user_proxy_protocol_from: Option<TrustedProxies>,
+    /// The REST/JSON listener (`rest_listen`); `None`: off.
+    pub rest_listen: Option<SocketAddr>,
+    /// Load balancers allowed (and required) to send a PROXY protocol v2
+    /// header on the REST listener; empty: nobody.
+    pub rest_proxy_protocol_from: Option<TrustedProxies>,
+    /// Connection and request limits of the REST listener
+    /// (`[rest_limits]`; body limits are fitted to each call in the code).
+    pub rest_limits: ListenerLimits,
     /// TLS identity (`spiffe://<td>/kms-api`), used on both ports and
     /// towards the other tiers.
     pub tls: TlsIdentity,
@@ -204,14 +218,22 @@ impl Config {
                 return Err(ConfigError::invalid("audit_sync", format!("is {other:?}; must be \"fsync\" or \"os\"")));
             }
         };
-        let user_proxy_protocol_from = if raw.user_proxy_protocol_from.is_empty() {
-            None
-        } else {
-            Some(
-                TrustedProxies::parse(&raw.user_proxy_protocol_from)
-                    .map_err(|e| ConfigError::invalid("user_proxy_protocol_from", e))?,
-            )
+        let trusted = |field: &str, list: &[String]| -> Result<Option<TrustedProxies>, ConfigError> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            TrustedProxies::parse(list).map(Some).map_err(|e| ConfigError::invalid(field, e))
         };
+        let user_proxy_protocol_from = trusted("user_proxy_protocol_from", &raw.user_proxy_protocol_from)?;
+        let rest_proxy_protocol_from = trusted("rest_proxy_protocol_from", &raw.rest_proxy_protocol_from)?;
+        if let Some(rest) = raw.rest_listen {
+            for (field, other) in [("user_listen", raw.user_listen), ("admin_listen", raw.admin_listen)] {
+                if rest == other && rest.port() != 0 {
+                    return Err(ConfigError::invalid("rest_listen", format!("must differ from {field}")));
+                }
+            }
+        }
+        let rest_limits = raw.rest_limits.validate("rest_limits")?;
         let user_limits = user_request_sizes(raw.user_limits.validate("user_limits")?);
         let admin_limits = raw.admin_limits.validate("admin_limits")?;
         let metrics_listen = raw.metrics.validate("metrics")?;
@@ -226,6 +248,9 @@ impl Config {
             audit_dir,
             audit_sync,
             user_proxy_protocol_from,
+            rest_listen: raw.rest_listen,
+            rest_proxy_protocol_from,
+            rest_limits,
             root_keyd: raw.root_keyd,
             system_keyd: raw.system_keyd,
             system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),

@@ -18,7 +18,7 @@ pub(crate) mod user;
 /// Metadata key of a client-asserted MAC address.
 pub(crate) const ASSERTED_MAC_HEADER: &str = "x-skm-client-mac";
 
-fn code(code: Code) -> tonic::Code {
+pub(crate) fn code(code: Code) -> tonic::Code {
     match code {
         Code::InvalidArgument => tonic::Code::InvalidArgument,
         Code::NotFound => tonic::Code::NotFound,
@@ -49,17 +49,11 @@ fn application<T>(request: &Request<T>) -> Result<Caller, Status> {
     let peer = peer(request)?;
     let asserted_mac = match request.metadata().get(ASSERTED_MAC_HEADER) {
         None => None,
-        Some(value) => Some(value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
-            Status::invalid_argument(format!("{ASSERTED_MAC_HEADER}: not a MAC address (aa:bb:cc:dd:ee:ff)"))
-        })?),
+        Some(value) => {
+            Some(Facts::asserted_mac(ASSERTED_MAC_HEADER, value.as_bytes()).map_err(Status::invalid_argument)?)
+        }
     };
-    let facts = Facts {
-        ip: Some(peer.remote_addr.ip().to_canonical()),
-        verified_mac: peer.mac,
-        asserted_mac,
-        chain: peer.client_certificates.clone(),
-    };
-    Ok(Caller::application(facts, FrontEnd::Grpc))
+    Ok(Caller::application(Facts::of_peer(peer, asserted_mac), FrontEnd::Grpc))
 }
 
 /// An admin-plane caller: the operator the TLS layer authenticated (the

@@ -40,6 +40,7 @@ mod grpc;
 pub mod kms;
 pub mod model;
 pub mod records;
+mod rest;
 pub mod system_keys;
 
 pub use config::Config;
@@ -76,6 +77,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The bound metrics listener, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The bound REST listener, when configured.
+    pub rest_addr: Option<SocketAddr>,
     #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code, reason = "read by the test accessors"))]
     keyring: system_keys::SystemKeys,
     kms: Arc<kms::Kms<SledStore>>,
@@ -154,8 +157,13 @@ pub async fn start_with_clock(
 
     let user_listener = skm_runtime::serve::bind(config.user_listen).await?;
     let admin_listener = skm_runtime::serve::bind(config.admin_listen).await?;
+    let rest_listener = match config.rest_listen {
+        Some(addr) => Some(skm_runtime::serve::bind(addr).await?),
+        None => None,
+    };
     let user_addr = user_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let rest_addr = rest_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
     let mut user_routes = tonic::service::Routes::builder();
     let user_health = skm_runtime::health::add_health_and_reflection(&mut user_routes, &[USER_SERVICE]).await;
@@ -184,7 +192,7 @@ pub async fn start_with_clock(
         }
         None => None,
     };
-    tokio::spawn(health_watch(keyring.clone(), kms.clone(), vec![user_health, admin_health], shutdown.clone()));
+    tokio::spawn(health_watch(keyring.clone(), kms.clone(), vec![user_health.clone(), admin_health], shutdown.clone()));
 
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     let user_tls = config.tls.optional_client_cert_server_config()?;
@@ -217,6 +225,23 @@ pub async fn start_with_clock(
         .await?;
         Ok(())
     });
+    let mut tasks = Vec::new();
+    if let Some(listener) = rest_listener {
+        let tls = skm_runtime::http::http_tls(&*config.tls.optional_client_cert_server_config()?);
+        let api = Arc::new(rest::RestApi { kms: kms.clone(), health: user_health.clone() });
+        let options = skm_runtime::ListenOptions {
+            proxy_protocol_from: config.rest_proxy_protocol_from.clone(),
+            lookup_mac: true,
+            limits: config.rest_limits.clone(),
+            metrics: Some(metrics.listener("rest")),
+        };
+        tracing::info!(rest_addr = %listener.local_addr()?, "kms-api REST listening");
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            skm_runtime::http::serve_http(listener, tls, ClientTrust::PerRequest, api, shutdown, options).await;
+            Ok(())
+        }));
+    }
     let admin_policy = admin_access_policy();
     let admin_task = tokio::spawn(async move {
         let routes = admin_routes.routes();
@@ -224,7 +249,8 @@ pub async fn start_with_clock(
             .await?;
         Ok(())
     });
-    Ok(Running { user_addr, admin_addr, metrics_addr, keyring, kms, tasks: vec![user_task, admin_task, anchor_task] })
+    tasks.extend([user_task, admin_task, anchor_task]);
+    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, keyring, kms, tasks })
 }
 
 /// kms-api's own metrics, read at each scrape: readiness, system key

@@ -77,6 +77,19 @@ pub struct Keystore {
     pub ca: KeystoreCaFiles,
     /// Client certificates issued or registered.
     pub certs: Vec<KnownCert>,
+    /// Another unique name applications may address it by (the REST
+    /// API's compatible paths), see [`check_alias`].
+    pub alias: Option<String>,
+}
+
+/// An alias: 1..=[`MAX_NAME`] characters of `[A-Za-z0-9._-]`, and not 32
+/// hex digits (so it can't be read as an id).
+pub fn check_alias(field: &str, alias: &str) -> Result<(), String> {
+    check_name(field, alias)?;
+    if alias.len() == 32 && alias.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{field}: 32 hex digits read as an id; choose another alias"));
+    }
+    Ok(())
 }
 
 /// A keystore's client CA as stored: certificate and (secret) key.

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `ks/<keystore id>` | keystore: policy, client CA certificate and key, known client certificates (JSON), sealed | — |
 //! | `ksname/<name>` | keystore id, sealed | — |
+//! | `ksalias/<alias>` | keystore id, sealed (keeps aliases unique) | — |
 //! | `key/<key id>` | keystore id (clear) ‖ sealed key head: name, type, state, schedule, retained version range (JSON) | keystore id |
 //! | `keyver/<key id>/<version, 10 digits>` | one version's material and creation time (JSON), sealed | keystore id |
 //! | `keyname/<keystore id>/<name>` | key id, sealed | keystore id |
@@ -75,6 +76,8 @@ impl From<StoreError> for RecordError {
 #[serde(deny_unknown_fields)]
 struct KeystoreRecord {
     name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alias: Option<String>,
     allow_ips: Vec<String>,
     created_at: i64,
     #[serde(default)]
@@ -191,6 +194,10 @@ fn ks_name_key(name: &str) -> Vec<u8> {
     format!("ksname/{name}").into_bytes()
 }
 
+fn ks_alias_key(alias: &str) -> Vec<u8> {
+    format!("ksalias/{alias}").into_bytes()
+}
+
 fn key_key(id: &Id) -> Vec<u8> {
     format!("key/{id}").into_bytes()
 }
@@ -292,6 +299,7 @@ impl<S: Store> Records<S> {
         let input = ks.policy.to_input();
         KeystoreRecord {
             name: ks.name.clone(),
+            alias: ks.alias.clone(),
             allow_ips: input.allow_ips,
             created_at: ks.created_at,
             allow_macs: input.allow_macs,
@@ -320,31 +328,59 @@ impl<S: Store> Records<S> {
         let name_key = ks_name_key(&ks.name);
         let value = self.seal(&id_key, b"", &Self::to_json(&Self::keystore_record(ks))?)?;
         let index = self.seal(&name_key, b"", ks.id.to_string().as_bytes())?;
-        self.store
-            .apply(vec![
-                Op::Put { key: name_key, value: index, expect: Expect::Absent },
-                Op::Put { key: id_key, value, expect: Expect::Absent },
-            ])
-            .await?;
+        let mut batch = vec![
+            Op::Put { key: name_key, value: index, expect: Expect::Absent },
+            Op::Put { key: id_key, value, expect: Expect::Absent },
+        ];
+        if let Some(alias) = &ks.alias {
+            batch.push(self.alias_index(alias, &ks.id)?);
+        }
+        self.store.apply(batch).await?;
         Ok(())
     }
 
-    /// Replaces a keystore read at `revision` (compare-and-swap).
-    pub async fn update_keystore(&self, ks: &Keystore, revision: u64) -> Result<(), RecordError> {
+    /// The record that reserves `alias` for keystore `id` (it must be free).
+    fn alias_index(&self, alias: &str, id: &Id) -> Result<Op, RecordError> {
+        let key = ks_alias_key(alias);
+        let value = self.seal(&key, b"", id.to_string().as_bytes())?;
+        Ok(Op::Put { key, value, expect: Expect::Absent })
+    }
+
+    /// Replaces a keystore read at `revision` (compare-and-swap); when its
+    /// alias changed from `old_alias`, the new one must be free.
+    pub async fn update_keystore(
+        &self,
+        ks: &Keystore,
+        revision: u64,
+        old_alias: Option<&str>,
+    ) -> Result<(), RecordError> {
         let id_key = ks_key(&ks.id);
         let value = self.seal(&id_key, b"", &Self::to_json(&Self::keystore_record(ks))?)?;
-        self.store.put(&id_key, &value, Expect::Revision(revision)).await?;
+        if ks.alias.as_deref() == old_alias {
+            self.store.put(&id_key, &value, Expect::Revision(revision)).await?;
+            return Ok(());
+        }
+        let mut batch = vec![Op::Put { key: id_key, value, expect: Expect::Revision(revision) }];
+        if let Some(old) = old_alias {
+            batch.push(Op::Delete { key: ks_alias_key(old), expect: Expect::Any });
+        }
+        if let Some(alias) = &ks.alias {
+            batch.push(self.alias_index(alias, &ks.id)?);
+        }
+        self.store.apply(batch).await?;
         Ok(())
     }
 
-    /// Deletes a keystore read at `revision`, with its name.
+    /// Deletes a keystore read at `revision`, with its name and alias.
     pub async fn delete_keystore(&self, ks: &Keystore, revision: u64) -> Result<(), RecordError> {
-        self.store
-            .apply(vec![
-                Op::Delete { key: ks_key(&ks.id), expect: Expect::Revision(revision) },
-                Op::Delete { key: ks_name_key(&ks.name), expect: Expect::Any },
-            ])
-            .await?;
+        let mut batch = vec![
+            Op::Delete { key: ks_key(&ks.id), expect: Expect::Revision(revision) },
+            Op::Delete { key: ks_name_key(&ks.name), expect: Expect::Any },
+        ];
+        if let Some(alias) = &ks.alias {
+            batch.push(Op::Delete { key: ks_alias_key(alias), expect: Expect::Any });
+        }
+        self.store.apply(batch).await?;
         Ok(())
     }
 
@@ -381,6 +417,7 @@ impl<S: Store> Records<S> {
         Ok(Keystore {
             id,
             name: r.name,
+            alias: r.alias,
             policy,
             created_at: r.created_at,
             ca: KeystoreCaFiles { cert_pem: r.ca_cert_pem, cert_der, key_pem: r.ca_key_pem },

@@ -179,7 +179,12 @@ impl InProcess {
     ) -> anyhow::Result<Self> {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
-        let stack = devstack::prepare(dir.path(), Ports { user: 0, admin: 0, root: 0, system: 0 }, seal, TRUST_DOMAIN)?;
+        let stack = devstack::prepare(
+            dir.path(),
+            Ports { user: 0, admin: 0, root: 0, system: 0, rest: None },
+            seal,
+            TRUST_DOMAIN,
+        )?;
         Self::launch(dir, stack, clock, configure).await
     }
 
@@ -221,6 +226,7 @@ impl InProcess {
         let mut profile = stack.profile.clone();
         profile.user_endpoint = reachable(kms.user_addr);
         profile.admin_endpoint = reachable(kms.admin_addr);
+        profile.rest_endpoint = kms.rest_addr.map(reachable).unwrap_or_default();
         profile.root_keyd = root.addr.to_string();
         profile.system_keyd = system.addr.to_string();
         Ok(Self { dir, stack, root: Some(root), system: Some(system), kms: Some(kms), profile, trigger })
@@ -283,7 +289,7 @@ impl Processes {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let p = free_ports(7);
-        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3] };
+        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: None };
         let metrics = metrics.then_some(MetricsPorts { kms_api: p[4], root_keyd: p[5], system_keyd: p[6] });
         let stack = devstack::prepare_with_metrics(dir.path(), ports, seal, TRUST_DOMAIN, metrics)?;
         Ok(Self { dir, stack, skm: skm_bin(), children: Vec::new() })
@@ -383,7 +389,12 @@ pub async fn keystore_with(skm: &Skm, name: &str, policy: skm_client::admin::v1:
     use skm_client::admin::v1 as pb;
     let ks = skm
         .admin()?
-        .create_keystore(pb::CreateKeystoreRequest { name: name.to_owned(), allow_ips: vec![], policy: Some(policy) })
+        .create_keystore(pb::CreateKeystoreRequest {
+            alias: String::new(),
+            name: name.to_owned(),
+            allow_ips: vec![],
+            policy: Some(policy),
+        })
         .await?
         .into_inner()
         .keystore
@@ -450,7 +461,7 @@ pub struct DevProcess {
 }
 
 impl DevProcess {
-    /// Starts `skm dev` on seven free ports and waits until `skm status` is happy.
+    /// Starts `skm dev` on eight free ports and waits until `skm status` is happy.
     pub fn start() -> anyhow::Result<Self> {
         use std::io::BufRead;
         let dir = tempfile::tempdir()?;
@@ -520,16 +531,16 @@ impl Drop for DevProcess {
     }
 }
 
-/// A base port with the seven free ports `skm dev` takes from it (four
-/// gRPC ports, three metrics listeners).
+/// A base port with the eight free ports `skm dev` takes from it (four
+/// gRPC ports, three metrics listeners, the REST listener).
 pub fn free_port_base() -> u16 {
     for _ in 0..200 {
         let base = free_ports(1)[0];
-        if base < 60000 && (0..7).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if base < 60000 && (0..8).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
-    panic!("no seven consecutive free ports");
+    panic!("no eight consecutive free ports");
 }
 
 /// One scrape of a metrics listener (`host:port`): `GET /metrics` over

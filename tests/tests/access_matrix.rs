@@ -528,6 +528,7 @@ async fn keystore(stack: &Stack, name: &'static str, policy: Policy) -> anyhow::
     let mut ops = stack.admin();
     let created = ops
         .create_keystore(admin::CreateKeystoreRequest {
+            alias: String::new(),
             name: name.to_owned(),
             allow_ips: vec!["127.0.0.1".into()],
             policy: None,
@@ -583,7 +584,7 @@ async fn apply_policy(stack: &Stack, ks: &Keystore) -> anyhow::Result<()> {
     };
     stack
         .admin()
-        .update_keystore(admin::UpdateKeystoreRequest { keystore_id: ks.id.clone(), policy: Some(policy) })
+        .update_keystore(admin::UpdateKeystoreRequest { alias: None, keystore_id: ks.id.clone(), policy: Some(policy) })
         .await?;
     Ok(())
 }

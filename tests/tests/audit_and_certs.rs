@@ -276,6 +276,7 @@ async fn unwritable_audit_log_fails_requests_and_health() {
         .admin()
         .unwrap()
         .create_keystore(admin::CreateKeystoreRequest {
+            alias: String::new(),
             name: "not-now".into(),
             allow_ips: vec!["127.0.0.1".into()],
             policy: None,

@@ -279,6 +279,7 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
     let result = match rpc {
         "CreateKeystore" => a
             .create_keystore(admin::CreateKeystoreRequest {
+                alias: String::new(),
                 name: format!("new-{n}"),
                 allow_ips: vec!["127.0.0.1".into()],
                 policy: None,
@@ -289,6 +290,7 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
         "GetKeystore" => a.get_keystore(admin::GetKeystoreRequest { keystore_id: ks() }).await.map(drop),
         "UpdateKeystore" => a
             .update_keystore(admin::UpdateKeystoreRequest {
+                alias: None,
                 keystore_id: ks(),
                 policy: Some(admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() }),
             })

@@ -329,6 +329,7 @@ async fn keystore_ipv4_allow_list_is_enforced() {
     let mut admin = skm.admin().unwrap();
     let ks = admin
         .create_keystore(pb::CreateKeystoreRequest {
+            alias: String::new(),
             name: "elsewhere".into(),
             allow_ips: vec!["10.9.0.0/16".into()],
             policy: None,
@@ -353,7 +354,12 @@ async fn keystore_ipv4_allow_list_is_enforced() {
     assert_eq!((err.code(), err.message()), (Code::PermissionDenied, "IPv4 authentication failed"));
     for bad in [vec![], vec!["10.0.0.5/24".to_owned()], vec!["::1".to_owned()]] {
         let err = admin
-            .create_keystore(pb::CreateKeystoreRequest { name: "bad".into(), allow_ips: bad, policy: None })
+            .create_keystore(pb::CreateKeystoreRequest {
+                alias: String::new(),
+                name: "bad".into(),
+                allow_ips: bad,
+                policy: None,
+            })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
@@ -361,6 +367,7 @@ async fn keystore_ipv4_allow_list_is_enforced() {
     }
     let dup = admin
         .create_keystore(pb::CreateKeystoreRequest {
+            alias: String::new(),
             name: "elsewhere".into(),
             allow_ips: vec!["127.0.0.1".into()],
             policy: None,

@@ -125,7 +125,7 @@ fn policy(args: PolicyArgs) -> pb::Policy {
 fn keystore_json(k: &pb::Keystore) -> serde_json::Value {
     let p = k.policy.clone().unwrap_or_default();
     json!({
-        "id": k.id, "name": k.name, "created_at": k.created_at,
+        "id": k.id, "name": k.name, "alias": k.alias, "created_at": k.created_at,
         "allow_ips": p.allow_ips, "allow_macs": p.allow_macs, "allow_asserted_mac": p.allow_asserted_mac,
         "require_cert": p.require_cert,
         "mode": if p.mode == pb::PolicyMode::Any as i32 { "any" } else { "all" },
@@ -145,6 +145,7 @@ fn print_keystore(k: &pb::Keystore, json: bool) {
     let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { v.join(",") };
     println!("id:                  {}", k.id);
     println!("name:                {}", k.name);
+    println!("alias:               {}", if k.alias.is_empty() { "-" } else { &k.alias });
     println!("mode:                {}", if p.mode == pb::PolicyMode::Any as i32 { "any" } else { "all" });
     println!("allow_ips:           {}", list(&p.allow_ips));
     println!("allow_macs:          {}", list(&p.allow_macs));
@@ -174,9 +175,15 @@ fn pem_sha256(path: &std::path::Path) -> Result<String, Failure> {
 pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Result<ExitCode, Failure> {
     let mut admin = skm.admin()?;
     match cmd {
-        KeystoreCommand::Create { name, policy: p } => {
+        KeystoreCommand::Create { name, policy: p, alias } => {
+            let alias = alias.unwrap_or_default();
             let resp = admin
-                .create_keystore(pb::CreateKeystoreRequest { name, allow_ips: Vec::new(), policy: Some(policy(p)) })
+                .create_keystore(pb::CreateKeystoreRequest {
+                    name,
+                    allow_ips: Vec::new(),
+                    policy: Some(policy(p)),
+                    alias,
+                })
                 .await?
                 .into_inner();
             let ks = resp.keystore.ok_or_else(|| Failure::refused("server returned no keystore"))?;
@@ -208,7 +215,20 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
         KeystoreCommand::Update { keystore, policy: p } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
             let ks = admin
-                .update_keystore(pb::UpdateKeystoreRequest { keystore_id, policy: Some(policy(p)) })
+                .update_keystore(pb::UpdateKeystoreRequest { keystore_id, policy: Some(policy(p)), alias: None })
+                .await?
+                .into_inner();
+            print_keystore(&ks, json);
+        }
+        KeystoreCommand::SetAlias { keystore, alias, clear } => {
+            let keystore_id = resolve_keystore(skm, &keystore).await?;
+            let alias = match (alias, clear) {
+                (Some(alias), false) => alias,
+                (None, true) => String::new(),
+                _ => return Err(Failure::usage("give an alias, or --clear to remove it")),
+            };
+            let ks = admin
+                .update_keystore(pb::UpdateKeystoreRequest { keystore_id, policy: None, alias: Some(alias) })
                 .await?
                 .into_inner();
             print_keystore(&ks, json);
@@ -377,11 +397,12 @@ fn print_audit_entries(entries: Vec<pb::AuditEntry>, json: bool) {
                 json!({ "seq": e.seq, "time": e.time, "operation": e.operation, "keystore_id": e.keystore_id,
                         "key_id": e.key_id, "key_version": e.key_version, "caller_ip": e.caller_ip,
                         "caller_mac": e.caller_mac, "caller_mac_source": e.caller_mac_source,
-                        "caller_cert_sha256": e.caller_cert_sha256, "operator": e.operator, "result": e.result })
+                        "caller_cert_sha256": e.caller_cert_sha256, "operator": e.operator, "result": e.result,
+                        "front_end": e.front_end, "system_principal": e.system_principal, "intent_seq": e.intent_seq })
             );
         } else {
             println!(
-                "{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\t{}",
+                "{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\tvia={}\t{}",
                 e.seq,
                 e.time,
                 e.operation,
@@ -393,6 +414,7 @@ fn print_audit_entries(entries: Vec<pb::AuditEntry>, json: bool) {
                 if e.caller_mac_source.is_empty() { String::new() } else { format!("({})", e.caller_mac_source) },
                 e.caller_cert_sha256,
                 e.operator,
+                e.front_end,
                 e.result
             );
         }

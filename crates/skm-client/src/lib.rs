@@ -59,6 +59,10 @@ pub struct Profile {
     pub ca: PathBuf,
     /// kms-api user port, `host:port`.
     pub user_endpoint: String,
+    /// kms-api's REST/JSON listener, `host:port` (HTTPS under the same CA),
+    /// where it is on; for REST clients (docs/REST.md).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rest_endpoint: String,
     /// kms-api admin port, `host:port` (operators only; absent from an
     /// application profile).
     #[serde(default, skip_serializing_if = "String::is_empty")]

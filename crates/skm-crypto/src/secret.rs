@@ -45,6 +45,13 @@ impl Secret32 {
     pub fn danger_expose(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The key as standard base64 text (44 characters), wiped on drop: a
+    /// data key handed to a client in a text format.
+    pub fn to_base64(&self) -> zeroize::Zeroizing<String> {
+        use base64::Engine;
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
 }
 
 impl std::fmt::Debug for Secret32 {

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

@@ -335,6 +335,12 @@ impl ListenerMetrics {
         );
     }
 
+    /// A request of an HTTP API ([`crate::http`]) finished: counted like an
+    /// RPC, under service `rest` and the API's operation name.
+    pub fn request_done(&self, operation: &'static str, code: &'static str, elapsed: Duration, shed: bool) {
+        self.rpc_done(("rest", operation), code, elapsed, shed);
+    }
+
     fn rpc_done(&self, method: (&'static str, &'static str), code: &'static str, elapsed: Duration, shed: bool) {
         let rpc = &self.metrics.inner.rpc;
         let (grpc_service, grpc_method) = method;

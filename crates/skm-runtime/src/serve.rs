@@ -80,6 +80,13 @@ pub struct TlsConnection {
     _client: AddressGuard,
 }
 
+impl TlsConnection {
+    /// What the accept loop learnt of the peer.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.info
+    }
+}
+
 impl Connected for TlsConnection {
     type ConnectInfo = PeerInfo;
 

@@ -60,6 +60,7 @@ fn keystore_pb(ks: &Keystore) -> pb::Keystore {
             } as i32,
         }),
         client_ca_pem: ks.ca.cert_pem.clone(),
+        alias: ks.alias.clone().unwrap_or_default(),
         certificates: ks
             .certs
             .iter()
@@ -199,7 +200,8 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
         let caller = operator(&request)?;
         let req = request.into_inner();
         let policy = policy_input(req.policy, req.allow_ips)?;
-        let ks = self.kms.execute(&caller, kms::CreateKeystore { name: req.name, policy }).await?;
+        let alias = (!req.alias.is_empty()).then_some(req.alias);
+        let ks = self.kms.execute(&caller, kms::CreateKeystore { name: req.name, policy, alias }).await?;
         Ok(Response::new(pb::CreateKeystoreResponse { keystore: Some(keystore_pb(&ks)) }))
     }
 
@@ -222,8 +224,13 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
         request: Request<pb::UpdateKeystoreRequest>,
     ) -> Result<Response<pb::Keystore>, Status> {
         let req = request.get_ref().clone();
-        let policy = policy_input(req.policy, Vec::new())?;
-        self.keystore(&request, kms::UpdateKeystore { keystore_id: req.keystore_id, policy }).await
+        // Absent policy with an alias: only the alias changes.
+        let policy = match (req.policy, &req.alias) {
+            (None, Some(_)) => None,
+            (policy, _) => Some(policy_input(policy, Vec::new())?),
+        };
+        let alias = req.alias.map(|a| (!a.is_empty()).then_some(a));
+        self.keystore(&request, kms::UpdateKeystore { keystore_id: req.keystore_id, policy, alias }).await
     }
 
     async fn delete_keystore(

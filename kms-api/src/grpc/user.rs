@@ -24,7 +24,7 @@ fn item_error(e: KmsError) -> pb::ItemError {
     pb::ItemError { code: status.code() as i32, message: status.message().to_owned(), code_name }
 }
 
-fn signature_algorithm(value: i32) -> Result<Option<SignatureAlgorithm>, Status> {
+pub(crate) fn signature_algorithm(value: i32) -> Result<Option<SignatureAlgorithm>, Status> {
     use pb::SignatureAlgorithm as P;
     match P::try_from(value) {
         Ok(P::Unspecified) => Ok(None),
@@ -36,7 +36,7 @@ fn signature_algorithm(value: i32) -> Result<Option<SignatureAlgorithm>, Status>
     }
 }
 
-fn signature_algorithm_pb(alg: SignatureAlgorithm) -> pb::SignatureAlgorithm {
+pub(crate) fn signature_algorithm_pb(alg: SignatureAlgorithm) -> pb::SignatureAlgorithm {
     use pb::SignatureAlgorithm as P;
     match alg {
         SignatureAlgorithm::Ed25519 => P::Ed25519,
@@ -90,7 +90,12 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
         let caller = application(&request)?;
         let req = request.into_inner();
-        let op = kms::GenerateDataKey { key_id: req.key_id, aad: req.aad, with_plaintext: true };
+        let op = kms::GenerateDataKey {
+            key_id: req.key_id,
+            aad: req.aad,
+            with_plaintext: true,
+            sealed_as: Default::default(),
+        };
         Ok(Response::new(data_key_pb(self.kms.execute(&caller, op).await?)))
     }
 
@@ -100,7 +105,12 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
         let caller = application(&request)?;
         let req = request.into_inner();
-        let op = kms::GenerateDataKey { key_id: req.key_id, aad: req.aad, with_plaintext: false };
+        let op = kms::GenerateDataKey {
+            key_id: req.key_id,
+            aad: req.aad,
+            with_plaintext: false,
+            sealed_as: Default::default(),
+        };
         Ok(Response::new(data_key_pb(self.kms.execute(&caller, op).await?)))
     }
 

@@ -1,5 +1,6 @@
 //! Who calls an operation, as a front end saw them.
 
+use skm_crypto::Id;
 use skm_runtime::Role;
 
 use crate::access::Facts;
@@ -64,22 +65,51 @@ pub struct Caller {
     pub who: Who,
     /// Through which front end.
     pub via: FrontEnd,
+    /// The keystore the request is confined to, when the front end's
+    /// address names one (the compatible REST paths'
+    /// `…/appkey/{keystore}/…`): a key of another keystore is then not
+    /// found, with the same answer as a key that doesn't exist.
+    pub keystore_scope: Option<KeystoreRef>,
+}
+
+/// A keystore as a request names it: by id, or by its alias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeystoreRef {
+    /// Its id.
+    Id(Id),
+    /// Its alias.
+    Alias(String),
+}
+
+impl KeystoreRef {
+    /// Whether `keystore` is the one named.
+    pub fn names(&self, keystore: &crate::model::Keystore) -> bool {
+        match self {
+            KeystoreRef::Id(id) => keystore.id == *id,
+            KeystoreRef::Alias(alias) => keystore.alias.as_deref() == Some(alias.as_str()),
+        }
+    }
 }
 
 impl Caller {
     /// An application.
     pub fn application(facts: Facts, via: FrontEnd) -> Self {
-        Self { who: Who::Application(facts), via }
+        Self { who: Who::Application(facts), via, keystore_scope: None }
+    }
+
+    /// The same caller, confined to the keys of one keystore.
+    pub fn within_keystore(self, keystore: KeystoreRef) -> Self {
+        Self { keystore_scope: Some(keystore), ..self }
     }
 
     /// An operator.
     pub fn operator(operator: Operator, via: FrontEnd) -> Self {
-        Self { who: Who::Operator(operator), via }
+        Self { who: Who::Operator(operator), via, keystore_scope: None }
     }
 
     /// kms-api's maintenance task.
     pub fn maintenance() -> Self {
-        Self { who: Who::Maintenance, via: FrontEnd::Maintenance }
+        Self { who: Who::Maintenance, via: FrontEnd::Maintenance, keystore_scope: None }
     }
 
     /// What the server knows of the caller's connection (empty for

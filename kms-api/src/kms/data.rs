@@ -65,6 +65,20 @@ pub struct GenerateDataKey {
     /// Whether the plaintext is returned (`GenerateDataKeyWithoutPlaintext`
     /// when false).
     pub with_plaintext: bool,
+    /// What the ciphertext holds.
+    pub sealed_as: DataKeyForm,
+}
+
+/// What a generated data key's ciphertext decrypts to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataKeyForm {
+    /// The 32 key bytes (SKM's own planes).
+    #[default]
+    Bytes,
+    /// The key's standard base64 text, 44 characters: the modelled
+    /// service's `create-local-key`, whose clients decrypt the ciphertext
+    /// with its text decrypt call and get back `localKeyPlaintext`.
+    Base64Text,
 }
 
 /// A generated data key.
@@ -229,7 +243,11 @@ impl Operation for GenerateDataKey {
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<DataKey, KmsError> {
         let key: AesKey = kms.usable(trail, &self.key_id).await?;
         let data_key = Secret32::generate().map_err(internal)?;
-        let Encrypted { ciphertext, key_version } = key.encrypt(data_key.danger_expose(), &self.aad)?;
+        let sealed = match self.sealed_as {
+            DataKeyForm::Bytes => Zeroizing::new(data_key.danger_expose().to_vec()),
+            DataKeyForm::Base64Text => Zeroizing::new(data_key.to_base64().as_bytes().to_vec()),
+        };
+        let Encrypted { ciphertext, key_version } = key.encrypt(&sealed, &self.aad)?;
         trail.used_version(key_version);
         Ok(DataKey { plaintext: self.with_plaintext.then_some(data_key), ciphertext, key_version })
     }

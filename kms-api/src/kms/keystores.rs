@@ -52,6 +52,8 @@ pub struct CreateKeystore {
     pub name: String,
     /// Its access policy.
     pub policy: PolicyInput,
+    /// A unique alias ([`model::check_alias`]), if any.
+    pub alias: Option<String>,
 }
 
 /// Every keystore, by name.
@@ -70,8 +72,20 @@ pub struct GetKeystore {
 pub struct UpdateKeystore {
     /// Its id.
     pub keystore_id: String,
-    /// The new policy.
-    pub policy: PolicyInput,
+    /// The new policy; `None` keeps the old one.
+    pub policy: Option<PolicyInput>,
+    /// `Some(Some(a))` sets alias `a`, `Some(None)` removes it, `None`
+    /// keeps it.
+    pub alias: Option<Option<String>>,
+}
+
+/// The error of a keystore write that found a name or alias taken.
+fn taken(key: &str, name: &str, alias: Option<&str>) -> KmsError {
+    if key.starts_with("ksalias/") {
+        KmsError::AlreadyExists(format!("the alias {:?} is taken by another keystore", alias.unwrap_or_default()))
+    } else {
+        KmsError::AlreadyExists(format!("a keystore named {name:?} already exists"))
+    }
 }
 
 /// Delete a keystore that holds no keys or secrets.
@@ -126,6 +140,9 @@ impl Operation for CreateKeystore {
 
     fn check(&self) -> Result<(), KmsError> {
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
+        if let Some(alias) = &self.alias {
+            model::check_alias("alias", alias).map_err(KmsError::InvalidArgument)?;
+        }
         Policy::parse(&self.policy).map(|_| ()).map_err(KmsError::InvalidArgument)
     }
 
@@ -143,13 +160,12 @@ impl Operation for CreateKeystore {
             created_at: kms.now(),
             ca: ca_files(&ca),
             certs: Vec::new(),
+            alias: self.alias,
         };
         trail.touch_keystore(ks.id);
         match kms.records.create_keystore(&ks).await {
             Ok(()) => Ok(Arc::new(ks)),
-            Err(RecordError::Conflict(_)) => {
-                Err(KmsError::AlreadyExists(format!("a keystore named {:?} already exists", ks.name)))
-            }
+            Err(RecordError::Conflict(key)) => Err(taken(&key, &ks.name, ks.alias.as_deref())),
             Err(e) => Err(e.into()),
         }
     }
@@ -189,13 +205,25 @@ impl Operation for UpdateKeystore {
     }
 
     fn check(&self) -> Result<(), KmsError> {
-        Policy::parse(&self.policy).map(|_| ()).map_err(KmsError::InvalidArgument)
+        if let Some(Some(alias)) = &self.alias {
+            model::check_alias("alias", alias).map_err(KmsError::InvalidArgument)?;
+        }
+        match &self.policy {
+            Some(policy) => Policy::parse(policy).map(|_| ()).map_err(KmsError::InvalidArgument),
+            None if self.alias.is_some() => Ok(()),
+            None => Err(KmsError::InvalidArgument("policy is required (or alias, to change only that)".into())),
+        }
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<Arc<Keystore>, KmsError> {
-        let policy = Policy::parse(&self.policy).map_err(KmsError::InvalidArgument)?;
+        let policy = self.policy.as_ref().map(Policy::parse).transpose().map_err(KmsError::InvalidArgument)?;
         kms.mutate_keystore(&self.keystore_id, |ks| {
-            ks.policy = policy.clone();
+            if let Some(policy) = &policy {
+                ks.policy = policy.clone();
+            }
+            if let Some(alias) = &self.alias {
+                ks.alias = alias.clone();
+            }
             Ok(())
         })
         .await
@@ -390,12 +418,16 @@ impl<S: Store + Clone> Kms<S> {
                 .keystore(&id)
                 .await?
                 .ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
+            let old_alias = ks.alias.clone();
             change(&mut ks)?;
-            match self.records.update_keystore(&ks, revision).await {
+            match self.records.update_keystore(&ks, revision, old_alias.as_deref()).await {
                 Ok(()) => {
                     let ks = Arc::new(ks);
                     self.cache.put_keystore(id, revision + 1, ks.clone());
                     return Ok(ks);
+                }
+                Err(RecordError::Conflict(key)) if key.starts_with("ksalias/") => {
+                    return Err(taken(&key, &ks.name, ks.alias.as_deref()));
                 }
                 Err(RecordError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),

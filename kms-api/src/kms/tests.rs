@@ -72,7 +72,7 @@ fn policy(ips: &[&str]) -> PolicyInput {
 
 impl<S: Store + Clone> Core<S> {
     async fn keystore(&self, name: &str) -> String {
-        let op = CreateKeystore { name: name.into(), policy: policy(&["10.0.0.0/8"]) };
+        let op = CreateKeystore { name: name.into(), policy: policy(&["10.0.0.0/8"]), alias: None };
         self.kms.execute(&admin(), op).await.unwrap().id.to_string()
     }
 
@@ -163,7 +163,7 @@ async fn limits_at_and_one_over() {
         .collect();
     let batch = core.kms.execute(&caller, BatchEncrypt { items }).await.unwrap_err();
     assert_eq!(batch.to_string(), "items has 101 entries; a batch takes 1..=100");
-    let name = CreateKeystore { name: "x".repeat(model::MAX_NAME + 1), policy: policy(&["10.0.0.1"]) };
+    let name = CreateKeystore { name: "x".repeat(model::MAX_NAME + 1), policy: policy(&["10.0.0.1"]), alias: None };
     assert!(core.kms.execute(&admin(), name).await.unwrap_err().to_string().contains("1..=64"));
     // A bad request is one entry, without an intent.
     let last = core.entries().await;
@@ -292,11 +292,14 @@ async fn an_unwritable_audit_log_changes_nothing() {
             .await
             .map(drop),
         core.kms
-            .execute(&admin(), UpdateKeystore { keystore_id: ks.clone(), policy: policy(&["10.0.0.1"]) })
+            .execute(
+                &admin(),
+                UpdateKeystore { keystore_id: ks.clone(), policy: Some(policy(&["10.0.0.1"])), alias: None },
+            )
             .await
             .map(drop),
         core.kms
-            .execute(&admin(), CreateKeystore { name: "other".into(), policy: policy(&["10.0.0.1"]) })
+            .execute(&admin(), CreateKeystore { name: "other".into(), policy: policy(&["10.0.0.1"]), alias: None })
             .await
             .map(drop),
         core.kms
@@ -733,4 +736,77 @@ async fn verify_without_a_version_tries_only_the_newest_versions() {
     assert_eq!(core.kms.execute(&caller, verify(&by_v2, 0)).await.unwrap(), Verified(Some(2)));
     assert_eq!(core.kms.execute(&caller, verify(&by_v1, 0)).await.unwrap(), Verified(None));
     assert_eq!(core.kms.execute(&caller, verify(&by_v1, 1)).await.unwrap(), Verified(Some(1)));
+}
+
+#[tokio::test]
+async fn a_caller_confined_to_a_keystore_finds_only_its_keys() {
+    let c = core().await;
+    let ks_a = c.keystore("a").await;
+    let ks_b = c.keystore("b").await;
+    let key_b = c.key(&ks_b, "k", KeyKind::Aes256).await;
+    let in_b = app("10.1.1.1").within_keystore(KeystoreRef::Id(ks_b.parse().unwrap()));
+    assert!(c.encrypt(&key_b, &in_b, b"x").await.is_ok());
+    // Confined to another keystore: the same answer as a key that doesn't exist.
+    let in_a = app("10.1.1.1").within_keystore(KeystoreRef::Id(ks_a.parse().unwrap()));
+    let err = c.encrypt(&key_b, &in_a, b"x").await.unwrap_err();
+    let missing = c.encrypt(&"0".repeat(32), &in_a, b"x").await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.to_string(), format!("key {key_b} not found"));
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_data_key_sealed_as_base64_text_decrypts_to_the_text_given_out() {
+    let c = core().await;
+    let ks = c.keystore("a").await;
+    let key = c.key(&ks, "k", KeyKind::Aes256).await;
+    let op = GenerateDataKey {
+        key_id: key.clone(),
+        aad: Vec::new(),
+        with_plaintext: true,
+        sealed_as: DataKeyForm::Base64Text,
+    };
+    let dk = c.kms.execute(&app("10.1.1.1"), op).await.unwrap();
+    let text = dk.plaintext.as_ref().unwrap().to_base64();
+    assert_eq!(text.len(), 44);
+    let op = Decrypt { key_id: key, ciphertext: dk.ciphertext, aad: Vec::new() };
+    let opened = c.kms.execute(&app("10.1.1.1"), op).await.unwrap();
+    assert_eq!(opened.plaintext.as_slice(), text.as_bytes());
+}
+
+#[tokio::test]
+async fn keystore_aliases_are_unique_name_the_keystore_and_can_move() {
+    let c = core().await;
+    let create = |name: &str, alias: Option<&str>| CreateKeystore {
+        name: name.into(),
+        policy: policy(&["10.0.0.0/8"]),
+        alias: alias.map(str::to_owned),
+    };
+    let a = c.kms.execute(&admin(), create("a", Some("AppKey-1"))).await.unwrap();
+    assert_eq!(a.alias.as_deref(), Some("AppKey-1"));
+    let taken = c.kms.execute(&admin(), create("b", Some("AppKey-1"))).await.unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    assert!(taken.to_string().contains("alias \"AppKey-1\" is taken"), "{taken}");
+    let hex = c.kms.execute(&admin(), create("c", Some(&"ab".repeat(16)))).await.unwrap_err();
+    assert_eq!(hex.code(), Code::InvalidArgument, "{hex}");
+
+    let key = c.key(&a.id.to_string(), "k", KeyKind::Aes256).await;
+    let by_alias = |alias: &str| app("10.1.1.1").within_keystore(KeystoreRef::Alias(alias.into()));
+    assert!(c.encrypt(&key, &by_alias("AppKey-1"), b"x").await.is_ok());
+    assert_eq!(c.encrypt(&key, &by_alias("other"), b"x").await.unwrap_err().code(), Code::NotFound);
+
+    // Moved: the old alias no longer names it, and is free again.
+    let op = UpdateKeystore { keystore_id: a.id.to_string(), policy: None, alias: Some(Some("AppKey-2".into())) };
+    let moved = c.kms.execute(&admin(), op).await.unwrap();
+    assert_eq!((moved.alias.as_deref(), &moved.policy), (Some("AppKey-2"), &a.policy));
+    assert!(c.encrypt(&key, &by_alias("AppKey-2"), b"x").await.is_ok());
+    assert_eq!(c.encrypt(&key, &by_alias("AppKey-1"), b"x").await.unwrap_err().code(), Code::NotFound);
+    c.kms.execute(&admin(), create("d", Some("AppKey-1"))).await.unwrap();
+    // Removed.
+    let op = UpdateKeystore { keystore_id: a.id.to_string(), policy: None, alias: Some(None) };
+    assert_eq!(c.kms.execute(&admin(), op).await.unwrap().alias, None);
+    c.kms.execute(&admin(), create("e", Some("AppKey-2"))).await.unwrap();
+    // Neither policy nor alias: nothing to do.
+    let op = UpdateKeystore { keystore_id: a.id.to_string(), policy: None, alias: None };
+    assert_eq!(c.kms.execute(&admin(), op).await.unwrap_err().code(), Code::InvalidArgument);
 }

@@ -83,8 +83,11 @@ impl<S: Store + Clone> Kms<S> {
     pub(crate) async fn usable<V: View>(&self, trail: &mut Trail<'_>, key_id: &str) -> Result<V, KmsError> {
         let id = parse_id("key_id", key_id)?;
         let key = self.key(&id).await?;
-        trail.touch_key(&key);
         let keystore = self.keystore(&key.keystore_id).await?;
+        if trail.caller().keystore_scope.as_ref().is_some_and(|scope| !scope.names(&keystore)) {
+            return Err(super::not_found(&id));
+        }
+        trail.touch_key(&key);
         let certs = CertState { ca: &keystore.ca.cert_der, known: &keystore.certs };
         let facts = trail.caller().facts();
         match keystore.policy.check(facts, &certs, self.now()) {

@@ -34,7 +34,7 @@ def free_port_base() -> int:
             continue
         socks = []
         try:
-            for i in range(4):
+            for i in range(8):
                 t = socket.socket()
                 socks.append(t)
                 t.bind(("127.0.0.1", base + i))
@@ -44,7 +44,7 @@ def free_port_base() -> int:
         finally:
             for t in socks:
                 t.close()
-    raise RuntimeError("no four consecutive free ports")
+    raise RuntimeError("no eight consecutive free ports")
 
 
 @dataclass

@@ -364,14 +364,16 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
             .map(|r| r.into_inner().value),
         // AdminService.
         Rpc::CreateKeystore => {
-            let req = admin::CreateKeystoreRequest { name, allow_ips: Vec::new(), policy: None };
+            let req = admin::CreateKeystoreRequest { alias: String::new(), name, allow_ips: Vec::new(), policy: None };
             ops.create_keystore(request(req, mac)).await.map(done)
         }
         Rpc::ListKeystores => ops.list_keystores(request(admin::ListKeystoresRequest {}, mac)).await.map(done),
         Rpc::GetKeystore => ops.get_keystore(request(admin::GetKeystoreRequest { keystore_id }, mac)).await.map(done),
         Rpc::UpdateKeystore => {
             let policy = Some(admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..admin::Policy::default() });
-            ops.update_keystore(request(admin::UpdateKeystoreRequest { keystore_id, policy }, mac)).await.map(done)
+            ops.update_keystore(request(admin::UpdateKeystoreRequest { alias: None, keystore_id, policy }, mac))
+                .await
+                .map(done)
         }
         Rpc::DeleteKeystore => {
             ops.delete_keystore(request(admin::GetKeystoreRequest { keystore_id }, mac)).await.map(done)

@@ -47,7 +47,7 @@ KEY_STATE_DISABLED: KeyState
 KEY_STATE_PENDING_DELETION: KeyState
 
 class Keystore(_message.Message):
-    __slots__ = ("id", "name", "allow_ips", "created_at", "policy", "client_ca_pem", "certificates")
+    __slots__ = ("id", "name", "allow_ips", "created_at", "policy", "client_ca_pem", "certificates", "alias")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOW_IPS_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Keystore(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     CLIENT_CA_PEM_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     allow_ips: _containers.RepeatedScalarFieldContainer[str]
@@ -62,7 +63,8 @@ class Keystore(_message.Message):
     policy: Policy
     client_ca_pem: str
     certificates: _containers.RepeatedCompositeFieldContainer[ClientCertificate]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allow_ips: _Optional[_Iterable[str]] = ..., created_at: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., client_ca_pem: _Optional[str] = ..., certificates: _Optional[_Iterable[_Union[ClientCertificate, _Mapping]]] = ...) -> None: ...
+    alias: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allow_ips: _Optional[_Iterable[str]] = ..., created_at: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., client_ca_pem: _Optional[str] = ..., certificates: _Optional[_Iterable[_Union[ClientCertificate, _Mapping]]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("allow_ips", "allow_macs", "allow_asserted_mac", "require_cert", "mode")
@@ -93,14 +95,16 @@ class ClientCertificate(_message.Message):
     def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., origin: _Optional[str] = ..., not_after: _Optional[int] = ..., revoked: _Optional[bool] = ...) -> None: ...
 
 class CreateKeystoreRequest(_message.Message):
-    __slots__ = ("name", "allow_ips", "policy")
+    __slots__ = ("name", "allow_ips", "policy", "alias")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOW_IPS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     name: str
     allow_ips: _containers.RepeatedScalarFieldContainer[str]
     policy: Policy
-    def __init__(self, name: _Optional[str] = ..., allow_ips: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+    alias: str
+    def __init__(self, name: _Optional[str] = ..., allow_ips: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class GetKeystoreRequest(_message.Message):
     __slots__ = ("keystore_id",)
@@ -109,12 +113,14 @@ class GetKeystoreRequest(_message.Message):
     def __init__(self, keystore_id: _Optional[str] = ...) -> None: ...
 
 class UpdateKeystoreRequest(_message.Message):
-    __slots__ = ("keystore_id", "policy")
+    __slots__ = ("keystore_id", "policy", "alias")
     KEYSTORE_ID_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     keystore_id: str
     policy: Policy
-    def __init__(self, keystore_id: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+    alias: str
+    def __init__(self, keystore_id: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class DeleteKeystoreResponse(_message.Message):
     __slots__ = ()
