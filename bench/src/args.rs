@@ -203,7 +203,7 @@ impl Args {
         let (mut peers, mut scale) = (peers, self.scale.clone());
         if self.smoke {
             concurrency = vec![4];
-            duration = Duration::from_millis(300);
+            duration = Duration::from_millis(1000);
             warmup = Duration::from_millis(100);
             raw_budget = Duration::from_millis(20);
             peers = PeerChoice::These(Vec::new());

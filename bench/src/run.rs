@@ -95,14 +95,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
         })
         .await?;
         let row = Row::measured("skm", op.name(), c, None, &m);
-        say(format!(
-            "skm {} ×{c}: {:.0}/s p50 {:.3} ms p99 {:.3} ms{}",
-            row.op,
-            row.throughput,
-            row.p50_us / 1e3,
-            row.p99_us / 1e3,
-            m.first_error.as_ref().map_or_else(String::new, |e| format!(" — {} errors, first: {e}", m.errors))
-        ));
+        say(line(&row, &m));
         results.push(row);
         bar.inc(1);
     }
@@ -120,14 +113,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
         })
         .await?;
         let row = Row::measured("skm-rest", op.name(), c, Some("HTTP/2 + TLS 1.3, JSON, /v1".into()), &m);
-        say(format!(
-            "skm-rest {} ×{c}: {:.0}/s p50 {:.3} ms p99 {:.3} ms{}",
-            row.op,
-            row.throughput,
-            row.p50_us / 1e3,
-            row.p99_us / 1e3,
-            m.first_error.as_ref().map_or_else(String::new, |e| format!(" — {} errors, first: {e}", m.errors))
-        ));
+        say(line(&row, &m));
         results.push(row);
     }
     let skm_rss = stack.kms_rss();
@@ -267,6 +253,20 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
     println!("{}", report.markdown());
     eprintln!("skm-bench: wrote {}/report.{{json,md,png}}", plan.out.display());
     Ok(())
+}
+
+/// The progress line of one measured SKM row.
+fn line(row: &Row, m: &load::Measured) -> String {
+    format!(
+        "{} {} ×{}: {:.0}/s p50 {:.3} ms p99 {:.3} ms{}",
+        row.system,
+        row.op,
+        row.concurrency,
+        row.throughput,
+        row.p50_us / 1e3,
+        row.p99_us / 1e3,
+        m.first_error.as_ref().map_or_else(String::new, |e| format!(" — {} errors, first: {e}", m.errors))
+    )
 }
 
 /// Sets each SKM row's ceiling: min(no-op rate at its concurrency, cores ×

@@ -110,6 +110,41 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
+/// The repository's root folder.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// Runs the pytest suite in `suite` (relative to the repository) from
+/// `cwd` with the Python `scripts/test` makes (`$SKM_PYTHON`, else
+/// `.venv-tests`), `$SKM_BIN` set to the `skm` binary and `PYTHONPATH` to
+/// `pythonpath` when given. Panics when pytest fails, skips a test or runs
+/// none, with its output.
+pub fn pytest(suite: &str, cwd: &str, pythonpath: Option<&str>) {
+    let python = std::env::var_os("SKM_PYTHON").map_or_else(|| repo().join(".venv-tests/bin/python3"), PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test makes it (python3 -m venv .venv-tests; pip install ./sdk/python[test] requests jsonschema)",
+        python.display()
+    );
+    let mut command = std::process::Command::new(&python);
+    command
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
+        .arg(repo().join(suite))
+        .env("SKM_BIN", skm_bin())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(repo().join(cwd));
+    if let Some(path) = pythonpath {
+        command.env("PYTHONPATH", repo().join(path));
+    }
+    let out = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pytest {suite} failed");
+    assert!(!stdout.contains("skipped"), "a test of {suite} was skipped");
+    assert!(stdout.contains(" passed"), "pytest ran no test in {suite}");
+}
+
 /// The `skm` binary built next to this test binary.
 pub fn skm_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

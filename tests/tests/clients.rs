@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use prost::bytes::{Buf, BufMut};
@@ -189,19 +188,6 @@ fn the_application_profile_serves_applications_only() {
     assert!(stderr.contains("application profile") && stderr.contains("operator"), "{stderr}");
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-/// The Python interpreter with the SDK's dependencies: `$SKM_PYTHON`, else
-/// the repository's `.venv-tests` (both made by `scripts/test`).
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("SKM_PYTHON") {
-        return p.into();
-    }
-    repo().join(".venv-tests/bin/python3")
-}
-
 /// sdk/python's pytest suite against a real `skm dev` stack its fixture
 /// starts (every user-plane call and error, both client certificate
 /// formats, asyncio, envelopes up to a 64 MiB stream, reflection with the
@@ -209,24 +195,5 @@ fn python() -> PathBuf {
 /// `cryptography`). Fails when pytest fails or finds no tests.
 #[test]
 fn python_sdk_suite() {
-    let python = python();
-    assert!(
-        python.exists(),
-        "{} is missing: scripts/test makes it (python3 -m venv .venv-tests; pip install ./sdk/python pytest grpcio-tools grpcio-reflection)",
-        python.display()
-    );
-    let out = std::process::Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
-        .arg(repo().join("sdk/python/tests"))
-        .env("SKM_BIN", skm_e2e::skm_bin())
-        .env("PYTHONPATH", repo().join("sdk/python/src"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(repo().join("sdk/python"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "pytest failed");
-    assert!(!stdout.contains("skipped"), "a Python test was skipped");
-    assert!(stdout.contains(" passed"), "pytest ran no test");
+    skm_e2e::pytest("sdk/python/tests", "sdk/python", Some("sdk/python/src"));
 }

@@ -20,29 +20,11 @@ use tokio::net::TcpStream;
 
 const READY: Duration = Duration::from_secs(30);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
 /// tests/rest's pytest suite against a real `skm dev` stack its fixture
 /// starts; fails when a test fails or is skipped.
 #[test]
 fn rest_suite() {
-    let python = std::env::var_os("SKM_PYTHON").map_or_else(|| repo().join(".venv-tests/bin/python3"), PathBuf::from);
-    assert!(python.exists(), "{} is missing: scripts/test makes it", python.display());
-    let out = std::process::Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
-        .arg(repo().join("tests/rest"))
-        .env("SKM_BIN", skm_e2e::skm_bin())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "pytest failed");
-    assert!(!stdout.contains("skipped"), "a REST test was skipped");
-    assert!(stdout.contains(" passed"), "pytest ran no test");
+    skm_e2e::pytest("tests/rest", ".", None);
 }
 
 /// A TLS client trusting the deployment CA, offering `alpn`.
