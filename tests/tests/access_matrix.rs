@@ -11,7 +11,8 @@
 //! - **L**: loopback in this namespace (127.0.0.1): kms-api can read no MAC
 //!   for it, so only an asserted MAC (`x-skm-client-mac`) can count.
 //!
-//! Each position calls every user RPC on six keystores (IPv4 only, MAC only,
+//! Each position calls every user RPC, over gRPC on the user port and as
+//! JSON on the REST listener's `/v1` (the same answers are due), on six keystores (IPv4 only, MAC only,
 //! MAC with asserted MACs, certificate only, and all three methods in modes
 //! `all` and `any`) as each identity (no certificate, the user certificate,
 //! the admin and auditor operator certificates, another keystore's
@@ -228,6 +229,7 @@ struct Plan<'a> {
     trust_domain: &'a str,
     user_endpoint: String,
     admin_endpoint: String,
+    rest_endpoint: String,
     calls: Vec<Call>,
 }
 
@@ -274,6 +276,7 @@ async fn probe(ns: Option<&str>, stack: &Stack, user_host: Ipv4Addr, calls: Vec<
         trust_domain: TRUST_DOMAIN,
         user_endpoint: format!("{user_host}:{}", stack.user_port),
         admin_endpoint: stack.admin_endpoint.clone(),
+        rest_endpoint: format!("{user_host}:{}", stack.rest_port),
         calls,
     };
     let bin = env!("CARGO_BIN_EXE_skm-access-probe");
@@ -458,6 +461,7 @@ struct Stack {
     skm: Skm,
     ca: PathBuf,
     user_port: u16,
+    rest_port: u16,
     admin_endpoint: String,
     /// Identity files, written here.
     files: tempfile::TempDir,
@@ -486,12 +490,14 @@ fn pem_sha256(pem: &str) -> String {
 async fn start_stack() -> anyhow::Result<Stack> {
     let stack = InProcess::start_with(DevSeal::Passphrase, Arc::new(kms_api::clock::SystemClock), |kms| {
         kms.user_listen = "0.0.0.0:0".parse().unwrap();
+        kms.rest_listen = Some("0.0.0.0:0".parse().unwrap());
     })
     .await?;
     let skm = stack.client()?;
     wait_ready(&skm, READY).await?;
     let ca = stack.profile.ca.clone();
     let user_port = stack.kms().user_addr.port();
+    let rest_port = stack.kms().rest_addr.context("REST listener")?.port();
     let admin_endpoint = stack.profile.admin_endpoint.clone();
     let files = tempfile::tempdir()?;
 
@@ -518,7 +524,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         Who::Auditor,
         (json!({"pem": {"cert": auditor_cert, "key": auditor_key}}), pem_sha256(&auditor.cert_pem)),
     );
-    Ok(Stack { stack, skm, ca, user_port, admin_endpoint, files, identities })
+    Ok(Stack { stack, skm, ca, user_port, rest_port, admin_endpoint, files, identities })
 }
 
 /// Creates a keystore that allows loopback, with an AES key, an Ed25519
@@ -677,12 +683,24 @@ fn user_matrix(
                 rpc: "WhoAmI",
                 ..Call::default()
             });
+            calls.push(Call {
+                id: format!("{tag}|WhoAmI|rest"),
+                port: "rest",
+                identity: stack.identity(who),
+                asserted_mac,
+                rpc: "WhoAmI",
+                ..Call::default()
+            });
             for ks in keystores {
                 let caller = Caller { position, who, asserted_mac };
                 for rpc in USER_RPCS {
-                    let id = format!("{tag}|{}|{rpc}", ks.name);
-                    expectations.insert(id.clone(), expected(&ks.policy, &caller));
-                    calls.push(Call { id, identity: stack.identity(who), asserted_mac, ..ks.call(rpc) });
+                    // The same call on the gRPC user port and as JSON on the
+                    // REST listener: the same answer.
+                    for port in ["user", "rest"] {
+                        let id = format!("{tag}|{}|{rpc}|{port}", ks.name);
+                        expectations.insert(id.clone(), expected(&ks.policy, &caller));
+                        calls.push(Call { id, identity: stack.identity(who), asserted_mac, port, ..ks.call(rpc) });
+                    }
                 }
             }
         }

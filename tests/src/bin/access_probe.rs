@@ -16,9 +16,12 @@
 //! ```
 //!
 //! `identity` is `"none"`, `{"pem": {"cert", "key"}}` or
-//! `{"p12": {"file", "password_file"}}`; `port` is `"user"` or `"admin"`;
-//! `rpc` is a KeyService or AdminService method name (an AdminService method
-//! on the user port is sent to the user port). Byte arguments are base64.
+//! `{"p12": {"file", "password_file"}}`; `port` is `"user"`, `"admin"` or
+//! `"rest"` (the same KeyService call as JSON on `rest_endpoint`'s `/v1`,
+//! one HTTPS/1.1 connection per call, answered like the gRPC one: the
+//! error body's code and message); `rpc` is a KeyService or AdminService
+//! method name (an AdminService method on the user port is sent to the user
+//! port). Byte arguments are base64.
 //!
 //! One channel per (port, identity). The first use of a user-port channel
 //! is preceded by a warm-up `WhoAmI`, reported as `<call id>#warm-up`, so
@@ -60,6 +63,8 @@ struct Plan {
     trust_domain: String,
     user_endpoint: String,
     admin_endpoint: String,
+    #[serde(default)]
+    rest_endpoint: String,
     calls: Vec<Call>,
 }
 
@@ -68,6 +73,7 @@ struct Plan {
 enum Port {
     User,
     Admin,
+    Rest,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq, Hash)]
@@ -79,7 +85,7 @@ enum Identity {
 }
 
 /// The methods the probe can call: KeyService's, then AdminService's.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 enum Rpc {
     WhoAmI,
     Encrypt,
@@ -175,14 +181,30 @@ async fn main() -> anyhow::Result<()> {
     let ca_pem = std::fs::read(&plan.ca).with_context(|| format!("read {}", plan.ca.display()))?;
 
     let mut channels: HashMap<(Port, Identity), Channel> = HashMap::new();
+    let mut rest_configs: HashMap<Identity, std::sync::Arc<rustls::ClientConfig>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(plan.calls.len() + 8);
     for call in &plan.calls {
+        if call.port == Port::Rest {
+            // One config per identity (reading a PKCS#12 file is slow on purpose).
+            let tls = match rest_configs.get(&call.identity) {
+                Some(tls) => std::sync::Arc::clone(tls),
+                None => {
+                    let tls = tls_config(&ca_pem, &plan.ca, &call.identity, &server)
+                        .with_context(|| format!("call {}: TLS config", call.id))?;
+                    rest_configs.insert(call.identity.clone(), tls.clone());
+                    tls
+                }
+            };
+            let answer = timed(rest(&plan.rest_endpoint, tls, call)).await;
+            outcomes.push(outcome(call.id.clone(), answer));
+            continue;
+        }
         let key = (call.port, call.identity.clone());
         let channel = match channels.get(&key) {
             Some(channel) => channel.clone(),
             None => {
                 let endpoint = match call.port {
-                    Port::User => &plan.user_endpoint,
+                    Port::User | Port::Rest => &plan.user_endpoint,
                     Port::Admin => &plan.admin_endpoint,
                 };
                 let channel = channel(endpoint, &ca_pem, &plan.ca, &call.identity, &server)
@@ -210,7 +232,18 @@ fn channel(
     identity: &Identity,
     server: &SpiffeId,
 ) -> anyhow::Result<Channel> {
-    let tls = match identity {
+    Ok(skm_runtime::channel::lazy_channel(endpoint, tls_config(ca_pem, ca, identity, server)?)?)
+}
+
+/// The TLS client config presenting `identity` and checking kms-api's
+/// SPIFFE id (not a host name: the namespaces reach it by address).
+fn tls_config(
+    ca_pem: &[u8],
+    ca: &Path,
+    identity: &Identity,
+    server: &SpiffeId,
+) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    Ok(match identity {
         Identity::None => skm_runtime::tls::anonymous_client_config(skm_runtime::tls::load_roots(ca)?, server)?,
         Identity::Pem { cert, key } => TlsIdentity::from_pem(
             ca_pem,
@@ -227,8 +260,126 @@ fn channel(
                 .with_context(|| format!("read PKCS#12 {}", file.display()))?;
             TlsIdentity::from_der(ca_pem, chain, key)?.client_config(server)?
         }
+    })
+}
+
+/// One KeyService call as JSON on the REST listener's `/v1`, over a
+/// connection of its own (HTTP/1.1), answered like the gRPC call: the
+/// same detail on success, the error body's code and message otherwise.
+async fn rest(endpoint: &str, tls: std::sync::Arc<rustls::ClientConfig>, call: &Call) -> Answer {
+    use serde_json::json;
+    let b64 = |b: &[u8]| B64.encode(b);
+    let key = &call.key_id;
+    let (method, path, body) = match call.rpc {
+        Rpc::WhoAmI => ("GET", "/v1/whoami".to_owned(), None),
+        Rpc::Encrypt => (
+            "POST",
+            format!("/v1/keys/{key}/encrypt"),
+            Some(json!({"plaintext": b64(&call.data), "aad": b64(&call.aad)})),
+        ),
+        Rpc::Decrypt => (
+            "POST",
+            format!("/v1/keys/{key}/decrypt"),
+            Some(json!({"ciphertext": b64(&call.ciphertext), "aad": b64(&call.aad)})),
+        ),
+        Rpc::GenerateDataKey => {
+            ("POST", format!("/v1/keys/{key}/generate-data-key"), Some(json!({"aad": b64(&call.aad)})))
+        }
+        Rpc::GenerateDataKeyWithoutPlaintext => (
+            "POST",
+            format!("/v1/keys/{key}/generate-data-key-without-plaintext"),
+            Some(json!({"aad": b64(&call.aad)})),
+        ),
+        Rpc::ReEncrypt => (
+            "POST",
+            format!("/v1/keys/{key}/re-encrypt"),
+            Some(json!({"ciphertext": b64(&call.ciphertext), "aad": b64(&call.aad)})),
+        ),
+        Rpc::BatchEncrypt => (
+            "POST",
+            "/v1/batch/encrypt".to_owned(),
+            Some(json!({"items": [{"key_id": key, "plaintext": b64(&call.data), "aad": b64(&call.aad)}]})),
+        ),
+        Rpc::BatchDecrypt => (
+            "POST",
+            "/v1/batch/decrypt".to_owned(),
+            Some(json!({"items": [{"key_id": key, "ciphertext": b64(&call.ciphertext), "aad": b64(&call.aad)}]})),
+        ),
+        Rpc::Sign => ("POST", format!("/v1/keys/{key}/sign"), Some(json!({"message": b64(&call.data)}))),
+        Rpc::Verify => (
+            "POST",
+            format!("/v1/keys/{key}/verify"),
+            Some(json!({"message": b64(&call.data), "signature": b64(&call.signature)})),
+        ),
+        Rpc::GetPublicKey => ("GET", format!("/v1/keys/{key}/public-key"), None),
+        Rpc::GetSecret => ("GET", format!("/v1/secrets/{key}"), None),
+        other => return Err(Status::internal(format!("probe: {other:?} is not on the REST API"))),
     };
-    Ok(skm_runtime::channel::lazy_channel(endpoint, tls)?)
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: kms-api\r\nConnection: close\r\n");
+    if let Some(mac) = &call.asserted_mac {
+        head.push_str(&format!("{ASSERTED_MAC_HEADER}: {}\r\n", mac.to_str().unwrap_or_default()));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    let raw = exchange(endpoint, tls, format!("{head}\r\n{body}").as_bytes())
+        .await
+        .map_err(|e| Status::unavailable(format!("probe: REST transport: {e:#}")))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (status_line, answer) = match text.split_once("\r\n\r\n") {
+        Some((head, body)) => (head.lines().next().unwrap_or_default().to_owned(), body.to_owned()),
+        None => return Err(Status::unavailable("probe: REST: no HTTP answer")),
+    };
+    let answer: serde_json::Value = serde_json::from_str(&answer)
+        .map_err(|_| Status::internal(format!("probe: REST: not JSON after {status_line}")))?;
+    if !status_line.contains(" 200 ") {
+        let code = answer["error"]["code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(-2);
+        return Err(Status::new(Code::from(code), answer["error"]["message"].as_str().unwrap_or_default()));
+    }
+    let field = |name: &str| answer[name].as_str().unwrap_or_default().to_owned();
+    Ok(match call.rpc {
+        Rpc::WhoAmI => answer.to_string(),
+        Rpc::Decrypt => field("plaintext"),
+        Rpc::GetSecret => field("value"),
+        Rpc::Verify => if answer["valid"] == true { "valid" } else { "invalid" }.to_owned(),
+        Rpc::BatchEncrypt | Rpc::BatchDecrypt => {
+            let item = &answer["results"][0];
+            if let Some(e) = item.get("error") {
+                let code = e["code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(-2);
+                return Err(Status::new(Code::from(code), e["message"].as_str().unwrap_or_default()));
+            }
+            if call.rpc == Rpc::BatchDecrypt {
+                item["ok"]["plaintext"].as_str().unwrap_or_default().to_owned()
+            } else {
+                String::new()
+            }
+        }
+        _ => String::new(),
+    })
+}
+
+/// Sends `request` over a new TLS connection (HTTP/1.1 by ALPN) and reads
+/// the answer to its end.
+async fn exchange(
+    endpoint: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    request: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = (*tls).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(endpoint).await?;
+    let name = rustls::pki_types::ServerName::try_from("kms-api")?;
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await?;
+    stream.write_all(request).await?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw).await {
+        Ok(_) => Ok(raw),
+        // A close without close_notify after a complete answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn timed(answer: impl std::future::Future<Output = Answer>) -> Answer {
