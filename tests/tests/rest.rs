@@ -208,3 +208,47 @@ async fn rest_negotiates_h2_or_http1_over_tls13() {
         assert_eq!(conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
     }
 }
+
+/// A request in flight when kms-api is told to stop is answered before the
+/// listener returns (as gRPC calls are), and the stop waits for it.
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_is_answered() {
+    let (mut stack, rest, ca) = stack_with_rest(|_| {}).await;
+    let skm = stack.client().unwrap();
+    let ks = skm_e2e::keystore_with(
+        &skm,
+        "open",
+        admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let key = create_key(&skm, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap();
+
+    let body = serde_json::json!({ "plaintext": "aGk=" }).to_string();
+    let tcp = TcpStream::connect(rest).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tls_client(&ca, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
+    let head = format!(
+        "POST /v1/keys/{key}/encrypt HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&body.as_bytes()[..5]).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(async move {
+        stack.stop().await.unwrap();
+        stack
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "kms-api stopped with a REST request in flight");
+    tls.write_all(&body.as_bytes()[5..]).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let answer = parse(&raw);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body["ciphertext"].is_string(), "{answer:?}");
+    tokio::time::timeout(Duration::from_secs(30), stopping).await.expect("stop finishes").unwrap();
+}

@@ -142,7 +142,8 @@ pub async fn drain(mut body: hyper::body::Incoming, max: usize) -> bool {
 }
 
 /// Serves `api` on `listener` until shutdown; connections then finish the
-/// requests they have in flight.
+/// requests they have in flight (for at most `max_request_secs`) before it
+/// returns.
 pub async fn serve_http<A: HttpApi>(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -168,13 +169,22 @@ pub async fn serve_http<A: HttpApi>(
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout);
     let mut incoming = tls_incoming_with(listener, tls, trust, shutdown.clone(), options);
-    while let Some(connection) = incoming.next().await {
-        let Ok(connection) = connection else { continue };
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let connection = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(connection)) => connection,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            // Reaps finished connections, so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
         let peer = connection.peer().clone();
         let shared = shared.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let shared = shared.clone();
                 let peer = peer.clone();
@@ -194,6 +204,12 @@ pub async fn serve_http<A: HttpApi>(
                 }
             }
         });
+    }
+    // Shutdown: requests in flight finish (each within the request time),
+    // as tonic lets gRPC calls finish.
+    let draining = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.max_request_time, draining).await.is_err() {
+        tracing::warn!("HTTP connections still open after the request time; closing them");
     }
 }
 
