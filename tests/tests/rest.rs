@@ -96,6 +96,15 @@ async fn stack_with_rest(configure: impl FnOnce(&mut kms_api::Config)) -> (InPro
     (stack, rest, ca)
 }
 
+/// A keystore loopback may use, with an AES key: (keystore id, key id).
+async fn loopback_aes_key(stack: &InProcess) -> (String, String) {
+    let skm = stack.client().unwrap();
+    let policy = admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() };
+    let ks = skm_e2e::keystore_with(&skm, "open", policy).await.unwrap();
+    let key = create_key(&skm, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap();
+    (ks, key)
+}
+
 #[tokio::test]
 async fn the_rest_listener_is_off_unless_configured() {
     let stack = InProcess::start(DevSeal::Passphrase).await.unwrap();
@@ -114,15 +123,7 @@ async fn rest_sheds_beyond_max_in_flight_and_health_still_answers() {
         c.rest_limits.retry_pushback = Duration::from_millis(1500);
     })
     .await;
-    let skm = stack.client().unwrap();
-    let ks = skm_e2e::keystore_with(
-        &skm,
-        "open",
-        admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() },
-    )
-    .await
-    .unwrap();
-    let key = create_key(&skm, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap();
+    let (ks, key) = loopback_aes_key(&stack).await;
 
     // Holds the one place: a POST whose body never comes.
     let tcp = TcpStream::connect(rest).await.unwrap();
@@ -214,15 +215,7 @@ async fn rest_negotiates_h2_or_http1_over_tls13() {
 #[tokio::test]
 async fn a_request_in_flight_at_shutdown_is_answered() {
     let (mut stack, rest, ca) = stack_with_rest(|_| {}).await;
-    let skm = stack.client().unwrap();
-    let ks = skm_e2e::keystore_with(
-        &skm,
-        "open",
-        admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() },
-    )
-    .await
-    .unwrap();
-    let key = create_key(&skm, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap();
+    let (_, key) = loopback_aes_key(&stack).await;
 
     let body = serde_json::json!({ "plaintext": "aGk=" }).to_string();
     let tcp = TcpStream::connect(rest).await.unwrap();
