@@ -34,10 +34,11 @@ mod v1;
 /// the connection.
 const UNREAD_BODY_DRAIN: usize = 64 * 1024;
 
-/// The smallest body limit of any call: `max_request_bytes`' default, so
-/// that a field over the domain's limit reaches the core and gets the same
-/// message as on gRPC.
-pub(crate) const MIN_BODY_LIMIT: usize = 64 * 1024;
+/// The body limit of every call (batches and the compatible encrypt's text
+/// may be larger): `max_request_bytes`' default, above the base64 of any
+/// single call's domain limits, so that a field over its limit reaches the
+/// core and gets the same message as on gRPC.
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The OpenAPI document of `/v1`, served at `/v1/openapi.json`.
 pub(crate) const OPENAPI_V1: &str = include_str!("../openapi/v1.json");
@@ -284,14 +285,14 @@ where
     kms.execute(caller, op).await.map_err(ApiError::from)
 }
 
-/// Reads a request body of at most `limit` bytes as a JSON object
-/// (`{}` when empty).
+/// Reads a request body of at most `limit` bytes (never less than
+/// [`BODY_LIMIT`]) as a JSON object (`{}` when empty).
 pub(crate) async fn read_json(
     call: &mut Call,
     limit: usize,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let Some(body) = call.body.take() else { return Ok(serde_json::Map::new()) };
-    let limit = limit.max(MIN_BODY_LIMIT);
+    let limit = limit.max(BODY_LIMIT);
     let bytes = skm_runtime::http::read_body(body, limit).await.map_err(|e| match e {
         skm_runtime::http::BodyError::TooLarge { limit, drained } => {
             call.unread |= !drained;
