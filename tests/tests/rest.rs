@@ -136,16 +136,16 @@ async fn rest_sheds_beyond_max_in_flight_and_health_still_answers() {
     held.flush().await.unwrap();
 
     let body = serde_json::json!({ "plaintext": "aGk=" });
-    let mut shed = None;
-    for _ in 0..50 {
+    let shed = std::sync::Mutex::new(None);
+    skm_e2e::eventually("a request beyond max_in_flight is shed", Duration::from_secs(5), || async {
         let answer = exchange(rest, &ca, b"", &post(&format!("/v1/keys/{key}/encrypt"), &body)).await;
-        if answer.status == 429 {
-            shed = Some(answer);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let shed = shed.expect("a request beyond max_in_flight is shed");
+        let refused = answer.status == 429;
+        *shed.lock().unwrap() = Some(answer);
+        refused
+    })
+    .await
+    .unwrap();
+    let shed = shed.into_inner().unwrap().unwrap();
     assert_eq!(shed.body["error"]["code_name"], "RESOURCE_EXHAUSTED", "{shed:?}");
     assert!(shed.body["error"]["message"].as_str().unwrap().contains("max_in_flight"), "{shed:?}");
     assert!(shed.head.contains("retry-after: 2"), "{shed:?}");
@@ -214,7 +214,9 @@ async fn rest_negotiates_h2_or_http1_over_tls13() {
 /// listener returns (as gRPC calls are), and the stop waits for it.
 #[tokio::test]
 async fn a_request_in_flight_at_shutdown_is_answered() {
-    let (mut stack, rest, ca) = stack_with_rest(|_| {}).await;
+    // One place in flight: while the request below holds it, another is
+    // shed, which tells that the server is handling it.
+    let (mut stack, rest, ca) = stack_with_rest(|c| c.rest_limits.max_in_flight = 1).await;
     let (_, key) = loopback_aes_key(&stack).await;
 
     let body = serde_json::json!({ "plaintext": "aGk=" }).to_string();
@@ -228,14 +230,21 @@ async fn a_request_in_flight_at_shutdown_is_answered() {
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.write_all(&body.as_bytes()[..5]).await.unwrap();
     tls.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    skm_e2e::eventually("the partial request is in flight", Duration::from_secs(5), || async {
+        exchange(rest, &ca, b"", &get("/v1/whoami")).await.status == 429
+    })
+    .await
+    .unwrap();
 
     let stopping = tokio::spawn(async move {
         stack.stop().await.unwrap();
         stack
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!stopping.is_finished(), "kms-api stopped with a REST request in flight");
+    skm_e2e::never("kms-api stopped with a REST request in flight", Duration::from_millis(500), || async {
+        stopping.is_finished()
+    })
+    .await
+    .unwrap();
     tls.write_all(&body.as_bytes()[5..]).await.unwrap();
     tls.flush().await.unwrap();
     let mut raw = Vec::new();
