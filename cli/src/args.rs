@@ -103,7 +103,8 @@ pub enum Command {
         /// Signature algorithm (default: the key's).
         #[arg(long, value_enum)]
         algorithm: Option<SignatureArg>,
-        /// Hash stdin here and send only its SHA-256 digest (any size; not for ed25519).
+        /// Hash stdin here and send only its digest (any size): SHA-256, or SHA-384 with
+        /// --algorithm ecdsa-sha384; not for ed25519 or ml-dsa keys.
         #[arg(long)]
         digest: bool,
     },
@@ -117,10 +118,26 @@ pub enum Command {
         /// Signature algorithm (default: the key's).
         #[arg(long, value_enum)]
         algorithm: Option<SignatureArg>,
-        /// Hash stdin here and send only its SHA-256 digest.
+        /// Hash stdin here and send only its digest (as for sign).
         #[arg(long)]
         digest: bool,
         /// Key version (default: try every retained version).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// HMAC of stdin (at most 4096 bytes) with an HMAC key; base64 tag on stdout.
+    Mac {
+        /// HMAC key id.
+        key: String,
+    },
+    /// Check an HMAC tag of stdin; exit 0 valid, 1 invalid.
+    VerifyMac {
+        /// HMAC key id.
+        key: String,
+        /// The base64 tag.
+        #[arg(long)]
+        mac: String,
+        /// Key version (default: try the newest 10).
         #[arg(long)]
         version: Option<u32>,
     },
@@ -563,6 +580,27 @@ pub enum KeyTypeArg {
     /// RSA 4096.
     #[value(name = "rsa-4096")]
     Rsa4096,
+    /// ECDSA P-384.
+    #[value(name = "ecdsa-p384")]
+    EcdsaP384,
+    /// ML-DSA-44 (FIPS 204).
+    #[value(name = "ml-dsa-44")]
+    MlDsa44,
+    /// ML-DSA-65 (FIPS 204).
+    #[value(name = "ml-dsa-65")]
+    MlDsa65,
+    /// ML-DSA-87 (FIPS 204).
+    #[value(name = "ml-dsa-87")]
+    MlDsa87,
+    /// HMAC-SHA-256.
+    #[value(name = "hmac-sha256")]
+    HmacSha256,
+    /// HMAC-SHA-384.
+    #[value(name = "hmac-sha384")]
+    HmacSha384,
+    /// HMAC-SHA-512.
+    #[value(name = "hmac-sha512")]
+    HmacSha512,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -579,4 +617,10 @@ pub enum SignatureArg {
     /// RSA PKCS#1 v1.5 with SHA-256.
     #[value(name = "rsa-pkcs1-sha256")]
     RsaPkcs1Sha256,
+    /// ECDSA with SHA-384.
+    #[value(name = "ecdsa-sha384")]
+    EcdsaSha384,
+    /// Pure ML-DSA (FIPS 204).
+    #[value(name = "ml-dsa")]
+    MlDsa,
 }

@@ -148,7 +148,9 @@ pub struct Config {
 /// limits (`model.rs`) plus room for the key id and protobuf/gRPC framing;
 /// RPCs not listed get `max_request_bytes`.
 fn user_request_sizes(limits: ListenerLimits) -> ListenerLimits {
-    use crate::model::{MAX_AAD, MAX_BATCH, MAX_CIPHERTEXT, MAX_PLAINTEXT, MAX_SIGN_MESSAGE, MAX_SIGNATURE};
+    use crate::model::{
+        MAX_AAD, MAX_BATCH, MAX_CIPHERTEXT, MAX_MAC, MAX_MAC_MESSAGE, MAX_PLAINTEXT, MAX_SIGN_MESSAGE, MAX_SIGNATURE,
+    };
     const FRAMING: usize = 1024;
     const ITEM_FRAMING: usize = 128;
     macro_rules! path {
@@ -164,6 +166,8 @@ fn user_request_sizes(limits: ListenerLimits) -> ListenerLimits {
         .with_request_size(&[path!("BatchDecrypt")], MAX_BATCH * (MAX_CIPHERTEXT + MAX_AAD + ITEM_FRAMING) + FRAMING)
         .with_request_size(&[path!("Sign")], MAX_SIGN_MESSAGE + FRAMING)
         .with_request_size(&[path!("Verify")], MAX_SIGN_MESSAGE + MAX_SIGNATURE + FRAMING)
+        .with_request_size(&[path!("GenerateMac")], MAX_MAC_MESSAGE + FRAMING)
+        .with_request_size(&[path!("VerifyMac")], MAX_MAC_MESSAGE + MAX_MAC + FRAMING)
         .with_request_size(&[path!("GetPublicKey"), path!("GetSecret"), path!("WhoAmI")], FRAMING)
 }
 

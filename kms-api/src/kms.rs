@@ -40,6 +40,7 @@ mod caller;
 mod data;
 mod keystores;
 mod lifecycle;
+mod mac;
 mod maintenance;
 mod operation;
 mod operators;
@@ -60,6 +61,7 @@ pub use lifecycle::{
     CancelKeyDeletion, CreateKey, CreateSecret, DescribeKey, DisableKey, EnableKey, ListKeys, RotateKey,
     ScheduleKeyDeletion, UpdateKey, UpdateSecret,
 };
+pub use mac::{GenerateMac, Mac, VerifyMac};
 pub use maintenance::{AutoRotateKey, DestroyKey, MaintenanceReport};
 pub use operation::{Effect, Operation, Subject, Trail};
 pub use operators::{RevokeOperator, RevokedOperators, WhoAmI, WhoAmIResult};
@@ -282,6 +284,7 @@ impl<S: Store + Clone> Kms<S> {
         Some(match &key.material {
             Material::Aes256(v) => v.get(version)?.material.danger_expose().to_vec(),
             Material::Signing { versions, .. } => versions.get(version)?.material.danger_pkcs8().to_vec(),
+            Material::Mac { versions, .. } => versions.get(version)?.material.danger_bytes().to_vec(),
             Material::Secret(v) => v.get(version)?.material.to_vec(),
         })
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use skm_crypto::asym::{KeyAlgorithm, PrivateKey};
+use skm_crypto::mac::{MacAlgorithm, MacKey};
 use skm_crypto::{Id, Secret32};
 use zeroize::Zeroizing;
 
@@ -20,8 +21,13 @@ pub const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + skm_crypto::user::OVERHEAD;
 pub const MAX_SECRET: usize = 32 * 1024;
 /// Largest message Sign and Verify take.
 pub const MAX_SIGN_MESSAGE: usize = 4 * 1024;
-/// Largest signature Verify takes (RSA-4096 is 512 bytes).
-pub const MAX_SIGNATURE: usize = 1024;
+/// Largest signature Verify takes (ML-DSA-87's are 4,627 bytes, RSA-4096's
+/// 512).
+pub const MAX_SIGNATURE: usize = 5 * 1024;
+/// Largest message GenerateMac and VerifyMac take.
+pub const MAX_MAC_MESSAGE: usize = 4 * 1024;
+/// Largest MAC VerifyMac takes (HMAC-SHA-512's full tag).
+pub const MAX_MAC: usize = 64;
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 100;
 /// Longest keystore or key name.
@@ -121,6 +127,8 @@ pub enum KeyKind {
     Aes256,
     /// A signing key.
     Asymmetric(KeyAlgorithm),
+    /// An HMAC key.
+    Hmac(MacAlgorithm),
     /// A secret value.
     Secret,
 }
@@ -131,6 +139,7 @@ impl KeyKind {
         match self {
             KeyKind::Aes256 => "aes-256",
             KeyKind::Asymmetric(alg) => alg.name(),
+            KeyKind::Hmac(alg) => alg.name(),
             KeyKind::Secret => "secret",
         }
     }
@@ -140,7 +149,9 @@ impl KeyKind {
         match name {
             "aes-256" => Some(KeyKind::Aes256),
             "secret" => Some(KeyKind::Secret),
-            other => KeyAlgorithm::from_name(other).map(KeyKind::Asymmetric),
+            other => KeyAlgorithm::from_name(other)
+                .map(KeyKind::Asymmetric)
+                .or_else(|| MacAlgorithm::from_name(other).map(KeyKind::Hmac)),
         }
     }
 }
@@ -261,6 +272,13 @@ pub enum Material {
         /// The versions.
         versions: Arc<Versions<PrivateKey>>,
     },
+    /// HMAC keys of one algorithm.
+    Mac {
+        /// The algorithm of every version.
+        algorithm: MacAlgorithm,
+        /// The versions.
+        versions: Arc<Versions<MacKey>>,
+    },
     /// Secret values.
     Secret(Arc<Versions<SecretValue>>),
 }
@@ -278,6 +296,8 @@ pub enum Fresh {
     /// A signing key (its public half inside; boxed: far larger than the
     /// others).
     Signing(Box<PrivateKey>),
+    /// An HMAC key (boxed: its parsed backend state is over a kilobyte).
+    Mac(Box<MacKey>),
     /// A secret value.
     Secret(SecretValue),
 }
@@ -296,6 +316,7 @@ impl Fresh {
             KeyKind::Asymmetric(alg) => {
                 Ok(Fresh::Signing(Box::new(PrivateKey::generate(alg).map_err(|_| GenerateError)?)))
             }
+            KeyKind::Hmac(alg) => Ok(Fresh::Mac(Box::new(MacKey::generate(alg).map_err(|_| GenerateError)?))),
             KeyKind::Secret => Err(GenerateError),
         }
     }
@@ -314,6 +335,9 @@ impl Material {
             Fresh::Signing(private) => {
                 Material::Signing { algorithm: private.algorithm(), versions: Arc::new(Versions::first(*private, now)) }
             }
+            Fresh::Mac(key) => {
+                Material::Mac { algorithm: key.algorithm(), versions: Arc::new(Versions::first(*key, now)) }
+            }
             Fresh::Secret(v) => Material::Secret(Arc::new(Versions::first(v, now))),
         }
     }
@@ -323,6 +347,7 @@ impl Material {
         match self {
             Material::Aes256(_) => KeyKind::Aes256,
             Material::Signing { algorithm, .. } => KeyKind::Asymmetric(*algorithm),
+            Material::Mac { algorithm, .. } => KeyKind::Hmac(*algorithm),
             Material::Secret(_) => KeyKind::Secret,
         }
     }
@@ -335,6 +360,7 @@ impl Material {
         match self {
             Material::Aes256(v) => infos(v),
             Material::Signing { versions, .. } => infos(versions),
+            Material::Mac { versions, .. } => infos(versions),
             Material::Secret(v) => infos(v),
         }
     }
@@ -347,6 +373,7 @@ impl Material {
         match self {
             Material::Aes256(v) => range(v),
             Material::Signing { versions, .. } => range(versions),
+            Material::Mac { versions, .. } => range(versions),
             Material::Secret(v) => range(v),
         }
     }
@@ -356,6 +383,7 @@ impl Material {
         match self {
             Material::Aes256(v) => v.len(),
             Material::Signing { versions, .. } => versions.len(),
+            Material::Mac { versions, .. } => versions.len(),
             Material::Secret(v) => v.len(),
         }
     }
@@ -370,6 +398,7 @@ impl Material {
         match self {
             Material::Aes256(v) => prune(v, keep),
             Material::Signing { versions, .. } => prune(versions, keep),
+            Material::Mac { versions, .. } => prune(versions, keep),
             Material::Secret(v) => prune(v, keep),
         }
     }
@@ -379,6 +408,7 @@ impl Material {
         match self {
             Material::Aes256(v) => v.newest().version,
             Material::Signing { versions, .. } => versions.newest().version,
+            Material::Mac { versions, .. } => versions.newest().version,
             Material::Secret(v) => v.newest().version,
         }
     }
@@ -395,6 +425,9 @@ impl Material {
                 if private.algorithm() == *algorithm =>
             {
                 add(versions, *private, now)
+            }
+            (Material::Mac { algorithm, versions }, Fresh::Mac(key)) if key.algorithm() == *algorithm => {
+                add(versions, *key, now)
             }
             (Material::Secret(v), Fresh::Secret(value)) => add(v, value, now),
             _ => Err(KindMismatch),
@@ -518,7 +551,11 @@ mod tests {
             KeyKind::Asymmetric(KeyAlgorithm::Rsa2048),
             KeyKind::Asymmetric(KeyAlgorithm::Rsa3072),
             KeyKind::Asymmetric(KeyAlgorithm::Rsa4096),
-        ] {
+        ]
+        .into_iter()
+        .chain(KeyAlgorithm::ALL.map(KeyKind::Asymmetric))
+        .chain(MacAlgorithm::ALL.map(KeyKind::Hmac))
+        {
             assert_eq!(KeyKind::from_name(kind.name()), Some(kind));
         }
     }

@@ -35,6 +35,7 @@ use std::sync::atomic::AtomicI64;
 use serde::{Deserialize, Serialize};
 use skm_crypto::Id;
 use skm_crypto::asym::PrivateKey;
+use skm_crypto::mac::MacKey;
 use skm_store::{Expect, Op, Store, StoreError};
 use zeroize::Zeroizing;
 
@@ -738,7 +739,7 @@ impl<S: Store> Records<S> {
 }
 
 /// The versions of `range` a key holds, as stored: hex of the raw material
-/// (AES key, PKCS#8 DER, or secret value), in zeroizing strings.
+/// (AES key, PKCS#8 DER, HMAC key, or secret value), in zeroizing strings.
 fn version_records(material: &Material, range: RangeInclusive<u32>) -> Vec<VersionRecord> {
     fn records<M>(versions: &Versions<M>, range: RangeInclusive<u32>, raw: impl Fn(&M) -> &[u8]) -> Vec<VersionRecord> {
         range
@@ -753,6 +754,7 @@ fn version_records(material: &Material, range: RangeInclusive<u32>) -> Vec<Versi
     match material {
         Material::Aes256(v) => records(v, range, |k| k.danger_expose()),
         Material::Signing { versions, .. } => records(versions, range, PrivateKey::danger_pkcs8),
+        Material::Mac { versions, .. } => records(versions, range, MacKey::danger_bytes),
         Material::Secret(v) => records(v, range, |value| &value[..]),
     }
 }
@@ -776,6 +778,10 @@ fn decode_material(kind: KeyKind, stored: Vec<VersionRecord>) -> Option<Material
         KeyKind::Asymmetric(algorithm) => Material::Signing {
             algorithm,
             versions: versions(stored, |raw| PrivateKey::from_pkcs8(algorithm, raw).ok())?,
+        },
+        KeyKind::Hmac(algorithm) => Material::Mac {
+            algorithm,
+            versions: versions(stored, |raw| MacKey::from_bytes(algorithm, std::mem::take(raw)).ok())?,
         },
         KeyKind::Secret => Material::Secret(versions(stored, |raw| Some(std::mem::take(raw)))?),
     })

@@ -46,6 +46,9 @@ if sys.version_info < (3, 11):  # pragma: no cover
     pytest.fail("these tests need Python >= 3.11 (tomllib); use " + PY, pytrace=False)
 import tomllib  # noqa: E402
 
+# The SDK of this tree, not a copy pip installed into the venv earlier: the
+# gRPC comparisons must see the RPCs and types the protos have today.
+sys.path.insert(0, str(REPO / "sdk" / "python" / "src"))
 requests = _require("requests")
 _require("jsonschema")
 _require("cryptography")
@@ -370,7 +373,9 @@ def setup(s: Stack) -> None:
         "keystore", "create", "any-mode", "--allow-ip", "10.9.9.9", "--require-cert", "--mode", "any")
     k = s.keys
     for name, kind in [("aes", "aes-256"), ("aes2", "aes-256"), ("ed", "ed25519"), ("ec", "ecdsa-p256"),
-                       ("rsa", "rsa-2048"), ("audit_aes", "aes-256"), ("audit_ed", "ed25519")]:
+                       ("rsa", "rsa-2048"), ("audit_aes", "aes-256"), ("audit_ed", "ed25519"),
+                       ("hmac256", "hmac-sha256"), ("hmac384", "hmac-sha384"), ("hmac512", "hmac-sha512"),
+                       ("p384", "ecdsa-p384"), ("mldsa65", "ml-dsa-65")]:
         k[name] = s.skm("key", "create", "open", name.replace("_", "-"), "--type", kind)
     k["disabled"] = s.skm("key", "create", "open", "disabled", "--type", "aes-256")
     s.skm("key", "disable", k["disabled"])
@@ -439,6 +444,7 @@ class Ctx:
     rsa_pss: str = ""         # RSA-PSS over b"hello sig"
     rsa_pkcs1: str = ""       # RSA PKCS#1 over b"hello sig"
     ct_binary: str = ""       # b64 ciphertext of bytes that are not UTF-8
+    hmac_tag: str = ""        # HMAC-SHA-256 (hmac256) over b"hello mac"
 
 
 @pytest.fixture(scope="session")
@@ -457,6 +463,7 @@ def ctx(stack: Stack, grpc_client) -> Ctx:
         rsa_pss=b64(c.sign(k["rsa"], b"hello sig", algorithm=A.RSA_PSS_SHA256).signature),
         rsa_pkcs1=b64(c.sign(k["rsa"], b"hello sig", algorithm=A.RSA_PKCS1_SHA256).signature),
         ct_binary=b64(c.encrypt(k["aes"], b"\xff\xfe not utf-8").ciphertext),
+        hmac_tag=b64(c.generate_mac(k["hmac256"], b"hello mac").mac),
     )
 
 

@@ -470,7 +470,8 @@ pub fn openssl_verify(pem: &str, message: &[u8], signature: &[u8], algorithm: &s
         cmd.args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"]).arg(&pub_path).arg("-in").arg(&msg_path);
         cmd.arg("-sigfile").arg(&sig_path);
     } else {
-        cmd.args(["dgst", "-sha256", "-verify"]).arg(&pub_path).arg("-signature").arg(&sig_path);
+        let hash = if algorithm == "ecdsa-sha384" { "-sha384" } else { "-sha256" };
+        cmd.args(["dgst", hash, "-verify"]).arg(&pub_path).arg("-signature").arg(&sig_path);
         if algorithm == "rsa-pss-sha256" {
             cmd.args([
                 "-sigopt",

@@ -73,7 +73,7 @@ const MAC_DENIED: &str = "MAC authentication failed";
 const CERT_DENIED: &str = "certificate authentication failed";
 
 /// Every KeyService RPC that uses a key or secret.
-const USER_RPCS: [&str; 11] = [
+const USER_RPCS: [&str; 13] = [
     "Encrypt",
     "Decrypt",
     "GenerateDataKey",
@@ -85,6 +85,8 @@ const USER_RPCS: [&str; 11] = [
     "Verify",
     "GetPublicKey",
     "GetSecret",
+    "GenerateMac",
+    "VerifyMac",
 ];
 
 /// Every AdminService RPC.
@@ -406,9 +408,11 @@ struct Keystore {
     policy: Policy,
     aes: String,
     ed25519: String,
+    hmac: String,
     secret: String,
     ciphertext: Vec<u8>,
     signature: Vec<u8>,
+    mac: Vec<u8>,
 }
 
 impl Keystore {
@@ -436,6 +440,15 @@ impl Keystore {
                 call.signature = b64(&self.signature);
             }
             "GetSecret" => call.key_id = self.secret.clone(),
+            "GenerateMac" => {
+                call.key_id = self.hmac.clone();
+                call.data = b64(MESSAGE);
+            }
+            "VerifyMac" => {
+                call.key_id = self.hmac.clone();
+                call.data = b64(MESSAGE);
+                call.signature = b64(&self.mac);
+            }
             other => panic!("not a user RPC: {other}"),
         }
         call
@@ -446,7 +459,7 @@ impl Keystore {
 fn allowed_detail(rpc: &str) -> Option<String> {
     match rpc {
         "Decrypt" | "BatchDecrypt" => Some(B64.encode(PLAINTEXT)),
-        "Verify" => Some("valid".to_owned()),
+        "Verify" | "VerifyMac" => Some("valid".to_owned()),
         "GetSecret" => Some(SECRET.to_owned()),
         _ => None,
     }
@@ -551,6 +564,7 @@ async fn keystore(stack: &Stack, name: &'static str, policy: Policy) -> anyhow::
     };
     let aes = ops.create_key(key(admin::KeyType::Aes256, "aes")).await?.into_inner().key_id;
     let ed25519 = ops.create_key(key(admin::KeyType::Ed25519, "ed25519")).await?.into_inner().key_id;
+    let hmac = ops.create_key(key(admin::KeyType::HmacSha256, "hmac")).await?.into_inner().key_id;
     let secret = ops
         .create_secret(admin::CreateSecretRequest {
             keystore_id: created.id.clone(),
@@ -576,7 +590,12 @@ async fn keystore(stack: &Stack, name: &'static str, policy: Policy) -> anyhow::
         .await?
         .into_inner()
         .signature;
-    Ok(Keystore { name, id: created.id, policy, aes, ed25519, secret, ciphertext, signature })
+    let mac = keys
+        .generate_mac(api::GenerateMacRequest { key_id: hmac.clone(), message: MESSAGE.to_vec() })
+        .await?
+        .into_inner()
+        .mac;
+    Ok(Keystore { name, id: created.id, policy, aes, ed25519, hmac, secret, ciphertext, signature, mac })
 }
 
 async fn apply_policy(stack: &Stack, ks: &Keystore) -> anyhow::Result<()> {

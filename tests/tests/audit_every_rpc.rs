@@ -128,13 +128,16 @@ struct Fixture {
     aes: String,
     ed: String,
     secret: String,
+    hmac: String,
     ciphertext: Vec<u8>,
     signature: Vec<u8>,
+    mac: Vec<u8>,
 }
 
 async fn fixture(skm: &Skm, keystore_id: &str, open: bool) -> Fixture {
     let aes = create_key(skm, keystore_id, "aes", admin::KeyType::Aes256, 0).await.unwrap();
     let ed = create_key(skm, keystore_id, "ed", admin::KeyType::Ed25519, 0).await.unwrap();
+    let hmac = create_key(skm, keystore_id, "hmac", admin::KeyType::HmacSha256, 0).await.unwrap();
     let secret = skm
         .admin()
         .unwrap()
@@ -148,7 +151,7 @@ async fn fixture(skm: &Skm, keystore_id: &str, open: bool) -> Fixture {
         .unwrap()
         .into_inner()
         .key_id;
-    let (ciphertext, signature) = if open {
+    let (ciphertext, signature, mac) = if open {
         let ct = encrypt(skm, &aes, b"plain", b"").await.unwrap();
         let sig = skm
             .keys()
@@ -161,11 +164,18 @@ async fn fixture(skm: &Skm, keystore_id: &str, open: bool) -> Fixture {
             .unwrap()
             .into_inner()
             .signature;
-        (ct, sig)
+        let mac = skm
+            .keys()
+            .generate_mac(api::GenerateMacRequest { key_id: hmac.clone(), message: b"m".to_vec() })
+            .await
+            .unwrap()
+            .into_inner()
+            .mac;
+        (ct, sig, mac)
     } else {
-        (vec![1; 60], vec![0; 64])
+        (vec![1; 60], vec![0; 64], vec![0; 32])
     };
-    Fixture { aes, ed, secret, ciphertext, signature }
+    Fixture { aes, ed, secret, hmac, ciphertext, signature, mac }
 }
 
 /// One user-plane call; the code it answered.
@@ -236,6 +246,19 @@ async fn user_call(skm: &Skm, rpc: &str, f: &Fixture) -> Code {
             keys.get_public_key(api::GetPublicKeyRequest { key_id: f.ed.clone(), key_version: 0 }).await.map(drop)
         }
         "GetSecret" => keys.get_secret(api::GetSecretRequest { key_id: f.secret.clone(), version: 0 }).await.map(drop),
+        "GenerateMac" => keys
+            .generate_mac(api::GenerateMacRequest { key_id: f.hmac.clone(), message: b"m".to_vec() })
+            .await
+            .map(drop),
+        "VerifyMac" => keys
+            .verify_mac(api::VerifyMacRequest {
+                key_id: f.hmac.clone(),
+                message: b"m".to_vec(),
+                mac: f.mac.clone(),
+                key_version: 0,
+            })
+            .await
+            .map(|r| assert!(r.into_inner().valid, "the fixture's tag verifies")),
         "WhoAmI" => keys.who_am_i(api::WhoAmIRequest {}).await.map(drop),
         other => {
             panic!("{other}: a KeyService RPC this test doesn't know: add it with the audit entries it must leave")
@@ -434,7 +457,7 @@ async fn every_rpc_leaves_exactly_its_audit_entries() {
     let bad = fixture(&skm, &closed, false).await;
 
     let user = rpcs("skm.api.v1.KeyService");
-    assert_eq!(user.len(), 12, "{user:?}");
+    assert_eq!(user.len(), 14, "{user:?}");
     for rpc in &user {
         let rpc: &'static str = rpc.clone().leak();
         let (want_allowed, want_denied) = user_expected(rpc);

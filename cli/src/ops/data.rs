@@ -34,6 +34,16 @@ fn algorithm(arg: Option<SignatureArg>) -> SignatureAlgorithm {
         Some(SignatureArg::EcdsaSha256) => A::EcdsaSha256,
         Some(SignatureArg::RsaPssSha256) => A::RsaPssSha256,
         Some(SignatureArg::RsaPkcs1Sha256) => A::RsaPkcs1Sha256,
+        Some(SignatureArg::EcdsaSha384) => A::EcdsaSha384,
+        Some(SignatureArg::MlDsa) => A::MlDsa,
+    }
+}
+
+/// The digest `--digest` sends: SHA-384 for ecdsa-sha384, else SHA-256.
+fn hash_for(alg: Option<SignatureArg>, message: &[u8]) -> Vec<u8> {
+    match alg {
+        Some(SignatureArg::EcdsaSha384) => skm_crypto::sha384(message).to_vec(),
+        _ => skm_crypto::sha256(message).to_vec(),
     }
 }
 
@@ -44,6 +54,8 @@ fn algorithm_name(value: SignatureAlgorithm) -> &'static str {
         A::EcdsaSha256 => "ecdsa-sha256",
         A::RsaPssSha256 => "rsa-pss-sha256",
         A::RsaPkcs1Sha256 => "rsa-pkcs1-sha256",
+        A::EcdsaSha384 => "ecdsa-sha384",
+        A::MlDsa => "ml-dsa",
         A::Unspecified => "unspecified",
     }
 }
@@ -126,12 +138,10 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
         }
         Command::Sign { key, algorithm: alg, digest } => {
             let message = read_stdin()?;
-            let hashed;
-            let input = if digest {
-                hashed = skm_crypto::sha256(&message);
-                Signed::Digest(&hashed)
-            } else {
-                Signed::Message(&message)
+            let hashed = digest.then(|| hash_for(alg, &message));
+            let input = match &hashed {
+                Some(d) => Signed::Digest(d),
+                None => Signed::Message(&message),
             };
             let done = skm.sign(&key, input, algorithm(alg)).await?;
             let b64 = B64.encode(&done.signature);
@@ -147,14 +157,37 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
         Command::Verify { key, signature, algorithm: alg, digest, version } => {
             let message = read_stdin()?;
             let signature = B64.decode(signature.trim()).map_err(|_| Failure::usage("--signature is not base64"))?;
-            let hashed;
-            let input = if digest {
-                hashed = skm_crypto::sha256(&message);
-                Signed::Digest(&hashed)
-            } else {
-                Signed::Message(&message)
+            let hashed = digest.then(|| hash_for(alg, &message));
+            let input = match &hashed {
+                Some(d) => Signed::Digest(d),
+                None => Signed::Message(&message),
             };
             let done = skm.verify(&key, input, &signature, algorithm(alg), version.unwrap_or(0)).await?;
+            if json {
+                println!("{}", json!({ "valid": done.valid, "key_version": done.key_version }));
+            } else if done.valid {
+                println!("valid (version {})", done.key_version);
+            } else {
+                println!("invalid");
+            }
+            if !done.valid {
+                return Ok(ExitCode::from(EXIT_REFUSED));
+            }
+        }
+        Command::Mac { key } => {
+            let message = read_stdin()?;
+            let done = skm.generate_mac(&key, &message).await?;
+            let b64 = B64.encode(&done.mac);
+            if json {
+                println!("{}", json!({ "mac": b64, "key_version": done.key_version, "algorithm": done.algorithm }));
+            } else {
+                println!("{b64}");
+            }
+        }
+        Command::VerifyMac { key, mac, version } => {
+            let message = read_stdin()?;
+            let mac = B64.decode(mac.trim()).map_err(|_| Failure::usage("--mac is not base64"))?;
+            let done = skm.verify_mac(&key, &message, &mac, version.unwrap_or(0)).await?;
             if json {
                 println!("{}", json!({ "valid": done.valid, "key_version": done.key_version }));
             } else if done.valid {

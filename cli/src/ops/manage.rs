@@ -36,6 +36,13 @@ fn key_type(arg: KeyTypeArg) -> pb::KeyType {
         KeyTypeArg::Rsa2048 => pb::KeyType::Rsa2048,
         KeyTypeArg::Rsa3072 => pb::KeyType::Rsa3072,
         KeyTypeArg::Rsa4096 => pb::KeyType::Rsa4096,
+        KeyTypeArg::EcdsaP384 => pb::KeyType::EcdsaP384,
+        KeyTypeArg::MlDsa44 => pb::KeyType::MlDsa44,
+        KeyTypeArg::MlDsa65 => pb::KeyType::MlDsa65,
+        KeyTypeArg::MlDsa87 => pb::KeyType::MlDsa87,
+        KeyTypeArg::HmacSha256 => pb::KeyType::HmacSha256,
+        KeyTypeArg::HmacSha384 => pb::KeyType::HmacSha384,
+        KeyTypeArg::HmacSha512 => pb::KeyType::HmacSha512,
     }
 }
 
@@ -48,6 +55,13 @@ fn type_name(value: i32) -> &'static str {
         Ok(T::Rsa2048) => "rsa-2048",
         Ok(T::Rsa3072) => "rsa-3072",
         Ok(T::Rsa4096) => "rsa-4096",
+        Ok(T::EcdsaP384) => "ecdsa-p384",
+        Ok(T::MlDsa44) => "ml-dsa-44",
+        Ok(T::MlDsa65) => "ml-dsa-65",
+        Ok(T::MlDsa87) => "ml-dsa-87",
+        Ok(T::HmacSha256) => "hmac-sha256",
+        Ok(T::HmacSha384) => "hmac-sha384",
+        Ok(T::HmacSha512) => "hmac-sha512",
         Ok(T::Secret) => "secret",
         _ => "unknown",
     }

@@ -50,19 +50,21 @@ pub struct ReEncrypted {
     pub key_version: u32,
 }
 
-/// What is signed or verified: the message, or its SHA-256 digest.
+/// What is signed or verified: the message, or its digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signed<'a> {
     /// The message (at most 4096 bytes).
     Message(&'a [u8]),
-    /// Its SHA-256 digest (32 bytes; not for Ed25519).
+    /// Its digest: SHA-256 (32 bytes), SHA-384 (48 bytes) for ECDSA P-384;
+    /// not for Ed25519 or ML-DSA.
     Digest(&'a [u8]),
 }
 
 /// A signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature {
-    /// The signature bytes (Ed25519 raw, ECDSA DER, RSA PKCS#1/PSS).
+    /// The signature bytes (Ed25519 raw, ECDSA DER, RSA PKCS#1/PSS, ML-DSA
+    /// FIPS 204).
     pub signature: Vec<u8>,
     /// The key version that signed.
     pub key_version: u32,
@@ -79,6 +81,17 @@ pub struct Verified {
     pub key_version: u32,
 }
 
+/// An HMAC tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mac {
+    /// The full-length tag.
+    pub mac: Vec<u8>,
+    /// The key version that made it.
+    pub key_version: u32,
+    /// "hmac-sha256", "hmac-sha384" or "hmac-sha512".
+    pub algorithm: String,
+}
+
 /// A public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
@@ -88,7 +101,7 @@ pub struct PublicKey {
     pub pem: String,
     /// The version.
     pub key_version: u32,
-    /// "ed25519", "ecdsa-p256", "rsa-2048", ...
+    /// "ed25519", "ecdsa-p256", "rsa-2048", "ml-dsa-65", ...
     pub key_algorithm: String,
 }
 
@@ -264,6 +277,33 @@ impl Skm {
         let req = pb::GetSecretRequest { key_id: key_id.to_owned(), version };
         let r = self.keys().get_secret(req).await?.into_inner();
         Ok(Secret { value: Zeroizing::new(r.value), version: r.version })
+    }
+
+    /// The HMAC of a message (at most 4096 bytes) with the newest version of
+    /// an HMAC key.
+    pub async fn generate_mac(&self, key_id: &str, message: &[u8]) -> Result<Mac, ClientError> {
+        let req = pb::GenerateMacRequest { key_id: key_id.to_owned(), message: message.to_vec() };
+        let r = self.keys().generate_mac(req).await?.into_inner();
+        Ok(Mac { mac: r.mac, key_version: r.key_version, algorithm: r.algorithm })
+    }
+
+    /// Checks an HMAC tag with one version (`key_version` > 0) or the newest
+    /// ten (0). A wrong tag is `valid: false`, not an error.
+    pub async fn verify_mac(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        mac: &[u8],
+        key_version: u32,
+    ) -> Result<Verified, ClientError> {
+        let req = pb::VerifyMacRequest {
+            key_id: key_id.to_owned(),
+            message: message.to_vec(),
+            mac: mac.to_vec(),
+            key_version,
+        };
+        let r = self.keys().verify_mac(req).await?.into_inner();
+        Ok(Verified { valid: r.valid, key_version: r.key_version })
     }
 
     /// What the server sees of this client.

@@ -35,8 +35,8 @@ pub mod keys;
 
 pub use envelope::Sealed;
 pub use keys::{
-    DataKey, Decrypted, Encrypted, ItemError, PublicKey, ReEncrypted, Secret, Signature, SignatureAlgorithm, Signed,
-    Verified,
+    DataKey, Decrypted, Encrypted, ItemError, Mac, PublicKey, ReEncrypted, Secret, Signature, SignatureAlgorithm,
+    Signed, Verified,
 };
 
 /// A certificate and key pair on disk.

@@ -1,4 +1,5 @@
-//! Asymmetric keys: Ed25519, ECDSA P-256 and RSA-2048/3072/4096 signing keys.
+//! Asymmetric keys: Ed25519, ECDSA P-256/P-384, RSA-2048/3072/4096 and
+//! ML-DSA-44/65/87 (FIPS 204) signing keys.
 //!
 //! A [`PrivateKey`] is kept at rest as PKCS#8 (sealed into an encrypted
 //! record by the caller) and parsed once into its signer; a [`PublicKey`] is
@@ -9,18 +10,24 @@
 //! |---|---|
 //! | `ed25519` | raw 64 bytes (RFC 8032, pure EdDSA) |
 //! | `ecdsa-sha256` | ASN.1 DER `ECDSA-Sig-Value` |
+//! | `ecdsa-sha384` | ASN.1 DER `ECDSA-Sig-Value` |
 //! | `rsa-pss-sha256` | modulus-length bytes; MGF1-SHA-256, salt length 32 |
 //! | `rsa-pkcs1-sha256` | modulus-length bytes; PKCS#1 v1.5 |
+//! | `ml-dsa` | FIPS 204 encoding (2420 / 3309 / 4627 bytes), pure ML-DSA, empty context |
 //!
-//! ECDSA and RSA can sign a SHA-256 digest computed by the caller
-//! ([`Message::Digest`]); the signature then verifies against the original
-//! message. Ed25519 hashes inside the algorithm and refuses digests.
+//! ECDSA and RSA can sign a digest computed by the caller
+//! ([`Message::Digest`]: SHA-256, or SHA-384 for `ecdsa-sha384`); the
+//! signature then verifies against the original message. Ed25519 and
+//! ML-DSA hash inside the algorithm and refuse digests.
 //!
-//! Backends: `ed25519-dalek` for Ed25519, `p256` for ECDSA, aws-lc-rs for
-//! RSA (docs/adr/0001-rsa-on-aws-lc-rs.md).
+//! Backends: `ed25519-dalek` for Ed25519, `p256` for ECDSA P-256, aws-lc-rs
+//! for RSA (docs/adr/0001-rsa-on-aws-lc-rs.md), ECDSA P-384 and ML-DSA
+//! (docs/adr/0005-more-key-types-on-aws-lc-rs.md).
 
 mod ecdsa_p256;
+mod ecdsa_p384;
 mod ed25519;
+mod ml_dsa;
 mod rsa;
 
 use std::fmt;
@@ -29,9 +36,6 @@ use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use crate::VerifyError;
-
-/// Length of a SHA-256 digest, the only pre-hash [`Message::Digest`] accepts.
-pub const DIGEST_LEN: usize = 32;
 
 /// Key algorithms of asymmetric keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,20 +50,33 @@ pub enum KeyAlgorithm {
     Rsa3072,
     /// RSA with a 4096-bit modulus.
     Rsa4096,
+    /// ECDSA on NIST P-384 (secp384r1).
+    EcdsaP384,
+    /// ML-DSA-44 (FIPS 204, security category 2).
+    MlDsa44,
+    /// ML-DSA-65 (FIPS 204, security category 3).
+    MlDsa65,
+    /// ML-DSA-87 (FIPS 204, security category 5).
+    MlDsa87,
 }
 
 impl KeyAlgorithm {
     /// Every key algorithm, in a stable order.
-    pub const ALL: [KeyAlgorithm; 5] = [
+    pub const ALL: [KeyAlgorithm; 9] = [
         KeyAlgorithm::Ed25519,
         KeyAlgorithm::EcdsaP256,
         KeyAlgorithm::Rsa2048,
         KeyAlgorithm::Rsa3072,
         KeyAlgorithm::Rsa4096,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::MlDsa44,
+        KeyAlgorithm::MlDsa65,
+        KeyAlgorithm::MlDsa87,
     ];
 
     /// The name used in the API, the CLI and records: `ed25519`,
-    /// `ecdsa-p256`, `rsa-2048`, `rsa-3072`, `rsa-4096`.
+    /// `ecdsa-p256`, `rsa-2048`, `rsa-3072`, `rsa-4096`, `ecdsa-p384`,
+    /// `ml-dsa-44`, `ml-dsa-65`, `ml-dsa-87`.
     pub fn name(self) -> &'static str {
         match self {
             KeyAlgorithm::Ed25519 => "ed25519",
@@ -67,6 +84,10 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa2048 => "rsa-2048",
             KeyAlgorithm::Rsa3072 => "rsa-3072",
             KeyAlgorithm::Rsa4096 => "rsa-4096",
+            KeyAlgorithm::EcdsaP384 => "ecdsa-p384",
+            KeyAlgorithm::MlDsa44 => "ml-dsa-44",
+            KeyAlgorithm::MlDsa65 => "ml-dsa-65",
+            KeyAlgorithm::MlDsa87 => "ml-dsa-87",
         }
     }
 
@@ -83,6 +104,8 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
                 &[SignatureAlgorithm::RsaPssSha256, SignatureAlgorithm::RsaPkcs1Sha256]
             }
+            KeyAlgorithm::EcdsaP384 => &[SignatureAlgorithm::EcdsaSha384],
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => &[SignatureAlgorithm::MlDsa],
         }
     }
 
@@ -97,7 +120,7 @@ impl KeyAlgorithm {
     }
 }
 
-/// Signature algorithms (all on SHA-256 where a hash is named).
+/// Signature algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SignatureAlgorithm {
     /// Pure Ed25519 (RFC 8032); the message is hashed inside the algorithm.
@@ -108,25 +131,46 @@ pub enum SignatureAlgorithm {
     RsaPssSha256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RsaPkcs1Sha256,
+    /// ECDSA with SHA-384, DER-encoded signature.
+    EcdsaSha384,
+    /// Pure ML-DSA (FIPS 204 `ML-DSA.Sign`, hedged, empty context); the
+    /// message is hashed inside the algorithm.
+    MlDsa,
 }
 
 impl SignatureAlgorithm {
     /// Every signature algorithm, in a stable order.
-    pub const ALL: [SignatureAlgorithm; 4] = [
+    pub const ALL: [SignatureAlgorithm; 6] = [
         SignatureAlgorithm::Ed25519,
         SignatureAlgorithm::EcdsaSha256,
         SignatureAlgorithm::RsaPssSha256,
         SignatureAlgorithm::RsaPkcs1Sha256,
+        SignatureAlgorithm::EcdsaSha384,
+        SignatureAlgorithm::MlDsa,
     ];
 
     /// The name used in the API and the CLI: `ed25519`, `ecdsa-sha256`,
-    /// `rsa-pss-sha256`, `rsa-pkcs1-sha256`.
+    /// `rsa-pss-sha256`, `rsa-pkcs1-sha256`, `ecdsa-sha384`, `ml-dsa`.
     pub fn name(self) -> &'static str {
         match self {
             SignatureAlgorithm::Ed25519 => "ed25519",
             SignatureAlgorithm::EcdsaSha256 => "ecdsa-sha256",
             SignatureAlgorithm::RsaPssSha256 => "rsa-pss-sha256",
             SignatureAlgorithm::RsaPkcs1Sha256 => "rsa-pkcs1-sha256",
+            SignatureAlgorithm::EcdsaSha384 => "ecdsa-sha384",
+            SignatureAlgorithm::MlDsa => "ml-dsa",
+        }
+    }
+
+    /// The hash a caller's [`Message::Digest`] must be, and its length;
+    /// `None` for the algorithms that sign only messages (Ed25519, ML-DSA).
+    pub fn digest(self) -> Option<(&'static str, usize)> {
+        match self {
+            SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::RsaPssSha256 | SignatureAlgorithm::RsaPkcs1Sha256 => {
+                Some(("SHA-256", 32))
+            }
+            SignatureAlgorithm::EcdsaSha384 => Some(("SHA-384", 48)),
+            SignatureAlgorithm::Ed25519 | SignatureAlgorithm::MlDsa => None,
         }
     }
 
@@ -136,13 +180,14 @@ impl SignatureAlgorithm {
     }
 }
 
-/// What is signed: the message itself (≤ the caller's limit) or a SHA-256
-/// digest of it.
+/// What is signed: the message itself (≤ the caller's limit) or a digest of
+/// it.
 #[derive(Clone, Copy, Debug)]
 pub enum Message<'a> {
     /// The message; the algorithm hashes it.
     Raw(&'a [u8]),
-    /// SHA-256 of the message, computed by the caller ([`DIGEST_LEN`] bytes).
+    /// The message's digest under the signature algorithm's hash
+    /// ([`SignatureAlgorithm::digest`]), computed by the caller.
     Digest(&'a [u8]),
 }
 
@@ -157,10 +202,18 @@ pub enum AsymError {
         /// The requested signature algorithm name.
         signature: &'static str,
     },
-    /// A [`Message::Digest`] that is not 32 bytes long.
-    #[error("a SHA-256 digest is 32 bytes; got {0}")]
-    DigestLength(usize),
-    /// The key's algorithm cannot sign a pre-hashed message (Ed25519).
+    /// A [`Message::Digest`] of the wrong length for the algorithm's hash.
+    #[error("a {hash} digest is {expected} bytes; got {got}")]
+    DigestLength {
+        /// The hash, e.g. `SHA-256`.
+        hash: &'static str,
+        /// Its length.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// The key's algorithm cannot sign a pre-hashed message (Ed25519,
+    /// ML-DSA).
     #[error("{0} keys sign messages, not digests")]
     DigestNotSupported(&'static str),
     /// PKCS#8 or SPKI that doesn't parse, or is not a key of the stated
@@ -180,16 +233,16 @@ impl From<crate::RngError> for AsymError {
 }
 
 /// A message checked against a signature algorithm: either the raw message or
-/// a 32-byte digest.
+/// a digest of the algorithm's hash and length.
 #[derive(Clone, Copy)]
 enum Checked<'a> {
     Raw(&'a [u8]),
-    Digest(&'a [u8; DIGEST_LEN]),
+    Digest(&'a [u8]),
 }
 
 /// Checks that a `key` key can make `signature` signatures over `message`
-/// (the algorithm fits the key, a digest is 32 bytes, Ed25519 signs only
-/// messages). [`PrivateKey::sign`] runs this itself; verifiers that want to
+/// (the algorithm fits the key, a digest has its hash's length, Ed25519 and
+/// ML-DSA sign only messages). [`PrivateKey::sign`] runs this itself; verifiers that want to
 /// refuse bad input before the opaque [`PublicKey::verify`] call it first.
 pub fn check_message(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<'_>) -> Result<(), AsymError> {
     check(key, signature, message).map(|_| ())
@@ -199,11 +252,12 @@ fn check<'a>(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<
     if !key.supports(signature) {
         return Err(AsymError::WrongAlgorithm { key: key.name(), signature: signature.name() });
     }
-    match message {
-        Message::Raw(raw) => Ok(Checked::Raw(raw)),
-        Message::Digest(_) if key == KeyAlgorithm::Ed25519 => Err(AsymError::DigestNotSupported(key.name())),
-        Message::Digest(digest) => {
-            digest.try_into().map(Checked::Digest).map_err(|_| AsymError::DigestLength(digest.len()))
+    match (message, signature.digest()) {
+        (Message::Raw(raw), _) => Ok(Checked::Raw(raw)),
+        (Message::Digest(_), None) => Err(AsymError::DigestNotSupported(key.name())),
+        (Message::Digest(digest), Some((_, expected))) if digest.len() == expected => Ok(Checked::Digest(digest)),
+        (Message::Digest(digest), Some((hash, expected))) => {
+            Err(AsymError::DigestLength { hash, expected, got: digest.len() })
         }
     }
 }
@@ -213,6 +267,8 @@ enum Signer {
     Ed25519(ed25519::Signer),
     EcdsaP256(ecdsa_p256::Signer),
     Rsa(rsa::Signer),
+    EcdsaP384(ecdsa_p384::Signer),
+    MlDsa(ml_dsa::Signer),
 }
 
 /// A private key: zeroized on drop, redacted `Debug`, not `Clone`, not
@@ -234,6 +290,8 @@ impl PrivateKey {
             KeyAlgorithm::Ed25519 => ed25519::generate_pkcs8()?,
             KeyAlgorithm::EcdsaP256 => ecdsa_p256::generate_pkcs8()?,
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => rsa::generate_pkcs8(alg)?,
+            KeyAlgorithm::EcdsaP384 => ecdsa_p384::generate_pkcs8()?,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => ml_dsa::generate_pkcs8(alg)?,
         };
         // Going through the parser keeps one code path from PKCS#8 to a key,
         // so a generated key is exactly what a later load will give.
@@ -264,6 +322,17 @@ impl PrivateKey {
                 // from_spki_der checks the modulus size against `alg`.
                 let public = PublicKey::from_spki_der(alg, &signer.spki_der()?)?;
                 (Signer::Rsa(signer), public)
+            }
+            KeyAlgorithm::EcdsaP384 => {
+                let signer = ecdsa_p384::Signer::from_pkcs8(&pkcs8)?;
+                let public = PublicKey::from_spki_der(alg, &signer.spki_der()?)?;
+                (Signer::EcdsaP384(signer), public)
+            }
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => {
+                // from_pkcs8 checks the parameter set against `alg`.
+                let signer = ml_dsa::Signer::from_pkcs8(alg, &pkcs8)?;
+                let public = PublicKey::from_spki_der(alg, &signer.spki_der()?)?;
+                (Signer::MlDsa(signer), public)
             }
         };
         Ok(Self { pkcs8, signer, public })
@@ -300,6 +369,8 @@ impl PrivateKey {
             Signer::Ed25519(signer) => signer.sign(message),
             Signer::EcdsaP256(signer) => signer.sign(message),
             Signer::Rsa(signer) => signer.sign(alg, message),
+            Signer::EcdsaP384(signer) => signer.sign(message),
+            Signer::MlDsa(signer) => signer.sign(message),
         }
     }
 }
@@ -316,6 +387,8 @@ enum Verifier {
     Ed25519(ed25519::Verifier),
     EcdsaP256(ecdsa_p256::Verifier),
     Rsa(rsa::Verifier),
+    EcdsaP384(ecdsa_p384::Verifier),
+    MlDsa(ml_dsa::Verifier),
 }
 
 /// A public key: its algorithm and its X.509 SubjectPublicKeyInfo, parsed
@@ -333,6 +406,8 @@ impl PublicKey {
             Verifier::Ed25519(v) => v.spki_der()?,
             Verifier::EcdsaP256(v) => v.spki_der()?,
             Verifier::Rsa(v) => v.spki_der()?,
+            Verifier::EcdsaP384(v) => v.spki_der(),
+            Verifier::MlDsa(v) => v.spki_der(),
         };
         Ok(Self { alg, spki, verifier })
     }
@@ -349,6 +424,10 @@ impl PublicKey {
             KeyAlgorithm::EcdsaP256 => Verifier::EcdsaP256(ecdsa_p256::Verifier::from_spki_der(der)?),
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
                 Verifier::Rsa(rsa::Verifier::from_spki_der(alg, der)?)
+            }
+            KeyAlgorithm::EcdsaP384 => Verifier::EcdsaP384(ecdsa_p384::Verifier::from_spki_der(der)?),
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => {
+                Verifier::MlDsa(ml_dsa::Verifier::from_spki_der(alg, der)?)
             }
         };
         Self::new(alg, verifier)
@@ -382,7 +461,7 @@ impl PublicKey {
     ///
     /// Every failure is the opaque [`VerifyError`]: a bad signature, a wrong
     /// message or key, a signature algorithm the key can't make, a digest
-    /// that is not 32 bytes, a digest for an Ed25519 key. Callers that want
+    /// of the wrong length, a digest for an Ed25519 or ML-DSA key. Callers that want
     /// to reject a wrong algorithm as bad input check
     /// [`KeyAlgorithm::supports`] first.
     pub fn verify(&self, alg: SignatureAlgorithm, message: Message<'_>, signature: &[u8]) -> Result<(), VerifyError> {
@@ -391,6 +470,8 @@ impl PublicKey {
             Verifier::Ed25519(v) => v.verify(message, signature),
             Verifier::EcdsaP256(v) => v.verify(message, signature),
             Verifier::Rsa(v) => v.verify(alg, message, signature),
+            Verifier::EcdsaP384(v) => v.verify(message, signature),
+            Verifier::MlDsa(v) => v.verify(message, signature),
         }
     }
 }
@@ -453,7 +534,7 @@ mod tests {
         );
         assert_eq!(
             check(KeyAlgorithm::Rsa2048, SignatureAlgorithm::RsaPkcs1Sha256, Message::Digest(&d31)).err(),
-            Some(AsymError::DigestLength(31))
+            Some(AsymError::DigestLength { hash: "SHA-256", expected: 32, got: 31 })
         );
     }
 

@@ -17,8 +17,9 @@
 //! - **user keys** ([`Secret32`] versions, used by [`user`]) and every other
 //!   kms-api record are stored encrypted under a system key ([`record`]).
 //!
-//! Asymmetric user keys (Ed25519, ECDSA P-256, RSA-2048/3072/4096) and their
-//! signatures are in [`asym`].
+//! Asymmetric user keys (Ed25519, ECDSA P-256/P-384, RSA-2048/3072/4096,
+//! ML-DSA-44/65/87) and their signatures are in [`asym`]; HMAC keys in
+//! [`mac`].
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod asym;
 pub mod audit;
 pub mod envelope;
 pub mod id;
+pub mod mac;
 pub mod record;
 pub mod seal;
 pub mod secret;
@@ -90,4 +92,10 @@ pub fn random_array<const N: usize>() -> Result<[u8; N], RngError> {
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
+}
+
+/// SHA-384 of `data` (the digest ECDSA P-384 signs).
+pub fn sha384(data: &[u8]) -> [u8; 48] {
+    use sha2::Digest;
+    sha2::Sha384::digest(data).into()
 }

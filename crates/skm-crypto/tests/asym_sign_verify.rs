@@ -30,7 +30,18 @@ fn modulus_len(alg: KeyAlgorithm) -> Option<usize> {
         KeyAlgorithm::Rsa2048 => Some(256),
         KeyAlgorithm::Rsa3072 => Some(384),
         KeyAlgorithm::Rsa4096 => Some(512),
-        KeyAlgorithm::Ed25519 | KeyAlgorithm::EcdsaP256 => None,
+        _ => None,
+    }
+}
+
+/// The digest a caller would send for `sig_alg`; `None` where the algorithm
+/// signs only messages.
+fn digest(sig_alg: SignatureAlgorithm, msg: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest as _;
+    match sig_alg.digest()?.0 {
+        "SHA-256" => Some(sha2::Sha256::digest(msg).to_vec()),
+        "SHA-384" => Some(sha2::Sha384::digest(msg).to_vec()),
+        other => panic!("no digest {other}"),
     }
 }
 
@@ -43,6 +54,16 @@ fn assert_encoding(key_alg: KeyAlgorithm, sig: &[u8]) {
             assert_eq!(usize::from(sig[1]) + 2, sig.len());
             assert!((8..=72).contains(&sig.len()), "{}", sig.len());
         }
+        // Each INTEGER at most 49 bytes, so the length still fits one byte.
+        KeyAlgorithm::EcdsaP384 => {
+            assert_eq!(sig[0], 0x30);
+            assert_eq!(usize::from(sig[1]) + 2, sig.len());
+            assert!((8..=104).contains(&sig.len()), "{}", sig.len());
+        }
+        // FIPS 204 table 2.
+        KeyAlgorithm::MlDsa44 => assert_eq!(sig.len(), 2420),
+        KeyAlgorithm::MlDsa65 => assert_eq!(sig.len(), 3309),
+        KeyAlgorithm::MlDsa87 => assert_eq!(sig.len(), 4627),
         _ => assert_eq!(Some(sig.len()), modulus_len(key_alg)),
     }
 }
@@ -57,14 +78,13 @@ fn every_algorithm_pair_round_trips_raw_and_digest() {
         assert_eq!(public.algorithm(), key_alg);
         for &sig_alg in key_alg.signature_algorithms() {
             for msg in messages() {
-                let digest = skm_crypto::sha256(&msg);
                 let sig = key.sign(sig_alg, Message::Raw(&msg)).unwrap();
                 assert_encoding(key_alg, &sig);
                 assert_eq!(public.verify(sig_alg, Message::Raw(&msg), &sig), Ok(()));
-                if key_alg == KeyAlgorithm::Ed25519 {
+                let Some(digest) = digest(sig_alg, &msg) else {
                     checked += 1;
                     continue;
-                }
+                };
                 // A signature over the message verifies against its digest and
                 // a signature over the digest against the message.
                 assert_eq!(public.verify(sig_alg, Message::Digest(&digest), &sig), Ok(()));
@@ -76,7 +96,8 @@ fn every_algorithm_pair_round_trips_raw_and_digest() {
             }
         }
     }
-    assert_eq!(checked, 3 * (1 + 1 + 2 * 3));
+    // ed25519, ecdsa-p256, 2 paddings × 3 RSA sizes, ecdsa-p384, 3 ML-DSA.
+    assert_eq!(checked, 3 * (1 + 1 + 2 * 3 + 1 + 3));
 }
 
 #[test]
@@ -100,8 +121,7 @@ fn wrong_message_signature_or_key_fails_opaquely() {
                 Err(VerifyError)
             );
             assert_eq!(public.verify(sig_alg, Message::Raw(b"message"), &[]), Err(VerifyError));
-            if key_alg != KeyAlgorithm::Ed25519 {
-                let wrong_digest = skm_crypto::sha256(b"messagE");
+            if let Some(wrong_digest) = digest(sig_alg, b"messagE") {
                 assert_eq!(public.verify(sig_alg, Message::Digest(&wrong_digest), &sig), Err(VerifyError));
                 assert_eq!(public.verify(sig_alg, Message::Digest(&[0u8; 31]), &sig), Err(VerifyError));
             }
@@ -139,33 +159,50 @@ fn wrong_algorithm_combination_is_refused() {
             refused += 1;
         }
     }
-    assert_eq!(refused, 3 + 3 + 3 * 2);
+    // Six signature algorithms: five refused by Ed25519, ECDSA and ML-DSA keys, four by RSA keys.
+    assert_eq!(refused, 5 + 5 + 3 * 4 + 5 + 3 * 5);
     let err = keys(KeyAlgorithm::Rsa2048)[0].sign(SignatureAlgorithm::Ed25519, Message::Raw(b"m")).unwrap_err();
     assert_eq!(err.to_string(), "signature algorithm ed25519 does not fit a rsa-2048 key");
 }
 
 #[test]
-fn ed25519_refuses_digests() {
-    let key = &keys(KeyAlgorithm::Ed25519)[0];
-    let digest = skm_crypto::sha256(b"m");
-    let err = key.sign(SignatureAlgorithm::Ed25519, Message::Digest(&digest)).unwrap_err();
-    assert_eq!(err, AsymError::DigestNotSupported("ed25519"));
-    assert_eq!(err.to_string(), "ed25519 keys sign messages, not digests");
-    let sig = key.sign(SignatureAlgorithm::Ed25519, Message::Raw(b"m")).unwrap();
-    assert_eq!(key.public_key().verify(SignatureAlgorithm::Ed25519, Message::Digest(&digest), &sig), Err(VerifyError));
+fn ed25519_and_ml_dsa_refuse_digests() {
+    let mut refused = 0;
+    for key_alg in KeyAlgorithm::ALL {
+        let sig_alg = key_alg.default_signature_algorithm();
+        if sig_alg.digest().is_some() {
+            continue;
+        }
+        let key = &keys(key_alg)[0];
+        let digest = skm_crypto::sha256(b"m");
+        let err = key.sign(sig_alg, Message::Digest(&digest)).unwrap_err();
+        assert_eq!(err, AsymError::DigestNotSupported(key_alg.name()));
+        assert_eq!(err.to_string(), format!("{} keys sign messages, not digests", key_alg.name()));
+        let sig = key.sign(sig_alg, Message::Raw(b"m")).unwrap();
+        assert_eq!(key.public_key().verify(sig_alg, Message::Digest(&digest), &sig), Err(VerifyError));
+        // Not even a "digest" that is the message itself.
+        assert_eq!(key.public_key().verify(sig_alg, Message::Digest(b"m"), &sig), Err(VerifyError));
+        refused += 1;
+    }
+    assert_eq!(refused, 4);
 }
 
 #[test]
-fn digests_must_be_32_bytes() {
-    for key_alg in KeyAlgorithm::ALL.into_iter().filter(|a| *a != KeyAlgorithm::Ed25519) {
+fn digests_must_have_their_hash_length() {
+    for key_alg in KeyAlgorithm::ALL {
         let key = &keys(key_alg)[0];
         for &sig_alg in key_alg.signature_algorithms() {
-            assert_eq!(key.sign(sig_alg, Message::Digest(&[0u8; 31])), Err(AsymError::DigestLength(31)));
-            assert_eq!(key.sign(sig_alg, Message::Digest(&[0u8; 33])), Err(AsymError::DigestLength(33)));
-            assert_eq!(key.sign(sig_alg, Message::Digest(&[])), Err(AsymError::DigestLength(0)));
+            let Some((hash, expected)) = sig_alg.digest() else { continue };
+            for got in [expected - 1, expected + 1, 0, if expected == 32 { 48 } else { 32 }] {
+                assert_eq!(
+                    key.sign(sig_alg, Message::Digest(&vec![0u8; got])),
+                    Err(AsymError::DigestLength { hash, expected, got })
+                );
+            }
         }
     }
-    assert_eq!(AsymError::DigestLength(31).to_string(), "a SHA-256 digest is 32 bytes; got 31");
+    let err = AsymError::DigestLength { hash: "SHA-384", expected: 48, got: 32 };
+    assert_eq!(err.to_string(), "a SHA-384 digest is 48 bytes; got 32");
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! Wycheproof signature vectors through `PublicKey::from_spki_der` and
-//! `PublicKey::verify`: Ed25519, ECDSA P-256/SHA-256 (DER) and RSA
-//! PSS/PKCS#1 v1.5 with SHA-256 for 2048, 3072 and 4096-bit keys.
+//! `PublicKey::verify`: Ed25519, ECDSA P-256/SHA-256 and P-384/SHA-384
+//! (DER), RSA PSS/PKCS#1 v1.5 with SHA-256 for 2048, 3072 and 4096-bit keys,
+//! and ML-DSA-44/65/87.
 //!
 //! Each case runs twice for ECDSA and RSA: over the message, and over its
-//! SHA-256 digest, which must give the same answer. Ed25519 must refuse the
-//! digest form.
+//! digest, which must give the same answer. Ed25519 and ML-DSA must refuse
+//! the digest form.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,6 +38,9 @@ struct Case {
     msg: String,
     sig: String,
     result: String,
+    /// ML-DSA only: a context string; SKM signs with the empty one.
+    #[serde(default)]
+    ctx: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +49,19 @@ struct Tally {
     invalid: usize,
     acceptable: usize,
     skipped_groups: usize,
+    rejected_keys: usize,
+    with_context: usize,
+}
+
+/// The digest a caller would send for `sig_alg`; `None` where the algorithm
+/// signs only messages.
+fn digest(sig_alg: SignatureAlgorithm, msg: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest as _;
+    match sig_alg.digest()?.0 {
+        "SHA-256" => Some(sha2::Sha256::digest(msg).to_vec()),
+        "SHA-384" => Some(sha2::Sha384::digest(msg).to_vec()),
+        other => panic!("no digest {other}"),
+    }
 }
 
 impl Tally {
@@ -61,7 +78,7 @@ fn run(json: &str, key_alg: KeyAlgorithm, sig_alg: SignatureAlgorithm) -> Tally 
         KeyAlgorithm::Rsa2048 => Some(2048),
         KeyAlgorithm::Rsa3072 => Some(3072),
         KeyAlgorithm::Rsa4096 => Some(4096),
-        KeyAlgorithm::Ed25519 | KeyAlgorithm::EcdsaP256 => None,
+        _ => None,
     };
     for group in &file.groups {
         if rsa_bits.is_some() && group.key_size != rsa_bits {
@@ -72,19 +89,39 @@ fn run(json: &str, key_alg: KeyAlgorithm, sig_alg: SignatureAlgorithm) -> Tally 
             continue;
         }
         let der = hex::decode(&group.public_key_der).unwrap();
-        let key = PublicKey::from_spki_der(key_alg, &der)
-            .unwrap_or_else(|e| panic!("{}: group key rejected: {e}", key_alg.name()));
+        let key = match PublicKey::from_spki_der(key_alg, &der) {
+            Ok(key) => key,
+            // A group whose key is not a key (ML-DSA's wrong-length public
+            // keys): every case in it must be invalid.
+            Err(e) => {
+                for case in &group.tests {
+                    assert_eq!(case.result, "invalid", "case {}: group key rejected: {e}", case.id);
+                    tally.invalid += 1;
+                }
+                tally.rejected_keys += 1;
+                continue;
+            }
+        };
         assert_eq!(key.spki_der(), &der[..], "SPKI re-encodes canonically");
         for case in &group.tests {
+            if case.ctx.as_deref().is_some_and(|c| !c.is_empty()) {
+                // SKM signs and verifies with the empty context only.
+                skipped_cases += 1;
+                tally.with_context += 1;
+                continue;
+            }
             let msg = hex::decode(&case.msg).unwrap();
             let sig = hex::decode(&case.sig).unwrap();
-            let digest = skm_crypto::sha256(&msg);
             let raw = key.verify(sig_alg, Message::Raw(&msg), &sig);
-            let prehashed = key.verify(sig_alg, Message::Digest(&digest), &sig);
-            if key_alg == KeyAlgorithm::Ed25519 {
-                assert_eq!(prehashed, Err(VerifyError), "case {}: Ed25519 verified a digest", case.id);
-            } else {
-                assert_eq!(raw, prehashed, "case {}: message and digest disagree", case.id);
+            match digest(sig_alg, &msg) {
+                Some(digest) => {
+                    let prehashed = key.verify(sig_alg, Message::Digest(&digest), &sig);
+                    assert_eq!(raw, prehashed, "case {}: message and digest disagree", case.id);
+                }
+                None => {
+                    let as_digest = key.verify(sig_alg, Message::Digest(&skm_crypto::sha256(&msg)), &sig);
+                    assert_eq!(as_digest, Err(VerifyError), "case {}: verified a digest", case.id);
+                }
             }
             match case.result.as_str() {
                 "valid" => {
@@ -122,6 +159,29 @@ fn ecdsa_p256_sha256_der() {
 }
 
 #[test]
+fn ecdsa_p384_sha384_der() {
+    let t = run(
+        include_str!("wycheproof/ecdsa_secp384r1_sha384_test.json"),
+        KeyAlgorithm::EcdsaP384,
+        SignatureAlgorithm::EcdsaSha384,
+    );
+    assert!(t.valid >= 150 && t.invalid >= 300, "{t:?}");
+}
+
+#[test]
+fn ml_dsa_verify() {
+    let files = [
+        (KeyAlgorithm::MlDsa44, include_str!("wycheproof/mldsa_44_verify_test.json")),
+        (KeyAlgorithm::MlDsa65, include_str!("wycheproof/mldsa_65_verify_test.json")),
+        (KeyAlgorithm::MlDsa87, include_str!("wycheproof/mldsa_87_verify_test.json")),
+    ];
+    for (alg, json) in files {
+        let t = run(json, alg, SignatureAlgorithm::MlDsa);
+        assert!(t.valid >= 60 && t.invalid >= 80 && t.rejected_keys >= 1, "{}: {t:?}", alg.name());
+    }
+}
+
+#[test]
 fn rsa_pss_sha256_mgf1_salt32() {
     let files = [
         (KeyAlgorithm::Rsa2048, include_str!("wycheproof/rsa_pss_2048_sha256_mgf1_32_test.json")),
@@ -152,8 +212,18 @@ fn rsa_pkcs1_sha256() {
 fn group_keys_are_tied_to_their_algorithm() {
     let file: File = serde_json::from_str(include_str!("wycheproof/rsa_pss_3072_sha256_mgf1_32_test.json")).unwrap();
     let der = hex::decode(&file.groups[0].public_key_der).unwrap();
-    for wrong in [KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa4096, KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256] {
+    for wrong in KeyAlgorithm::ALL.into_iter().filter(|a| *a != KeyAlgorithm::Rsa3072) {
         assert_eq!(PublicKey::from_spki_der(wrong, &der), Err(skm_crypto::asym::AsymError::Malformed));
     }
     assert!(PublicKey::from_spki_der(KeyAlgorithm::Rsa3072, &der).is_ok());
+    let file: File = serde_json::from_str(include_str!("wycheproof/ecdsa_secp384r1_sha384_test.json")).unwrap();
+    let der = hex::decode(&file.groups[0].public_key_der).unwrap();
+    for wrong in KeyAlgorithm::ALL.into_iter().filter(|a| *a != KeyAlgorithm::EcdsaP384) {
+        assert_eq!(PublicKey::from_spki_der(wrong, &der), Err(skm_crypto::asym::AsymError::Malformed));
+    }
+    let file: File = serde_json::from_str(include_str!("wycheproof/mldsa_65_verify_test.json")).unwrap();
+    let der = hex::decode(&file.groups[0].public_key_der).unwrap();
+    for wrong in KeyAlgorithm::ALL.into_iter().filter(|a| *a != KeyAlgorithm::MlDsa65) {
+        assert_eq!(PublicKey::from_spki_der(wrong, &der), Err(skm_crypto::asym::AsymError::Malformed));
+    }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use skm_crypto::asym::KeyAlgorithm;
+use skm_crypto::mac::MacAlgorithm;
 use skm_proto::admin::v1 as pb;
 use skm_proto::admin::v1::admin_service_server::AdminService;
 use skm_store::Store;
@@ -85,6 +86,13 @@ fn key_type_pb(kind: KeyKind) -> pb::KeyType {
         KeyKind::Asymmetric(KeyAlgorithm::Rsa2048) => T::Rsa2048,
         KeyKind::Asymmetric(KeyAlgorithm::Rsa3072) => T::Rsa3072,
         KeyKind::Asymmetric(KeyAlgorithm::Rsa4096) => T::Rsa4096,
+        KeyKind::Asymmetric(KeyAlgorithm::EcdsaP384) => T::EcdsaP384,
+        KeyKind::Asymmetric(KeyAlgorithm::MlDsa44) => T::MlDsa44,
+        KeyKind::Asymmetric(KeyAlgorithm::MlDsa65) => T::MlDsa65,
+        KeyKind::Asymmetric(KeyAlgorithm::MlDsa87) => T::MlDsa87,
+        KeyKind::Hmac(MacAlgorithm::HmacSha256) => T::HmacSha256,
+        KeyKind::Hmac(MacAlgorithm::HmacSha384) => T::HmacSha384,
+        KeyKind::Hmac(MacAlgorithm::HmacSha512) => T::HmacSha512,
     }
 }
 
@@ -97,9 +105,17 @@ fn key_kind(value: i32) -> Result<KeyKind, Status> {
         Ok(T::Rsa2048) => Ok(KeyKind::Asymmetric(KeyAlgorithm::Rsa2048)),
         Ok(T::Rsa3072) => Ok(KeyKind::Asymmetric(KeyAlgorithm::Rsa3072)),
         Ok(T::Rsa4096) => Ok(KeyKind::Asymmetric(KeyAlgorithm::Rsa4096)),
+        Ok(T::EcdsaP384) => Ok(KeyKind::Asymmetric(KeyAlgorithm::EcdsaP384)),
+        Ok(T::MlDsa44) => Ok(KeyKind::Asymmetric(KeyAlgorithm::MlDsa44)),
+        Ok(T::MlDsa65) => Ok(KeyKind::Asymmetric(KeyAlgorithm::MlDsa65)),
+        Ok(T::MlDsa87) => Ok(KeyKind::Asymmetric(KeyAlgorithm::MlDsa87)),
+        Ok(T::HmacSha256) => Ok(KeyKind::Hmac(MacAlgorithm::HmacSha256)),
+        Ok(T::HmacSha384) => Ok(KeyKind::Hmac(MacAlgorithm::HmacSha384)),
+        Ok(T::HmacSha512) => Ok(KeyKind::Hmac(MacAlgorithm::HmacSha512)),
         Ok(T::Secret) => Err(Status::invalid_argument("key_type KEY_TYPE_SECRET is created with CreateSecret")),
         Ok(T::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
-            "key_type {value} is not a key type (AES_256, ED25519, ECDSA_P256, RSA_2048, RSA_3072, RSA_4096)"
+            "key_type {value} is not a key type (AES_256, ED25519, ECDSA_P256, ECDSA_P384, RSA_2048, RSA_3072, \
+             RSA_4096, ML_DSA_44, ML_DSA_65, ML_DSA_87, HMAC_SHA256, HMAC_SHA384, HMAC_SHA512)"
         ))),
     }
 }

@@ -32,6 +32,8 @@ pub(crate) fn signature_algorithm(value: i32) -> Result<Option<SignatureAlgorith
         Ok(P::EcdsaSha256) => Ok(Some(SignatureAlgorithm::EcdsaSha256)),
         Ok(P::RsaPssSha256) => Ok(Some(SignatureAlgorithm::RsaPssSha256)),
         Ok(P::RsaPkcs1Sha256) => Ok(Some(SignatureAlgorithm::RsaPkcs1Sha256)),
+        Ok(P::EcdsaSha384) => Ok(Some(SignatureAlgorithm::EcdsaSha384)),
+        Ok(P::MlDsa) => Ok(Some(SignatureAlgorithm::MlDsa)),
         Err(_) => Err(Status::invalid_argument(format!("algorithm {value} is not a known signature algorithm"))),
     }
 }
@@ -43,6 +45,8 @@ pub(crate) fn signature_algorithm_pb(alg: SignatureAlgorithm) -> pb::SignatureAl
         SignatureAlgorithm::EcdsaSha256 => P::EcdsaSha256,
         SignatureAlgorithm::RsaPssSha256 => P::RsaPssSha256,
         SignatureAlgorithm::RsaPkcs1Sha256 => P::RsaPkcs1Sha256,
+        SignatureAlgorithm::EcdsaSha384 => P::EcdsaSha384,
+        SignatureAlgorithm::MlDsa => P::MlDsa,
     }
 }
 
@@ -235,6 +239,32 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
         let done = self.kms.execute(&caller, kms::GetSecret { key_id: req.key_id, version: req.version }).await?;
         let value = String::from_utf8(done.value.to_vec()).map_err(|_| Status::internal("internal error"))?;
         Ok(Response::new(pb::GetSecretResponse { value, version: done.version }))
+    }
+
+    async fn generate_mac(
+        &self,
+        request: Request<pb::GenerateMacRequest>,
+    ) -> Result<Response<pb::GenerateMacResponse>, Status> {
+        let caller = application(&request)?;
+        let req = request.into_inner();
+        let done = self.kms.execute(&caller, kms::GenerateMac { key_id: req.key_id, message: req.message }).await?;
+        Ok(Response::new(pb::GenerateMacResponse {
+            mac: done.mac,
+            key_version: done.key_version,
+            algorithm: done.algorithm.name().to_owned(),
+        }))
+    }
+
+    async fn verify_mac(
+        &self,
+        request: Request<pb::VerifyMacRequest>,
+    ) -> Result<Response<pb::VerifyMacResponse>, Status> {
+        let caller = application(&request)?;
+        let req = request.into_inner();
+        let op =
+            kms::VerifyMac { key_id: req.key_id, message: req.message, mac: req.mac, key_version: req.key_version };
+        let kms::Verified(version) = self.kms.execute(&caller, op).await?;
+        Ok(Response::new(pb::VerifyMacResponse { valid: version.is_some(), key_version: version.unwrap_or(0) }))
     }
 
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {

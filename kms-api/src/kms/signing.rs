@@ -106,7 +106,7 @@ fn refused(e: AsymError) -> KmsError {
         AsymError::DigestNotSupported(_) | AsymError::WrongAlgorithm { .. } => {
             KmsError::FailedPrecondition(e.to_string())
         }
-        AsymError::DigestLength(_) => KmsError::InvalidArgument(e.to_string()),
+        AsymError::DigestLength { .. } => KmsError::InvalidArgument(e.to_string()),
         other => internal(other),
     }
 }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use skm_crypto::Secret32;
 use skm_crypto::asym::KeyAlgorithm;
 use skm_crypto::record::SystemKeyring;
+use skm_crypto::{Secret32, VerifyError};
 use skm_runtime::Role;
 use skm_store::{MemoryStore, Store};
 use zeroize::Zeroizing;
@@ -16,7 +16,7 @@ use super::*;
 use crate::access::{Facts, Mode, PolicyInput};
 use crate::audit::{Event, Filter, Outcome};
 use crate::clock::ManualClock;
-use crate::model::{self, KeyKind, KeyState};
+use crate::model::{self, KeyKind, KeyState, Material};
 use crate::system_keys::SystemKeys;
 
 struct Core<S = MemoryStore> {
@@ -809,4 +809,126 @@ async fn keystore_aliases_are_unique_name_the_keystore_and_can_move() {
     // Neither policy nor alias: nothing to do.
     let op = UpdateKeystore { keystore_id: a.id.to_string(), policy: None, alias: None };
     assert_eq!(c.kms.execute(&admin(), op).await.unwrap_err().code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn hmac_keys_mac_verify_rotate_and_reload_from_the_store() {
+    use skm_crypto::mac::MacAlgorithm;
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let caller = app("10.0.0.1");
+    let mac = |key_id: &str, message: &[u8]| GenerateMac { key_id: key_id.into(), message: message.to_vec() };
+    let verify = |key_id: &str, mac: &[u8], key_version| VerifyMac {
+        key_id: key_id.into(),
+        message: b"m".to_vec(),
+        mac: mac.to_vec(),
+        key_version,
+    };
+    for alg in MacAlgorithm::ALL {
+        let key = core.key(&ks, alg.name(), KeyKind::Hmac(alg)).await;
+        let v1 = core.kms.execute(&caller, mac(&key, b"m")).await.unwrap();
+        assert_eq!((v1.mac.len(), v1.key_version, v1.algorithm), (alg.tag_len(), 1, alg));
+        assert_eq!(core.kms.execute(&caller, mac(&key, b"m")).await.unwrap().mac, v1.mac, "HMAC is deterministic");
+        core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+        let v2 = core.kms.execute(&caller, mac(&key, b"m")).await.unwrap();
+        assert_eq!(v2.key_version, 2);
+        assert_ne!(v2.mac, v1.mac, "a rotation makes a new key");
+        assert_eq!(core.kms.execute(&caller, verify(&key, &v1.mac, 0)).await.unwrap(), Verified(Some(1)));
+        assert_eq!(core.kms.execute(&caller, verify(&key, &v2.mac, 0)).await.unwrap(), Verified(Some(2)));
+        assert_eq!(core.kms.execute(&caller, verify(&key, &v1.mac, 2)).await.unwrap(), Verified(None));
+        let truncated = &v2.mac[..v2.mac.len() - 1];
+        assert_eq!(core.kms.execute(&caller, verify(&key, truncated, 0)).await.unwrap(), Verified(None));
+        let missing = core.kms.execute(&caller, verify(&key, &v1.mac, 3)).await.unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        // The versions read back from the store make the same tags.
+        let (stored, _) = core.kms.records.key(&key.parse().unwrap()).await.unwrap().unwrap();
+        let Material::Mac { algorithm, versions } = &stored.material else { panic!("not an hmac key") };
+        assert_eq!(*algorithm, alg);
+        assert_eq!(versions.get(1).unwrap().material.sign(b"m"), v1.mac);
+        assert_eq!(versions.get(2).unwrap().material.sign(b"m"), v2.mac);
+        core.kms.execute(&admin(), DisableKey { key_id: key.clone() }).await.unwrap();
+        let disabled = core.kms.execute(&caller, mac(&key, b"m")).await.unwrap_err();
+        assert_eq!(disabled.code(), Code::FailedPrecondition);
+    }
+    let key = core.key(&ks, "h", KeyKind::Hmac(MacAlgorithm::HmacSha256)).await;
+    let long = core.kms.execute(&caller, mac(&key, &[0; model::MAX_MAC_MESSAGE + 1])).await.unwrap_err();
+    assert_eq!(long.to_string(), "message is 4097 bytes; the limit is 4096");
+    core.kms.execute(&caller, mac(&key, &[0; model::MAX_MAC_MESSAGE])).await.unwrap();
+    let long_tag = core.kms.execute(&caller, verify(&key, &[0; model::MAX_MAC + 1], 0)).await.unwrap_err();
+    assert_eq!(long_tag.code(), Code::InvalidArgument);
+    let aes = core.key(&ks, "aes", KeyKind::Aes256).await;
+    let wrong = core.kms.execute(&caller, mac(&aes, b"m")).await.unwrap_err();
+    assert!(wrong.to_string().contains("this operation needs an hmac key"), "{wrong}");
+    let sign = Sign { key_id: key.clone(), signed: Signed::Message(b"m".to_vec()), algorithm: None };
+    assert_eq!(core.kms.execute(&caller, sign).await.unwrap_err().code(), Code::FailedPrecondition);
+
+    let entries = core.entries().await;
+    let uses: Vec<_> = entries.iter().filter(|(_, e)| e.operation.ends_with("Mac")).map(|(_, e)| e).collect();
+    assert!(uses.iter().any(|e| e.operation == "GenerateMac" && e.key_version == Some(2)));
+    assert!(uses.iter().any(|e| e.operation == "VerifyMac" && e.key_version == Some(1)));
+    assert_eq!(core.kms.audit().verify().await.unwrap().first_broken, None);
+}
+
+#[tokio::test]
+async fn p384_and_ml_dsa_keys_sign_verify_rotate_and_reload_from_the_store() {
+    use skm_crypto::asym::{Message, SignatureAlgorithm};
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let caller = app("10.0.0.1");
+    let cases = [
+        (KeyAlgorithm::EcdsaP384, SignatureAlgorithm::EcdsaSha384),
+        (KeyAlgorithm::MlDsa44, SignatureAlgorithm::MlDsa),
+        (KeyAlgorithm::MlDsa65, SignatureAlgorithm::MlDsa),
+        (KeyAlgorithm::MlDsa87, SignatureAlgorithm::MlDsa),
+    ];
+    for (alg, sig_alg) in cases {
+        let key = core.key(&ks, alg.name(), KeyKind::Asymmetric(alg)).await;
+        let sign = |signed| Sign { key_id: key.clone(), signed, algorithm: None };
+        let v1 = core.kms.execute(&caller, sign(Signed::Message(b"m".to_vec()))).await.unwrap();
+        assert_eq!((v1.algorithm, v1.key_version), (sig_alg, 1));
+        core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+        let v2 = core.kms.execute(&caller, sign(Signed::Message(b"m".to_vec()))).await.unwrap();
+        assert_eq!(v2.key_version, 2);
+        let verify = |signature: &[u8]| Verify {
+            key_id: key.clone(),
+            signed: Signed::Message(b"m".to_vec()),
+            signature: signature.to_vec(),
+            algorithm: Some(sig_alg),
+            key_version: 0,
+        };
+        assert_eq!(core.kms.execute(&caller, verify(&v1.signature)).await.unwrap(), Verified(Some(1)));
+        assert_eq!(core.kms.execute(&caller, verify(&v2.signature)).await.unwrap(), Verified(Some(2)));
+        // The public key exported for version 1 verifies its signature
+        // outside the core, from the SPKI alone.
+        let public = core.kms.execute(&caller, GetPublicKey { key_id: key.clone(), key_version: 1 }).await.unwrap();
+        assert_eq!(public.algorithm, alg);
+        let spki = skm_crypto::asym::PublicKey::from_spki_der(alg, &public.spki_der).unwrap();
+        assert_eq!(spki.verify(sig_alg, Message::Raw(b"m"), &v1.signature), Ok(()));
+        let (stored, _) = core.kms.records.key(&key.parse().unwrap()).await.unwrap().unwrap();
+        let Material::Signing { versions, .. } = &stored.material else { panic!("not a signing key") };
+        assert_eq!(versions.get(1).unwrap().material.public().spki_der(), &public.spki_der[..]);
+        if alg == KeyAlgorithm::EcdsaP384 {
+            let digest = skm_crypto::sha384(b"m").to_vec();
+            let by_digest = core.kms.execute(&caller, sign(Signed::Digest(digest))).await.unwrap();
+            assert_eq!(spki.verify(sig_alg, Message::Raw(b"m"), &by_digest.signature), Err(VerifyError), "v2 signed");
+            assert_eq!(core.kms.execute(&caller, verify(&by_digest.signature)).await.unwrap(), Verified(Some(2)));
+            let short = core.kms.execute(&caller, sign(Signed::Digest(vec![0; 32]))).await.unwrap_err();
+            assert_eq!(
+                (short.code(), short.to_string()),
+                (Code::InvalidArgument, "a SHA-384 digest is 48 bytes; got 32".to_owned())
+            );
+        } else {
+            let digest = core.kms.execute(&caller, sign(Signed::Digest(vec![0; 32]))).await.unwrap_err();
+            assert_eq!(
+                (digest.code(), digest.to_string()),
+                (Code::FailedPrecondition, format!("{} keys sign messages, not digests", alg.name()))
+            );
+        }
+        let wrong = Sign {
+            key_id: key.clone(),
+            signed: Signed::Message(b"m".to_vec()),
+            algorithm: Some(SignatureAlgorithm::Ed25519),
+        };
+        assert_eq!(core.kms.execute(&caller, wrong).await.unwrap_err().code(), Code::FailedPrecondition);
+    }
 }

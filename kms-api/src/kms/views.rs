@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use skm_crypto::Secret32;
 use skm_crypto::asym::{KeyAlgorithm, PrivateKey};
+use skm_crypto::mac::{MacAlgorithm, MacKey};
 use skm_store::Store;
 
 use super::operation::Trail;
@@ -48,11 +49,31 @@ pub(crate) struct SigningKey {
 }
 
 impl View for SigningKey {
-    const WANTED: &'static str = "an asymmetric key (ed25519, ecdsa-p256, rsa-*)";
+    const WANTED: &'static str = "an asymmetric key (ed25519, ecdsa-*, rsa-*, ml-dsa-*)";
 
     fn of(key: &Arc<Key>) -> Option<Self> {
         match &key.material {
             Material::Signing { algorithm, versions } => {
+                Some(Self { key: key.clone(), algorithm: *algorithm, versions: versions.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An HMAC key of one algorithm.
+pub(crate) struct HmacKey {
+    pub(crate) key: Arc<Key>,
+    pub(crate) algorithm: MacAlgorithm,
+    pub(crate) versions: Arc<Versions<MacKey>>,
+}
+
+impl View for HmacKey {
+    const WANTED: &'static str = "an hmac key (hmac-sha256, hmac-sha384, hmac-sha512)";
+
+    fn of(key: &Arc<Key>) -> Option<Self> {
+        match &key.material {
+            Material::Mac { algorithm, versions } => {
                 Some(Self { key: key.clone(), algorithm: *algorithm, versions: versions.clone() })
             }
             _ => None,

@@ -8,7 +8,7 @@
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use skm_crypto::asym::SignatureAlgorithm;
+use skm_crypto::asym::{KeyAlgorithm, SignatureAlgorithm};
 use skm_store::Store;
 use tonic::Code;
 use zeroize::Zeroizing;
@@ -286,10 +286,11 @@ async fn serve<S: Store + Clone>(
             let key_version = query.u32_or_zero("keyVersion")?;
             let op = kms::GetPublicKey { key_id: id.to_owned(), key_version };
             let done = run(kms, &caller, op).await?;
-            let key_type = match done.algorithm.name() {
-                n if n.starts_with("rsa") => "RSA",
-                n if n.starts_with("ecdsa") => "EC",
-                _ => "ED25519",
+            let key_type = match done.algorithm {
+                KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => "RSA",
+                KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => "EC",
+                KeyAlgorithm::Ed25519 => "ED25519",
+                KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => "ML-DSA",
             };
             Ok(json!({
                 "keyType": key_type,
@@ -316,5 +317,7 @@ fn standard_name(algorithm: SignatureAlgorithm) -> &'static str {
         SignatureAlgorithm::RsaPkcs1Sha256 => "RSASSA-PKCS1-v1_5",
         SignatureAlgorithm::Ed25519 => "Ed25519",
         SignatureAlgorithm::EcdsaSha256 => "ECDSA-SHA256",
+        SignatureAlgorithm::EcdsaSha384 => "ECDSA-SHA384",
+        SignatureAlgorithm::MlDsa => "ML-DSA",
     }
 }

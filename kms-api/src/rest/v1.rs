@@ -40,6 +40,8 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/keys/{key_id}/re-encrypt"),
     ("POST", "/v1/keys/{key_id}/sign"),
     ("POST", "/v1/keys/{key_id}/verify"),
+    ("POST", "/v1/keys/{key_id}/generate-mac"),
+    ("POST", "/v1/keys/{key_id}/verify-mac"),
     ("GET", "/v1/keys/{key_id}/public-key"),
     ("POST", "/v1/batch/encrypt"),
     ("POST", "/v1/batch/decrypt"),
@@ -66,6 +68,8 @@ enum KeyCall {
     ReEncrypt,
     Sign,
     Verify,
+    GenerateMac,
+    VerifyMac,
 }
 
 impl Route<'_> {
@@ -88,6 +92,8 @@ impl Route<'_> {
                     "re-encrypt" => KeyCall::ReEncrypt,
                     "sign" => KeyCall::Sign,
                     "verify" => KeyCall::Verify,
+                    "generate-mac" => KeyCall::GenerateMac,
+                    "verify-mac" => KeyCall::VerifyMac,
                     _ => return None,
                 },
             ),
@@ -113,6 +119,8 @@ impl Route<'_> {
                 KeyCall::ReEncrypt => ("ReEncrypt", Method::POST),
                 KeyCall::Sign => ("Sign", Method::POST),
                 KeyCall::Verify => ("Verify", Method::POST),
+                KeyCall::GenerateMac => ("GenerateMac", Method::POST),
+                KeyCall::VerifyMac => ("VerifyMac", Method::POST),
             },
         }
     }
@@ -295,6 +303,20 @@ async fn key_call_run<S: Store + Clone>(
             let kms::Verified(version) = run(kms, caller, op).await?;
             json!({ "valid": version.is_some(), "key_version": version.unwrap_or(0) })
         }
+        KeyCall::GenerateMac => {
+            let message = fields.required_bytes("message")?.to_vec();
+            fields.finish()?;
+            let done = run(kms, caller, kms::GenerateMac { key_id, message }).await?;
+            json!({ "mac": b64(&done.mac), "key_version": done.key_version, "algorithm": done.algorithm.name() })
+        }
+        KeyCall::VerifyMac => {
+            let message = fields.required_bytes("message")?.to_vec();
+            let mac = fields.required_bytes("mac")?.to_vec();
+            let key_version = fields.u32_or_zero("key_version")?;
+            fields.finish()?;
+            let kms::Verified(version) = run(kms, caller, kms::VerifyMac { key_id, message, mac, key_version }).await?;
+            json!({ "valid": version.is_some(), "key_version": version.unwrap_or(0) })
+        }
     })
 }
 
@@ -316,7 +338,8 @@ fn algorithm(fields: &mut Fields) -> Result<Option<skm_crypto::asym::SignatureAl
     let value = pb::SignatureAlgorithm::from_str_name(&name).ok_or_else(|| {
         ApiError::invalid(
             "algorithm: not a signature algorithm (SIGNATURE_ALGORITHM_ED25519, SIGNATURE_ALGORITHM_ECDSA_SHA256, \
-             SIGNATURE_ALGORITHM_RSA_PSS_SHA256, SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256)",
+             SIGNATURE_ALGORITHM_ECDSA_SHA384, SIGNATURE_ALGORITHM_RSA_PSS_SHA256, \
+             SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256, SIGNATURE_ALGORITHM_ML_DSA)",
         )
     })?;
     signature_algorithm(value as i32).map_err(|status| ApiError::invalid(status.message()))

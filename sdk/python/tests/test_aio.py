@@ -32,3 +32,33 @@ def test_async_calls_and_errors(stack):
                 await c.encrypt(stack.keys["denied"], b"x")
 
     run(main())
+
+
+def test_async_mac_and_the_new_signatures(stack):
+    async def main():
+        async with skm.AsyncClient.from_profile(stack.app_profile) as c:
+            for name, size in (("hmac256", 32), ("hmac384", 48), ("hmac512", 64)):
+                key = stack.keys[name]
+                tags = await asyncio.gather(*(c.generate_mac(key, bytes([i])) for i in range(5)))
+                assert all(isinstance(t, skm.Mac) and len(t.mac) == size and t.key_version == 1 for t in tags)
+                assert len({t.mac for t in tags}) == 5
+                assert (await c.generate_mac(key, b"\x00")).mac == tags[0].mac
+                oks = await asyncio.gather(*(c.verify_mac(key, t.mac, bytes([i])) for i, t in enumerate(tags)))
+                assert all(ok == skm.Verified(True, 1) for ok in oks)
+                assert not (await c.verify_mac(key, tags[0].mac[:-1], b"\x00")).valid
+                assert not (await c.verify_mac(key, tags[0].mac, b"\x01")).valid
+            sig = await c.sign(stack.keys["mldsa65"], b"m")
+            assert (len(sig.signature), sig.algorithm) == (3309, skm.SignatureAlgorithm.ML_DSA)
+            assert (await c.verify(stack.keys["mldsa65"], sig.signature, b"m")).valid
+            p384 = await c.sign(stack.keys["p384"], b"m", algorithm=skm.SignatureAlgorithm.ECDSA_SHA384)
+            assert (await c.verify(stack.keys["p384"], p384.signature, b"m")).valid
+            with pytest.raises(skm.FailedPrecondition) as info:
+                await c.generate_mac(stack.keys["ed"], b"x")
+            assert "this operation needs an hmac key" in info.value.message
+            with pytest.raises(skm.FailedPrecondition) as info:
+                await c.sign(stack.keys["mldsa65"], digest=b"\x00" * 32)
+            assert info.value.message == "ml-dsa-65 keys sign messages, not digests"
+            with pytest.raises(skm.InvalidArgument):
+                await c.verify_mac(stack.keys["hmac256"], b"\x00" * 65, b"x")
+
+    run(main())

@@ -99,6 +99,8 @@ enum Rpc {
     Verify,
     GetPublicKey,
     GetSecret,
+    GenerateMac,
+    VerifyMac,
     CreateKeystore,
     ListKeystores,
     GetKeystore,
@@ -313,6 +315,12 @@ async fn rest(endpoint: &str, tls: std::sync::Arc<rustls::ClientConfig>, call: &
         ),
         Rpc::GetPublicKey => ("GET", format!("/v1/keys/{key}/public-key"), None),
         Rpc::GetSecret => ("GET", format!("/v1/secrets/{key}"), None),
+        Rpc::GenerateMac => ("POST", format!("/v1/keys/{key}/generate-mac"), Some(json!({"message": b64(&call.data)}))),
+        Rpc::VerifyMac => (
+            "POST",
+            format!("/v1/keys/{key}/verify-mac"),
+            Some(json!({"message": b64(&call.data), "mac": b64(&call.signature)})),
+        ),
         other => return Err(Status::internal(format!("probe: {other:?} is not on the REST API"))),
     };
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -342,7 +350,7 @@ async fn rest(endpoint: &str, tls: std::sync::Arc<rustls::ClientConfig>, call: &
         Rpc::WhoAmI => answer.to_string(),
         Rpc::Decrypt => field("plaintext"),
         Rpc::GetSecret => field("value"),
-        Rpc::Verify => if answer["valid"] == true { "valid" } else { "invalid" }.to_owned(),
+        Rpc::Verify | Rpc::VerifyMac => if answer["valid"] == true { "valid" } else { "invalid" }.to_owned(),
         Rpc::BatchEncrypt | Rpc::BatchDecrypt => {
             let item = &answer["results"][0];
             if let Some(e) = item.get("error") {
@@ -513,6 +521,14 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
             .get_secret(request(api::GetSecretRequest { key_id, version: 0 }, mac))
             .await
             .map(|r| r.into_inner().value),
+        Rpc::GenerateMac => {
+            keys.generate_mac(request(api::GenerateMacRequest { key_id, message: data }, mac)).await.map(done)
+        }
+        Rpc::VerifyMac => {
+            let req = api::VerifyMacRequest { key_id, message: data, mac: call.signature.clone(), key_version: 0 };
+            let valid = keys.verify_mac(request(req, mac)).await?.into_inner().valid;
+            Ok(if valid { "valid" } else { "invalid" }.to_owned())
+        }
         // AdminService.
         Rpc::CreateKeystore => {
             let req = admin::CreateKeystoreRequest { alias: String::new(), name, allow_ips: Vec::new(), policy: None };

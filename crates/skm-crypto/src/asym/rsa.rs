@@ -32,7 +32,12 @@ fn key_size(alg: KeyAlgorithm) -> Option<KeySize> {
         KeyAlgorithm::Rsa2048 => Some(KeySize::Rsa2048),
         KeyAlgorithm::Rsa3072 => Some(KeySize::Rsa3072),
         KeyAlgorithm::Rsa4096 => Some(KeySize::Rsa4096),
-        KeyAlgorithm::Ed25519 | KeyAlgorithm::EcdsaP256 => None,
+        KeyAlgorithm::Ed25519
+        | KeyAlgorithm::EcdsaP256
+        | KeyAlgorithm::EcdsaP384
+        | KeyAlgorithm::MlDsa44
+        | KeyAlgorithm::MlDsa65
+        | KeyAlgorithm::MlDsa87 => None,
     }
 }
 
@@ -49,7 +54,10 @@ fn encoding(alg: SignatureAlgorithm) -> Option<&'static dyn RsaEncoding> {
     match alg {
         SignatureAlgorithm::RsaPssSha256 => Some(&signature::RSA_PSS_SHA256),
         SignatureAlgorithm::RsaPkcs1Sha256 => Some(&signature::RSA_PKCS1_SHA256),
-        SignatureAlgorithm::Ed25519 | SignatureAlgorithm::EcdsaSha256 => None,
+        SignatureAlgorithm::Ed25519
+        | SignatureAlgorithm::EcdsaSha256
+        | SignatureAlgorithm::EcdsaSha384
+        | SignatureAlgorithm::MlDsa => None,
     }
 }
 
@@ -127,7 +135,10 @@ impl Verifier {
         let key = match alg {
             SignatureAlgorithm::RsaPssSha256 => &self.pss,
             SignatureAlgorithm::RsaPkcs1Sha256 => &self.pkcs1,
-            SignatureAlgorithm::Ed25519 | SignatureAlgorithm::EcdsaSha256 => return Err(VerifyError),
+            SignatureAlgorithm::Ed25519
+            | SignatureAlgorithm::EcdsaSha256
+            | SignatureAlgorithm::EcdsaSha384
+            | SignatureAlgorithm::MlDsa => return Err(VerifyError),
         };
         match message {
             Checked::Raw(msg) => key.verify_sig(msg, signature),

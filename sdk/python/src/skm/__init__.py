@@ -42,6 +42,7 @@ from skm.types import (
     Decrypted,
     Encrypted,
     ItemError,
+    Mac,
     PublicKey,
     ReEncrypted,
     Sealed,
@@ -59,6 +60,6 @@ __all__ = [
     "RETRYABLE", "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded", "DecryptionError",
     "EnvelopeError", "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "SkmError", "Unauthenticated", "Unavailable", "Unimplemented",
-    "Unknown", "DataKey", "Decrypted", "Encrypted", "ItemError", "PublicKey", "ReEncrypted", "Sealed", "Secret",
+    "Unknown", "DataKey", "Decrypted", "Encrypted", "ItemError", "Mac", "PublicKey", "ReEncrypted", "Sealed", "Secret",
     "Signature", "SignatureAlgorithm", "Verified", "WhoAmI",
 ]

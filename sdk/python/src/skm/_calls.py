@@ -13,6 +13,7 @@ from skm.types import (
     Decrypted,
     Encrypted,
     ItemError,
+    Mac,
     PublicKey,
     ReEncrypted,
     Secret,
@@ -140,6 +141,22 @@ def verify(
             key_version=key_version,
             **_signed(message, digest),
         ),
+        lambda r: Verified(r.valid, r.key_version),
+    )
+
+
+def generate_mac(key_id: str, message: bytes) -> Call:
+    return (
+        "GenerateMac",
+        pb.GenerateMacRequest(key_id=key_id, message=message),
+        lambda r: Mac(r.mac, r.key_version, r.algorithm),
+    )
+
+
+def verify_mac(key_id: str, message: bytes, mac: bytes, key_version: int) -> Call:
+    return (
+        "VerifyMac",
+        pb.VerifyMacRequest(key_id=key_id, message=message, mac=mac, key_version=key_version),
         lambda r: Verified(r.valid, r.key_version),
     )
 

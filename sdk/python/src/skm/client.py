@@ -16,6 +16,7 @@ from skm.types import (
     Decrypted,
     Encrypted,
     ItemError,
+    Mac,
     PublicKey,
     ReEncrypted,
     Sealed,
@@ -123,7 +124,8 @@ class Client:
         digest: Optional[bytes] = None,
         algorithm: SignatureAlgorithm = SignatureAlgorithm.UNSPECIFIED,
     ) -> Signature:
-        """Signs a message (≤ 4096 bytes) or a SHA-256 digest with the newest version."""
+        """Signs a message (≤ 4096 bytes) or a digest (SHA-256; SHA-384 for ECDSA_SHA384) with the
+        newest version; ML-DSA and Ed25519 sign messages only."""
         return self._run(_calls.sign(key_id, message, digest, algorithm))
 
     def verify(
@@ -138,6 +140,14 @@ class Client:
     ) -> Verified:
         """Verifies with one version, or every retained one (0); invalid is ``valid=False``."""
         return self._run(_calls.verify(key_id, signature, message, digest, algorithm, key_version))
+
+    def generate_mac(self, key_id: str, message: bytes) -> Mac:
+        """The HMAC of a message (≤ 4096 bytes) with the newest version of an HMAC key."""
+        return self._run(_calls.generate_mac(key_id, message))
+
+    def verify_mac(self, key_id: str, mac: bytes, message: bytes, *, key_version: int = 0) -> Verified:
+        """Checks a tag with one version, or the newest 10 (0); a wrong or truncated tag is ``valid=False``."""
+        return self._run(_calls.verify_mac(key_id, message, mac, key_version))
 
     def get_public_key(self, key_id: str, key_version: int = 0) -> PublicKey:
         """The SPKI (DER and PEM) of one version (0: the newest)."""

@@ -12,13 +12,17 @@ from skm.api.v1 import api_pb2 as pb
 class SignatureAlgorithm(enum.IntEnum):
     """Signature algorithms (the proto's SignatureAlgorithm values)."""
 
-    #: The key's default: Ed25519, ECDSA_SHA256, or RSA_PSS_SHA256 for RSA keys.
+    #: The key's default: the one algorithm of Ed25519, ECDSA and ML-DSA keys, RSA_PSS_SHA256 for RSA keys.
     UNSPECIFIED = pb.SIGNATURE_ALGORITHM_UNSPECIFIED
     ED25519 = pb.SIGNATURE_ALGORITHM_ED25519
     ECDSA_SHA256 = pb.SIGNATURE_ALGORITHM_ECDSA_SHA256
     #: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt length 32.
     RSA_PSS_SHA256 = pb.SIGNATURE_ALGORITHM_RSA_PSS_SHA256
     RSA_PKCS1_SHA256 = pb.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256
+    #: ECDSA P-384 with SHA-384 (DER); a digest is 48 bytes.
+    ECDSA_SHA384 = pb.SIGNATURE_ALGORITHM_ECDSA_SHA384
+    #: Pure ML-DSA (FIPS 204), empty context, for ML-DSA-44/65/87 keys: messages only.
+    ML_DSA = pb.SIGNATURE_ALGORITHM_ML_DSA
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,16 @@ class Verified:
 
     def __bool__(self) -> bool:
         return self.valid
+
+
+@dataclass(frozen=True)
+class Mac:
+    """A full-length HMAC tag (32, 48 or 64 bytes); the key material never leaves SKM."""
+
+    mac: bytes
+    key_version: int
+    #: "hmac-sha256", "hmac-sha384" or "hmac-sha512".
+    algorithm: str
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,13 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_RSA_3072: _ClassVar[KeyType]
     KEY_TYPE_RSA_4096: _ClassVar[KeyType]
     KEY_TYPE_SECRET: _ClassVar[KeyType]
+    KEY_TYPE_ECDSA_P384: _ClassVar[KeyType]
+    KEY_TYPE_ML_DSA_44: _ClassVar[KeyType]
+    KEY_TYPE_ML_DSA_65: _ClassVar[KeyType]
+    KEY_TYPE_ML_DSA_87: _ClassVar[KeyType]
+    KEY_TYPE_HMAC_SHA256: _ClassVar[KeyType]
+    KEY_TYPE_HMAC_SHA384: _ClassVar[KeyType]
+    KEY_TYPE_HMAC_SHA512: _ClassVar[KeyType]
 
 class KeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +48,13 @@ KEY_TYPE_RSA_2048: KeyType
 KEY_TYPE_RSA_3072: KeyType
 KEY_TYPE_RSA_4096: KeyType
 KEY_TYPE_SECRET: KeyType
+KEY_TYPE_ECDSA_P384: KeyType
+KEY_TYPE_ML_DSA_44: KeyType
+KEY_TYPE_ML_DSA_65: KeyType
+KEY_TYPE_ML_DSA_87: KeyType
+KEY_TYPE_HMAC_SHA256: KeyType
+KEY_TYPE_HMAC_SHA384: KeyType
+KEY_TYPE_HMAC_SHA512: KeyType
 KEY_STATE_UNSPECIFIED: KeyState
 KEY_STATE_ENABLED: KeyState
 KEY_STATE_DISABLED: KeyState

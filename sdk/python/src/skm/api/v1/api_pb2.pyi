@@ -14,11 +14,15 @@ class SignatureAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNATURE_ALGORITHM_ECDSA_SHA256: _ClassVar[SignatureAlgorithm]
     SIGNATURE_ALGORITHM_RSA_PSS_SHA256: _ClassVar[SignatureAlgorithm]
     SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256: _ClassVar[SignatureAlgorithm]
+    SIGNATURE_ALGORITHM_ECDSA_SHA384: _ClassVar[SignatureAlgorithm]
+    SIGNATURE_ALGORITHM_ML_DSA: _ClassVar[SignatureAlgorithm]
 SIGNATURE_ALGORITHM_UNSPECIFIED: SignatureAlgorithm
 SIGNATURE_ALGORITHM_ED25519: SignatureAlgorithm
 SIGNATURE_ALGORITHM_ECDSA_SHA256: SignatureAlgorithm
 SIGNATURE_ALGORITHM_RSA_PSS_SHA256: SignatureAlgorithm
 SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256: SignatureAlgorithm
+SIGNATURE_ALGORITHM_ECDSA_SHA384: SignatureAlgorithm
+SIGNATURE_ALGORITHM_ML_DSA: SignatureAlgorithm
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
@@ -245,3 +249,41 @@ class GetSecretResponse(_message.Message):
     value: str
     version: int
     def __init__(self, value: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GenerateMacRequest(_message.Message):
+    __slots__ = ("key_id", "message")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    message: bytes
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ...) -> None: ...
+
+class GenerateMacResponse(_message.Message):
+    __slots__ = ("mac", "key_version", "algorithm")
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    mac: bytes
+    key_version: int
+    algorithm: str
+    def __init__(self, mac: _Optional[bytes] = ..., key_version: _Optional[int] = ..., algorithm: _Optional[str] = ...) -> None: ...
+
+class VerifyMacRequest(_message.Message):
+    __slots__ = ("key_id", "message", "mac", "key_version")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    message: bytes
+    mac: bytes
+    key_version: int
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., mac: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class VerifyMacResponse(_message.Message):
+    __slots__ = ("valid", "key_version")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    key_version: int
+    def __init__(self, valid: _Optional[bool] = ..., key_version: _Optional[int] = ...) -> None: ...

@@ -102,6 +102,16 @@ class KeyServiceStub:
                 request_serializer=skm_dot_api_dot_v1_dot_api__pb2.GetSecretRequest.SerializeToString,
                 response_deserializer=skm_dot_api_dot_v1_dot_api__pb2.GetSecretResponse.FromString,
                 _registered_method=True)
+        self.GenerateMac = channel.unary_unary(
+                '/skm.api.v1.KeyService/GenerateMac',
+                request_serializer=skm_dot_api_dot_v1_dot_api__pb2.GenerateMacRequest.SerializeToString,
+                response_deserializer=skm_dot_api_dot_v1_dot_api__pb2.GenerateMacResponse.FromString,
+                _registered_method=True)
+        self.VerifyMac = channel.unary_unary(
+                '/skm.api.v1.KeyService/VerifyMac',
+                request_serializer=skm_dot_api_dot_v1_dot_api__pb2.VerifyMacRequest.SerializeToString,
+                response_deserializer=skm_dot_api_dot_v1_dot_api__pb2.VerifyMacResponse.FromString,
+                _registered_method=True)
         self.WhoAmI = channel.unary_unary(
                 '/skm.api.v1.KeyService/WhoAmI',
                 request_serializer=skm_dot_api_dot_v1_dot_api__pb2.WhoAmIRequest.SerializeToString,
@@ -184,10 +194,11 @@ class KeyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Sign(self, request, context):
-        """Signs a message (at most 4096 bytes) or a SHA-256 digest with the newest
-        version of an asymmetric key. Signatures use the standard encodings:
-        Ed25519 raw 64 bytes, ECDSA ASN.1 DER, RSA PKCS#1 / PSS (SHA-256,
-        MGF1-SHA-256, salt 32).
+        """Signs a message (at most 4096 bytes) or a digest (SHA-256; SHA-384 for
+        ECDSA P-384) with the newest version of an asymmetric key. Signatures
+        use the standard encodings: Ed25519 raw 64 bytes, ECDSA ASN.1 DER, RSA
+        PKCS#1 / PSS (SHA-256, MGF1-SHA-256, salt 32), ML-DSA the FIPS 204
+        encoding (pure ML-DSA, empty context; messages only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,6 +223,23 @@ class KeyServiceServicer:
 
     def GetSecret(self, request, context):
         """Returns the value of a secret: its newest version, or a given one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateMac(self, request, context):
+        """Computes the HMAC (full-length tag: 32, 48 or 64 bytes) of a message of
+        at most 4096 bytes with the newest version of an HMAC key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyMac(self, request, context):
+        """Checks an HMAC tag in constant time with one version of an HMAC key, or
+        with the newest 10 versions when key_version is 0. A wrong tag is a
+        normal answer (valid = false), not an error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -283,6 +311,16 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.GetSecret,
                     request_deserializer=skm_dot_api_dot_v1_dot_api__pb2.GetSecretRequest.FromString,
                     response_serializer=skm_dot_api_dot_v1_dot_api__pb2.GetSecretResponse.SerializeToString,
+            ),
+            'GenerateMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateMac,
+                    request_deserializer=skm_dot_api_dot_v1_dot_api__pb2.GenerateMacRequest.FromString,
+                    response_serializer=skm_dot_api_dot_v1_dot_api__pb2.GenerateMacResponse.SerializeToString,
+            ),
+            'VerifyMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyMac,
+                    request_deserializer=skm_dot_api_dot_v1_dot_api__pb2.VerifyMacRequest.FromString,
+                    response_serializer=skm_dot_api_dot_v1_dot_api__pb2.VerifyMacResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
@@ -600,6 +638,60 @@ class KeyService:
             '/skm.api.v1.KeyService/GetSecret',
             skm_dot_api_dot_v1_dot_api__pb2.GetSecretRequest.SerializeToString,
             skm_dot_api_dot_v1_dot_api__pb2.GetSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.api.v1.KeyService/GenerateMac',
+            skm_dot_api_dot_v1_dot_api__pb2.GenerateMacRequest.SerializeToString,
+            skm_dot_api_dot_v1_dot_api__pb2.GenerateMacResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.api.v1.KeyService/VerifyMac',
+            skm_dot_api_dot_v1_dot_api__pb2.VerifyMacRequest.SerializeToString,
+            skm_dot_api_dot_v1_dot_api__pb2.VerifyMacResponse.FromString,
             options,
             channel_credentials,
             insecure,
