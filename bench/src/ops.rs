@@ -11,11 +11,13 @@ pub(crate) enum SigKey {
     EcdsaP256,
     /// RSA-2048, PSS with SHA-256.
     Rsa2048,
+    /// ML-DSA-65 (FIPS 204).
+    MlDsa65,
 }
 
 impl SigKey {
-    /// All three, in report order.
-    pub(crate) const ALL: [SigKey; 3] = [SigKey::Ed25519, SigKey::EcdsaP256, SigKey::Rsa2048];
+    /// All of them, in report order.
+    pub(crate) const ALL: [SigKey; 4] = [SigKey::Ed25519, SigKey::EcdsaP256, SigKey::Rsa2048, SigKey::MlDsa65];
 
     /// SKM's name of the key type.
     pub(crate) fn name(self) -> &'static str {
@@ -23,11 +25,12 @@ impl SigKey {
             SigKey::Ed25519 => "ed25519",
             SigKey::EcdsaP256 => "ecdsa-p256",
             SigKey::Rsa2048 => "rsa-2048",
+            SigKey::MlDsa65 => "ml-dsa-65",
         }
     }
 }
 
-/// Bytes of every signed message.
+/// Bytes of every signed (or MACed) message.
 pub(crate) const SIGN_MESSAGE_LEN: usize = 1024;
 /// Bytes of each batch-encrypt item.
 pub(crate) const BATCH_ITEM_LEN: usize = 1024;
@@ -56,6 +59,10 @@ pub(crate) enum Op {
     Sign(SigKey),
     /// Verify a signature of a 1 KiB message.
     Verify(SigKey),
+    /// GenerateMac of a 1 KiB message with an HMAC-SHA-256 key.
+    Mac,
+    /// VerifyMac of a 1 KiB message's HMAC-SHA-256 tag.
+    VerifyMac,
 }
 
 /// `1KiB`, `32KiB`, `100B`.
@@ -76,6 +83,8 @@ impl Op {
             Op::BatchEncrypt => "batch-encrypt".into(),
             Op::Sign(k) => format!("sign-{}", k.name()),
             Op::Verify(k) => format!("verify-{}", k.name()),
+            Op::Mac => "mac-hmac-sha256".into(),
+            Op::VerifyMac => "verify-mac-hmac-sha256".into(),
         }
     }
 
@@ -92,6 +101,8 @@ impl Op {
             ops.push(Op::Sign(k));
             ops.push(Op::Verify(k));
         }
+        ops.push(Op::Mac);
+        ops.push(Op::VerifyMac);
         ops
     }
 }
@@ -108,12 +119,13 @@ pub(crate) fn parse_list(items: &[String], payloads: &[usize]) -> Result<Vec<Op>
             "decrypt" => all.iter().copied().filter(|o| matches!(o, Op::Decrypt(_))).collect(),
             "sign" => all.iter().copied().filter(|o| matches!(o, Op::Sign(_))).collect(),
             "verify" => all.iter().copied().filter(|o| matches!(o, Op::Verify(_))).collect(),
+            "mac" => all.iter().copied().filter(|o| matches!(o, Op::Mac | Op::VerifyMac)).collect(),
             name => all.iter().copied().filter(|o| o.name() == name).collect(),
         };
         if matched.is_empty() {
             let names: Vec<String> = all.iter().map(|o| o.name()).collect();
             return Err(format!(
-                "--ops: unknown operation {item:?}; known: all, encrypt, decrypt, sign, verify, {}",
+                "--ops: unknown operation {item:?}; known: all, encrypt, decrypt, sign, verify, mac, {}",
                 names.join(", ")
             ));
         }
@@ -129,7 +141,7 @@ mod tests {
     #[test]
     fn names_and_groups() {
         let payloads = [1024, 32768];
-        assert_eq!(Op::all(&payloads).len(), 15);
+        assert_eq!(Op::all(&payloads).len(), 19);
         let ops = parse_list(&["encrypt".into(), "sign-rsa-2048".into(), "noop".into()], &payloads).unwrap_or_default();
         let names: Vec<String> = ops.iter().map(|o| o.name()).collect();
         assert_eq!(names, ["noop", "encrypt-1KiB", "encrypt-32KiB", "sign-rsa-2048"]);

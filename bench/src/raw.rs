@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use skm_crypto::asym::{KeyAlgorithm, Message, PrivateKey};
+use skm_crypto::mac::{MacAlgorithm, MacKey};
 use skm_crypto::user::{self, Header};
 use skm_crypto::{Id, Secret32};
 
@@ -57,6 +58,7 @@ fn alg(k: SigKey) -> KeyAlgorithm {
         SigKey::Ed25519 => KeyAlgorithm::Ed25519,
         SigKey::EcdsaP256 => KeyAlgorithm::EcdsaP256,
         SigKey::Rsa2048 => KeyAlgorithm::Rsa2048,
+        SigKey::MlDsa65 => KeyAlgorithm::MlDsa65,
     }
 }
 
@@ -129,6 +131,23 @@ pub(crate) fn measure(ops: &[Op], batch_size: usize, budget: Duration) -> anyhow
                 })
                 .context("verify")?;
                 (format!("asym verify {} 1KiB", sig_alg.name()), Some(r))
+            }
+            Op::Mac => {
+                let mac = MacKey::generate(MacAlgorithm::HmacSha256).map_err(err)?;
+                let r = rate(budget, || {
+                    black_box(mac.sign(black_box(&message)));
+                    Ok(())
+                })?;
+                ("mac::MacKey::sign hmac-sha256 1KiB".to_owned(), Some(r))
+            }
+            Op::VerifyMac => {
+                let mac = MacKey::generate(MacAlgorithm::HmacSha256).map_err(err)?;
+                let tag = mac.sign(&message);
+                let r = rate(budget, || {
+                    mac.verify(black_box(&message), black_box(&tag)).map_err(err)?;
+                    Ok(())
+                })?;
+                ("mac::MacKey::verify hmac-sha256 1KiB".to_owned(), Some(r))
             }
         };
         out.push(RawRate { op: op.name(), what, per_core });

@@ -23,6 +23,8 @@ pub(crate) struct SkmTarget {
     batch: Vec<api::EncryptRequest>,
     message: Vec<u8>,
     signing: HashMap<SigKey, (String, Vec<u8>)>,
+    /// The HMAC-SHA-256 key and a tag of `message`, when MAC ops run.
+    hmac: Option<(String, Vec<u8>)>,
     /// Admin-port clients (operator certificate), one per connection.
     admins: Vec<AdminServiceClient<tonic::transport::Channel>>,
     keystore: String,
@@ -35,6 +37,7 @@ fn key_type(k: SigKey) -> admin::KeyType {
         SigKey::Ed25519 => admin::KeyType::Ed25519,
         SigKey::EcdsaP256 => admin::KeyType::EcdsaP256,
         SigKey::Rsa2048 => admin::KeyType::Rsa2048,
+        SigKey::MlDsa65 => admin::KeyType::MlDsa65,
     }
 }
 
@@ -119,6 +122,14 @@ impl SkmTarget {
             let sig = keys.sign(req).await.context("set-up sign")?.into_inner().signature;
             signing.insert(k, (id, sig));
         }
+        let hmac = if ops.iter().any(|o| matches!(o, Op::Mac | Op::VerifyMac)) {
+            let id = create_key(&stack.client, &keystore, "hmac-sha256", admin::KeyType::HmacSha256).await?;
+            let req = api::GenerateMacRequest { key_id: id.clone(), message: message.clone() };
+            let tag = keys.generate_mac(req).await.context("set-up mac")?.into_inner().mac;
+            Some((id, tag))
+        } else {
+            None
+        };
         let admins = if ops.contains(&Op::CreateSecret) {
             stack.operator_clients(channels)?.iter().map(skm_client::Skm::admin).collect::<Result<Vec<_>, _>>()?
         } else {
@@ -133,6 +144,7 @@ impl SkmTarget {
             batch,
             message,
             signing,
+            hmac,
             admins,
             keystore,
             created: std::sync::atomic::AtomicU64::new(0),
@@ -221,6 +233,23 @@ impl SkmTarget {
                 };
                 if !keys.verify(req).await.map_err(status)?.get_ref().valid {
                     return Err("signature not valid".into());
+                }
+            }
+            Op::Mac => {
+                let (id, _) = self.hmac.as_ref().ok_or("no hmac key")?;
+                let req = api::GenerateMacRequest { key_id: id.clone(), message: self.message.clone() };
+                keys.generate_mac(req).await.map_err(status)?;
+            }
+            Op::VerifyMac => {
+                let (id, tag) = self.hmac.as_ref().ok_or("no hmac key")?;
+                let req = api::VerifyMacRequest {
+                    key_id: id.clone(),
+                    message: self.message.clone(),
+                    mac: tag.clone(),
+                    key_version: 0,
+                };
+                if !keys.verify_mac(req).await.map_err(status)?.get_ref().valid {
+                    return Err("tag not valid".into());
                 }
             }
         }

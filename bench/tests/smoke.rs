@@ -56,6 +56,10 @@ fn smoke_run_writes_well_formed_reports() {
         "verify-ecdsa-p256",
         "sign-rsa-2048",
         "verify-rsa-2048",
+        "sign-ml-dsa-65",
+        "verify-ml-dsa-65",
+        "mac-hmac-sha256",
+        "verify-mac-hmac-sha256",
     ];
     // Exactly the expected operations, each once: none dropped, none unaccounted for.
     let mut ran: Vec<&str> = skm.iter().map(|r| r["op"].as_str().unwrap_or_default()).collect();

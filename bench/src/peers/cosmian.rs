@@ -44,6 +44,7 @@ pub(crate) fn mapping(op: Op) -> String {
         Op::DataKey | Op::BatchEncrypt | Op::CreateSecret => "n/a".into(),
         Op::Sign(k) => format!("KMIP Sign ({})", default_signature(k)),
         Op::Verify(k) => format!("KMIP SignatureVerify ({})", default_signature(k)),
+        Op::Mac | Op::VerifyMac => "n/a".into(),
     }
 }
 
@@ -52,6 +53,7 @@ fn default_signature(k: SigKey) -> &'static str {
         SigKey::Ed25519 => "Ed25519",
         SigKey::EcdsaP256 => "ECDSA with SHA-256",
         SigKey::Rsa2048 => "RSASSA-PSS SHA-256",
+        SigKey::MlDsa65 => "ML-DSA-65",
     }
 }
 
@@ -97,6 +99,7 @@ fn key_pair_request(k: SigKey) -> Value {
         SigKey::Ed25519 => ("Ed25519", 256, Some("CURVEED25519")),
         SigKey::EcdsaP256 => ("ECDSA", 256, Some("P256")),
         SigKey::Rsa2048 => ("RSA", 2048, None),
+        SigKey::MlDsa65 => ("ML-DSA", 0, None),
     };
     let mut attributes = vec![
         enumeration("CryptographicAlgorithm", algorithm),
@@ -185,7 +188,9 @@ impl Cosmian {
             }
         }
         for k in SigKey::ALL {
-            if !ops.iter().any(|o| matches!(o, Op::Sign(x) | Op::Verify(x) if *x == k)) {
+            if !ops.iter().any(|o| matches!(o, Op::Sign(x) | Op::Verify(x) if *x == k))
+                || me.unsupported(Op::Sign(k)).is_some()
+            {
                 continue;
             }
             match me.make_signing_key(k).await {
@@ -245,6 +250,9 @@ impl Cosmian {
             Op::DataKey => Some("KMIP has no data-key operation".into()),
             Op::CreateSecret => Some("not mapped (a KMIP secret-data object is not Cosmian's usual path)".into()),
             Op::BatchEncrypt => Some("not mapped (KMIP batches are per message, not per key call)".into()),
+            Op::Mac | Op::VerifyMac | Op::Sign(SigKey::MlDsa65) | Op::Verify(SigKey::MlDsa65) => {
+                Some("not mapped (HMAC and ML-DSA keys are not measured on Cosmian)".into())
+            }
             _ => self.failed.get(&op).map(|e| format!("refused at set-up: {e}")),
         }
     }
@@ -302,7 +310,7 @@ impl Cosmian {
                     return Err(format!("signature {validity}"));
                 }
             }
-            Op::DataKey | Op::BatchEncrypt | Op::CreateSecret => return Err("n/a".into()),
+            Op::DataKey | Op::BatchEncrypt | Op::CreateSecret | Op::Mac | Op::VerifyMac => return Err("n/a".into()),
         }
         Ok(())
     }

@@ -46,6 +46,7 @@ pub(crate) fn mapping(op: Op) -> String {
         Op::BatchEncrypt => "n/a".into(),
         Op::Sign(k) => format!("TrentService.Sign {}", spec(k).1),
         Op::Verify(k) => format!("TrentService.Verify {}", spec(k).1),
+        Op::Mac | Op::VerifyMac => "n/a".into(),
     }
 }
 
@@ -55,6 +56,7 @@ fn spec(k: SigKey) -> (&'static str, &'static str) {
         SigKey::Ed25519 => ("ECC_NIST_EDWARDS25519", "ED25519_SHA_512"),
         SigKey::EcdsaP256 => ("ECC_NIST_P256", "ECDSA_SHA_256"),
         SigKey::Rsa2048 => ("RSA_2048", "RSASSA_PSS_SHA_256"),
+        SigKey::MlDsa65 => ("ML_DSA_65", "ML_DSA_SHAKE_256"),
     }
 }
 
@@ -107,7 +109,9 @@ impl Moto {
             }
         }
         for k in SigKey::ALL {
-            if !ops.iter().any(|o| matches!(o, Op::Sign(x) | Op::Verify(x) if *x == k)) {
+            if !ops.iter().any(|o| matches!(o, Op::Sign(x) | Op::Verify(x) if *x == k))
+                || me.unsupported(Op::Sign(k)).is_some()
+            {
                 continue;
             }
             match me.make_signing_key(k).await {
@@ -181,6 +185,9 @@ impl Moto {
         match op {
             Op::Noop => Some("the AWS KMS API has no no-op call".into()),
             Op::BatchEncrypt => Some("the AWS KMS API has no batch encrypt".into()),
+            Op::Mac | Op::VerifyMac | Op::Sign(SigKey::MlDsa65) | Op::Verify(SigKey::MlDsa65) => {
+                Some("not mapped (HMAC and ML-DSA keys are not measured on moto)".into())
+            }
             _ => self.failed.get(&op).map(|e| format!("refused at set-up: {e}")),
         }
     }
@@ -228,7 +235,7 @@ impl Moto {
                     return Err("signature not valid".into());
                 }
             }
-            Op::Noop | Op::BatchEncrypt => return Err("n/a".into()),
+            Op::Noop | Op::BatchEncrypt | Op::Mac | Op::VerifyMac => return Err("n/a".into()),
         }
         Ok(())
     }
