@@ -16,8 +16,9 @@ pub(crate) const PACKAGE_DIR: &str = env!("CARGO_MANIFEST_DIR");
 #[command(name = "skm-bench", version)]
 pub(crate) struct Args {
     /// Operations: all, or a list of noop, get-secret, create-secret, encrypt, decrypt,
-    /// data-key, batch-encrypt, sign, verify (sign and verify: all three
-    /// key types; or one: sign-ed25519, verify-ecdsa-p256, sign-rsa-2048,
+    /// data-key, batch-encrypt, sign, verify, mac (sign and verify: every
+    /// measured key type; mac: generate and verify HMAC-SHA-256; or one:
+    /// sign-ed25519, verify-ecdsa-p256, sign-ml-dsa-65, mac-hmac-sha256,
     /// encrypt-1KiB, ...).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     ops: Vec<String>,

@@ -188,7 +188,12 @@ impl SkmTarget {
             Op::Decrypt(n) => {
                 let ciphertext = self.ciphertexts.get(&n).ok_or("no ciphertext")?.clone();
                 let r = keys
-                    .decrypt(api::DecryptRequest { key_id: self.aes_key.clone(), ciphertext, aad: Vec::new() })
+                    .decrypt(api::DecryptRequest {
+                        key_id: self.aes_key.clone(),
+                        ciphertext,
+                        aad: Vec::new(),
+                        ..Default::default()
+                    })
                     .await
                     .map_err(status)?;
                 if r.get_ref().plaintext.len() != n {

@@ -76,6 +76,13 @@ pub enum Command {
         /// The AAD given to encrypt.
         #[arg(long)]
         aad: Option<String>,
+        /// How the ciphertext was made (default: SKM's format, an aes-256 key);
+        /// rsaes-oaep-sha256 for an RSA ciphertext made with an rsa-oaep-* key's public key.
+        #[arg(long, value_enum)]
+        algorithm: Option<EncryptionArg>,
+        /// rsaes-oaep-sha256: the key version whose public key encrypted it (default: the newest).
+        #[arg(long)]
+        version: Option<u32>,
     },
     /// Move a base64 ciphertext (stdin) to the key's newest version without revealing the plaintext.
     ReEncrypt {
@@ -601,6 +608,22 @@ pub enum KeyTypeArg {
     /// HMAC-SHA-512.
     #[value(name = "hmac-sha512")]
     HmacSha512,
+    /// RSA 2048 encryption (RSAES-OAEP-SHA-256).
+    #[value(name = "rsa-oaep-2048")]
+    RsaOaep2048,
+    /// RSA 3072 encryption (RSAES-OAEP-SHA-256).
+    #[value(name = "rsa-oaep-3072")]
+    RsaOaep3072,
+    /// RSA 4096 encryption (RSAES-OAEP-SHA-256).
+    #[value(name = "rsa-oaep-4096")]
+    RsaOaep4096,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionArg {
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label.
+    #[value(name = "rsaes-oaep-sha256")]
+    RsaesOaepSha256,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

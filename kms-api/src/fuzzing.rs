@@ -59,7 +59,8 @@ use crate::records::Records;
 use crate::system_keys::SystemKeys;
 
 /// Every RPC of `skm.api.v1.KeyService` and `skm.admin.v1.AdminService`,
-/// in the order an input's first byte indexes them.
+/// in the order an input's first byte indexes them (new RPCs go at the end,
+/// so that a saved corpus keeps meaning what it meant).
 pub const METHODS: &[&str] = &[
     "api.Encrypt",
     "api.Decrypt",
@@ -95,6 +96,8 @@ pub const METHODS: &[&str] = &[
     "admin.DisableKey",
     "admin.ScheduleKeyDeletion",
     "admin.CancelKeyDeletion",
+    "api.GenerateMac",
+    "api.VerifyMac",
 ];
 
 /// Caller bits of an input's second byte.
@@ -183,7 +186,12 @@ impl Harness {
         }
         use admin_pb::KeyType as T;
         for (keystore, key_type) in
-            [(0, T::Aes256), (0, T::Ed25519), (0, T::EcdsaP256), (0, T::Rsa2048), (1, T::Aes256)]
+            [(0, T::Aes256), (0, T::Ed25519), (0, T::EcdsaP256), (0, T::Rsa2048), (1, T::Aes256)].into_iter().chain([
+                (0, T::HmacSha256),
+                (0, T::EcdsaP384),
+                (0, T::MlDsa44),
+                (0, T::RsaOaep2048),
+            ])
         {
             let req = admin_pb::CreateKeyRequest {
                 keystore_id: self.keystores[keystore].clone(),
@@ -269,6 +277,8 @@ impl Harness {
             "api.GetPublicKey" => run!(user.get_public_key(user_pb::GetPublicKeyRequest), |m| bind.key(&mut m.key_id)),
             "api.GetSecret" => run!(user.get_secret(user_pb::GetSecretRequest), |m| bind.key(&mut m.key_id)),
             "api.WhoAmI" => run!(user.who_am_i(user_pb::WhoAmIRequest)),
+            "api.GenerateMac" => run!(user.generate_mac(user_pb::GenerateMacRequest), |m| bind.key(&mut m.key_id)),
+            "api.VerifyMac" => run!(user.verify_mac(user_pb::VerifyMacRequest), |m| bind.key(&mut m.key_id)),
             "admin.CreateKeystore" => run!(admin.create_keystore(admin_pb::CreateKeystoreRequest)),
             "admin.ListKeystores" => run!(admin.list_keystores(admin_pb::ListKeystoresRequest)),
             "admin.GetKeystore" => {

@@ -50,8 +50,8 @@ mod views;
 pub use audit_ops::{AcknowledgeAuditLoss, AcknowledgedLoss, AuditPage, ListAudit, ListAuditPage, VerifyAudit};
 pub use caller::{Caller, FrontEnd, KeystoreRef, MAINTENANCE_PRINCIPAL, Operator, Who};
 pub use data::{
-    BatchDecrypt, BatchEncrypt, BatchItem, DataKey, DataKeyForm, Decrypt, Decrypted, Encrypt, Encrypted,
-    GenerateDataKey, GetSecret, ReEncrypt, ReEncrypted, SecretValue,
+    BatchDecrypt, BatchEncrypt, BatchItem, DataKey, DataKeyForm, Decrypt, DecryptRsaOaep, Decrypted, Encrypt,
+    Encrypted, GenerateDataKey, GetSecret, ReEncrypt, ReEncrypted, SecretValue,
 };
 pub use keystores::{
     CreateKeystore, DeleteKeystore, GetKeystore, IssueClientCertificate, IssuedCertificate, ListKeystores,
@@ -285,6 +285,7 @@ impl<S: Store + Clone> Kms<S> {
             Material::Aes256(v) => v.get(version)?.material.danger_expose().to_vec(),
             Material::Signing { versions, .. } => versions.get(version)?.material.danger_pkcs8().to_vec(),
             Material::Mac { versions, .. } => versions.get(version)?.material.danger_bytes().to_vec(),
+            Material::Decrypting { versions, .. } => versions.get(version)?.material.danger_pkcs8().to_vec(),
             Material::Secret(v) => v.get(version)?.material.to_vec(),
         })
     }

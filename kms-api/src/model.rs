@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use skm_crypto::asym::{KeyAlgorithm, PrivateKey};
 use skm_crypto::mac::{MacAlgorithm, MacKey};
+use skm_crypto::rsa_oaep::{DecryptingKey, OaepKeySize};
 use skm_crypto::{Id, Secret32};
 use zeroize::Zeroizing;
 
@@ -28,6 +29,8 @@ pub const MAX_SIGNATURE: usize = 5 * 1024;
 pub const MAX_MAC_MESSAGE: usize = 4 * 1024;
 /// Largest MAC VerifyMac takes (HMAC-SHA-512's full tag).
 pub const MAX_MAC: usize = 64;
+/// Largest RSA ciphertext Decrypt takes (RSA-4096's modulus).
+pub const MAX_RSA_CIPHERTEXT: usize = 512;
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 100;
 /// Longest keystore or key name.
@@ -129,6 +132,8 @@ pub enum KeyKind {
     Asymmetric(KeyAlgorithm),
     /// An HMAC key.
     Hmac(MacAlgorithm),
+    /// An RSA encryption key (RSAES-OAEP-SHA-256).
+    RsaOaep(OaepKeySize),
     /// A secret value.
     Secret,
 }
@@ -140,6 +145,7 @@ impl KeyKind {
             KeyKind::Aes256 => "aes-256",
             KeyKind::Asymmetric(alg) => alg.name(),
             KeyKind::Hmac(alg) => alg.name(),
+            KeyKind::RsaOaep(size) => size.name(),
             KeyKind::Secret => "secret",
         }
     }
@@ -151,7 +157,8 @@ impl KeyKind {
             "secret" => Some(KeyKind::Secret),
             other => KeyAlgorithm::from_name(other)
                 .map(KeyKind::Asymmetric)
-                .or_else(|| MacAlgorithm::from_name(other).map(KeyKind::Hmac)),
+                .or_else(|| MacAlgorithm::from_name(other).map(KeyKind::Hmac))
+                .or_else(|| OaepKeySize::from_name(other).map(KeyKind::RsaOaep)),
         }
     }
 }
@@ -279,6 +286,13 @@ pub enum Material {
         /// The versions.
         versions: Arc<Versions<MacKey>>,
     },
+    /// RSA encryption keys of one size.
+    Decrypting {
+        /// The size of every version.
+        size: OaepKeySize,
+        /// The versions.
+        versions: Arc<Versions<DecryptingKey>>,
+    },
     /// Secret values.
     Secret(Arc<Versions<SecretValue>>),
 }
@@ -298,6 +312,8 @@ pub enum Fresh {
     Signing(Box<PrivateKey>),
     /// An HMAC key (boxed: its parsed backend state is over a kilobyte).
     Mac(Box<MacKey>),
+    /// An RSA encryption key (boxed, like a signing key).
+    Decrypting(Box<DecryptingKey>),
     /// A secret value.
     Secret(SecretValue),
 }
@@ -317,6 +333,9 @@ impl Fresh {
                 Ok(Fresh::Signing(Box::new(PrivateKey::generate(alg).map_err(|_| GenerateError)?)))
             }
             KeyKind::Hmac(alg) => Ok(Fresh::Mac(Box::new(MacKey::generate(alg).map_err(|_| GenerateError)?))),
+            KeyKind::RsaOaep(size) => {
+                Ok(Fresh::Decrypting(Box::new(DecryptingKey::generate(size).map_err(|_| GenerateError)?)))
+            }
             KeyKind::Secret => Err(GenerateError),
         }
     }
@@ -338,6 +357,9 @@ impl Material {
             Fresh::Mac(key) => {
                 Material::Mac { algorithm: key.algorithm(), versions: Arc::new(Versions::first(*key, now)) }
             }
+            Fresh::Decrypting(key) => {
+                Material::Decrypting { size: key.size(), versions: Arc::new(Versions::first(*key, now)) }
+            }
             Fresh::Secret(v) => Material::Secret(Arc::new(Versions::first(v, now))),
         }
     }
@@ -348,6 +370,7 @@ impl Material {
             Material::Aes256(_) => KeyKind::Aes256,
             Material::Signing { algorithm, .. } => KeyKind::Asymmetric(*algorithm),
             Material::Mac { algorithm, .. } => KeyKind::Hmac(*algorithm),
+            Material::Decrypting { size, .. } => KeyKind::RsaOaep(*size),
             Material::Secret(_) => KeyKind::Secret,
         }
     }
@@ -361,6 +384,7 @@ impl Material {
             Material::Aes256(v) => infos(v),
             Material::Signing { versions, .. } => infos(versions),
             Material::Mac { versions, .. } => infos(versions),
+            Material::Decrypting { versions, .. } => infos(versions),
             Material::Secret(v) => infos(v),
         }
     }
@@ -374,6 +398,7 @@ impl Material {
             Material::Aes256(v) => range(v),
             Material::Signing { versions, .. } => range(versions),
             Material::Mac { versions, .. } => range(versions),
+            Material::Decrypting { versions, .. } => range(versions),
             Material::Secret(v) => range(v),
         }
     }
@@ -384,6 +409,7 @@ impl Material {
             Material::Aes256(v) => v.len(),
             Material::Signing { versions, .. } => versions.len(),
             Material::Mac { versions, .. } => versions.len(),
+            Material::Decrypting { versions, .. } => versions.len(),
             Material::Secret(v) => v.len(),
         }
     }
@@ -399,6 +425,7 @@ impl Material {
             Material::Aes256(v) => prune(v, keep),
             Material::Signing { versions, .. } => prune(versions, keep),
             Material::Mac { versions, .. } => prune(versions, keep),
+            Material::Decrypting { versions, .. } => prune(versions, keep),
             Material::Secret(v) => prune(v, keep),
         }
     }
@@ -409,6 +436,7 @@ impl Material {
             Material::Aes256(v) => v.newest().version,
             Material::Signing { versions, .. } => versions.newest().version,
             Material::Mac { versions, .. } => versions.newest().version,
+            Material::Decrypting { versions, .. } => versions.newest().version,
             Material::Secret(v) => v.newest().version,
         }
     }
@@ -427,6 +455,9 @@ impl Material {
                 add(versions, *private, now)
             }
             (Material::Mac { algorithm, versions }, Fresh::Mac(key)) if key.algorithm() == *algorithm => {
+                add(versions, *key, now)
+            }
+            (Material::Decrypting { size, versions }, Fresh::Decrypting(key)) if key.size() == *size => {
                 add(versions, *key, now)
             }
             (Material::Secret(v), Fresh::Secret(value)) => add(v, value, now),
@@ -555,6 +586,7 @@ mod tests {
         .into_iter()
         .chain(KeyAlgorithm::ALL.map(KeyKind::Asymmetric))
         .chain(MacAlgorithm::ALL.map(KeyKind::Hmac))
+        .chain(OaepKeySize::ALL.map(KeyKind::RsaOaep))
         {
             assert_eq!(KeyKind::from_name(kind.name()), Some(kind));
         }

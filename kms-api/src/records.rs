@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use skm_crypto::Id;
 use skm_crypto::asym::PrivateKey;
 use skm_crypto::mac::MacKey;
+use skm_crypto::rsa_oaep::DecryptingKey;
 use skm_store::{Expect, Op, Store, StoreError};
 use zeroize::Zeroizing;
 
@@ -755,6 +756,7 @@ fn version_records(material: &Material, range: RangeInclusive<u32>) -> Vec<Versi
         Material::Aes256(v) => records(v, range, |k| k.danger_expose()),
         Material::Signing { versions, .. } => records(versions, range, PrivateKey::danger_pkcs8),
         Material::Mac { versions, .. } => records(versions, range, MacKey::danger_bytes),
+        Material::Decrypting { versions, .. } => records(versions, range, DecryptingKey::danger_pkcs8),
         Material::Secret(v) => records(v, range, |value| &value[..]),
     }
 }
@@ -783,6 +785,9 @@ fn decode_material(kind: KeyKind, stored: Vec<VersionRecord>) -> Option<Material
             algorithm,
             versions: versions(stored, |raw| MacKey::from_bytes(algorithm, std::mem::take(raw)).ok())?,
         },
+        KeyKind::RsaOaep(size) => {
+            Material::Decrypting { size, versions: versions(stored, |raw| DecryptingKey::from_pkcs8(size, raw).ok())? }
+        }
         KeyKind::Secret => Material::Secret(versions(stored, |raw| Some(std::mem::take(raw)))?),
     })
 }

@@ -359,7 +359,8 @@ def setup(s: Stack) -> None:
     """Keystores and their policies:
     open, other (127.0.0.1), elsewhere (only 10.9.9.9), certs (certificate),
     mac_lax (MAC, asserted allowed), mac_strict (MAC, asserted not allowed),
-    all_mode / any_mode (10.9.9.9 AND/OR certificate)."""
+    all_mode / any_mode (10.9.9.9 AND/OR certificate). `oaep_rot` is rotated
+    by a test (test_key_types.py); the other keys keep one version."""
     ks = s.keystores
     ks["open"] = s.skm("keystore", "create", "open", "--allow-ip", "127.0.0.1")
     ks["other"] = s.skm("keystore", "create", "other", "--allow-ip", "127.0.0.1")
@@ -375,10 +376,15 @@ def setup(s: Stack) -> None:
     for name, kind in [("aes", "aes-256"), ("aes2", "aes-256"), ("ed", "ed25519"), ("ec", "ecdsa-p256"),
                        ("rsa", "rsa-2048"), ("audit_aes", "aes-256"), ("audit_ed", "ed25519"),
                        ("hmac256", "hmac-sha256"), ("hmac384", "hmac-sha384"), ("hmac512", "hmac-sha512"),
-                       ("p384", "ecdsa-p384"), ("mldsa65", "ml-dsa-65")]:
+                       ("p384", "ecdsa-p384"), ("mldsa65", "ml-dsa-65"), ("oaep2048", "rsa-oaep-2048"),
+                       ("oaep3072", "rsa-oaep-3072"), ("oaep4096", "rsa-oaep-4096"), ("oaep_rot", "rsa-oaep-2048"),
+                       ("audit_oaep", "rsa-oaep-2048")]:
         k[name] = s.skm("key", "create", "open", name.replace("_", "-"), "--type", kind)
     k["disabled"] = s.skm("key", "create", "open", "disabled", "--type", "aes-256")
     s.skm("key", "disable", k["disabled"])
+    k["disabled_oaep"] = s.skm("key", "create", "open", "disabled-oaep", "--type", "rsa-oaep-2048")
+    s.skm("key", "disable", k["disabled_oaep"])
+    k["denied_oaep"] = s.skm("key", "create", "elsewhere", "oaep", "--type", "rsa-oaep-2048")
     k["secret"] = s.skm("secret", "create", "open", "db-password", stdin=b"correct horse")
     k["other_aes"] = s.skm("key", "create", "other", "aes", "--type", "aes-256")
     k["denied"] = s.skm("key", "create", "elsewhere", "aes", "--type", "aes-256")
@@ -445,6 +451,7 @@ class Ctx:
     rsa_pkcs1: str = ""       # RSA PKCS#1 over b"hello sig"
     ct_binary: str = ""       # b64 ciphertext of bytes that are not UTF-8
     hmac_tag: str = ""        # HMAC-SHA-256 (hmac256) over b"hello mac"
+    oaep_ct: str = ""         # RSA-OAEP-SHA-256 of b"hello oaep" under oaep2048, made locally by `cryptography`
 
 
 @pytest.fixture(scope="session")
@@ -464,7 +471,45 @@ def ctx(stack: Stack, grpc_client) -> Ctx:
         rsa_pkcs1=b64(c.sign(k["rsa"], b"hello sig", algorithm=A.RSA_PKCS1_SHA256).signature),
         ct_binary=b64(c.encrypt(k["aes"], b"\xff\xfe not utf-8").ciphertext),
         hmac_tag=b64(c.generate_mac(k["hmac256"], b"hello mac").mac),
+        oaep_ct=b64(oaep_encrypt(c.get_public_key(k["oaep2048"]).pem, b"hello oaep")),
     )
+
+
+def oaep_encrypt(pem: str, plaintext: bytes) -> bytes:
+    """What anyone holding an rsa-oaep-* key's public key does: RSAES-OAEP, SHA-256, MGF1-SHA-256, no label."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    public = serialization.load_pem_public_key(pem.encode())
+    return public.encrypt(  # type: ignore[union-attr]
+        plaintext, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+
+
+def grpc_raw(client, method: str, request: Any) -> Any:
+    """One KeyService call with a request the SDK's methods cannot express (an
+    AAD or key_version beside the RSA algorithm, a batch item with the RSA
+    fields), on a channel with the client's credentials; a refusal raises the
+    SDK's exception (for grpc_message)."""
+    import grpc
+
+    from skm.api.v1 import api_pb2_grpc
+    from skm.errors import from_rpc_error
+
+    c = client.credentials
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=c.ca_pem, private_key=c.private_key_pem, certificate_chain=c.cert_chain_pem)
+    with grpc.secure_channel(c.address, creds) as channel:
+        try:
+            return getattr(api_pb2_grpc.KeyServiceStub(channel), method)(request, timeout=30)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+
+def grpc_decrypt_raw(client, **fields: Any) -> Any:
+    """Decrypt with any DecryptRequest fields (algorithm as the proto's number)."""
+    from skm.api.v1 import api_pb2
+
+    return grpc_raw(client, "Decrypt", api_pb2.DecryptRequest(**fields))
 
 
 def resolve(value: Any, stack: Stack, ctx: Ctx) -> Any:

@@ -409,6 +409,7 @@ pub async fn decrypt(skm: &Skm, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> 
         key_id: key_id.to_owned(),
         ciphertext: ciphertext.to_vec(),
         aad: aad.to_vec(),
+        ..Default::default()
     };
     Ok(skm.keys().decrypt(req).await?.into_inner().plaintext)
 }

@@ -188,7 +188,12 @@ async fn user_call(skm: &Skm, rpc: &str, f: &Fixture) -> Code {
             .await
             .map(drop),
         "Decrypt" => keys
-            .decrypt(api::DecryptRequest { key_id: f.aes.clone(), ciphertext: f.ciphertext.clone(), aad: vec![] })
+            .decrypt(api::DecryptRequest {
+                key_id: f.aes.clone(),
+                ciphertext: f.ciphertext.clone(),
+                aad: vec![],
+                ..Default::default()
+            })
             .await
             .map(drop),
         "GenerateDataKey" => {
@@ -217,7 +222,12 @@ async fn user_call(skm: &Skm, rpc: &str, f: &Fixture) -> Code {
             }));
         }
         "BatchDecrypt" => {
-            let item = || api::DecryptRequest { key_id: f.aes.clone(), ciphertext: f.ciphertext.clone(), aad: vec![] };
+            let item = || api::DecryptRequest {
+                key_id: f.aes.clone(),
+                ciphertext: f.ciphertext.clone(),
+                aad: vec![],
+                ..Default::default()
+            };
             let r = keys.batch_decrypt(api::BatchDecryptRequest { items: vec![item(), item()] }).await;
             return batch_code(r.map(|r| {
                 r.into_inner()

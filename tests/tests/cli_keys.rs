@@ -10,6 +10,22 @@ use base64::engine::general_purpose::STANDARD as B64;
 use skm_crypto::asym::{KeyAlgorithm, Message, PublicKey, SignatureAlgorithm};
 use skm_e2e::{DevProcess, openssl_verify};
 
+/// `openssl pkeyutl -encrypt` with RSAES-OAEP-SHA-256 (MGF1-SHA-256) to a
+/// PEM public key.
+fn openssl_oaep_encrypt(pem: &str, message: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pub.pem"), pem).unwrap();
+    std::fs::write(dir.path().join("msg"), message).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["pkeyutl", "-encrypt", "-pubin", "-inkey", "pub.pem", "-in", "msg", "-out", "ct"])
+        .args(["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(dir.path().join("ct")).unwrap()
+}
+
 #[test]
 fn cli_round_trips_for_every_key_type() {
     let dev = DevProcess::start().unwrap();
@@ -113,6 +129,28 @@ fn cli_round_trips_for_every_key_type() {
         dev.ok(&["key", "schedule-deletion", &key, "--days", "7"], b"");
         dev.ok(&["key", "cancel-deletion", &key], b"");
     }
+    // RSA encryption: OpenSSL encrypts to the exported public key, only SKM
+    // decrypts (naming the algorithm, and the version after a rotation).
+    for (key_type, modulus_len) in [("rsa-oaep-2048", 256), ("rsa-oaep-3072", 384), ("rsa-oaep-4096", 512)] {
+        let key = dev.ok(&["key", "create", "apps", key_type, "--type", key_type], b"");
+        let pem = dev.ok(&["public-key", &key], b"") + "\n";
+        let ct = openssl_oaep_encrypt(&pem, b"a wrapped data key");
+        assert_eq!(ct.len(), modulus_len);
+        let ct = B64.encode(&ct);
+        let plain = dev.run(&["decrypt", &key, "--algorithm", "rsaes-oaep-sha256"], ct.as_bytes());
+        assert_eq!((plain.status.code(), &plain.stdout[..]), (Some(0), &b"a wrapped data key"[..]), "{plain:?}");
+        let without = dev.run(&["decrypt", &key], ct.as_bytes());
+        assert!(String::from_utf8_lossy(&without.stderr).contains("needs an aes-256 key"), "{without:?}");
+        dev.ok(&["key", "rotate", &key], b"");
+        let stale = dev.run(&["decrypt", &key, "--algorithm", "rsaes-oaep-sha256"], ct.as_bytes());
+        assert!(String::from_utf8_lossy(&stale.stderr).contains("decryption failed"), "{stale:?}");
+        let json =
+            dev.ok(&["--json", "decrypt", &key, "--algorithm", "rsaes-oaep-sha256", "--version", "1"], ct.as_bytes());
+        assert!(json.contains("\"key_version\":1"), "{json}");
+        let usage = dev.run(&["decrypt", &key, "--version", "1"], ct.as_bytes());
+        assert_eq!(usage.status.code(), Some(2), "--version without the algorithm is a usage error");
+    }
+
     let audit = dev.ok(&["--json", "audit", "list"], b"");
     for op in ["\"GenerateMac\"", "\"VerifyMac\""] {
         assert!(audit.contains(op), "the audit log names {op}");
@@ -141,8 +179,8 @@ fn cli_round_trips_for_every_key_type() {
 
     // Management views and lifecycle.
     let list = dev.ok(&["key", "list", "apps"], b"");
-    // aes, 5 + 1 signing keys, 3 ML-DSA, 3 HMAC, the secret.
-    assert_eq!(list.lines().count(), 14, "{list}");
+    // aes, 5 + 1 signing keys, 3 ML-DSA, 3 HMAC, 3 RSA-OAEP, the secret.
+    assert_eq!(list.lines().count(), 17, "{list}");
     let show = dev.ok(&["--json", "key", "show", &aes], b"");
     assert!(show.contains("\"current_version\":2") && show.contains("\"state\":\"enabled\""), "{show}");
     dev.ok(&["key", "disable", &aes], b"");

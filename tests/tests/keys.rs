@@ -441,10 +441,10 @@ async fn wrong_key_types_and_batches_report_per_item() {
 
     let good = encrypt(&skm, &aes, b"one", b"").await.unwrap();
     let items = vec![
-        api::DecryptRequest { key_id: aes.clone(), ciphertext: good.clone(), aad: vec![] },
-        api::DecryptRequest { key_id: aes.clone(), ciphertext: vec![1, 2, 3], aad: vec![] },
-        api::DecryptRequest { key_id: ed.clone(), ciphertext: good, aad: vec![] },
-        api::DecryptRequest { key_id: "nope".into(), ciphertext: vec![], aad: vec![] },
+        api::DecryptRequest { key_id: aes.clone(), ciphertext: good.clone(), aad: vec![], ..Default::default() },
+        api::DecryptRequest { key_id: aes.clone(), ciphertext: vec![1, 2, 3], aad: vec![], ..Default::default() },
+        api::DecryptRequest { key_id: ed.clone(), ciphertext: good, aad: vec![], ..Default::default() },
+        api::DecryptRequest { key_id: "nope".into(), ciphertext: vec![], aad: vec![], ..Default::default() },
     ];
     let results = skm.keys().batch_decrypt(api::BatchDecryptRequest { items }).await.unwrap().into_inner().results;
     use api::batch_decrypt_result::Result as R;

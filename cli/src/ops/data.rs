@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroizing;
 
 use super::read_stdin;
-use crate::args::{Command, EnvelopeCommand, SignatureArg};
+use crate::args::{Command, EncryptionArg, EnvelopeCommand, SignatureArg};
 use crate::failure::{EXIT_REFUSED, Failure};
 
 fn aad(aad: Option<String>) -> Vec<u8> {
@@ -93,9 +93,20 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
                 println!("{b64}");
             }
         }
-        Command::Decrypt { key, aad: a } => {
+        Command::Decrypt { key, aad: a, algorithm, version } => {
             let ciphertext = stdin_base64("ciphertext")?;
-            let done = skm.decrypt(&key, &ciphertext, &aad(a)).await?;
+            let done = match algorithm {
+                Some(EncryptionArg::RsaesOaepSha256) => {
+                    if a.is_some() {
+                        return Err(Failure::usage("--aad: rsaes-oaep-sha256 takes none"));
+                    }
+                    skm.decrypt_rsa_oaep(&key, &ciphertext, version.unwrap_or(0)).await?
+                }
+                None if version.is_some() => {
+                    return Err(Failure::usage("--version: only with --algorithm rsaes-oaep-sha256"));
+                }
+                None => skm.decrypt(&key, &ciphertext, &aad(a)).await?,
+            };
             if json {
                 println!("{}", json!({ "plaintext": B64.encode(&done.plaintext), "key_version": done.key_version }));
             } else {

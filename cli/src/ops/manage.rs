@@ -43,6 +43,9 @@ fn key_type(arg: KeyTypeArg) -> pb::KeyType {
         KeyTypeArg::HmacSha256 => pb::KeyType::HmacSha256,
         KeyTypeArg::HmacSha384 => pb::KeyType::HmacSha384,
         KeyTypeArg::HmacSha512 => pb::KeyType::HmacSha512,
+        KeyTypeArg::RsaOaep2048 => pb::KeyType::RsaOaep2048,
+        KeyTypeArg::RsaOaep3072 => pb::KeyType::RsaOaep3072,
+        KeyTypeArg::RsaOaep4096 => pb::KeyType::RsaOaep4096,
     }
 }
 
@@ -62,6 +65,9 @@ fn type_name(value: i32) -> &'static str {
         Ok(T::HmacSha256) => "hmac-sha256",
         Ok(T::HmacSha384) => "hmac-sha384",
         Ok(T::HmacSha512) => "hmac-sha512",
+        Ok(T::RsaOaep2048) => "rsa-oaep-2048",
+        Ok(T::RsaOaep3072) => "rsa-oaep-3072",
+        Ok(T::RsaOaep4096) => "rsa-oaep-4096",
         Ok(T::Secret) => "secret",
         _ => "unknown",
     }

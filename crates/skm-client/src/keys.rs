@@ -144,7 +144,12 @@ impl Skm {
 
     /// Decrypts a ciphertext of the key.
     pub async fn decrypt(&self, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> Result<Decrypted, ClientError> {
-        let req = pb::DecryptRequest { key_id: key_id.to_owned(), ciphertext: ciphertext.to_vec(), aad: aad.to_vec() };
+        let req = pb::DecryptRequest {
+            key_id: key_id.to_owned(),
+            ciphertext: ciphertext.to_vec(),
+            aad: aad.to_vec(),
+            ..Default::default()
+        };
         let r = self.keys().decrypt(req).await?.into_inner();
         Ok(Decrypted { plaintext: Zeroizing::new(r.plaintext), key_version: r.key_version })
     }
@@ -208,7 +213,12 @@ impl Skm {
     ) -> Result<Vec<Result<Decrypted, ItemError>>, ClientError> {
         let items = items
             .iter()
-            .map(|(k, c, a)| pb::DecryptRequest { key_id: (*k).to_owned(), ciphertext: c.to_vec(), aad: a.to_vec() })
+            .map(|(k, c, a)| pb::DecryptRequest {
+                key_id: (*k).to_owned(),
+                ciphertext: c.to_vec(),
+                aad: a.to_vec(),
+                ..Default::default()
+            })
             .collect();
         let r = self.keys().batch_decrypt(pb::BatchDecryptRequest { items }).await?.into_inner();
         Ok(r.results
@@ -277,6 +287,26 @@ impl Skm {
         let req = pb::GetSecretRequest { key_id: key_id.to_owned(), version };
         let r = self.keys().get_secret(req).await?.into_inner();
         Ok(Secret { value: Zeroizing::new(r.value), version: r.version })
+    }
+
+    /// Decrypts an RSAES-OAEP-SHA-256 ciphertext (made by anyone with the
+    /// public key of an RSA encryption key) with one version, or the newest
+    /// (0).
+    pub async fn decrypt_rsa_oaep(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        key_version: u32,
+    ) -> Result<Decrypted, ClientError> {
+        let req = pb::DecryptRequest {
+            key_id: key_id.to_owned(),
+            ciphertext: ciphertext.to_vec(),
+            algorithm: pb::EncryptionAlgorithm::RsaesOaepSha256 as i32,
+            key_version,
+            ..Default::default()
+        };
+        let r = self.keys().decrypt(req).await?.into_inner();
+        Ok(Decrypted { plaintext: Zeroizing::new(r.plaintext), key_version: r.key_version })
     }
 
     /// The HMAC of a message (at most 4096 bytes) with the newest version of

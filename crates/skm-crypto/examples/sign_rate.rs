@@ -1,5 +1,6 @@
-//! Signatures (and verifications) per second on one core, for the figures in
-//! docs/adr/0001-rsa-on-aws-lc-rs.md:
+//! Signatures (and verifications, MACs, RSA decryptions) per second on one
+//! core, for the figures in docs/adr/0001-rsa-on-aws-lc-rs.md and
+//! docs/adr/0005-more-key-types-on-aws-lc-rs.md:
 //!
 //! ```text
 //! cargo run --release -p skm-crypto --example sign_rate [seconds per figure] [rounds]
@@ -22,6 +23,8 @@ use rsa::signature::Signer;
 use rsa::{pkcs1v15, pss};
 use sha2::Sha256;
 use skm_crypto::asym::{KeyAlgorithm, Message, PrivateKey, SignatureAlgorithm};
+use skm_crypto::mac::{MacAlgorithm, MacKey};
+use skm_crypto::rsa_oaep::{DecryptingKey, OaepKeySize};
 
 /// Runs `op` for about `budget`; operations per second.
 fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
@@ -65,6 +68,27 @@ fn main() {
             ));
         }
     }
+    for alg in MacAlgorithm::ALL {
+        let signer = MacKey::generate(alg).unwrap();
+        let tag = signer.sign(&msg);
+        let key = MacKey::from_bytes(alg, zeroize::Zeroizing::new(signer.danger_bytes().to_vec())).unwrap();
+        let m = msg.clone();
+        rows.push((format!("{} mac", alg.name()), Box::new(move || drop(black_box(signer.sign(black_box(&m)))))));
+        let key = MacKey::from_bytes(alg, zeroize::Zeroizing::new(key.danger_bytes().to_vec())).unwrap();
+        let m = msg.clone();
+        rows.push((
+            format!("{} verify", alg.name()),
+            Box::new(move || key.verify(black_box(&m), black_box(&tag)).unwrap()),
+        ));
+    }
+    for size in OaepKeySize::ALL {
+        let key = DecryptingKey::generate(size).unwrap();
+        let ct = key.public().encrypt(&[0x42; 32]).unwrap();
+        rows.push((
+            format!("{} decrypt 32 B", size.name()),
+            Box::new(move || drop(black_box(key.decrypt(black_box(&ct)).unwrap()))),
+        ));
+    }
     let key = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();
     rows.push((
         "rsa-2048 rsa-pss-sha256 sign, 32-byte digest".into(),
@@ -107,6 +131,10 @@ fn main() {
     for alg in KeyAlgorithm::ALL {
         let ms = keygen_ms(|| drop(black_box(PrivateKey::generate(alg).unwrap())));
         println!("{:<48} {ms}", alg.name());
+    }
+    for size in OaepKeySize::ALL {
+        let ms = keygen_ms(|| drop(black_box(DecryptingKey::generate(size).unwrap())));
+        println!("{:<48} {ms}", size.name());
     }
     let ms = keygen_ms(|| drop(black_box(rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap())));
     println!("{:<48} {ms}", "rsa-2048 [rsa 0.10]");

@@ -446,15 +446,7 @@ impl PublicKey {
     /// The SubjectPublicKeyInfo as PEM (`-----BEGIN PUBLIC KEY-----`, base64
     /// in 64-character lines, each line ending in `\n`).
     pub fn to_pem(&self) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.spki);
-        let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 64);
-        pem.push_str("-----BEGIN PUBLIC KEY-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.extend(line.iter().copied().map(char::from));
-            pem.push('\n');
-        }
-        pem.push_str("-----END PUBLIC KEY-----\n");
-        pem
+        spki_pem(&self.spki)
     }
 
     /// Checks `signature` over `message` made with signature algorithm `alg`.
@@ -474,6 +466,20 @@ impl PublicKey {
             Verifier::MlDsa(v) => v.verify(message, signature),
         }
     }
+}
+
+/// An SPKI as PEM: `-----BEGIN PUBLIC KEY-----`, base64 in 64-character
+/// lines, each line ending in `\n`.
+pub(crate) fn spki_pem(spki: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+    let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 64);
+    pem.push_str("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.extend(line.iter().copied().map(char::from));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
 }
 
 impl PartialEq for PublicKey {

@@ -19,7 +19,7 @@
 //!
 //! Asymmetric user keys (Ed25519, ECDSA P-256/P-384, RSA-2048/3072/4096,
 //! ML-DSA-44/65/87) and their signatures are in [`asym`]; HMAC keys in
-//! [`mac`].
+//! [`mac`]; RSA-OAEP encryption keys in [`rsa_oaep`].
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +29,7 @@ pub mod envelope;
 pub mod id;
 pub mod mac;
 pub mod record;
+pub mod rsa_oaep;
 pub mod seal;
 pub mod secret;
 pub mod transport;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use skm_crypto::asym::KeyAlgorithm;
 use skm_crypto::mac::MacAlgorithm;
+use skm_crypto::rsa_oaep::OaepKeySize;
 use skm_proto::admin::v1 as pb;
 use skm_proto::admin::v1::admin_service_server::AdminService;
 use skm_store::Store;
@@ -93,6 +94,9 @@ fn key_type_pb(kind: KeyKind) -> pb::KeyType {
         KeyKind::Hmac(MacAlgorithm::HmacSha256) => T::HmacSha256,
         KeyKind::Hmac(MacAlgorithm::HmacSha384) => T::HmacSha384,
         KeyKind::Hmac(MacAlgorithm::HmacSha512) => T::HmacSha512,
+        KeyKind::RsaOaep(OaepKeySize::Rsa2048) => T::RsaOaep2048,
+        KeyKind::RsaOaep(OaepKeySize::Rsa3072) => T::RsaOaep3072,
+        KeyKind::RsaOaep(OaepKeySize::Rsa4096) => T::RsaOaep4096,
     }
 }
 
@@ -112,10 +116,14 @@ fn key_kind(value: i32) -> Result<KeyKind, Status> {
         Ok(T::HmacSha256) => Ok(KeyKind::Hmac(MacAlgorithm::HmacSha256)),
         Ok(T::HmacSha384) => Ok(KeyKind::Hmac(MacAlgorithm::HmacSha384)),
         Ok(T::HmacSha512) => Ok(KeyKind::Hmac(MacAlgorithm::HmacSha512)),
+        Ok(T::RsaOaep2048) => Ok(KeyKind::RsaOaep(OaepKeySize::Rsa2048)),
+        Ok(T::RsaOaep3072) => Ok(KeyKind::RsaOaep(OaepKeySize::Rsa3072)),
+        Ok(T::RsaOaep4096) => Ok(KeyKind::RsaOaep(OaepKeySize::Rsa4096)),
         Ok(T::Secret) => Err(Status::invalid_argument("key_type KEY_TYPE_SECRET is created with CreateSecret")),
         Ok(T::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
             "key_type {value} is not a key type (AES_256, ED25519, ECDSA_P256, ECDSA_P384, RSA_2048, RSA_3072, \
-             RSA_4096, ML_DSA_44, ML_DSA_65, ML_DSA_87, HMAC_SHA256, HMAC_SHA384, HMAC_SHA512)"
+             RSA_4096, ML_DSA_44, ML_DSA_65, ML_DSA_87, HMAC_SHA256, HMAC_SHA384, HMAC_SHA512, RSA_OAEP_2048, \
+             RSA_OAEP_3072, RSA_OAEP_4096)"
         ))),
     }
 }

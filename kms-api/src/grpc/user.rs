@@ -62,8 +62,20 @@ fn encrypt(item: pb::EncryptRequest) -> kms::Encrypt {
     kms::Encrypt { key_id: item.key_id, plaintext: Zeroizing::new(item.plaintext), aad: item.aad }
 }
 
-fn decrypt(item: pb::DecryptRequest) -> kms::Decrypt {
-    kms::Decrypt { key_id: item.key_id, ciphertext: item.ciphertext, aad: item.aad }
+/// A Decrypt of SKM's own format (the only one a batch takes): the RSA
+/// fields must be unset.
+fn decrypt(item: pb::DecryptRequest) -> Result<kms::Decrypt, Status> {
+    if item.algorithm != pb::EncryptionAlgorithm::Unspecified as i32 {
+        return Err(Status::invalid_argument(
+            "algorithm: only ENCRYPTION_ALGORITHM_UNSPECIFIED here (RSA ciphertexts are decrypted one per call)",
+        ));
+    }
+    if item.key_version != 0 {
+        return Err(Status::invalid_argument(
+            "key_version: only with ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 (SKM ciphertexts name their version)",
+        ));
+    }
+    Ok(kms::Decrypt { key_id: item.key_id, ciphertext: item.ciphertext, aad: item.aad })
 }
 
 fn data_key_pb(dk: kms::DataKey) -> pb::GenerateDataKeyResponse {
@@ -84,7 +96,28 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Result<Response<pb::DecryptResponse>, Status> {
         let caller = application(&request)?;
-        let done = self.kms.execute(&caller, decrypt(request.into_inner())).await?;
+        let req = request.into_inner();
+        let done = match pb::EncryptionAlgorithm::try_from(req.algorithm) {
+            Ok(pb::EncryptionAlgorithm::RsaesOaepSha256) => {
+                if !req.aad.is_empty() {
+                    return Err(Status::invalid_argument("aad: ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 takes none"));
+                }
+                let op = kms::DecryptRsaOaep {
+                    key_id: req.key_id,
+                    ciphertext: req.ciphertext,
+                    key_version: req.key_version,
+                };
+                self.kms.execute(&caller, op).await?
+            }
+            Ok(pb::EncryptionAlgorithm::Unspecified) => self.kms.execute(&caller, decrypt(req)?).await?,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "algorithm {} is not an encryption algorithm (ENCRYPTION_ALGORITHM_UNSPECIFIED, \
+                     ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256)",
+                    req.algorithm
+                )));
+            }
+        };
         Ok(Response::new(pb::DecryptResponse { plaintext: done.plaintext.to_vec(), key_version: done.key_version }))
     }
 
@@ -160,7 +193,7 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
         request: Request<pb::BatchDecryptRequest>,
     ) -> Result<Response<pb::BatchDecryptResponse>, Status> {
         let caller = application(&request)?;
-        let items = request.into_inner().items.into_iter().map(decrypt).collect();
+        let items = request.into_inner().items.into_iter().map(decrypt).collect::<Result<_, _>>()?;
         let results = self.kms.execute(&caller, kms::BatchDecrypt { items }).await?;
         let results = results
             .into_iter()
@@ -226,7 +259,7 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
             spki_der: done.spki_der,
             pem: done.pem,
             key_version: done.key_version,
-            key_algorithm: done.algorithm.name().to_owned(),
+            key_algorithm: done.kind.name().to_owned(),
         }))
     }
 

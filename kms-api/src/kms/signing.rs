@@ -1,12 +1,12 @@
 //! Sign, verify and public keys of asymmetric keys.
 
-use skm_crypto::asym::{AsymError, KeyAlgorithm, Message, PrivateKey, SignatureAlgorithm};
+use skm_crypto::asym::{AsymError, Message, PrivateKey, SignatureAlgorithm};
 use skm_store::Store;
 
 use super::operation::{Effect, Operation, Subject, Trail};
-use super::views::SigningKey;
+use super::views::{PublicKeyHolder, SigningKey};
 use super::{Kms, KmsError, check_len, internal};
-use crate::model::{self, Version};
+use crate::model::{self, KeyKind, Version};
 
 /// What a sign or verify call covers.
 #[derive(Clone, Debug)]
@@ -96,8 +96,8 @@ pub struct PublicKeyInfo {
     pub pem: String,
     /// Its version.
     pub key_version: u32,
-    /// The key's algorithm.
-    pub algorithm: KeyAlgorithm,
+    /// The key's type (a signing or an RSA encryption key).
+    pub kind: KeyKind,
 }
 
 /// Bad input as skm-crypto judges it, in the words of DESIGN §10.
@@ -192,15 +192,21 @@ impl Operation for GetPublicKey {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<PublicKeyInfo, KmsError> {
-        let key: SigningKey = kms.usable(trail, &self.key_id).await?;
-        let v = key.version(self.key_version)?;
-        trail.used_version(v.version);
-        let public = v.material.public();
-        Ok(PublicKeyInfo {
-            spki_der: public.spki_der().to_vec(),
-            pem: public.to_pem(),
-            key_version: v.version,
-            algorithm: key.algorithm,
-        })
+        let (spki_der, pem, key_version, kind) = match kms.usable(trail, &self.key_id).await? {
+            PublicKeyHolder::Signing(key) => {
+                let v = key.version(self.key_version)?;
+                let public = v.material.public();
+                (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::Asymmetric(key.algorithm))
+            }
+            PublicKeyHolder::Decrypting(key) => {
+                let v = key.versions.get_or_newest(self.key_version).ok_or_else(|| {
+                    KmsError::NotFound(format!("key {} has no version {}", key.key.id, self.key_version))
+                })?;
+                let public = v.material.public();
+                (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::RsaOaep(key.size))
+            }
+        };
+        trail.used_version(key_version);
+        Ok(PublicKeyInfo { spki_der, pem, key_version, kind })
     }
 }

@@ -182,7 +182,7 @@ async fn states_and_types_are_checked_on_every_use() {
     let sign = |key_id: &str| Sign { key_id: key_id.into(), signed: Signed::Message(b"m".to_vec()), algorithm: None };
     let wrong = core.kms.execute(&caller, sign(&aes)).await.unwrap_err();
     assert_eq!(wrong.code(), Code::FailedPrecondition);
-    assert!(wrong.to_string().contains("is a aes-256 key; this operation needs an asymmetric key"), "{wrong}");
+    assert!(wrong.to_string().contains("is an aes-256 key; this operation needs a signing key"), "{wrong}");
     let digest = Sign { key_id: ed.clone(), signed: Signed::Digest(vec![0; 32]), algorithm: None };
     assert_eq!(core.kms.execute(&caller, digest).await.unwrap_err().code(), Code::FailedPrecondition);
     let short = Verify {
@@ -901,7 +901,7 @@ async fn p384_and_ml_dsa_keys_sign_verify_rotate_and_reload_from_the_store() {
         // The public key exported for version 1 verifies its signature
         // outside the core, from the SPKI alone.
         let public = core.kms.execute(&caller, GetPublicKey { key_id: key.clone(), key_version: 1 }).await.unwrap();
-        assert_eq!(public.algorithm, alg);
+        assert_eq!(public.kind, KeyKind::Asymmetric(alg));
         let spki = skm_crypto::asym::PublicKey::from_spki_der(alg, &public.spki_der).unwrap();
         assert_eq!(spki.verify(sig_alg, Message::Raw(b"m"), &v1.signature), Ok(()));
         let (stored, _) = core.kms.records.key(&key.parse().unwrap()).await.unwrap().unwrap();
@@ -931,4 +931,66 @@ async fn p384_and_ml_dsa_keys_sign_verify_rotate_and_reload_from_the_store() {
         };
         assert_eq!(core.kms.execute(&caller, wrong).await.unwrap_err().code(), Code::FailedPrecondition);
     }
+}
+
+#[tokio::test]
+async fn rsa_oaep_keys_decrypt_what_their_public_key_encrypted_with_one_opaque_error() {
+    use skm_crypto::rsa_oaep::{EncryptingKey, OaepKeySize};
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let caller = app("10.0.0.1");
+    let key = core.key(&ks, "oaep", KeyKind::RsaOaep(OaepKeySize::Rsa2048)).await;
+    let public = |version| GetPublicKey { key_id: key.clone(), key_version: version };
+    let v1 = core.kms.execute(&caller, public(0)).await.unwrap();
+    assert_eq!((v1.kind, v1.key_version), (KeyKind::RsaOaep(OaepKeySize::Rsa2048), 1));
+    assert!(v1.pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    let encrypt = |spki: &[u8], plaintext: &[u8]| {
+        EncryptingKey::from_spki_der(OaepKeySize::Rsa2048, spki).unwrap().encrypt(plaintext).unwrap()
+    };
+    let decrypt = |ciphertext: Vec<u8>, key_version| DecryptRsaOaep { key_id: key.clone(), ciphertext, key_version };
+    let ct1 = encrypt(&v1.spki_der, b"wrapped data key");
+    let done = core.kms.execute(&caller, decrypt(ct1.clone(), 0)).await.unwrap();
+    assert_eq!((&done.plaintext[..], done.key_version), (&b"wrapped data key"[..], 1));
+
+    core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
+    let v2 = core.kms.execute(&caller, public(0)).await.unwrap();
+    assert_eq!(v2.key_version, 2);
+    assert_ne!(v2.spki_der, v1.spki_der);
+    // A version-1 ciphertext names its version once the key has rotated.
+    assert_eq!(core.kms.execute(&caller, decrypt(ct1.clone(), 1)).await.unwrap().key_version, 1);
+    let mut failures = Vec::new();
+    let mut flipped = ct1.clone();
+    flipped[17] ^= 1;
+    for bad in [decrypt(ct1.clone(), 0), decrypt(flipped, 1), decrypt(ct1[1..].to_vec(), 1), decrypt(vec![0; 256], 1)] {
+        let e = core.kms.execute(&caller, bad).await.unwrap_err();
+        failures.push((e.code(), e.to_string()));
+    }
+    assert!(
+        failures.iter().all(|f| *f == (Code::InvalidArgument, "decryption failed".to_owned())),
+        "one opaque error for every failure: {failures:?}"
+    );
+    let missing = core.kms.execute(&caller, decrypt(ct1.clone(), 3)).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let long = core.kms.execute(&caller, decrypt(vec![0; model::MAX_RSA_CIPHERTEXT + 1], 0)).await.unwrap_err();
+    assert_eq!(long.to_string(), "ciphertext is 513 bytes; the limit is 512");
+
+    // Only Decrypt with the algorithm named uses it; SKM-format calls don't.
+    let aes_call = core.encrypt(&key, &caller, b"x").await.unwrap_err();
+    assert!(aes_call.to_string().contains("this operation needs an aes-256 key"), "{aes_call}");
+    let sign = Sign { key_id: key.clone(), signed: Signed::Message(b"m".to_vec()), algorithm: None };
+    assert_eq!(core.kms.execute(&caller, sign).await.unwrap_err().code(), Code::FailedPrecondition);
+    let aes = core.key(&ks, "aes", KeyKind::Aes256).await;
+    let on_aes = DecryptRsaOaep { key_id: aes, ciphertext: ct1.clone(), key_version: 0 };
+    let wrong = core.kms.execute(&caller, on_aes).await.unwrap_err();
+    assert!(wrong.to_string().contains("needs an rsa-oaep-* key"), "{wrong}");
+
+    // Read back from the store, the versions decrypt the same.
+    let (stored, _) = core.kms.records.key(&key.parse().unwrap()).await.unwrap().unwrap();
+    let Material::Decrypting { versions, .. } = &stored.material else { panic!("not an rsa-oaep key") };
+    assert_eq!(&versions.get(1).unwrap().material.decrypt(&ct1).unwrap()[..], b"wrapped data key");
+    core.kms.execute(&admin(), DisableKey { key_id: key.clone() }).await.unwrap();
+    let disabled = core.kms.execute(&caller, decrypt(ct1, 1)).await.unwrap_err();
+    assert_eq!(disabled.code(), Code::FailedPrecondition);
+    let decrypts: Vec<_> = core.entries().await.into_iter().filter(|(_, e)| e.operation == "Decrypt").collect();
+    assert!(decrypts.iter().any(|(_, e)| e.key_version == Some(1) && e.result == Outcome::Allowed));
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use skm_crypto::Secret32;
 use skm_crypto::asym::{KeyAlgorithm, PrivateKey};
 use skm_crypto::mac::{MacAlgorithm, MacKey};
+use skm_crypto::rsa_oaep::{DecryptingKey, OaepKeySize};
 use skm_store::Store;
 
 use super::operation::Trail;
@@ -49,7 +50,7 @@ pub(crate) struct SigningKey {
 }
 
 impl View for SigningKey {
-    const WANTED: &'static str = "an asymmetric key (ed25519, ecdsa-*, rsa-*, ml-dsa-*)";
+    const WANTED: &'static str = "a signing key (ed25519, ecdsa-*, rsa-2048/3072/4096, ml-dsa-*)";
 
     fn of(key: &Arc<Key>) -> Option<Self> {
         match &key.material {
@@ -81,6 +82,42 @@ impl View for HmacKey {
     }
 }
 
+/// An RSA encryption key of one size.
+pub(crate) struct RsaDecryptKey {
+    pub(crate) key: Arc<Key>,
+    pub(crate) size: OaepKeySize,
+    pub(crate) versions: Arc<Versions<DecryptingKey>>,
+}
+
+impl View for RsaDecryptKey {
+    const WANTED: &'static str = "an rsa-oaep-* key (with algorithm RSAES_OAEP_SHA_256)";
+
+    fn of(key: &Arc<Key>) -> Option<Self> {
+        match &key.material {
+            Material::Decrypting { size, versions } => {
+                Some(Self { key: key.clone(), size: *size, versions: versions.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A key with a public half: a signing key or an RSA encryption key.
+pub(crate) enum PublicKeyHolder {
+    /// A signing key.
+    Signing(SigningKey),
+    /// An RSA encryption key.
+    Decrypting(RsaDecryptKey),
+}
+
+impl View for PublicKeyHolder {
+    const WANTED: &'static str = "an asymmetric key (ed25519, ecdsa-*, rsa-*, ml-dsa-*, rsa-oaep-*)";
+
+    fn of(key: &Arc<Key>) -> Option<Self> {
+        SigningKey::of(key).map(Self::Signing).or_else(|| RsaDecryptKey::of(key).map(Self::Decrypting))
+    }
+}
+
 /// A secret.
 pub(crate) struct SecretKey {
     pub(crate) key: Arc<Key>,
@@ -96,6 +133,12 @@ impl View for SecretKey {
             _ => None,
         }
     }
+}
+
+/// "a" or "an" before a key type's name, as it is read aloud ("an
+/// aes-256", "an hmac-sha256", "an rsa-2048", "a secret").
+fn article(kind: &str) -> &'static str {
+    if kind == "secret" { "a" } else { "an" }
 }
 
 impl<S: Store + Clone> Kms<S> {
@@ -128,9 +171,10 @@ impl<S: Store + Clone> Kms<S> {
             }
         }
         let view = V::of(&key).ok_or_else(|| {
+            let kind = key.kind().name();
             KmsError::FailedPrecondition(format!(
-                "key {id} is a {} key; this operation needs {}",
-                key.kind().name(),
+                "key {id} is {} {kind} key; this operation needs {}",
+                article(kind),
                 V::WANTED
             ))
         })?;

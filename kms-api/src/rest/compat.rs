@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::input::{Fields, Query, b64, unb64};
 use super::{Answer, ApiError, BODY_LIMIT, Call, Reply, RestApi, method_not_allowed, no_such_path, read_json, run};
 use crate::kms::{self, Caller, DataKeyForm, KeystoreRef, Signed};
-use crate::model::MAX_PLAINTEXT;
+use crate::model::{KeyKind, MAX_PLAINTEXT};
 
 /// The modelled service's header for a client-asserted MAC.
 const MAC_HEADER: &str = "x-toast-client-mac-addr";
@@ -286,11 +286,16 @@ async fn serve<S: Store + Clone>(
             let key_version = query.u32_or_zero("keyVersion")?;
             let op = kms::GetPublicKey { key_id: id.to_owned(), key_version };
             let done = run(kms, &caller, op).await?;
-            let key_type = match done.algorithm {
-                KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => "RSA",
-                KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => "EC",
-                KeyAlgorithm::Ed25519 => "ED25519",
-                KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => "ML-DSA",
+            let key_type = match done.kind {
+                KeyKind::Asymmetric(KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096)
+                | KeyKind::RsaOaep(_) => "RSA",
+                KeyKind::Asymmetric(KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384) => "EC",
+                KeyKind::Asymmetric(KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87) => "ML-DSA",
+                KeyKind::Asymmetric(KeyAlgorithm::Ed25519) => "ED25519",
+                // GetPublicKey answers only for keys with a public half.
+                KeyKind::Aes256 | KeyKind::Hmac(_) | KeyKind::Secret => {
+                    return Err(ApiError::new(Code::Internal, "internal error"));
+                }
             };
             Ok(json!({
                 "keyType": key_type,

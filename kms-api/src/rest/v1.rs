@@ -191,7 +191,7 @@ async fn serve<S: Store + Clone>(
                 "spki_der": b64(&done.spki_der),
                 "pem": done.pem,
                 "key_version": done.key_version,
-                "key_algorithm": done.algorithm.name(),
+                "key_algorithm": done.kind.name(),
             }))
         }
         Route::Key(id, key_call) => {
@@ -256,8 +256,32 @@ async fn key_call_run<S: Store + Clone>(
         KeyCall::Decrypt => {
             let ciphertext = fields.required_bytes("ciphertext")?.to_vec();
             let aad = fields.bytes_or_empty("aad")?;
+            let algorithm = fields.text("algorithm")?;
+            let key_version = fields.u32_or_zero("key_version")?;
             fields.finish()?;
-            let done = run(kms, caller, kms::Decrypt { key_id, ciphertext, aad }).await?;
+            let done = match algorithm.as_deref() {
+                None | Some("ENCRYPTION_ALGORITHM_UNSPECIFIED") => {
+                    if key_version != 0 {
+                        return Err(ApiError::invalid(
+                            "key_version: only with ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 (SKM ciphertexts name \
+                             their version)",
+                        ));
+                    }
+                    run(kms, caller, kms::Decrypt { key_id, ciphertext, aad }).await?
+                }
+                Some("ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256") => {
+                    if !aad.is_empty() {
+                        return Err(ApiError::invalid("aad: ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 takes none"));
+                    }
+                    run(kms, caller, kms::DecryptRsaOaep { key_id, ciphertext, key_version }).await?
+                }
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "algorithm: not an encryption algorithm (ENCRYPTION_ALGORITHM_UNSPECIFIED, \
+                         ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256)",
+                    ));
+                }
+            };
             json!({ "plaintext": b64(&done.plaintext), "key_version": done.key_version })
         }
         KeyCall::DataKey { with_plaintext } => {

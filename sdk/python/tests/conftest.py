@@ -100,7 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 def setup(s: Stack) -> None:
     """Keystores: `open` (127.0.0.1), `certs` (a client certificate required),
     `elsewhere` (only 10.9.9.9, so PERMISSION_DENIED here); keys of every type
-    (`hmac_rot` is rotated by a test, so the others keep one version)."""
+    (`hmac_rot` and `oaep_rot` are rotated by tests, so the others keep one version)."""
     s.skm("keystore", "create", "open", "--allow-ip", "127.0.0.1")
     s.skm("keystore", "create", "certs", "--require-cert")
     s.skm("keystore", "create", "elsewhere", "--allow-ip", "10.9.9.9")
@@ -108,13 +108,17 @@ def setup(s: Stack) -> None:
         s.keys[name] = s.skm("key", "create", "open", name, "--type", kind)
     for name, kind in [("hmac256", "hmac-sha256"), ("hmac384", "hmac-sha384"), ("hmac512", "hmac-sha512"),
                        ("hmac_rot", "hmac-sha256"), ("p384", "ecdsa-p384"), ("mldsa44", "ml-dsa-44"),
-                       ("mldsa65", "ml-dsa-65"), ("mldsa87", "ml-dsa-87")]:
+                       ("mldsa65", "ml-dsa-65"), ("mldsa87", "ml-dsa-87"), ("oaep2048", "rsa-oaep-2048"),
+                       ("oaep3072", "rsa-oaep-3072"), ("oaep4096", "rsa-oaep-4096"), ("oaep_rot", "rsa-oaep-2048")]:
         s.keys[name] = s.skm("key", "create", "open", name.replace("_", "-"), "--type", kind)
     s.keys["disabled"] = s.skm("key", "create", "open", "disabled", "--type", "aes-256")
     s.skm("key", "disable", s.keys["disabled"])
     s.keys["cert_aes"] = s.skm("key", "create", "certs", "aes", "--type", "aes-256")
     s.keys["denied"] = s.skm("key", "create", "elsewhere", "aes", "--type", "aes-256")
     s.keys["denied_hmac"] = s.skm("key", "create", "elsewhere", "hmac", "--type", "hmac-sha256")
+    s.keys["denied_oaep"] = s.skm("key", "create", "elsewhere", "oaep", "--type", "rsa-oaep-2048")
+    s.keys["disabled_oaep"] = s.skm("key", "create", "open", "disabled-oaep", "--type", "rsa-oaep-2048")
+    s.skm("key", "disable", s.keys["disabled_oaep"])
     s.keys["secret"] = s.skm("secret", "create", "open", "db-password", stdin=b"correct horse")
     pw = s.dir / "p12-password"
     pw.write_text("a long enough password\n")

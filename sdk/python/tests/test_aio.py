@@ -62,3 +62,39 @@ def test_async_mac_and_the_new_signatures(stack):
                 await c.verify_mac(stack.keys["hmac256"], b"\x00" * 65, b"x")
 
     run(main())
+
+
+def test_async_rsa_oaep_decrypt(stack):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+    async def main():
+        async with skm.AsyncClient.from_profile(stack.app_profile) as c:
+            names = [("oaep2048", 256, 190), ("oaep3072", 384, 318), ("oaep4096", 512, 446)]
+            pubs = await asyncio.gather(*(c.get_public_key(stack.keys[n]) for n, _, _ in names))
+            cts = []
+            for (name, size, limit), pub in zip(names, pubs):
+                public = serialization.load_pem_public_key(pub.pem.encode())
+                for i in range(3):
+                    pt = bytes([i]) * (limit if i == 2 else 10 + i)
+                    ct = public.encrypt(pt, oaep)
+                    assert len(ct) == size
+                    cts.append((stack.keys[name], ct, pt))
+            outs = await asyncio.gather(*(c.decrypt_rsa_oaep(k, ct) for k, ct, _ in cts))
+            assert outs == [skm.Decrypted(pt, 1) for _, _, pt in cts]
+            k, ct, pt = cts[0]
+            assert await c.decrypt_rsa_oaep(k, ct, key_version=1) == skm.Decrypted(pt, 1)
+            with pytest.raises(skm.InvalidArgument) as info:
+                await c.decrypt_rsa_oaep(k, ct[:-1] + bytes([ct[-1] ^ 1]))
+            assert info.value.message == "decryption failed"
+            with pytest.raises(skm.NotFound):
+                await c.decrypt_rsa_oaep(k, ct, key_version=9)
+            with pytest.raises(skm.FailedPrecondition) as info:
+                await c.decrypt(k, ct)
+            assert "needs an aes-256 key" in info.value.message
+            with pytest.raises(skm.PermissionDenied):
+                await c.decrypt_rsa_oaep(stack.keys["denied_oaep"], ct)
+
+    run(main())

@@ -2,17 +2,21 @@
 keys (GenerateMac / VerifyMac; the key material never leaves SKM, so a tag is
 checked by its properties and by the server, not recomputed here), ECDSA
 P-384 and ML-DSA signatures, each checked with the `cryptography` library
-from the exported public key alone."""
+from the exported public key alone, and RSA-OAEP encryption keys: the
+`cryptography` library encrypts with the exported public key, only SKM
+decrypts (decrypt_rsa_oaep)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 
 import grpc
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, mldsa
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
 import skm
@@ -24,6 +28,15 @@ MLDSAS = [
     ("mldsa65", "ml-dsa-65", 3309, mldsa.MLDSA65PublicKey),
     ("mldsa87", "ml-dsa-87", 4627, mldsa.MLDSA87PublicKey),
 ]
+
+
+# (key name, type, ciphertext bytes = modulus, largest plaintext = modulus - 2*32 - 2)
+OAEPS = [
+    ("oaep2048", "rsa-oaep-2048", 256, 190),
+    ("oaep3072", "rsa-oaep-3072", 384, 318),
+    ("oaep4096", "rsa-oaep-4096", 512, 446),
+]
+OAEP_WANTED = "this operation needs an rsa-oaep-* key (with algorithm RSAES_OAEP_SHA_256)"
 
 
 def flipped(tag: bytes, i: int = 0) -> bytes:
@@ -107,8 +120,8 @@ def test_mac_refusals(client, stack):
         (lambda: client.generate_mac(k["denied_hmac"], b"x"), skm.PermissionDenied, "IPv4"),
         (lambda: client.verify_mac(k["denied_hmac"], b"\x00" * 32, b"x"), skm.PermissionDenied, "IPv4"),
         # an HMAC key does nothing else
-        (lambda: client.sign(h, b"x"), skm.FailedPrecondition, "needs an asymmetric key"),
-        (lambda: client.verify(h, b"\x00" * 32, b"x"), skm.FailedPrecondition, "needs an asymmetric key"),
+        (lambda: client.sign(h, b"x"), skm.FailedPrecondition, "needs a signing key"),
+        (lambda: client.verify(h, b"\x00" * 32, b"x"), skm.FailedPrecondition, "needs a signing key"),
         (lambda: client.get_public_key(h), skm.FailedPrecondition, "needs an asymmetric key"),
         (lambda: client.encrypt(h, b"x"), skm.FailedPrecondition, "needs an aes-256 key"),
         (lambda: client.get_secret(h), skm.FailedPrecondition, "needs a secret"),
@@ -250,3 +263,169 @@ def test_new_signature_algorithms_are_the_proto_values():
     assert skm.Mac(b"t", 1, "hmac-sha256") == skm.Mac(b"t", 1, "hmac-sha256")
     with pytest.raises(AttributeError):
         skm.Mac(b"t", 1, "hmac-sha256").mac = b"u"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ RSA-OAEP
+
+def oaep() -> padding.OAEP:
+    """What SKM decrypts: RSAES-OAEP, SHA-256, MGF1-SHA-256, no label."""
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def oaep_public_key(client, key: str, kind: str, size: int, version: int = 1) -> rsa.RSAPublicKey:
+    pub = client.get_public_key(key) if version == 1 else client.get_public_key(key, version)
+    assert (pub.key_algorithm, pub.key_version) == (kind, version)
+    assert pub.pem.startswith("-----BEGIN PUBLIC KEY-----")
+    public = serialization.load_pem_public_key(pub.pem.encode())
+    assert isinstance(public, rsa.RSAPublicKey)
+    assert (public.key_size, public.public_numbers().e) == (size * 8, 65537)
+    assert public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
+        pub.spki_der
+    return public
+
+
+def decryption_fails(call) -> None:
+    """The one opaque answer to every bad RSA ciphertext."""
+    with pytest.raises(skm.InvalidArgument) as info:
+        call()
+    assert info.value.message == "decryption failed"
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("name,kind,size,limit", OAEPS, ids=[o[1] for o in OAEPS])
+def test_rsa_oaep_ciphertexts_made_with_cryptography_decrypt(client, stack, name, kind, size, limit):
+    key = stack.keys[name]
+    public = oaep_public_key(client, key, kind, size)
+    for plaintext in (b"made outside SKM", b"", b"\x00", os.urandom(limit), bytes(range(256)) * 2):
+        plaintext = plaintext[:limit]
+        ct = public.encrypt(plaintext, oaep())
+        assert len(ct) == size
+        out = client.decrypt_rsa_oaep(key, ct)
+        assert isinstance(out, skm.Decrypted) and out == skm.Decrypted(plaintext, 1), len(plaintext)
+        assert client.decrypt_rsa_oaep(key, ct, key_version=1) == skm.Decrypted(plaintext, 1)
+    # OAEP is randomised: the same plaintext twice gives two ciphertexts, both decrypt
+    a, b = public.encrypt(b"same", oaep()), public.encrypt(b"same", oaep())
+    assert a != b
+    assert client.decrypt_rsa_oaep(key, a).plaintext == client.decrypt_rsa_oaep(key, b).plaintext == b"same"
+    # the plaintext limit is the modulus less 66 bytes: one more cannot even be encrypted
+    with pytest.raises(ValueError):
+        public.encrypt(b"x" * (limit + 1), oaep())
+
+
+@pytest.mark.parametrize("name,kind,size,limit", OAEPS, ids=[o[1] for o in OAEPS])
+def test_rsa_oaep_bad_ciphertexts_are_one_opaque_error(client, stack, name, kind, size, limit):
+    key = stack.keys[name]
+    public = oaep_public_key(client, key, kind, size)
+    ct = public.encrypt(b"tamper with me", oaep())
+    bad = [flipped(ct), flipped(ct, size // 2), flipped(ct, size - 1), ct[:-1], ct[1:], b"", b"\x00" * size,
+           b"\xff" * size, (ct + b"\x00") if size < 512 else ct[:-2], os.urandom(size)]  # 513 bytes: over the limit
+    # another padding or hash: not what SKM decrypts
+    bad.append(public.encrypt(b"tamper with me", padding.PKCS1v15()))
+    bad.append(public.encrypt(b"tamper with me", padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
+                                                              algorithm=hashes.SHA1(), label=None)))
+    bad.append(public.encrypt(b"tamper with me", padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                              algorithm=hashes.SHA256(), label=b"a label")))
+    for ct_bad in bad:
+        decryption_fails(lambda: client.decrypt_rsa_oaep(key, ct_bad))
+        decryption_fails(lambda: client.decrypt_rsa_oaep(key, ct_bad, key_version=1))
+    # a well-formed ciphertext of another key of the same size; a ciphertext of another SKM key
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=size * 8).public_key()
+    decryption_fails(lambda: client.decrypt_rsa_oaep(key, stranger.encrypt(b"tamper with me", oaep())))
+    if name != "oaep2048":
+        theirs = oaep_public_key(client, stack.keys["oaep2048"], "rsa-oaep-2048", 256).encrypt(b"x", oaep())
+        decryption_fails(lambda: client.decrypt_rsa_oaep(key, theirs))
+        decryption_fails(lambda: client.decrypt_rsa_oaep(stack.keys["oaep2048"], ct[:256]))
+    assert client.decrypt_rsa_oaep(key, ct) == skm.Decrypted(b"tamper with me", 1), "still fine untouched"
+
+
+def test_rsa_oaep_after_rotation(client, stack):
+    """An RSA ciphertext names no version: after a rotation, one made with the version-1 public key
+    needs key_version=1; one made with the new public key decrypts with the newest (0)."""
+    key = stack.keys["oaep_rot"]
+    v1 = oaep_public_key(client, key, "rsa-oaep-2048", 256)
+    old = v1.encrypt(b"encrypted before the rotation", oaep())
+    assert client.decrypt_rsa_oaep(key, old) == skm.Decrypted(b"encrypted before the rotation", 1)
+    stack.skm("key", "rotate", key)
+
+    v2 = oaep_public_key(client, key, "rsa-oaep-2048", 256, version=2)
+    assert client.get_public_key(key) == client.get_public_key(key, 2)
+    assert client.get_public_key(key, 1).spki_der == \
+        v1.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert v2.public_numbers() != v1.public_numbers(), "version 2 is a new key pair"
+
+    decryption_fails(lambda: client.decrypt_rsa_oaep(key, old))  # the newest, version 2, is not its key
+    decryption_fails(lambda: client.decrypt_rsa_oaep(key, old, key_version=2))
+    assert client.decrypt_rsa_oaep(key, old, key_version=1) == skm.Decrypted(b"encrypted before the rotation", 1)
+
+    new = v2.encrypt(b"encrypted after the rotation", oaep())
+    assert client.decrypt_rsa_oaep(key, new) == skm.Decrypted(b"encrypted after the rotation", 2)
+    assert client.decrypt_rsa_oaep(key, new, key_version=0) == skm.Decrypted(b"encrypted after the rotation", 2)
+    assert client.decrypt_rsa_oaep(key, new, key_version=2) == skm.Decrypted(b"encrypted after the rotation", 2)
+    decryption_fails(lambda: client.decrypt_rsa_oaep(key, new, key_version=1))
+    with pytest.raises(skm.NotFound) as info:
+        client.decrypt_rsa_oaep(key, new, key_version=3)
+    assert info.value.message == f"key {key} has no version 3"
+
+    # the CLI decrypts the same ciphertexts (base64 on stdin), --version as key_version
+    cli = ("decrypt", key, "--algorithm", "rsaes-oaep-sha256")
+    assert stack.skm(*cli, "--version", "1", stdin=base64.b64encode(old)) == "encrypted before the rotation"
+    assert stack.skm(*cli, stdin=base64.b64encode(new)) == "encrypted after the rotation"
+
+
+def test_rsa_oaep_refusals(client, stack):
+    k = stack.keys
+    o = k["oaep2048"]
+    ct = serialization.load_pem_public_key(client.get_public_key(o).pem.encode()).encrypt(b"x", oaep())
+    aes_ct = client.encrypt(k["aes"], b"x").ciphertext
+    cases = [
+        (lambda: client.decrypt_rsa_oaep(o, b"\x00" * 513), skm.InvalidArgument,
+         "ciphertext is 513 bytes; the limit is 512"),
+        (lambda: client.decrypt_rsa_oaep(o, ct, key_version=2), skm.NotFound, f"key {o} has no version 2"),
+        # SKM's own format and RSA each need their own key type
+        (lambda: client.decrypt(o, ct), skm.FailedPrecondition, "needs an aes-256 key"),
+        (lambda: client.decrypt(o, aes_ct), skm.FailedPrecondition, "needs an aes-256 key"),
+        (lambda: client.decrypt_rsa_oaep(k["aes"], ct), skm.FailedPrecondition, OAEP_WANTED),
+        (lambda: client.decrypt_rsa_oaep(k["aes"], aes_ct), skm.FailedPrecondition, OAEP_WANTED),
+        (lambda: client.decrypt_rsa_oaep(k["rsa"], ct), skm.FailedPrecondition, OAEP_WANTED),
+        (lambda: client.decrypt_rsa_oaep(k["hmac256"], ct), skm.FailedPrecondition, OAEP_WANTED),
+        (lambda: client.decrypt_rsa_oaep(k["secret"], ct), skm.FailedPrecondition, OAEP_WANTED),
+        (lambda: client.decrypt_rsa_oaep(k["disabled_oaep"], ct), skm.FailedPrecondition, "disabled"),
+        (lambda: client.decrypt_rsa_oaep(k["denied_oaep"], ct), skm.PermissionDenied, "IPv4"),
+        (lambda: client.decrypt_rsa_oaep("0" * 32, ct), skm.NotFound, f"key {'0' * 32} not found"),
+        (lambda: client.decrypt_rsa_oaep("not-an-id", ct), skm.InvalidArgument, "32 hex digits"),
+        # an RSA encryption key does nothing else: no signing, no SKM-format encryption, no MAC
+        (lambda: client.sign(o, b"x"), skm.FailedPrecondition, "needs a signing key"),
+        (lambda: client.verify(o, b"\x00" * 256, b"x"), skm.FailedPrecondition, "needs a signing key"),
+        (lambda: client.encrypt(o, b"x"), skm.FailedPrecondition, "needs an aes-256 key"),
+        (lambda: client.re_encrypt(o, aes_ct), skm.FailedPrecondition, "needs an aes-256 key"),
+        (lambda: client.generate_data_key(o), skm.FailedPrecondition, "needs an aes-256 key"),
+        (lambda: client.generate_mac(o, b"x"), skm.FailedPrecondition, "needs an hmac key"),
+        (lambda: client.get_secret(o), skm.FailedPrecondition, "needs a secret"),
+    ]
+    for call, exc, text in cases:
+        with pytest.raises(exc) as info:
+            call()
+        assert text in info.value.message, (exc, info.value)
+        assert info.value.code == exc.code
+    # a batch item of an RSA key fails alone, as Decrypt without the algorithm would
+    results = client.batch_decrypt([(o, ct), (k["aes"], aes_ct)])
+    assert isinstance(results[0], skm.ItemError) and results[0].code_name == "FAILED_PRECONDITION"
+    assert "needs an aes-256 key" in results[0].message
+    assert results[1] == skm.Decrypted(b"x", 1)
+    # decrypt_rsa_oaep takes no AAD (the server refuses one: tests/rest/test_key_types.py)
+    with pytest.raises(TypeError):
+        client.decrypt_rsa_oaep(o, ct, b"aad")  # type: ignore[misc]
+
+
+def test_encryption_algorithm_is_the_proto_enum():
+    from skm.api.v1 import api_pb2
+
+    E = skm.EncryptionAlgorithm
+    assert E.UNSPECIFIED == api_pb2.ENCRYPTION_ALGORITHM_UNSPECIFIED == 0
+    assert E.RSAES_OAEP_SHA_256 == api_pb2.ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 == 1
+    assert {e.name for e in E} == {n[len("ENCRYPTION_ALGORITHM_"):] for n in api_pb2.EncryptionAlgorithm.keys()}
+    assert "EncryptionAlgorithm" in skm.__all__
+    from skm import _calls
+
+    name, request, _ = _calls.decrypt_rsa_oaep("0" * 32, b"ct", 3)
+    assert (name, request.algorithm, request.key_version, request.aad) == ("Decrypt", 1, 3, b"")

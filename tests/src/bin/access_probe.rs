@@ -466,7 +466,7 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
             keys.encrypt(request(req, mac)).await.map(done)
         }
         Rpc::Decrypt => {
-            let req = api::DecryptRequest { key_id, ciphertext, aad };
+            let req = api::DecryptRequest { key_id, ciphertext, aad, ..Default::default() };
             keys.decrypt(request(req, mac)).await.map(|r| B64.encode(r.into_inner().plaintext))
         }
         Rpc::GenerateDataKey => {
@@ -493,7 +493,7 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
             item(results.collect(), |_| String::new())
         }
         Rpc::BatchDecrypt => {
-            let items = vec![api::DecryptRequest { key_id, ciphertext, aad }];
+            let items = vec![api::DecryptRequest { key_id, ciphertext, aad, ..Default::default() }];
             let results = keys.batch_decrypt(request(api::BatchDecryptRequest { items }, mac)).await?;
             let results = results.into_inner().results.into_iter().map(|r| {
                 r.result.map(|r| match r {

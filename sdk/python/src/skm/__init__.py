@@ -41,6 +41,7 @@ from skm.types import (
     DataKey,
     Decrypted,
     Encrypted,
+    EncryptionAlgorithm,
     ItemError,
     Mac,
     PublicKey,
@@ -60,6 +61,6 @@ __all__ = [
     "RETRYABLE", "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded", "DecryptionError",
     "EnvelopeError", "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "SkmError", "Unauthenticated", "Unavailable", "Unimplemented",
-    "Unknown", "DataKey", "Decrypted", "Encrypted", "ItemError", "Mac", "PublicKey", "ReEncrypted", "Sealed", "Secret",
-    "Signature", "SignatureAlgorithm", "Verified", "WhoAmI",
+    "Unknown", "DataKey", "Decrypted", "Encrypted", "EncryptionAlgorithm", "ItemError", "Mac", "PublicKey",
+    "ReEncrypted", "Sealed", "Secret", "Signature", "SignatureAlgorithm", "Verified", "WhoAmI",
 ]

@@ -12,6 +12,7 @@ from skm.types import (
     DataKey,
     Decrypted,
     Encrypted,
+    EncryptionAlgorithm,
     ItemError,
     Mac,
     PublicKey,
@@ -71,6 +72,19 @@ def decrypt(key_id: str, ciphertext: bytes, aad: bytes) -> Call:
     return (
         "Decrypt",
         pb.DecryptRequest(key_id=key_id, ciphertext=ciphertext, aad=aad),
+        lambda r: Decrypted(r.plaintext, r.key_version),
+    )
+
+
+def decrypt_rsa_oaep(key_id: str, ciphertext: bytes, key_version: int) -> Call:
+    return (
+        "Decrypt",
+        pb.DecryptRequest(
+            key_id=key_id,
+            ciphertext=ciphertext,
+            algorithm=int(EncryptionAlgorithm.RSAES_OAEP_SHA_256),
+            key_version=key_version,
+        ),
         lambda r: Decrypted(r.plaintext, r.key_version),
     )
 

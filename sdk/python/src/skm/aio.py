@@ -96,6 +96,14 @@ class AsyncClient:
         """Decrypts a ciphertext of the key (opaque InvalidArgument "decryption failed" otherwise)."""
         return await self._run(_calls.decrypt(key_id, ciphertext, aad))
 
+    async def decrypt_rsa_oaep(self, key_id: str, ciphertext: bytes, *, key_version: int = 0) -> Decrypted:
+        """Decrypts an RSAES-OAEP-SHA-256 ciphertext (MGF1-SHA-256, empty label) that anyone made
+        with an rsa-oaep-* key's public key (``get_public_key``). An RSA ciphertext does not name
+        the version that made it: give ``key_version`` for one made before a rotation (0: the
+        newest). No AAD. Every failure, a wrong version included, is InvalidArgument
+        "decryption failed"."""
+        return await self._run(_calls.decrypt_rsa_oaep(key_id, ciphertext, key_version))
+
     async def generate_data_key(self, key_id: str, aad: bytes = b"") -> DataKey:
         """A fresh 256-bit data key, in the clear and encrypted under the key."""
         return await self._run(_calls.generate_data_key(key_id, aad, True))

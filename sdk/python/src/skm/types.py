@@ -25,6 +25,16 @@ class SignatureAlgorithm(enum.IntEnum):
     ML_DSA = pb.SIGNATURE_ALGORITHM_ML_DSA
 
 
+class EncryptionAlgorithm(enum.IntEnum):
+    """How a ciphertext given to Decrypt was made (the proto's EncryptionAlgorithm values)."""
+
+    #: SKM's own format (Encrypt, GenerateDataKey) under an aes-256 key.
+    UNSPECIFIED = pb.ENCRYPTION_ALGORITHM_UNSPECIFIED
+    #: RSAES-OAEP, SHA-256, MGF1-SHA-256, empty label, under an rsa-oaep-* key: made by anyone with its
+    #: public key (plaintext at most 190 / 318 / 446 bytes for 2048 / 3072 / 4096 bits).
+    RSAES_OAEP_SHA_256 = pb.ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256
+
+
 @dataclass(frozen=True)
 class Encrypted:
     """``0x01 | key id(16) | key version(u32 BE) | nonce(12) | ct+tag``."""
@@ -93,7 +103,7 @@ class PublicKey:
     spki_der: bytes
     pem: str
     key_version: int
-    #: "ed25519", "ecdsa-p256", "rsa-2048", ...
+    #: "ed25519", "ecdsa-p256", "rsa-2048", "rsa-oaep-2048", ...
     key_algorithm: str
 
 

@@ -30,6 +30,9 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_HMAC_SHA256: _ClassVar[KeyType]
     KEY_TYPE_HMAC_SHA384: _ClassVar[KeyType]
     KEY_TYPE_HMAC_SHA512: _ClassVar[KeyType]
+    KEY_TYPE_RSA_OAEP_2048: _ClassVar[KeyType]
+    KEY_TYPE_RSA_OAEP_3072: _ClassVar[KeyType]
+    KEY_TYPE_RSA_OAEP_4096: _ClassVar[KeyType]
 
 class KeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +58,9 @@ KEY_TYPE_ML_DSA_87: KeyType
 KEY_TYPE_HMAC_SHA256: KeyType
 KEY_TYPE_HMAC_SHA384: KeyType
 KEY_TYPE_HMAC_SHA512: KeyType
+KEY_TYPE_RSA_OAEP_2048: KeyType
+KEY_TYPE_RSA_OAEP_3072: KeyType
+KEY_TYPE_RSA_OAEP_4096: KeyType
 KEY_STATE_UNSPECIFIED: KeyState
 KEY_STATE_ENABLED: KeyState
 KEY_STATE_DISABLED: KeyState

@@ -7,6 +7,11 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EncryptionAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENCRYPTION_ALGORITHM_UNSPECIFIED: _ClassVar[EncryptionAlgorithm]
+    ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256: _ClassVar[EncryptionAlgorithm]
+
 class SignatureAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SIGNATURE_ALGORITHM_UNSPECIFIED: _ClassVar[SignatureAlgorithm]
@@ -16,6 +21,8 @@ class SignatureAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256: _ClassVar[SignatureAlgorithm]
     SIGNATURE_ALGORITHM_ECDSA_SHA384: _ClassVar[SignatureAlgorithm]
     SIGNATURE_ALGORITHM_ML_DSA: _ClassVar[SignatureAlgorithm]
+ENCRYPTION_ALGORITHM_UNSPECIFIED: EncryptionAlgorithm
+ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256: EncryptionAlgorithm
 SIGNATURE_ALGORITHM_UNSPECIFIED: SignatureAlgorithm
 SIGNATURE_ALGORITHM_ED25519: SignatureAlgorithm
 SIGNATURE_ALGORITHM_ECDSA_SHA256: SignatureAlgorithm
@@ -63,14 +70,18 @@ class EncryptResponse(_message.Message):
     def __init__(self, ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class DecryptRequest(_message.Message):
-    __slots__ = ("key_id", "ciphertext", "aad")
+    __slots__ = ("key_id", "ciphertext", "aad", "algorithm", "key_version")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
     AAD_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     ciphertext: bytes
     aad: bytes
-    def __init__(self, key_id: _Optional[str] = ..., ciphertext: _Optional[bytes] = ..., aad: _Optional[bytes] = ...) -> None: ...
+    algorithm: EncryptionAlgorithm
+    key_version: int
+    def __init__(self, key_id: _Optional[str] = ..., ciphertext: _Optional[bytes] = ..., aad: _Optional[bytes] = ..., algorithm: _Optional[_Union[EncryptionAlgorithm, str]] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class DecryptResponse(_message.Message):
     __slots__ = ("plaintext", "key_version")

@@ -147,8 +147,10 @@ class KeyServiceServicer:
 
     def Decrypt(self, request, context):
         """Decrypts a ciphertext made by Encrypt (or GenerateDataKey) with any
-        retained version of the key. Every failure (wrong key, version, tag or
-        AAD) is the same opaque INVALID_ARGUMENT "decryption failed".
+        retained version of the key; or, with algorithm RSAES_OAEP_SHA_256, a
+        ciphertext made by anyone with an RSA encryption key's public key
+        (GetPublicKey). Every failure (wrong key, version, tag, AAD or padding)
+        is the same opaque INVALID_ARGUMENT "decryption failed".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
