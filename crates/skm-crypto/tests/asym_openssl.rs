@@ -1,8 +1,9 @@
 //! Independent checks with the `openssl` command line (scripts/test installs
 //! it): OpenSSL verifies SKM's signatures, raw and digest-signed, against
 //! the exported SPKI PEM; and SKM loads OpenSSL's PKCS#8 keys and verifies
-//! OpenSSL's signatures. ML-DSA is not in OpenSSL 3.0 (Debian 12's): its
-//! independent check is RustCrypto `ml-dsa` (tests/ml_dsa.rs).
+//! OpenSSL's signatures; and OpenSSL encrypts to SKM's RSA-OAEP keys and
+//! decrypts what they encrypt. ML-DSA is not in OpenSSL 3.0 (Debian 12's):
+//! its independent check is RustCrypto `ml-dsa` (tests/ml_dsa.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use skm_crypto::DecryptError;
 use skm_crypto::asym::{KeyAlgorithm, Message, PrivateKey, PublicKey, SignatureAlgorithm};
+use skm_crypto::rsa_oaep::{DecryptingKey, EncryptingKey, OaepKeySize};
 
 const PSS_OPTS: [&str; 6] =
     ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-sigopt", "rsa_mgf1_md:sha256"];
@@ -210,5 +213,60 @@ fn pss_salt_length_is_exactly_32() {
         assert!(openssl(d, &args));
         let sig = std::fs::read(d.join("sig")).unwrap();
         assert!(public.verify(SignatureAlgorithm::RsaPssSha256, Message::Raw(b"m"), &sig).is_err(), "salt {salt}");
+    }
+}
+
+const OAEP: [&str; 6] =
+    ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"];
+
+#[test]
+fn openssl_encrypts_to_the_exported_key_and_decrypts_skms_ciphertexts() {
+    for size in OaepKeySize::ALL {
+        let key = DecryptingKey::generate(size).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("pub.pem"), key.public().to_pem()).unwrap();
+        std::fs::write(d.join("key.der"), key.danger_pkcs8()).unwrap();
+        for msg in [&b""[..], b"a data key of 32 bytes, really..", &vec![0x5a; size.max_plaintext()]] {
+            std::fs::write(d.join("msg"), msg).unwrap();
+            let mut args = vec!["pkeyutl", "-encrypt", "-pubin", "-inkey", "pub.pem", "-in", "msg", "-out", "ct"];
+            args.extend(OAEP);
+            if msg.is_empty() {
+                // OpenSSL 3.0's pkeyutl can't read an empty file; the unit
+                // tests and Wycheproof cover empty plaintexts.
+                continue;
+            }
+            assert!(openssl(d, &args), "{}", size.name());
+            let ct = std::fs::read(d.join("ct")).unwrap();
+            assert_eq!(ct.len(), size.modulus_len());
+            assert_eq!(&key.decrypt(&ct).unwrap()[..], msg, "{}", size.name());
+            // OpenSSL's padding with SHA-1 (its default) is not SKM's.
+            let sha1 = [
+                "pkeyutl",
+                "-encrypt",
+                "-pubin",
+                "-inkey",
+                "pub.pem",
+                "-in",
+                "msg",
+                "-out",
+                "ct1",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+            ];
+            assert!(openssl(d, &sha1));
+            assert_eq!(key.decrypt(&std::fs::read(d.join("ct1")).unwrap()).map(|_| ()), Err(DecryptError));
+            // And SKM's public-key encryption is what OpenSSL decrypts.
+            std::fs::write(d.join("ours"), key.public().encrypt(msg).unwrap()).unwrap();
+            let mut args =
+                vec!["pkeyutl", "-decrypt", "-inkey", "key.der", "-keyform", "DER", "-in", "ours", "-out", "back"];
+            args.extend(OAEP);
+            assert!(openssl(d, &args));
+            assert_eq!(std::fs::read(d.join("back")).unwrap(), msg);
+        }
+        // The PEM OpenSSL reads is the SPKI SKM parses back.
+        assert!(openssl(d, &["pkey", "-pubin", "-in", "pub.pem", "-outform", "DER", "-out", "pub.der"]));
+        let der = std::fs::read(d.join("pub.der")).unwrap();
+        assert_eq!(EncryptingKey::from_spki_der(size, &der).unwrap().spki_der(), key.public().spki_der());
     }
 }

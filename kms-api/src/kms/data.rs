@@ -7,7 +7,7 @@ use skm_store::Store;
 use zeroize::Zeroizing;
 
 use super::operation::{Effect, Operation, Subject, Trail};
-use super::views::{AesKey, RsaDecryptKey, SecretKey};
+use super::views::{self, AesKey, RsaDecryptKey, SecretKey};
 use super::{Kms, KmsError, check_len, internal};
 use crate::model;
 
@@ -251,10 +251,7 @@ impl Operation for DecryptRsaOaep {
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Decrypted, KmsError> {
         let key: RsaDecryptKey = kms.usable(trail, &self.key_id).await?;
-        let version = key
-            .versions
-            .get_or_newest(self.key_version)
-            .ok_or_else(|| KmsError::NotFound(format!("key {} has no version {}", key.key.id, self.key_version)))?;
+        let version = views::version(&key.key, &key.versions, self.key_version)?;
         // One answer for every failure: no padding oracle.
         let plaintext = version.material.decrypt(&self.ciphertext).map_err(|_| KmsError::DecryptFailed)?;
         trail.used_version(version.version);

@@ -5,7 +5,7 @@ use skm_store::Store;
 
 use super::operation::{Effect, Operation, Subject, Trail};
 use super::signing::Verified;
-use super::views::HmacKey;
+use super::views::{self, HmacKey};
 use super::{Kms, KmsError, check_len};
 use crate::model;
 
@@ -82,16 +82,7 @@ impl Operation for VerifyMac {
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<Verified, KmsError> {
         let key: HmacKey = kms.usable(trail, &self.key_id).await?;
-        let candidates: Vec<_> = if self.key_version == 0 {
-            key.versions.iter().rev().take(model::VERIFY_ANY_VERSIONS).collect()
-        } else {
-            let v = key
-                .versions
-                .get(self.key_version)
-                .ok_or_else(|| KmsError::NotFound(format!("key {} has no version {}", key.key.id, self.key_version)))?;
-            vec![v]
-        };
-        for v in candidates {
+        for v in views::verify_candidates(&key.key, &key.versions, self.key_version)? {
             if v.material.verify(&self.message, &self.mac).is_ok() {
                 trail.used_version(v.version);
                 return Ok(Verified(Some(v.version)));

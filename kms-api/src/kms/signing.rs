@@ -1,12 +1,12 @@
 //! Sign, verify and public keys of asymmetric keys.
 
-use skm_crypto::asym::{AsymError, Message, PrivateKey, SignatureAlgorithm};
+use skm_crypto::asym::{AsymError, Message, SignatureAlgorithm};
 use skm_store::Store;
 
 use super::operation::{Effect, Operation, Subject, Trail};
-use super::views::{PublicKeyHolder, SigningKey};
+use super::views::{self, PublicKeyHolder, SigningKey};
 use super::{Kms, KmsError, check_len, internal};
-use crate::model::{self, KeyKind, Version};
+use crate::model::{self, KeyKind};
 
 /// What a sign or verify call covers.
 #[derive(Clone, Debug)]
@@ -116,12 +116,6 @@ impl SigningKey {
     fn pick(&self, requested: Option<SignatureAlgorithm>) -> SignatureAlgorithm {
         requested.unwrap_or_else(|| self.algorithm.default_signature_algorithm())
     }
-
-    fn version(&self, version: u32) -> Result<&Version<PrivateKey>, KmsError> {
-        self.versions
-            .get_or_newest(version)
-            .ok_or_else(|| KmsError::NotFound(format!("key {} has no version {version}", self.key.id)))
-    }
 }
 
 impl Operation for Sign {
@@ -167,12 +161,7 @@ impl Operation for Verify {
         let message = self.signed.message();
         // Bad input is refused as such; only a bad signature is "invalid".
         skm_crypto::asym::check_message(key.algorithm, algorithm, message).map_err(refused)?;
-        let candidates: Vec<&Version<PrivateKey>> = if self.key_version == 0 {
-            key.versions.iter().rev().take(model::VERIFY_ANY_VERSIONS).collect()
-        } else {
-            vec![key.version(self.key_version)?]
-        };
-        for v in candidates {
+        for v in views::verify_candidates(&key.key, &key.versions, self.key_version)? {
             if v.material.public().verify(algorithm, message, &self.signature).is_ok() {
                 trail.used_version(v.version);
                 return Ok(Verified(Some(v.version)));
@@ -194,14 +183,12 @@ impl Operation for GetPublicKey {
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<PublicKeyInfo, KmsError> {
         let (spki_der, pem, key_version, kind) = match kms.usable(trail, &self.key_id).await? {
             PublicKeyHolder::Signing(key) => {
-                let v = key.version(self.key_version)?;
+                let v = views::version(&key.key, &key.versions, self.key_version)?;
                 let public = v.material.public();
                 (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::Asymmetric(key.algorithm))
             }
             PublicKeyHolder::Decrypting(key) => {
-                let v = key.versions.get_or_newest(self.key_version).ok_or_else(|| {
-                    KmsError::NotFound(format!("key {} has no version {}", key.key.id, self.key_version))
-                })?;
+                let v = views::version(&key.key, &key.versions, self.key_version)?;
                 let public = v.material.public();
                 (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::RsaOaep(key.size))
             }

@@ -14,7 +14,7 @@ use skm_store::Store;
 use super::operation::Trail;
 use super::{Kms, KmsError, parse_id};
 use crate::access::CertState;
-use crate::model::{Key, KeyState, Material, SecretValue, Versions};
+use crate::model::{self, Key, KeyState, Material, SecretValue, Version, Versions};
 
 /// A typed view of a key.
 pub(crate) trait View: Sized {
@@ -132,6 +132,29 @@ impl View for SecretKey {
             Material::Secret(versions) => Some(Self { key: key.clone(), versions: versions.clone() }),
             _ => None,
         }
+    }
+}
+
+/// Version `version` of a key, or its newest when 0; NOT_FOUND naming the
+/// key when it has no such version.
+pub(crate) fn version<'a, M>(key: &Key, versions: &'a Versions<M>, version: u32) -> Result<&'a Version<M>, KmsError> {
+    versions
+        .get_or_newest(version)
+        .ok_or_else(|| KmsError::NotFound(format!("key {} has no version {version}", key.id)))
+}
+
+/// The versions a verification tries: the one named, or the newest
+/// [`model::VERIFY_ANY_VERSIONS`] (newest first) when `version` is 0, so
+/// one call costs a bounded number of checks.
+pub(crate) fn verify_candidates<'a, M>(
+    key: &Key,
+    versions: &'a Versions<M>,
+    version: u32,
+) -> Result<Vec<&'a Version<M>>, KmsError> {
+    if version == 0 {
+        Ok(versions.iter().rev().take(model::VERIFY_ANY_VERSIONS).collect())
+    } else {
+        Ok(vec![self::version(key, versions, version)?])
     }
 }
 
