@@ -144,7 +144,9 @@ pub fn prepare_with_metrics(
     trust_domain: &str,
     metrics: Option<MetricsPorts>,
 ) -> anyhow::Result<DevStack> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The whole stack's files are one user's: keys, the dev passphrase and
+    // the stores (each tier narrows its own data directory again at start).
+    skm_runtime::files::private_dir(dir)?;
     let dir = dir.canonicalize()?;
     let pki_dir = dir.join("pki");
     let layout = if pki_dir.join("ca").join("ca.pem").exists() {
@@ -165,7 +167,7 @@ pub fn prepare_with_metrics(
     let addr = |port: u16| format!("\"127.0.0.1:{port}\"");
 
     let root_dir = dir.join(Service::RootKeyd.name());
-    std::fs::create_dir_all(&root_dir)?;
+    skm_runtime::files::private_dir(&root_dir)?;
     let seal_section = match seal {
         DevSeal::Shamir => "[seal]\nmode = \"shamir\"\n".to_owned(),
         DevSeal::Passphrase => {
@@ -211,7 +213,7 @@ pub fn prepare_with_metrics(
             metrics_endpoints.insert(service.name().to_owned(), format!("127.0.0.1:{port}"));
         }
         let tier = dir.join(service.name());
-        std::fs::create_dir_all(tier.join("data"))?;
+        skm_runtime::files::private_dir(&tier.join("data"))?;
         std::fs::write(tier.join(format!("{}.toml", service.name())), text)?;
     }
 

@@ -128,6 +128,8 @@ pub async fn start_with_clock(
     shutdown: Shutdown,
     clock: Arc<dyn clock::Clock>,
 ) -> Result<Running, RunError> {
+    skm_runtime::files::private_dir(&config.data_dir)?;
+    skm_runtime::files::private_dir(&config.audit_dir)?;
     let store = SledStore::open_with_cache(&config.data_dir, config.store_cache_mb * 1024 * 1024)?;
     let keyring = system_keys::SystemKeys::default();
     let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);

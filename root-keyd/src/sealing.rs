@@ -138,8 +138,9 @@ impl Sealer {
     /// Opens the seal file in `dir`. In passphrase mode a missing root key is
     /// created and an existing one unsealed at once.
     pub fn open(dir: &Path, mode: SealConfig) -> Result<Self, SealError> {
-        std::fs::create_dir_all(dir).map_err(|source| SealError::Io { path: dir.to_owned(), source })?;
+        skm_runtime::files::private_dir(dir).map_err(|e| SealError::Io { path: e.path, source: e.source })?;
         let path = dir.join(SEAL_FILE);
+        skm_runtime::files::private_file(&path).map_err(|e| SealError::Io { path: e.path, source: e.source })?;
         let state = match std::fs::read(&path) {
             Ok(bytes) => {
                 let file: SealFile = serde_json::from_slice(&bytes).map_err(|_| SealError::Malformed(path.clone()))?;
@@ -334,8 +335,22 @@ impl Sealer {
         let io = |source| SealError::Io { path: path.clone(), source };
         let tmp = self.dir.join(format!("{SEAL_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(file).map_err(|_| SealError::Crypto)?;
+        // A temporary file left by a crash keeps its mode through a reopen:
+        // start from none, so the seal file is always created 0600.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
         {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(skm_runtime::files::PRIVATE_FILE)
+                .open(&tmp)
+                .map_err(io)?;
             f.write_all(&bytes).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
@@ -410,5 +425,33 @@ mod tests {
         assert_eq!(second.root_key().unwrap().danger_material(), root.danger_material());
         std::fs::write(&pass, "wrong horse battery\n").unwrap();
         assert!(matches!(Sealer::open(&data, SealConfig::Passphrase { file: pass }), Err(SealError::BadPassphrase(_))));
+    }
+
+    #[test]
+    fn the_seal_file_and_its_directory_are_private_even_if_they_were_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "correct horse battery\n").unwrap();
+        let data = dir.path().join("data");
+        drop(Sealer::open(&data, SealConfig::Passphrase { file: pass.clone() }).unwrap());
+        let seal = data.join(SEAL_FILE);
+        assert_eq!((mode(&data), mode(&seal)), (0o700, 0o600));
+        // As an earlier version left them: narrowed at the next start.
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&seal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Sealer::open(&data, SealConfig::Passphrase { file: pass }).unwrap());
+        assert_eq!((mode(&data), mode(&seal)), (0o700, 0o600));
+        // A temporary file a crash left behind doesn't pass its mode on.
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        let tmp = fresh.join(format!("{SEAL_FILE}.tmp"));
+        std::fs::write(&tmp, b"torn").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let sealer = Sealer::open(&fresh, SealConfig::Shamir).unwrap();
+        sealer.init_shamir(3, 2).unwrap();
+        assert_eq!(mode(&fresh.join(SEAL_FILE)), 0o600);
+        assert!(!tmp.exists());
     }
 }

@@ -145,6 +145,7 @@ impl Running {
 
 /// Opens the store, binds the port, starts serving and bootstrapping.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
+    skm_runtime::files::private_dir(&config.data_dir)?;
     let store = SledStore::open(&config.data_dir)?;
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
     let root_channel = skm_runtime::channel::lazy_channel(&config.root_keyd, config.tls.client_config(&root_id)?)?;

@@ -378,3 +378,47 @@ fn cli_audit_verify_exits_1_on_a_broken_log() {
     assert_eq!(report["intact"], false);
     assert_eq!(report["first_broken_line"], target as u64 + 1);
 }
+
+/// Every tier keeps its sealed and key material private: data directories
+/// 0700 (so whatever a store writes inside is out of other users' reach),
+/// the sealed root key, the dev passphrase and every private key 0600.
+#[test]
+fn skm_dev_keeps_sealed_and_key_material_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dev = DevProcess::start().unwrap();
+    dev.ok(&["keystore", "create", "modes", "--allow-ip", "127.0.0.1"], b"");
+    let key = dev.ok(&["key", "create", "modes", "k", "--type", "aes-256"], b"");
+    dev.ok(&["encrypt", &key], b"so that the audit log and the store hold something");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let d = dev.data_dir();
+    let mut checked = 0;
+    for tier in ["root-keyd", "system-keyd", "kms-api"] {
+        let data = d.join(tier).join("data");
+        assert_eq!(mode(&data), 0o700, "{}", data.display());
+        checked += 1;
+    }
+    assert_eq!(mode(&d.join("kms-api").join("data").join("audit")), 0o700);
+    assert_eq!(mode(&d.join("root-keyd")), 0o700);
+    for file in [d.join("root-keyd").join("data").join("root-key.seal"), d.join("root-keyd").join("passphrase")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        checked += 1;
+    }
+    let mut keys = Vec::new();
+    let mut stack = vec![d.join("pki")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".key") || n == "key.pem") {
+                keys.push(path);
+            }
+        }
+    }
+    assert!(keys.len() >= 5, "the CA, three tiers and the operator have keys: {keys:?}");
+    for key in &keys {
+        assert_eq!(mode(key), 0o600, "{}", key.display());
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}

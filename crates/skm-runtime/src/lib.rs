@@ -9,6 +9,7 @@ pub mod authz;
 pub mod channel;
 pub mod config;
 pub mod daemon;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod identity;
