@@ -50,8 +50,8 @@ mod views;
 pub use audit_ops::{AcknowledgeAuditLoss, AcknowledgedLoss, AuditPage, ListAudit, ListAuditPage, VerifyAudit};
 pub use caller::{Caller, FrontEnd, KeystoreRef, MAINTENANCE_PRINCIPAL, Operator, Who};
 pub use data::{
-    BatchDecrypt, BatchEncrypt, BatchItem, DataKey, DataKeyForm, Decrypt, DecryptRsaOaep, Decrypted, Encrypt,
-    Encrypted, GenerateDataKey, GetSecret, ReEncrypt, ReEncrypted, SecretValue,
+    BatchDecrypt, BatchEncrypt, BatchItem, DataKey, DataKeyForm, Decrypt, DecryptCall, DecryptRsaOaep, Decrypted,
+    Encrypt, Encrypted, GenerateDataKey, GetSecret, ReEncrypt, ReEncrypted, SecretValue,
 };
 pub use keystores::{
     CreateKeystore, DeleteKeystore, GetKeystore, IssueClientCertificate, IssuedCertificate, ListKeystores,

@@ -39,12 +39,15 @@ fn algorithm(arg: Option<SignatureArg>) -> SignatureAlgorithm {
     }
 }
 
-/// The digest `--digest` sends: SHA-384 for ecdsa-sha384, else SHA-256.
+/// The digest `--digest` sends: the named algorithm's (SHA-384 for
+/// ecdsa-sha384), else SHA-256, which the server refuses for keys that sign
+/// only messages.
 fn hash_for(alg: Option<SignatureArg>, message: &[u8]) -> Vec<u8> {
-    match alg {
-        Some(SignatureArg::EcdsaSha384) => skm_crypto::sha384(message).to_vec(),
-        _ => skm_crypto::sha256(message).to_vec(),
-    }
+    use clap::ValueEnum as _;
+    alg.and_then(|a| a.to_possible_value())
+        .and_then(|v| skm_crypto::asym::SignatureAlgorithm::from_name(v.get_name()))
+        .and_then(|a| a.digest_of(message))
+        .unwrap_or_else(|| skm_crypto::sha256(message).to_vec())
 }
 
 fn algorithm_name(value: SignatureAlgorithm) -> &'static str {

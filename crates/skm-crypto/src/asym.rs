@@ -174,6 +174,16 @@ impl SignatureAlgorithm {
         }
     }
 
+    /// The [`Message::Digest`] a caller sends for `message`: its hash under
+    /// [`digest`](Self::digest); `None` where the algorithm signs only
+    /// messages.
+    pub fn digest_of(self, message: &[u8]) -> Option<Vec<u8>> {
+        match self.digest()?.1 {
+            48 => Some(crate::sha384(message).to_vec()),
+            _ => Some(crate::sha256(message).to_vec()),
+        }
+    }
+
     /// The algorithm of a [`name`](Self::name); `None` for anything else.
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|alg| alg.name() == s)

@@ -56,16 +56,6 @@ fn openssl_verifies(dir: &Path, alg: SignatureAlgorithm, sig: &[u8]) -> bool {
     }
 }
 
-/// The digest SKM is given for `alg`: SHA-256, or SHA-384 for ECDSA P-384.
-fn digest(alg: SignatureAlgorithm, msg: &[u8]) -> Vec<u8> {
-    use sha2::Digest as _;
-    if alg == SignatureAlgorithm::EcdsaSha384 {
-        sha2::Sha384::digest(msg).to_vec()
-    } else {
-        sha2::Sha256::digest(msg).to_vec()
-    }
-}
-
 fn in_openssl_3_0(alg: KeyAlgorithm) -> bool {
     !matches!(alg, KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87)
 }
@@ -104,7 +94,7 @@ fn openssl_verifies_skm_signatures() {
                 assert!(openssl_verifies(dir.path(), sig_alg, &sig), "{} raw", sig_alg.name());
                 verified += 1;
                 if alg != KeyAlgorithm::Ed25519 {
-                    let digest = digest(sig_alg, msg);
+                    let digest = sig_alg.digest_of(msg).unwrap();
                     let sig = key.sign(sig_alg, Message::Digest(&digest)).unwrap();
                     assert!(openssl_verifies(dir.path(), sig_alg, &sig), "{} digest", sig_alg.name());
                     verified += 1;
@@ -168,7 +158,7 @@ fn skm_loads_openssl_keys_and_verifies_openssl_signatures() {
             let sig = std::fs::read(d.join("sig")).unwrap();
             assert_eq!(public.verify(sig_alg, Message::Raw(msg), &sig), Ok(()), "{}", sig_alg.name());
             if alg != KeyAlgorithm::Ed25519 {
-                let digest = digest(sig_alg, msg);
+                let digest = sig_alg.digest_of(msg).unwrap();
                 assert_eq!(public.verify(sig_alg, Message::Digest(&digest), &sig), Ok(()), "{}", sig_alg.name());
             }
             // SKM's signature with OpenSSL's key verifies too.

@@ -53,17 +53,6 @@ struct Tally {
     with_context: usize,
 }
 
-/// The digest a caller would send for `sig_alg`; `None` where the algorithm
-/// signs only messages.
-fn digest(sig_alg: SignatureAlgorithm, msg: &[u8]) -> Option<Vec<u8>> {
-    use sha2::Digest as _;
-    match sig_alg.digest()?.0 {
-        "SHA-256" => Some(sha2::Sha256::digest(msg).to_vec()),
-        "SHA-384" => Some(sha2::Sha384::digest(msg).to_vec()),
-        other => panic!("no digest {other}"),
-    }
-}
-
 impl Tally {
     fn ran(&self) -> usize {
         self.valid + self.invalid + self.acceptable
@@ -113,7 +102,7 @@ fn run(json: &str, key_alg: KeyAlgorithm, sig_alg: SignatureAlgorithm) -> Tally 
             let msg = hex::decode(&case.msg).unwrap();
             let sig = hex::decode(&case.sig).unwrap();
             let raw = key.verify(sig_alg, Message::Raw(&msg), &sig);
-            match digest(sig_alg, &msg) {
+            match sig_alg.digest_of(&msg) {
                 Some(digest) => {
                     let prehashed = key.verify(sig_alg, Message::Digest(&digest), &sig);
                     assert_eq!(raw, prehashed, "case {}: message and digest disagree", case.id);

@@ -70,12 +70,10 @@ fn decrypt(item: pb::DecryptRequest) -> Result<kms::Decrypt, Status> {
             "algorithm: only ENCRYPTION_ALGORITHM_UNSPECIFIED here (RSA ciphertexts are decrypted one per call)",
         ));
     }
-    if item.key_version != 0 {
-        return Err(Status::invalid_argument(
-            "key_version: only with ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 (SKM ciphertexts name their version)",
-        ));
+    match kms::DecryptCall::new(item.key_id, item.ciphertext, item.aad, false, item.key_version)? {
+        kms::DecryptCall::Aes(op) => Ok(op),
+        kms::DecryptCall::RsaOaep(_) => Err(Status::internal("internal error")),
     }
-    Ok(kms::Decrypt { key_id: item.key_id, ciphertext: item.ciphertext, aad: item.aad })
 }
 
 fn data_key_pb(dk: kms::DataKey) -> pb::GenerateDataKeyResponse {
@@ -97,19 +95,9 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Result<Response<pb::DecryptResponse>, Status> {
         let caller = application(&request)?;
         let req = request.into_inner();
-        let done = match pb::EncryptionAlgorithm::try_from(req.algorithm) {
-            Ok(pb::EncryptionAlgorithm::RsaesOaepSha256) => {
-                if !req.aad.is_empty() {
-                    return Err(Status::invalid_argument("aad: ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 takes none"));
-                }
-                let op = kms::DecryptRsaOaep {
-                    key_id: req.key_id,
-                    ciphertext: req.ciphertext,
-                    key_version: req.key_version,
-                };
-                self.kms.execute(&caller, op).await?
-            }
-            Ok(pb::EncryptionAlgorithm::Unspecified) => self.kms.execute(&caller, decrypt(req)?).await?,
+        let rsa_oaep = match pb::EncryptionAlgorithm::try_from(req.algorithm) {
+            Ok(pb::EncryptionAlgorithm::RsaesOaepSha256) => true,
+            Ok(pb::EncryptionAlgorithm::Unspecified) => false,
             Err(_) => {
                 return Err(Status::invalid_argument(format!(
                     "algorithm {} is not an encryption algorithm (ENCRYPTION_ALGORITHM_UNSPECIFIED, \
@@ -117,6 +105,10 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
                     req.algorithm
                 )));
             }
+        };
+        let done = match kms::DecryptCall::new(req.key_id, req.ciphertext, req.aad, rsa_oaep, req.key_version)? {
+            kms::DecryptCall::Aes(op) => self.kms.execute(&caller, op).await?,
+            kms::DecryptCall::RsaOaep(op) => self.kms.execute(&caller, op).await?,
         };
         Ok(Response::new(pb::DecryptResponse { plaintext: done.plaintext.to_vec(), key_version: done.key_version }))
     }

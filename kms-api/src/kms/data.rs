@@ -58,6 +58,46 @@ pub struct DecryptRsaOaep {
     pub key_version: u32,
 }
 
+/// A Decrypt call as every plane receives it: SKM's own ciphertext, or an
+/// RSA one. [`DecryptCall::new`] holds the rules of the fields that belong
+/// to one form only, so that the planes say the same thing.
+#[derive(Debug)]
+pub enum DecryptCall {
+    /// SKM's format under an AES key.
+    Aes(Decrypt),
+    /// RSAES-OAEP-SHA-256 under an RSA encryption key.
+    RsaOaep(DecryptRsaOaep),
+}
+
+impl DecryptCall {
+    /// The call for `rsa_oaep` (the algorithm named) or SKM's format: AAD
+    /// only with SKM's, `key_version` only with RSA's (SKM ciphertexts name
+    /// their version).
+    pub fn new(
+        key_id: String,
+        ciphertext: Vec<u8>,
+        aad: Vec<u8>,
+        rsa_oaep: bool,
+        key_version: u32,
+    ) -> Result<Self, KmsError> {
+        if rsa_oaep {
+            if !aad.is_empty() {
+                return Err(KmsError::InvalidArgument(
+                    "aad: ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 takes none".into(),
+                ));
+            }
+            return Ok(Self::RsaOaep(DecryptRsaOaep { key_id, ciphertext, key_version }));
+        }
+        if key_version != 0 {
+            return Err(KmsError::InvalidArgument(
+                "key_version: only with ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 (SKM ciphertexts name their version)"
+                    .into(),
+            ));
+        }
+        Ok(Self::Aes(Decrypt { key_id, ciphertext, aad }))
+    }
+}
+
 /// A plaintext and the key version that opened it.
 #[derive(Debug)]
 pub struct Decrypted {

@@ -259,28 +259,19 @@ async fn key_call_run<S: Store + Clone>(
             let algorithm = fields.text("algorithm")?;
             let key_version = fields.u32_or_zero("key_version")?;
             fields.finish()?;
-            let done = match algorithm.as_deref() {
-                None | Some("ENCRYPTION_ALGORITHM_UNSPECIFIED") => {
-                    if key_version != 0 {
-                        return Err(ApiError::invalid(
-                            "key_version: only with ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 (SKM ciphertexts name \
-                             their version)",
-                        ));
-                    }
-                    run(kms, caller, kms::Decrypt { key_id, ciphertext, aad }).await?
-                }
-                Some("ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256") => {
-                    if !aad.is_empty() {
-                        return Err(ApiError::invalid("aad: ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256 takes none"));
-                    }
-                    run(kms, caller, kms::DecryptRsaOaep { key_id, ciphertext, key_version }).await?
-                }
+            let rsa_oaep = match algorithm.as_deref() {
+                None | Some("ENCRYPTION_ALGORITHM_UNSPECIFIED") => false,
+                Some("ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256") => true,
                 Some(_) => {
                     return Err(ApiError::invalid(
                         "algorithm: not an encryption algorithm (ENCRYPTION_ALGORITHM_UNSPECIFIED, \
                          ENCRYPTION_ALGORITHM_RSAES_OAEP_SHA_256)",
                     ));
                 }
+            };
+            let done = match kms::DecryptCall::new(key_id, ciphertext, aad, rsa_oaep, key_version)? {
+                kms::DecryptCall::Aes(op) => run(kms, caller, op).await?,
+                kms::DecryptCall::RsaOaep(op) => run(kms, caller, op).await?,
             };
             json!({ "plaintext": b64(&done.plaintext), "key_version": done.key_version })
         }
