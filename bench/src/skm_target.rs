@@ -65,7 +65,7 @@ pub(crate) async fn create_key(
         keystore_id: keystore.into(),
         name: name.into(),
         key_type: key_type as i32,
-        rotation_period_days: 0,
+        ..Default::default()
     };
     Ok(client.admin()?.create_key(req).await?.into_inner().key_id)
 }

@@ -98,6 +98,8 @@ pub const METHODS: &[&str] = &[
     "admin.CancelKeyDeletion",
     "api.GenerateMac",
     "api.VerifyMac",
+    "admin.GetParametersForImport",
+    "admin.ImportKeyMaterial",
 ];
 
 /// Caller bits of an input's second byte.
@@ -330,6 +332,13 @@ impl Harness {
             }
             "admin.CancelKeyDeletion" => {
                 run!(admin.cancel_key_deletion(admin_pb::KeyIdRequest), |m| bind.key(&mut m.key_id))
+            }
+            "admin.GetParametersForImport" => {
+                run!(admin.get_parameters_for_import(admin_pb::GetParametersForImportRequest), |m| bind
+                    .key(&mut m.key_id))
+            }
+            "admin.ImportKeyMaterial" => {
+                run!(admin.import_key_material(admin_pb::ImportKeyMaterialRequest), |m| bind.key(&mut m.key_id))
             }
             _ => Err(Status::unimplemented(name)),
         }

@@ -38,6 +38,7 @@ mod audit_ops;
 mod cache;
 mod caller;
 mod data;
+mod import;
 mod keystores;
 mod lifecycle;
 mod mac;
@@ -53,6 +54,7 @@ pub use data::{
     BatchDecrypt, BatchEncrypt, BatchItem, DataKey, DataKeyForm, Decrypt, DecryptCall, DecryptRsaOaep, Decrypted,
     Encrypt, Encrypted, GenerateDataKey, GetSecret, ReEncrypt, ReEncrypted, SecretValue,
 };
+pub use import::{GetParametersForImport, ImportKeyMaterial, ImportParameters, MAX_WRAPPED_MATERIAL};
 pub use keystores::{
     CreateKeystore, DeleteKeystore, GetKeystore, IssueClientCertificate, IssuedCertificate, ListKeystores,
     RegisterClientCertificate, RevokeClientCertificate, UpdateKeystore,
@@ -287,6 +289,7 @@ impl<S: Store + Clone> Kms<S> {
             Material::Mac { versions, .. } => versions.get(version)?.material.danger_bytes().to_vec(),
             Material::Decrypting { versions, .. } => versions.get(version)?.material.danger_pkcs8().to_vec(),
             Material::Secret(v) => v.get(version)?.material.to_vec(),
+            Material::Awaiting(_) => return None,
         })
     }
 }

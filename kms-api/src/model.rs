@@ -163,11 +163,45 @@ impl KeyKind {
     }
 }
 
+/// Where a key's material comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyOrigin {
+    /// SKM generates every version.
+    #[default]
+    Skm,
+    /// Every version is key material imported by its owner (bring your own
+    /// key): the key starts without material and rotates only by importing
+    /// new material.
+    External,
+}
+
+impl KeyOrigin {
+    /// Stable name used in records and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyOrigin::Skm => "skm",
+            KeyOrigin::External => "external",
+        }
+    }
+
+    /// Inverse of [`KeyOrigin::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [KeyOrigin::Skm, KeyOrigin::External].into_iter().find(|o| o.name() == name)
+    }
+}
+
+/// How long import parameters (the wrapping key and its token) stay valid:
+/// 24 hours, as in AWS KMS.
+pub const IMPORT_PARAMETERS_SECONDS: i64 = DAY;
+
 /// A key's lifecycle state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyState {
     /// Usable.
     Enabled,
+    /// A key of origin external that has no material yet: every use
+    /// refused until its first import.
+    PendingImport,
     /// Every use refused.
     Disabled,
     /// Every use refused; destroyed at `deletion_at` unless cancelled.
@@ -295,6 +329,8 @@ pub enum Material {
     },
     /// Secret values.
     Secret(Arc<Versions<SecretValue>>),
+    /// No version yet: a key of origin external before its first import.
+    Awaiting(KeyKind),
 }
 
 impl std::fmt::Debug for Material {
@@ -318,6 +354,12 @@ pub enum Fresh {
     Secret(SecretValue),
 }
 
+/// Key material given for import does not fit the key: the message names
+/// the expected form, never the material.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ImportRefused(pub String);
+
 /// Fresh key material failed (RNG or key generation).
 #[derive(Debug, thiserror::Error)]
 #[error("key generation failed")]
@@ -339,6 +381,72 @@ impl Fresh {
             KeyKind::Secret => Err(GenerateError),
         }
     }
+
+    /// The key type this material makes.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Fresh::Aes256(_) => KeyKind::Aes256,
+            Fresh::Signing(private) => KeyKind::Asymmetric(private.algorithm()),
+            Fresh::Mac(key) => KeyKind::Hmac(key.algorithm()),
+            Fresh::Decrypting(key) => KeyKind::RsaOaep(key.size()),
+            Fresh::Secret(_) => KeyKind::Secret,
+        }
+    }
+
+    /// Imported material for a key of `kind`: the raw 32 bytes of an
+    /// AES-256 key, the raw bytes of an HMAC key, or an unencrypted PKCS#8
+    /// DER private key for a signing or RSA encryption key.
+    pub fn import(kind: KeyKind, raw: Zeroizing<Vec<u8>>) -> Result<Self, ImportRefused> {
+        check_importable(kind)?;
+        let refused = |form: String| ImportRefused(format!("key material for {} key must be {form}", a_kind(kind)));
+        match kind {
+            KeyKind::Aes256 => {
+                let len = raw.len();
+                let mut raw = raw;
+                Secret32::from_slice_wiping(&mut raw)
+                    .map(Fresh::Aes256)
+                    .ok_or_else(|| refused(format!("the 32 raw bytes of the key; got {len} bytes")))
+            }
+            KeyKind::Hmac(alg) => {
+                let len = raw.len();
+                MacKey::from_bytes(alg, raw).map(|k| Fresh::Mac(Box::new(k))).map_err(|_| {
+                    let lengths = alg.key_lengths();
+                    refused(format!("{}..={} raw bytes; got {len} bytes", lengths.start(), lengths.end()))
+                })
+            }
+            KeyKind::Asymmetric(alg) => PrivateKey::from_pkcs8(alg, &raw)
+                .map(|k| Fresh::Signing(Box::new(k)))
+                .map_err(|_| refused(format!("an unencrypted PKCS#8 DER {} private key", alg.name()))),
+            KeyKind::RsaOaep(size) => {
+                DecryptingKey::from_pkcs8(size, &raw).map(|k| Fresh::Decrypting(Box::new(k))).map_err(|_| {
+                    refused(format!("an unencrypted PKCS#8 DER RSA private key of {} bits", size.modulus_len() * 8))
+                })
+            }
+            KeyKind::Secret => {
+                Err(ImportRefused("a secret's value is stored with UpdateSecret, not imported".to_owned()))
+            }
+        }
+    }
+}
+
+/// Whether keys of `kind` take imported material (every type but ML-DSA,
+/// whose import SKM does not offer yet, and secrets, which are stored).
+pub fn check_importable(kind: KeyKind) -> Result<(), ImportRefused> {
+    match kind {
+        KeyKind::Asymmetric(KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87)
+        | KeyKind::Secret => Err(ImportRefused(format!(
+            "{} keys can't be imported (SKM imports aes-256, hmac-*, ed25519, ecdsa-*, rsa-* and rsa-oaep-* keys)",
+            kind.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// "an aes-256", "an hmac-sha256", "a secret": a key type's name with its
+/// article, as it is read aloud.
+pub fn a_kind(kind: KeyKind) -> String {
+    let name = kind.name();
+    if kind == KeyKind::Secret { format!("a {name}") } else { format!("an {name}") }
 }
 
 /// The material given is not of the key's kind.
@@ -372,6 +480,7 @@ impl Material {
             Material::Mac { algorithm, .. } => KeyKind::Hmac(*algorithm),
             Material::Decrypting { size, .. } => KeyKind::RsaOaep(*size),
             Material::Secret(_) => KeyKind::Secret,
+            Material::Awaiting(kind) => *kind,
         }
     }
 
@@ -386,10 +495,12 @@ impl Material {
             Material::Mac { versions, .. } => infos(versions),
             Material::Decrypting { versions, .. } => infos(versions),
             Material::Secret(v) => infos(v),
+            Material::Awaiting(_) => Vec::new(),
         }
     }
 
-    /// Retained versions: oldest and newest number.
+    /// Retained versions: oldest and newest number (`1..=0`, empty, before
+    /// an external key's first import).
     pub fn version_range(&self) -> std::ops::RangeInclusive<u32> {
         fn range<M>(v: &Versions<M>) -> std::ops::RangeInclusive<u32> {
             v.oldest().version..=v.newest().version
@@ -400,6 +511,8 @@ impl Material {
             Material::Mac { versions, .. } => range(versions),
             Material::Decrypting { versions, .. } => range(versions),
             Material::Secret(v) => range(v),
+            // Deliberately empty: no version yet.
+            Material::Awaiting(_) => std::ops::RangeInclusive::new(1, 0),
         }
     }
 
@@ -411,6 +524,7 @@ impl Material {
             Material::Mac { versions, .. } => versions.len(),
             Material::Decrypting { versions, .. } => versions.len(),
             Material::Secret(v) => v.len(),
+            Material::Awaiting(_) => 0,
         }
     }
 
@@ -427,10 +541,12 @@ impl Material {
             Material::Mac { versions, .. } => prune(versions, keep),
             Material::Decrypting { versions, .. } => prune(versions, keep),
             Material::Secret(v) => prune(v, keep),
+            Material::Awaiting(_) => Ok(()),
         }
     }
 
-    /// The newest version's number.
+    /// The newest version's number; 0 before an external key's first
+    /// import.
     pub fn newest_version(&self) -> u32 {
         match self {
             Material::Aes256(v) => v.newest().version,
@@ -438,6 +554,7 @@ impl Material {
             Material::Mac { versions, .. } => versions.newest().version,
             Material::Decrypting { versions, .. } => versions.newest().version,
             Material::Secret(v) => v.newest().version,
+            Material::Awaiting(_) => 0,
         }
     }
 
@@ -461,6 +578,10 @@ impl Material {
                 add(versions, *key, now)
             }
             (Material::Secret(v), Fresh::Secret(value)) => add(v, value, now),
+            (this @ Material::Awaiting(_), fresh) if fresh.kind() == this.kind() => {
+                *this = Material::first(fresh, now);
+                Ok(1)
+            }
             _ => Err(KindMismatch),
         }
     }
@@ -477,6 +598,8 @@ pub struct Key {
     pub name: String,
     /// Lifecycle state.
     pub state: KeyState,
+    /// Generated by SKM or imported.
+    pub origin: KeyOrigin,
     /// Every retained version's material.
     pub material: Material,
     /// Automatic rotation period in days; 0 = off.
@@ -559,6 +682,7 @@ mod tests {
             keystore_id: Id::from_bytes([2; 16]),
             name: "s".into(),
             state: KeyState::Enabled,
+            origin: KeyOrigin::Skm,
             material: Material::Secret(Arc::new(Versions::first(Zeroizing::new(b"v".to_vec()), 0))),
             rotation_period_days: 0,
             next_rotation_at: 0,

@@ -8,6 +8,7 @@
 //! | `key/<key id>` | keystore id (clear) ‖ sealed key head: name, type, state, schedule, retained version range (JSON) | keystore id |
 //! | `keyver/<key id>/<version, 10 digits>` | one version's material and creation time (JSON), sealed | keystore id |
 //! | `keyname/<keystore id>/<name>` | key id, sealed | keystore id |
+//! | `import/<key id>` | a key's outstanding import parameters: wrapping private key, token, expiry (JSON), sealed | keystore id |
 //! | `lastuse/<key id>` | last use (i64 BE), sealed | key id |
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
 //! | `oprevoked/<sha256>` | empty: a revoked operator certificate | — |
@@ -35,13 +36,14 @@ use std::sync::atomic::AtomicI64;
 use serde::{Deserialize, Serialize};
 use skm_crypto::Id;
 use skm_crypto::asym::PrivateKey;
+use skm_crypto::import::{ImportToken, WrappingAlgorithm};
 use skm_crypto::mac::MacKey;
-use skm_crypto::rsa_oaep::DecryptingKey;
+use skm_crypto::rsa_oaep::{DecryptingKey, OaepKeySize};
 use skm_store::{Expect, Op, Store, StoreError};
 use zeroize::Zeroizing;
 
 use crate::access::{KnownCert, Mode, Policy, PolicyInput};
-use crate::model::{Key, KeyKind, KeyState, Keystore, KeystoreCaFiles, Material, Version, Versions};
+use crate::model::{Key, KeyKind, KeyOrigin, KeyState, Keystore, KeystoreCaFiles, Material, Version, Versions};
 use crate::system_keys::{NotReady, SystemKeys};
 
 /// Record persistence failures.
@@ -132,6 +134,38 @@ struct KeyRecord {
     newest_version: u32,
     #[serde(default)]
     max_versions: u32,
+    /// "external" for a key of imported material; absent for SKM's own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    origin: String,
+}
+
+/// A key's outstanding import parameters: the private half of the
+/// wrapping key, the token that names it, and when both expire.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRecord {
+    wrapping_algorithm: String,
+    wrapping_key_size: String,
+    /// Hex of the wrapping key's PKCS#8 DER.
+    wrapping_key: Zeroizing<String>,
+    token: String,
+    expires_at: i64,
+}
+
+/// Import parameters as kms-api holds them between GetParametersForImport
+/// and ImportKeyMaterial.
+#[derive(Debug)]
+pub struct ImportParams {
+    /// How the material must be wrapped.
+    pub algorithm: WrappingAlgorithm,
+    /// The wrapping key (its public half went to the client).
+    pub key: DecryptingKey,
+    /// The token the import must present.
+    pub token: ImportToken,
+    /// Seconds since the epoch after which both are refused.
+    pub expires_at: i64,
+    /// The record's revision (0 before it is stored).
+    pub revision: u64,
 }
 
 fn enabled() -> String {
@@ -218,6 +252,10 @@ fn key_name_prefix(keystore: &Id) -> Vec<u8> {
 
 fn key_name_key(keystore: &Id, name: &str) -> Vec<u8> {
     [key_name_prefix(keystore), name.as_bytes().to_vec()].concat()
+}
+
+fn import_key(id: &Id) -> Vec<u8> {
+    format!("import/{id}").into_bytes()
 }
 
 fn last_use_key(id: &Id) -> Vec<u8> {
@@ -496,6 +534,17 @@ impl<S: Store> Records<S> {
     /// what its state now needs, in one batch. A key of the first layout
     /// has every version written out.
     pub async fn update_key(&self, key: &Key, stored: &StoredKey, due_before: &[Due]) -> Result<(), RecordError> {
+        self.update_key_and(key, stored, due_before, Vec::new()).await
+    }
+
+    /// [`Records::update_key`] with `extra` operations in the same batch.
+    async fn update_key_and(
+        &self,
+        key: &Key,
+        stored: &StoredKey,
+        due_before: &[Due],
+        extra: Vec<Op>,
+    ) -> Result<(), RecordError> {
         let due_after = due_entries(key);
         let now = key.material.version_range();
         let mut ops = vec![Op::Put {
@@ -521,8 +570,55 @@ impl<S: Store> Records<S> {
         for d in due_after.iter().filter(|d| !due_before.contains(d)) {
             ops.push(Op::Put { key: due_key(d), value: Vec::new(), expect: Expect::Any });
         }
+        ops.extend(extra);
         self.store.apply(ops).await?;
         Ok(())
+    }
+
+    /// Writes back a key that gained an imported version, and deletes the
+    /// import parameters it used (still at `import_revision`) in the same
+    /// batch: a token imports once.
+    pub async fn update_imported_key(
+        &self,
+        key: &Key,
+        stored: &StoredKey,
+        due_before: &[Due],
+        import_revision: u64,
+    ) -> Result<(), RecordError> {
+        let used = Op::Delete { key: import_key(&key.id), expect: Expect::Revision(import_revision) };
+        self.update_key_and(key, stored, due_before, vec![used]).await
+    }
+
+    /// Stores a key's import parameters, replacing any earlier ones (whose
+    /// token then no longer imports).
+    pub async fn put_import_params(&self, key: &Key, params: &ImportParams) -> Result<(), RecordError> {
+        let owner = key.keystore_id.to_string();
+        let record = ImportRecord {
+            wrapping_algorithm: params.algorithm.name().to_owned(),
+            wrapping_key_size: params.key.size().name().to_owned(),
+            wrapping_key: hex_zeroizing(params.key.danger_pkcs8()),
+            token: hex::encode(params.token.as_bytes()),
+            expires_at: params.expires_at,
+        };
+        let store_key = import_key(&key.id);
+        let value = self.seal(&store_key, owner.as_bytes(), &Self::to_json(&record)?)?;
+        self.store.put(&store_key, &value, Expect::Any).await?;
+        Ok(())
+    }
+
+    /// A key's outstanding import parameters, if any.
+    pub async fn import_params(&self, key: &Key) -> Result<Option<ImportParams>, RecordError> {
+        let store_key = import_key(&key.id);
+        let Some(v) = self.store.get(&store_key).await? else { return Ok(None) };
+        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(&store_key).into_owned());
+        let plain = self.open(&store_key, key.keystore_id.to_string().as_bytes(), &v.value)?;
+        let r: ImportRecord = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
+        let algorithm = WrappingAlgorithm::from_name(&r.wrapping_algorithm).ok_or_else(corrupt)?;
+        let size = OaepKeySize::from_name(&r.wrapping_key_size).ok_or_else(corrupt)?;
+        let der = unhex_zeroizing(&r.wrapping_key).ok_or_else(corrupt)?;
+        let key = DecryptingKey::from_pkcs8(size, &der).map_err(|_| corrupt())?;
+        let token = hex::decode(&r.token).ok().and_then(|t| ImportToken::from_slice(&t)).ok_or_else(corrupt)?;
+        Ok(Some(ImportParams { algorithm, key, token, expires_at: r.expires_at, revision: v.revision }))
     }
 
     /// Destroys a key read as `stored`: its head, every version record (all
@@ -532,6 +628,7 @@ impl<S: Store> Records<S> {
             Op::Delete { key: key_key(&key.id), expect: Expect::Revision(stored.revision) },
             Op::Delete { key: key_name_key(&key.keystore_id, &key.name), expect: Expect::Any },
             Op::Delete { key: last_use_key(&key.id), expect: Expect::Any },
+            Op::Delete { key: import_key(&key.id), expect: Expect::Any },
         ];
         for (k, _) in self.store.list(&version_prefix(&key.id)).await? {
             ops.push(Op::Delete { key: k, expect: Expect::Any });
@@ -546,6 +643,7 @@ impl<S: Store> Records<S> {
         let (state, deletion_at) = match key.state {
             KeyState::Enabled => ("enabled", 0),
             KeyState::Disabled => ("disabled", 0),
+            KeyState::PendingImport => ("pending-import", 0),
             KeyState::PendingDeletion { deletion_at } => ("pending-deletion", deletion_at),
         };
         let range = key.material.version_range();
@@ -562,6 +660,10 @@ impl<S: Store> Records<S> {
             oldest_version: *range.start(),
             newest_version: *range.end(),
             max_versions: key.max_versions,
+            origin: match key.origin {
+                KeyOrigin::Skm => String::new(),
+                KeyOrigin::External => KeyOrigin::External.name().to_owned(),
+            },
         };
         let sealed = self.seal(&key_key(&key.id), owner.as_bytes(), &Self::to_json(&record)?)?;
         Ok([owner.as_bytes(), &sealed].concat())
@@ -613,11 +715,19 @@ impl<S: Store> Records<S> {
         let state = match r.state.as_str() {
             "enabled" => KeyState::Enabled,
             "disabled" => KeyState::Disabled,
+            "pending-import" => KeyState::PendingImport,
             "pending-deletion" => KeyState::PendingDeletion { deletion_at: r.deletion_at },
             _ => return Err(corrupt()),
         };
+        let origin = match r.origin.as_str() {
+            "" => KeyOrigin::Skm,
+            other => KeyOrigin::from_name(other).ok_or_else(corrupt)?,
+        };
+        // Only an external key has no version (1..=0), and only until its
+        // first import; every other head names at least one.
+        let awaiting = origin == KeyOrigin::External && (r.oldest_version, r.newest_version) == (1, 0);
         let (versions, layout) = if r.versions.is_empty() {
-            if r.oldest_version == 0 || r.oldest_version > r.newest_version {
+            if !awaiting && (r.oldest_version == 0 || r.oldest_version > r.newest_version) {
                 return Err(corrupt());
             }
             let range = r.oldest_version..=r.newest_version;
@@ -628,13 +738,18 @@ impl<S: Store> Records<S> {
         } else {
             (std::mem::take(&mut r.versions), None)
         };
-        let material = decode_material(kind, versions).ok_or_else(corrupt)?;
+        let material = if awaiting && versions.is_empty() {
+            Material::Awaiting(kind)
+        } else {
+            decode_material(kind, versions).ok_or_else(corrupt)?
+        };
         let last_used = self.last_used(id).await?;
         let key = Key {
             id: *id,
             keystore_id: owner.parse().map_err(|_| corrupt())?,
             name: r.name,
             state,
+            origin,
             material,
             rotation_period_days: r.rotation_period_days,
             next_rotation_at: r.next_rotation_at,
@@ -758,6 +873,7 @@ fn version_records(material: &Material, range: RangeInclusive<u32>) -> Vec<Versi
         Material::Mac { versions, .. } => records(versions, range, MacKey::danger_bytes),
         Material::Decrypting { versions, .. } => records(versions, range, DecryptingKey::danger_pkcs8),
         Material::Secret(v) => records(v, range, |value| &value[..]),
+        Material::Awaiting(_) => Vec::new(),
     }
 }
 
@@ -890,6 +1006,7 @@ mod tests {
             oldest_version: 0,
             newest_version: 0,
             max_versions: 0,
+            origin: String::new(),
         };
         let json = to_json(&record).unwrap();
         assert!(json.len() > 64 * 1024);

@@ -121,12 +121,7 @@ pub fn repo() -> PathBuf {
 /// `pythonpath` when given. Panics when pytest fails, skips a test or runs
 /// none, with its output.
 pub fn pytest(suite: &str, cwd: &str, pythonpath: Option<&str>) {
-    let python = std::env::var_os("SKM_PYTHON").map_or_else(|| repo().join(".venv-tests/bin/python3"), PathBuf::from);
-    assert!(
-        python.exists(),
-        "{} is missing: scripts/test makes it (python3 -m venv .venv-tests; pip install ./sdk/python[test] requests jsonschema)",
-        python.display()
-    );
+    let python = python();
     let mut command = std::process::Command::new(&python);
     command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
@@ -143,6 +138,19 @@ pub fn pytest(suite: &str, cwd: &str, pythonpath: Option<&str>) {
     assert!(out.status.success(), "pytest {suite} failed");
     assert!(!stdout.contains("skipped"), "a test of {suite} was skipped");
     assert!(stdout.contains(" passed"), "pytest ran no test in {suite}");
+}
+
+/// The Python `scripts/test` makes (`$SKM_PYTHON`, else `.venv-tests`),
+/// with the SDK's test dependencies and `cryptography`; panics naming the
+/// fix when it is missing.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("SKM_PYTHON").map_or_else(|| repo().join(".venv-tests/bin/python3"), PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test makes it (python3 -m venv .venv-tests; pip install ./sdk/python[test] requests jsonschema)",
+        python.display()
+    );
+    python
 }
 
 /// The `skm` binary built next to this test binary.
@@ -452,6 +460,7 @@ pub async fn create_key(
         name: name.to_owned(),
         key_type: key_type as i32,
         rotation_period_days,
+        ..Default::default()
     };
     let mut admin = skm.admin().map_err(|e| tonic::Status::internal(e.to_string()))?;
     Ok(admin.create_key(req).await?.into_inner().key_id)

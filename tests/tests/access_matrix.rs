@@ -90,7 +90,7 @@ const USER_RPCS: [&str; 13] = [
 ];
 
 /// Every AdminService RPC.
-const ADMIN_RPCS: [&str; 22] = [
+const ADMIN_RPCS: [&str; 24] = [
     "CreateKeystore",
     "ListKeystores",
     "GetKeystore",
@@ -113,6 +113,8 @@ const ADMIN_RPCS: [&str; 22] = [
     "DisableKey",
     "ScheduleKeyDeletion",
     "CancelKeyDeletion",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
 ];
 
 // ---------------------------------------------------------------------------
@@ -561,6 +563,7 @@ async fn keystore(stack: &Stack, name: &'static str, policy: Policy) -> anyhow::
         name: key_name.to_owned(),
         key_type: key_type as i32,
         rotation_period_days: 0,
+        ..Default::default()
     };
     let aes = ops.create_key(key(admin::KeyType::Aes256, "aes")).await?.into_inner().key_id;
     let ed25519 = ops.create_key(key(admin::KeyType::Ed25519, "ed25519")).await?.into_inner().key_id;

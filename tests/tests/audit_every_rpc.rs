@@ -302,6 +302,10 @@ struct AdminIds {
     spare_keystore: String,
     key: String,
     secret: String,
+    /// A key of origin external, and the import parameters the allowed
+    /// GetParametersForImport gave for it.
+    external: String,
+    import: std::sync::Mutex<Option<admin::GetParametersForImportResponse>>,
 }
 
 /// One admin-plane call; the code it answered.
@@ -368,6 +372,7 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
                 name: format!("k-{n}"),
                 key_type: admin::KeyType::Aes256 as i32,
                 rotation_period_days: 0,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -399,6 +404,30 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
             .await
             .map(drop),
         "CancelKeyDeletion" => a.cancel_key_deletion(key()).await.map(drop),
+        "GetParametersForImport" => a
+            .get_parameters_for_import(admin::GetParametersForImportRequest {
+                key_id: ids.external.clone(),
+                wrapping_algorithm: admin::WrappingAlgorithm::RsaesOaepSha256 as i32,
+                wrapping_key_spec: admin::WrappingKeySpec::Rsa3072 as i32,
+            })
+            .await
+            .map(|r| *ids.import.lock().unwrap() = Some(r.into_inner())),
+        "ImportKeyMaterial" => {
+            use skm_crypto::import::{WrappingAlgorithm, wrap};
+            use skm_crypto::rsa_oaep::{EncryptingKey, OaepKeySize};
+            let params = ids.import.lock().unwrap().clone().unwrap_or_default();
+            let wrapped = match EncryptingKey::from_spki_der(OaepKeySize::Rsa3072, &params.public_key) {
+                Ok(public) => wrap(&public, WrappingAlgorithm::RsaesOaepSha256, &[7; 32]).unwrap(),
+                Err(_) => vec![1; 384],
+            };
+            a.import_key_material(admin::ImportKeyMaterialRequest {
+                key_id: ids.external.clone(),
+                import_token: params.import_token,
+                encrypted_key_material: wrapped,
+            })
+            .await
+            .map(drop)
+        }
         other => {
             panic!("{other}: an AdminService RPC this test doesn't know: add it with the audit entries it must leave")
         }
@@ -444,6 +473,8 @@ const ADMIN_ORDER: &[&str] = &[
     "EnableKey",
     "ScheduleKeyDeletion",
     "CancelKeyDeletion",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
     "RevokeOperator",
     "ListAudit",
     "VerifyAudit",
@@ -488,6 +519,8 @@ async fn every_rpc_leaves_exactly_its_audit_entries() {
         spare_keystore: keystore(&skm, "spare").await.unwrap(),
         key: create_key(&skm, &open, "lifecycle", admin::KeyType::Aes256, 0).await.unwrap(),
         secret: good.secret.clone(),
+        external: external_key(&skm, &open).await,
+        import: std::sync::Mutex::new(None),
     };
     let served = rpcs("skm.admin.v1.AdminService");
     let ordered: BTreeSet<String> = ADMIN_ORDER.iter().map(|s| (*s).to_owned()).collect();
@@ -509,6 +542,17 @@ async fn every_rpc_leaves_exactly_its_audit_entries() {
     }
     let report = skm.admin().unwrap().verify_audit(admin::VerifyAuditRequest {}).await.unwrap().into_inner();
     assert!(report.intact, "{report:?}");
+}
+
+async fn external_key(skm: &Skm, keystore_id: &str) -> String {
+    let request = admin::CreateKeyRequest {
+        keystore_id: keystore_id.to_owned(),
+        name: "byok".into(),
+        key_type: admin::KeyType::Aes256 as i32,
+        origin: admin::KeyOrigin::External as i32,
+        ..Default::default()
+    };
+    skm.admin().unwrap().create_key(request).await.unwrap().into_inner().key_id
 }
 
 fn owned(expected: &Expected) -> Vec<(String, String)> {

@@ -266,6 +266,7 @@ async fn bad_input_is_refused_and_the_stack_keeps_serving() {
                 name: "other".into(),
                 key_type: pb::KeyType::Aes256 as i32,
                 rotation_period_days: 0,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -345,6 +346,7 @@ async fn keystore_ipv4_allow_list_is_enforced() {
             name: "k".into(),
             key_type: pb::KeyType::Aes256 as i32,
             rotation_period_days: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

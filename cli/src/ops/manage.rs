@@ -12,7 +12,8 @@ use skm_client::admin::v1 as pb;
 
 use super::{print_id, read_stdin};
 use crate::args::{
-    AuditCommand, CertFormat, KeyCommand, KeyTypeArg, KeystoreCommand, ModeArg, PolicyArgs, SecretCommand,
+    AuditCommand, CertFormat, KeyCommand, KeyTypeArg, KeystoreCommand, ModeArg, OriginArg, PolicyArgs, SecretCommand,
+    WrappingArg, WrappingKeySpecArg,
 };
 use crate::failure::Failure;
 
@@ -79,6 +80,7 @@ fn state_name(value: i32) -> &'static str {
         Ok(S::Enabled) => "enabled",
         Ok(S::Disabled) => "disabled",
         Ok(S::PendingDeletion) => "pending-deletion",
+        Ok(S::PendingImport) => "pending-import",
         _ => "unknown",
     }
 }
@@ -91,8 +93,15 @@ fn info_json(k: &pb::KeyInfo) -> serde_json::Value {
         "versions": k.versions.iter().map(|v| json!({ "version": v.version, "created_at": v.created_at })).collect::<Vec<_>>(),
         "rotation_period_days": k.rotation_period_days, "next_rotation_at": k.next_rotation_at,
         "deletion_at": k.deletion_at, "created_at": k.created_at, "last_used_at": k.last_used_at,
-        "max_versions": k.max_versions,
+        "max_versions": k.max_versions, "origin": origin_name(k.origin),
     })
+}
+
+fn origin_name(value: i32) -> &'static str {
+    match pb::KeyOrigin::try_from(value) {
+        Ok(pb::KeyOrigin::External) => "external",
+        _ => "skm",
+    }
 }
 
 fn print_info(k: &pb::KeyInfo, json: bool) {
@@ -106,6 +115,7 @@ fn print_info(k: &pb::KeyInfo, json: bool) {
     println!("name:             {}", k.name);
     println!("type:             {}", type_name(k.key_type));
     println!("state:            {}", state_name(k.state));
+    println!("origin:           {}", origin_name(k.origin));
     println!("current_version:  {}", k.current_version);
     println!(
         "versions:         {}",
@@ -460,7 +470,7 @@ pub(super) async fn revoke_operator(
 pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCode, Failure> {
     let mut admin = skm.admin()?;
     let info = match cmd {
-        KeyCommand::Create { keystore, name, key_type: kt, rotation_period } => {
+        KeyCommand::Create { keystore, name, key_type: kt, rotation_period, origin } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
             let resp = admin
                 .create_key(pb::CreateKeyRequest {
@@ -468,6 +478,10 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
                     name,
                     key_type: key_type(kt) as i32,
                     rotation_period_days: rotation_period,
+                    origin: match origin {
+                        OriginArg::Skm => pb::KeyOrigin::Skm,
+                        OriginArg::External => pb::KeyOrigin::External,
+                    } as i32,
                 })
                 .await?
                 .into_inner();
@@ -504,9 +518,119 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
             admin.schedule_key_deletion(pb::ScheduleKeyDeletionRequest { key_id: key, pending_days: days }).await?
         }
         KeyCommand::CancelDeletion { key } => admin.cancel_key_deletion(pb::KeyIdRequest { key_id: key }).await?,
+        KeyCommand::Import { key, material: Some(path), wrapping_key_spec, .. } => {
+            import_material(&mut admin, key, &path, wrapping_key_spec).await?
+        }
+        KeyCommand::Import { key, wrapped, token, .. } => {
+            let (Some(wrapped), Some(token)) = (wrapped, token) else {
+                return Err(Failure::usage("give --material, or --wrapped and --token"));
+            };
+            let request = pb::ImportKeyMaterialRequest {
+                key_id: key,
+                import_token: read_file(&token)?,
+                encrypted_key_material: read_file(&wrapped)?,
+            };
+            admin.import_key_material(request).await?
+        }
+        KeyCommand::ImportParameters { key, wrapping_algorithm, wrapping_key_spec, public_key_out, token_out } => {
+            let algorithm = match wrapping_algorithm {
+                WrappingArg::RsaesOaepSha256 => pb::WrappingAlgorithm::RsaesOaepSha256,
+                WrappingArg::RsaAesKeyWrapSha256 => pb::WrappingAlgorithm::RsaAesKeyWrapSha256,
+            };
+            let params = import_parameters(&mut admin, key, algorithm, wrapping_key_spec).await?;
+            std::fs::write(&public_key_out, &params.public_key_pem)
+                .map_err(|e| Failure::usage(format!("can't write {}: {e}", public_key_out.display())))?;
+            std::fs::write(&token_out, &params.import_token)
+                .map_err(|e| Failure::usage(format!("can't write {}: {e}", token_out.display())))?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "key_id": params.key_id, "public_key": public_key_out, "token": token_out,
+                            "parameters_valid_to": params.parameters_valid_to })
+                );
+            } else {
+                println!("public key: {}", public_key_out.display());
+                println!("token:      {}", token_out.display());
+                println!("valid to:   {}", params.parameters_valid_to);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     print_info(info.get_ref(), json);
     Ok(ExitCode::SUCCESS)
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::usage(format!("can't read {}: {e}", path.display())))
+}
+
+async fn import_parameters(
+    admin: &mut skm_client::admin::v1::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
+    key_id: String,
+    algorithm: pb::WrappingAlgorithm,
+    spec: WrappingKeySpecArg,
+) -> Result<pb::GetParametersForImportResponse, Failure> {
+    let request = pb::GetParametersForImportRequest {
+        key_id,
+        wrapping_algorithm: algorithm as i32,
+        wrapping_key_spec: match spec {
+            WrappingKeySpecArg::Rsa3072 => pb::WrappingKeySpec::Rsa3072,
+            WrappingKeySpecArg::Rsa4096 => pb::WrappingKeySpec::Rsa4096,
+        } as i32,
+    };
+    Ok(admin.get_parameters_for_import(request).await?.into_inner())
+}
+
+/// `skm key import --material`: the whole dance in one command. The
+/// material is read, wrapped and sent from zeroizing memory.
+async fn import_material(
+    admin: &mut skm_client::admin::v1::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
+    key_id: String,
+    path: &std::path::Path,
+    spec: WrappingKeySpecArg,
+) -> Result<tonic::Response<pb::KeyInfo>, Failure> {
+    use skm_crypto::import::{self, WrappingAlgorithm};
+    use skm_crypto::rsa_oaep::{EncryptingKey, OaepKeySize};
+    let material = key_material(&zeroize::Zeroizing::new(read_file(path)?), path)?;
+    let size = match spec {
+        WrappingKeySpecArg::Rsa3072 => OaepKeySize::Rsa3072,
+        WrappingKeySpecArg::Rsa4096 => OaepKeySize::Rsa4096,
+    };
+    let algorithm = WrappingAlgorithm::for_material(material.len(), size);
+    let algorithm_pb = match algorithm {
+        WrappingAlgorithm::RsaesOaepSha256 => pb::WrappingAlgorithm::RsaesOaepSha256,
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => pb::WrappingAlgorithm::RsaAesKeyWrapSha256,
+    };
+    let params = import_parameters(admin, key_id.clone(), algorithm_pb, spec).await?;
+    let public = EncryptingKey::from_spki_der(size, &params.public_key)
+        .map_err(|_| Failure::refused("kms-api's wrapping public key does not parse as the RSA key asked for"))?;
+    let wrapped =
+        import::wrap(&public, algorithm, &material).map_err(|e| Failure::usage(format!("--material: {e}")))?;
+    let request =
+        pb::ImportKeyMaterialRequest { key_id, import_token: params.import_token, encrypted_key_material: wrapped };
+    Ok(admin.import_key_material(request).await?)
+}
+
+/// The bytes to import from a key file: a PEM "PRIVATE KEY" block's DER,
+/// else the file as it is (raw AES/HMAC bytes, or PKCS#8 DER).
+fn key_material(file: &[u8], path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    let Some(text) = std::str::from_utf8(file).ok().filter(|t| t.trim_start().starts_with("-----BEGIN ")) else {
+        return Ok(zeroize::Zeroizing::new(file.to_vec()));
+    };
+    let label = text.trim_start().lines().next().unwrap_or_default();
+    if label.trim() != "-----BEGIN PRIVATE KEY-----" {
+        return Err(Failure::usage(format!(
+            "--material {}: {label} is not an unencrypted PKCS#8 key (PEM \"PRIVATE KEY\"); convert it with \
+             `openssl pkcs8 -topk8 -nocrypt`",
+            path.display()
+        )));
+    }
+    let body = zeroize::Zeroizing::new(
+        text.lines().filter(|l| !l.starts_with("-----")).flat_map(|l| l.trim().chars()).collect::<String>(),
+    );
+    B64.decode(body.as_bytes())
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| Failure::usage(format!("--material {}: the PEM block is not valid base64", path.display())))
 }
 
 pub(super) async fn secret(skm: &Skm, cmd: SecretCommand, json: bool) -> Result<ExitCode, Failure> {

@@ -27,6 +27,7 @@ pub mod asym;
 pub mod audit;
 pub mod envelope;
 pub mod id;
+pub mod import;
 pub mod mac;
 pub mod record;
 pub mod rsa_oaep;

@@ -380,6 +380,30 @@ async fn kms(seeds: &Seeds, audit: &Seeds) {
             admin_pb::ScheduleKeyDeletionRequest { pending_days: 7, ..Default::default() }.encode_to_vec(),
         ),
         ("cancel-deletion", "admin.CancelKeyDeletion", 0, 0x05, admin_pb::KeyIdRequest::default().encode_to_vec()),
+        (
+            "import-parameters",
+            "admin.GetParametersForImport",
+            0,
+            0x05,
+            admin_pb::GetParametersForImportRequest {
+                wrapping_algorithm: admin_pb::WrappingAlgorithm::RsaAesKeyWrapSha256 as i32,
+                wrapping_key_spec: admin_pb::WrappingKeySpec::Rsa3072 as i32,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "import-material",
+            "admin.ImportKeyMaterial",
+            0,
+            0x05,
+            admin_pb::ImportKeyMaterialRequest {
+                import_token: vec![0; 32],
+                encrypted_key_material: vec![0; 400],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
     ];
     let methods = kms_api::fuzzing::METHODS;
     assert!(methods.iter().all(|m| seeds_list.iter().any(|s| s.1 == *m)), "a seed for every RPC");

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use skm_crypto::asym::KeyAlgorithm;
+use skm_crypto::import::WrappingAlgorithm;
 use skm_crypto::mac::MacAlgorithm;
 use skm_crypto::rsa_oaep::OaepKeySize;
 use skm_proto::admin::v1 as pb;
@@ -17,7 +18,7 @@ use super::operator;
 use crate::access::{Mode, PolicyInput};
 use crate::audit::{Event, Filter, MacSource, Outcome};
 use crate::kms::{self, Kms};
-use crate::model::{Key, KeyKind, KeyState, Keystore};
+use crate::model::{Key, KeyKind, KeyOrigin, KeyState, Keystore};
 
 /// Operator plane handlers.
 pub(crate) struct AdminApi<S> {
@@ -133,6 +134,7 @@ fn key_info(key: &Key) -> pb::KeyInfo {
     let (state, deletion_at) = match key.state {
         KeyState::Enabled => (pb::KeyState::Enabled, 0),
         KeyState::Disabled => (pb::KeyState::Disabled, 0),
+        KeyState::PendingImport => (pb::KeyState::PendingImport, 0),
         KeyState::PendingDeletion { deletion_at } => (pb::KeyState::PendingDeletion, deletion_at),
     };
     pb::KeyInfo {
@@ -154,6 +156,45 @@ fn key_info(key: &Key) -> pb::KeyInfo {
         created_at: key.created_at,
         last_used_at: key.last_used(),
         max_versions: key.secret_versions_kept().unwrap_or(0),
+        origin: match key.origin {
+            KeyOrigin::Skm => pb::KeyOrigin::Skm,
+            KeyOrigin::External => pb::KeyOrigin::External,
+        } as i32,
+    }
+}
+
+fn key_origin(value: i32) -> Result<KeyOrigin, Status> {
+    match pb::KeyOrigin::try_from(value) {
+        Ok(pb::KeyOrigin::Unspecified | pb::KeyOrigin::Skm) => Ok(KeyOrigin::Skm),
+        Ok(pb::KeyOrigin::External) => Ok(KeyOrigin::External),
+        Err(_) => Err(Status::invalid_argument(format!("origin {value} is not SKM or EXTERNAL"))),
+    }
+}
+
+fn wrapping_algorithm(value: i32) -> Result<WrappingAlgorithm, Status> {
+    match pb::WrappingAlgorithm::try_from(value) {
+        Ok(pb::WrappingAlgorithm::RsaesOaepSha256) => Ok(WrappingAlgorithm::RsaesOaepSha256),
+        Ok(pb::WrappingAlgorithm::RsaAesKeyWrapSha256) => Ok(WrappingAlgorithm::RsaAesKeyWrapSha256),
+        Ok(pb::WrappingAlgorithm::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "wrapping_algorithm {value} is not RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256"
+        ))),
+    }
+}
+
+fn wrapping_algorithm_pb(algorithm: WrappingAlgorithm) -> pb::WrappingAlgorithm {
+    match algorithm {
+        WrappingAlgorithm::RsaesOaepSha256 => pb::WrappingAlgorithm::RsaesOaepSha256,
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => pb::WrappingAlgorithm::RsaAesKeyWrapSha256,
+    }
+}
+
+fn wrapping_key_size(value: i32) -> Result<OaepKeySize, Status> {
+    match pb::WrappingKeySpec::try_from(value) {
+        Ok(pb::WrappingKeySpec::Rsa3072) => Ok(OaepKeySize::Rsa3072),
+        Ok(pb::WrappingKeySpec::Rsa4096) => Ok(OaepKeySize::Rsa4096),
+        Ok(pb::WrappingKeySpec::Unspecified) | Err(_) => {
+            Err(Status::invalid_argument(format!("wrapping_key_spec {value} is not RSA_3072 or RSA_4096")))
+        }
     }
 }
 
@@ -316,9 +357,47 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
             name: req.name,
             kind: key_kind(req.key_type)?,
             rotation_period_days: req.rotation_period_days,
+            origin: key_origin(req.origin)?,
         };
         let key = self.kms.execute(&caller, op).await?;
-        Ok(Response::new(pb::CreateKeyResponse { key_id: key.id.to_string(), version: 1 }))
+        Ok(Response::new(pb::CreateKeyResponse { key_id: key.id.to_string(), version: key.material.newest_version() }))
+    }
+
+    async fn get_parameters_for_import(
+        &self,
+        request: Request<pb::GetParametersForImportRequest>,
+    ) -> Result<Response<pb::GetParametersForImportResponse>, Status> {
+        let caller = operator(&request)?;
+        let req = request.into_inner();
+        let op = kms::GetParametersForImport {
+            key_id: req.key_id,
+            wrapping_algorithm: wrapping_algorithm(req.wrapping_algorithm)?,
+            wrapping_key_size: wrapping_key_size(req.wrapping_key_spec)?,
+        };
+        let params = self.kms.execute(&caller, op).await?;
+        Ok(Response::new(pb::GetParametersForImportResponse {
+            key_id: params.key.id.to_string(),
+            public_key: params.public_key_der,
+            public_key_pem: params.public_key_pem,
+            import_token: params.import_token.as_bytes().to_vec(),
+            parameters_valid_to: params.valid_to,
+            wrapping_algorithm: wrapping_algorithm_pb(params.wrapping_algorithm) as i32,
+        }))
+    }
+
+    async fn import_key_material(
+        &self,
+        request: Request<pb::ImportKeyMaterialRequest>,
+    ) -> Result<Response<pb::KeyInfo>, Status> {
+        let caller = operator(&request)?;
+        let req = request.into_inner();
+        let op = kms::ImportKeyMaterial {
+            key_id: req.key_id,
+            import_token: req.import_token,
+            encrypted_key_material: req.encrypted_key_material,
+        };
+        let key = self.kms.execute(&caller, op).await?;
+        Ok(Response::new(key_info(&key)))
     }
 
     async fn create_secret(

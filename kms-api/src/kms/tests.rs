@@ -16,7 +16,7 @@ use super::*;
 use crate::access::{Facts, Mode, PolicyInput};
 use crate::audit::{Event, Filter, Outcome};
 use crate::clock::ManualClock;
-use crate::model::{self, KeyKind, KeyState, Material};
+use crate::model::{self, KeyKind, KeyOrigin, KeyState, Material};
 use crate::system_keys::SystemKeys;
 
 struct Core<S = MemoryStore> {
@@ -77,7 +77,13 @@ impl<S: Store + Clone> Core<S> {
     }
 
     async fn key(&self, keystore_id: &str, name: &str, kind: KeyKind) -> String {
-        let op = CreateKey { keystore_id: keystore_id.into(), name: name.into(), kind, rotation_period_days: 0 };
+        let op = CreateKey {
+            keystore_id: keystore_id.into(),
+            name: name.into(),
+            kind,
+            rotation_period_days: 0,
+            origin: KeyOrigin::Skm,
+        };
         self.kms.execute(&admin(), op).await.unwrap().id.to_string()
     }
 
@@ -228,8 +234,13 @@ async fn roles_and_revocation_are_decided_and_audited_by_the_core() {
     let auditor = operator(Role::Auditor, 2);
     assert_eq!(core.kms.execute(&auditor, ListKeystores).await.unwrap().len(), 1);
     let before = core.snapshot().await;
-    let create =
-        CreateKey { keystore_id: ks.clone(), name: "k".into(), kind: KeyKind::Aes256, rotation_period_days: 0 };
+    let create = CreateKey {
+        keystore_id: ks.clone(),
+        name: "k".into(),
+        kind: KeyKind::Aes256,
+        rotation_period_days: 0,
+        origin: KeyOrigin::Skm,
+    };
     let refused = core.kms.execute(&auditor, create.clone()).await.unwrap_err();
     assert_eq!(
         (refused.code(), refused.to_string()),
@@ -310,6 +321,7 @@ async fn an_unwritable_audit_log_changes_nothing() {
                     name: "k2".into(),
                     kind: KeyKind::Aes256,
                     rotation_period_days: 0,
+                    origin: KeyOrigin::Skm,
                 },
             )
             .await
@@ -354,7 +366,13 @@ async fn concurrent_rotations_lose_no_version() {
 async fn maintenance_rotates_and_destroys_under_its_own_principal() {
     let core = core().await;
     let ks = core.keystore("ks").await;
-    let op = CreateKey { keystore_id: ks.clone(), name: "r".into(), kind: KeyKind::Aes256, rotation_period_days: 1 };
+    let op = CreateKey {
+        keystore_id: ks.clone(),
+        name: "r".into(),
+        kind: KeyKind::Aes256,
+        rotation_period_days: 1,
+        origin: KeyOrigin::Skm,
+    };
     let rotating = core.kms.execute(&admin(), op).await.unwrap().id.to_string();
     let doomed = core.key(&ks, "d", KeyKind::Asymmetric(KeyAlgorithm::Ed25519)).await;
     core.kms.execute(&admin(), ScheduleKeyDeletion { key_id: doomed.clone(), pending_days: 7 }).await.unwrap();
@@ -572,7 +590,13 @@ async fn a_new_version_writes_the_same_few_bytes_however_many_versions_there_are
 async fn a_key_at_its_version_cap_refuses_rotation_and_maintenance_moves_on() {
     let core = core_over(MemoryStore::new(), 3).await;
     let ks = core.keystore("ks").await;
-    let op = CreateKey { keystore_id: ks.clone(), name: "r".into(), kind: KeyKind::Aes256, rotation_period_days: 1 };
+    let op = CreateKey {
+        keystore_id: ks.clone(),
+        name: "r".into(),
+        kind: KeyKind::Aes256,
+        rotation_period_days: 1,
+        origin: KeyOrigin::Skm,
+    };
     let key = core.kms.execute(&admin(), op).await.unwrap().id.to_string();
     let first = core.encrypt(&key, &app("10.0.0.1"), b"v1").await.unwrap().ciphertext;
     core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
@@ -993,4 +1017,238 @@ async fn rsa_oaep_keys_decrypt_what_their_public_key_encrypted_with_one_opaque_e
     assert_eq!(disabled.code(), Code::FailedPrecondition);
     let decrypts: Vec<_> = core.entries().await.into_iter().filter(|(_, e)| e.operation == "Decrypt").collect();
     assert!(decrypts.iter().any(|(_, e)| e.key_version == Some(1) && e.result == Outcome::Allowed));
+}
+
+/// Import parameters for `key`, the wrapping key as a client sees it.
+async fn import_parameters(
+    core: &Core,
+    key: &str,
+    algorithm: skm_crypto::import::WrappingAlgorithm,
+) -> (skm_crypto::rsa_oaep::EncryptingKey, Vec<u8>) {
+    use skm_crypto::rsa_oaep::{EncryptingKey, OaepKeySize};
+    let op = GetParametersForImport {
+        key_id: key.into(),
+        wrapping_algorithm: algorithm,
+        wrapping_key_size: OaepKeySize::Rsa3072,
+    };
+    let params = core.kms.execute(&admin(), op).await.unwrap();
+    assert_eq!(params.valid_to, core.kms.now() + model::DAY, "valid 24 hours");
+    assert!(params.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    let public = EncryptingKey::from_spki_der(OaepKeySize::Rsa3072, &params.public_key_der).unwrap();
+    (public, params.import_token.as_bytes().to_vec())
+}
+
+fn import(key: &str, token: &[u8], wrapped: Vec<u8>) -> ImportKeyMaterial {
+    ImportKeyMaterial { key_id: key.into(), import_token: token.to_vec(), encrypted_key_material: wrapped }
+}
+
+#[tokio::test]
+async fn an_external_key_waits_for_material_and_each_refused_import_stores_nothing() {
+    use skm_crypto::import::{WrappingAlgorithm, wrap};
+    const OAEP: WrappingAlgorithm = WrappingAlgorithm::RsaesOaepSha256;
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let caller = app("10.0.0.1");
+    let create = |name: &str, kind, rotation_period_days| CreateKey {
+        keystore_id: ks.clone(),
+        name: name.into(),
+        kind,
+        rotation_period_days,
+        origin: KeyOrigin::External,
+    };
+    let rotating = core.kms.execute(&admin(), create("r", KeyKind::Aes256, 30)).await.unwrap_err();
+    assert!(rotating.to_string().contains("must have 0"), "{rotating}");
+    let ml_dsa = core.kms.execute(&admin(), create("m", KeyKind::Asymmetric(KeyAlgorithm::MlDsa65), 0)).await;
+    assert!(ml_dsa.unwrap_err().to_string().contains("ml-dsa-65 keys can't be imported"));
+
+    let key = core.kms.execute(&admin(), create("aes", KeyKind::Aes256, 0)).await.unwrap();
+    assert_eq!(
+        (key.state, key.origin, key.material.version_count()),
+        (KeyState::PendingImport, KeyOrigin::External, 0)
+    );
+    let key = key.id.to_string();
+    let waiting = core.encrypt(&key, &caller, b"x").await.unwrap_err();
+    assert_eq!(waiting.code(), Code::FailedPrecondition);
+    assert!(waiting.to_string().contains("has no key material yet"), "{waiting}");
+    for refused in [
+        core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.map(drop),
+        core.kms.execute(&admin(), EnableKey { key_id: key.clone() }).await.map(drop),
+        core.kms.execute(&admin(), DisableKey { key_id: key.clone() }).await.map(drop),
+        core.kms.execute(&admin(), UpdateKey { key_id: key.clone(), rotation_period_days: 7 }).await.map(drop),
+    ] {
+        assert_eq!(refused.unwrap_err().code(), Code::FailedPrecondition);
+    }
+    let early = core.kms.execute(&admin(), import(&key, &[0; 32], vec![1; 384])).await.unwrap_err();
+    assert!(early.to_string().contains("no import parameters outstanding"), "{early}");
+    // Read back from the store, it is still waiting.
+    let (stored, _) = core.kms.records.key(&key.parse().unwrap()).await.unwrap().unwrap();
+    assert!(matches!(stored.material, Material::Awaiting(KeyKind::Aes256)) && stored.state == KeyState::PendingImport);
+
+    let (public, token) = import_parameters(&core, &key, OAEP).await;
+    let material = [0x5a_u8; 32];
+    let wrapped = wrap(&public, OAEP, &material).unwrap();
+    let before = core.snapshot().await;
+    let mut wrong_token = token.clone();
+    wrong_token[0] ^= 1;
+    let mut flipped = wrapped.clone();
+    flipped[100] ^= 1;
+    let refusals = [
+        (import(&key, &wrong_token, wrapped.clone()), "is not the token of key"),
+        (import(&key, &token[..31], wrapped.clone()), "import_token must be the 32 bytes"),
+        (import(&key, &token, flipped), "does not unwrap with rsaes-oaep-sha256"),
+        (import(&key, &token, wrap(&public, OAEP, &[1; 16]).unwrap()), "the 32 raw bytes of the key; got 16 bytes"),
+        (import(&key, &token, Vec::new()), "encrypted_key_material is empty"),
+        (import(&key, &token, vec![0; MAX_WRAPPED_MATERIAL + 1]), "the limit is 4624"),
+    ];
+    for (op, expected) in refusals {
+        let e = core.kms.execute(&admin(), op).await.unwrap_err();
+        assert!(e.to_string().contains(expected), "{e} lacks {expected:?}");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    }
+    core.clock.advance(model::DAY);
+    let expired = core.kms.execute(&admin(), import(&key, &token, wrapped.clone())).await.unwrap_err();
+    assert_eq!(expired.code(), Code::FailedPrecondition);
+    assert!(expired.to_string().contains("expired at"), "{expired}");
+    let after: Vec<_> = core.snapshot().await.into_iter().filter(|(k, _)| !k.starts_with(b"audit")).collect();
+    assert_eq!(after, before, "a refused import changes nothing");
+
+    // New parameters replace the old: the old token no longer imports.
+    let (public, fresh_token) = import_parameters(&core, &key, OAEP).await;
+    let stale = core.kms.execute(&admin(), import(&key, &token, wrap(&public, OAEP, &material).unwrap())).await;
+    assert!(stale.unwrap_err().to_string().contains("is not the token"));
+    let imported =
+        core.kms.execute(&admin(), import(&key, &fresh_token, wrap(&public, OAEP, &material).unwrap())).await.unwrap();
+    assert_eq!((imported.state, imported.material.newest_version()), (KeyState::Enabled, 1));
+    let again = core.kms.execute(&admin(), import(&key, &fresh_token, wrap(&public, OAEP, &material).unwrap())).await;
+    assert!(again.unwrap_err().to_string().contains("no import parameters outstanding"), "a token imports once");
+
+    // The imported key encrypts in the documented format: the same key
+    // bytes decrypt it locally.
+    let sealed = core.encrypt(&key, &caller, b"hello").await.unwrap();
+    let local =
+        skm_crypto::user::decrypt(&Secret32::from_array_wiping(&mut material.clone()), &sealed.ciphertext, b"a");
+    assert_eq!(&local.unwrap()[..], b"hello");
+    // Its material is sealed at rest like any key's.
+    for (k, v) in core.store.list(b"").await.unwrap() {
+        assert!(!v.value.windows(32).any(|w| w == material), "{} holds the key in clear", String::from_utf8_lossy(&k));
+    }
+
+    // A second import is the next version; rotation stays refused.
+    let (public, token) = import_parameters(&core, &key, OAEP).await;
+    let v2 = core.kms.execute(&admin(), import(&key, &token, wrap(&public, OAEP, &[0x33; 32]).unwrap())).await.unwrap();
+    assert_eq!((v2.state, v2.material.newest_version()), (KeyState::Enabled, 2));
+    let rotate = core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap_err();
+    assert!(rotate.to_string().contains("only by importing new material"), "{rotate}");
+    let decrypt = Decrypt { key_id: key.clone(), ciphertext: sealed.ciphertext.clone(), aad: b"a".to_vec() };
+    assert_eq!(&core.kms.execute(&caller, decrypt).await.unwrap().plaintext[..], b"hello", "version 1 still decrypts");
+
+    // SKM's own keys take no material.
+    let own = core.key(&ks, "own", KeyKind::Aes256).await;
+    let op = GetParametersForImport {
+        key_id: own,
+        wrapping_algorithm: OAEP,
+        wrapping_key_size: skm_crypto::rsa_oaep::OaepKeySize::Rsa3072,
+    };
+    let e = core.kms.execute(&admin(), op).await.unwrap_err();
+    assert!(e.to_string().contains("origin skm"), "{e}");
+    let op = GetParametersForImport {
+        key_id: key.clone(),
+        wrapping_algorithm: OAEP,
+        wrapping_key_size: skm_crypto::rsa_oaep::OaepKeySize::Rsa2048,
+    };
+    assert!(core.kms.execute(&admin(), op).await.unwrap_err().to_string().contains("RSA_3072 or RSA_4096"));
+
+    let entries = core.entries().await;
+    let imports: Vec<_> = entries.iter().filter(|(_, e)| e.operation == "ImportKeyMaterial").map(|(_, e)| e).collect();
+    assert!(imports.iter().any(|e| e.result == Outcome::Allowed && e.key_version == Some(2)));
+    assert!(imports.iter().any(|e| e.result == Outcome::Failed("INVALID_ARGUMENT".into())), "refusals are audited");
+    assert!(entries.iter().any(|(_, e)| e.operation == "GetParametersForImport" && e.result == Outcome::Allowed));
+    assert_eq!(core.kms.audit().verify().await.unwrap().first_broken, None);
+}
+
+#[tokio::test]
+async fn imported_signing_hmac_and_rsa_keys_work_as_their_originals() {
+    use skm_crypto::asym::{Message, PrivateKey};
+    use skm_crypto::import::{WrappingAlgorithm, wrap};
+    use skm_crypto::mac::{MacAlgorithm, MacKey};
+    use skm_crypto::rsa_oaep::{DecryptingKey, OaepKeySize};
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let caller = app("10.0.0.1");
+    let external = |name: &str, kind| CreateKey {
+        keystore_id: ks.clone(),
+        name: name.into(),
+        kind,
+        rotation_period_days: 0,
+        origin: KeyOrigin::External,
+    };
+    let import_raw = async |key: &str, raw: &[u8]| {
+        let (public, _) = import_parameters(&core, key, WrappingAlgorithm::RsaesOaepSha256).await;
+        let algorithm = WrappingAlgorithm::for_material(raw.len(), public.size());
+        let (public, token) = import_parameters(&core, key, algorithm).await;
+        core.kms.execute(&admin(), import(key, &token, wrap(&public, algorithm, raw).unwrap())).await
+    };
+
+    for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Rsa2048] {
+        let original = PrivateKey::generate(alg).unwrap();
+        let key =
+            core.kms.execute(&admin(), external(alg.name(), KeyKind::Asymmetric(alg))).await.unwrap().id.to_string();
+        import_raw(&key, original.danger_pkcs8()).await.unwrap();
+        let algorithm = alg.default_signature_algorithm();
+        let sign = Sign { key_id: key.clone(), signed: Signed::Message(b"m".to_vec()), algorithm: Some(algorithm) };
+        let signature = core.kms.execute(&caller, sign).await.unwrap();
+        original.public().verify(algorithm, Message::Raw(b"m"), &signature.signature).unwrap();
+        let public = core.kms.execute(&caller, GetPublicKey { key_id: key.clone(), key_version: 0 }).await.unwrap();
+        assert_eq!(public.spki_der, original.public().spki_der(), "{alg:?}");
+    }
+    let p384 = PrivateKey::generate(KeyAlgorithm::EcdsaP384).unwrap();
+    let p256 = core.kms.execute(&admin(), external("p256-2", KeyKind::Asymmetric(KeyAlgorithm::EcdsaP256))).await;
+    let wrong = import_raw(&p256.unwrap().id.to_string(), p384.danger_pkcs8()).await.unwrap_err();
+    assert_eq!(
+        wrong.to_string(),
+        "key material for an ecdsa-p256 key must be an unencrypted PKCS#8 DER ecdsa-p256 private key"
+    );
+    let rsa = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();
+    let rsa3072 = core.kms.execute(&admin(), external("rsa-3072", KeyKind::Asymmetric(KeyAlgorithm::Rsa3072))).await;
+    assert!(import_raw(&rsa3072.unwrap().id.to_string(), rsa.danger_pkcs8()).await.is_err(), "wrong modulus size");
+
+    let hmac = MacKey::from_bytes(MacAlgorithm::HmacSha384, Zeroizing::new(vec![9; 48])).unwrap();
+    let key = core.kms.execute(&admin(), external("hmac", KeyKind::Hmac(MacAlgorithm::HmacSha384))).await.unwrap();
+    let key = key.id.to_string();
+    let short = import_raw(&key, &[9; 16]).await.unwrap_err();
+    assert_eq!(short.to_string(), "key material for an hmac-sha384 key must be 48..=128 raw bytes; got 16 bytes");
+    import_raw(&key, hmac.danger_bytes()).await.unwrap();
+    let mac = core.kms.execute(&caller, GenerateMac { key_id: key, message: b"m".to_vec() }).await.unwrap();
+    assert_eq!(mac.mac, hmac.sign(b"m"));
+
+    // RSA private keys are too large for OAEP alone: OAEP + AES-KWP.
+    let original = DecryptingKey::generate(OaepKeySize::Rsa2048).unwrap();
+    assert_eq!(
+        WrappingAlgorithm::for_material(original.danger_pkcs8().len(), OaepKeySize::Rsa3072),
+        WrappingAlgorithm::RsaAesKeyWrapSha256
+    );
+    let key = core.kms.execute(&admin(), external("oaep", KeyKind::RsaOaep(OaepKeySize::Rsa2048))).await.unwrap();
+    let key = key.id.to_string();
+    import_raw(&key, original.danger_pkcs8()).await.unwrap();
+    let ciphertext = original.public().encrypt(b"to skm").unwrap();
+    let done = core.kms.execute(&caller, DecryptRsaOaep { key_id: key.clone(), ciphertext, key_version: 0 }).await;
+    assert_eq!(&done.unwrap().plaintext[..], b"to skm");
+
+    // A waiting key can be deleted; cancelled, it waits again; destroyed,
+    // its import parameters go with it.
+    let waiting = core.kms.execute(&admin(), external("w", KeyKind::Aes256)).await.unwrap().id.to_string();
+    import_parameters(&core, &waiting, WrappingAlgorithm::RsaesOaepSha256).await;
+    core.kms.execute(&admin(), ScheduleKeyDeletion { key_id: waiting.clone(), pending_days: 7 }).await.unwrap();
+    let back = core.kms.execute(&admin(), CancelKeyDeletion { key_id: waiting.clone() }).await.unwrap();
+    assert_eq!(back.state, KeyState::PendingImport);
+    core.kms.execute(&admin(), ScheduleKeyDeletion { key_id: waiting.clone(), pending_days: 7 }).await.unwrap();
+    core.clock.advance(8 * model::DAY);
+    core.kms.maintain().await.unwrap();
+    let left: Vec<_> =
+        core.store.list(b"").await.unwrap().into_iter().filter(|(k, _)| k.ends_with(waiting.as_bytes())).collect();
+    assert!(
+        left.is_empty(),
+        "nothing of the destroyed key is left: {:?}",
+        left.iter().map(|(k, _)| String::from_utf8_lossy(k)).collect::<Vec<_>>()
+    );
 }

@@ -158,10 +158,12 @@ pub(crate) fn verify_candidates<'a, M>(
     }
 }
 
-/// "a" or "an" before a key type's name, as it is read aloud ("an
-/// aes-256", "an hmac-sha256", "an rsa-2048", "a secret").
-fn article(kind: &str) -> &'static str {
-    if kind == "secret" { "a" } else { "an" }
+/// The refusal of a use of an external key that has no material yet.
+pub(crate) fn pending_import(id: &skm_crypto::Id) -> KmsError {
+    KmsError::FailedPrecondition(format!(
+        "key {id} has no key material yet (origin external): import it first (GetParametersForImport, then \
+         ImportKeyMaterial; skm key import does both)"
+    ))
 }
 
 impl<S: Store + Clone> Kms<S> {
@@ -187,6 +189,7 @@ impl<S: Store + Clone> Kms<S> {
         match key.state {
             KeyState::Enabled => {}
             KeyState::Disabled => return Err(KmsError::FailedPrecondition(format!("key {id} is disabled"))),
+            KeyState::PendingImport => return Err(pending_import(&id)),
             KeyState::PendingDeletion { deletion_at } => {
                 return Err(KmsError::FailedPrecondition(format!(
                     "key {id} is pending deletion (destroyed at {deletion_at} unless cancelled)"
@@ -194,10 +197,9 @@ impl<S: Store + Clone> Kms<S> {
             }
         }
         let view = V::of(&key).ok_or_else(|| {
-            let kind = key.kind().name();
             KmsError::FailedPrecondition(format!(
-                "key {id} is {} {kind} key; this operation needs {}",
-                article(kind),
+                "key {id} is {} key; this operation needs {}",
+                model::a_kind(key.kind()),
                 V::WANTED
             ))
         })?;

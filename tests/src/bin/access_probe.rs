@@ -123,6 +123,8 @@ enum Rpc {
     DisableKey,
     ScheduleKeyDeletion,
     CancelKeyDeletion,
+    GetParametersForImport,
+    ImportKeyMaterial,
 }
 
 #[derive(Deserialize)]
@@ -569,7 +571,7 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
         }
         Rpc::CreateKey => {
             let key_type = admin::KeyType::Aes256 as i32;
-            let req = admin::CreateKeyRequest { keystore_id, name, key_type, rotation_period_days: 0 };
+            let req = admin::CreateKeyRequest { keystore_id, name, key_type, ..Default::default() };
             ops.create_key(request(req, mac)).await.map(done)
         }
         Rpc::CreateSecret => {
@@ -593,5 +595,22 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
             ops.schedule_key_deletion(request(req, mac)).await.map(done)
         }
         Rpc::CancelKeyDeletion => ops.cancel_key_deletion(request(admin::KeyIdRequest { key_id }, mac)).await.map(done),
+        // Well-formed, so that only the caller's role and the key decide.
+        Rpc::GetParametersForImport => {
+            let req = admin::GetParametersForImportRequest {
+                key_id,
+                wrapping_algorithm: admin::WrappingAlgorithm::RsaesOaepSha256 as i32,
+                wrapping_key_spec: admin::WrappingKeySpec::Rsa3072 as i32,
+            };
+            ops.get_parameters_for_import(request(req, mac)).await.map(done)
+        }
+        Rpc::ImportKeyMaterial => {
+            let req = admin::ImportKeyMaterialRequest {
+                key_id,
+                import_token: vec![0; 32],
+                encrypted_key_material: vec![0; 384],
+            };
+            ops.import_key_material(request(req, mac)).await.map(done)
+        }
     }
 }

@@ -40,6 +40,25 @@ class KeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_STATE_ENABLED: _ClassVar[KeyState]
     KEY_STATE_DISABLED: _ClassVar[KeyState]
     KEY_STATE_PENDING_DELETION: _ClassVar[KeyState]
+    KEY_STATE_PENDING_IMPORT: _ClassVar[KeyState]
+
+class KeyOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KEY_ORIGIN_UNSPECIFIED: _ClassVar[KeyOrigin]
+    KEY_ORIGIN_SKM: _ClassVar[KeyOrigin]
+    KEY_ORIGIN_EXTERNAL: _ClassVar[KeyOrigin]
+
+class WrappingAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRAPPING_ALGORITHM_UNSPECIFIED: _ClassVar[WrappingAlgorithm]
+    WRAPPING_ALGORITHM_RSAES_OAEP_SHA_256: _ClassVar[WrappingAlgorithm]
+    WRAPPING_ALGORITHM_RSA_AES_KEY_WRAP_SHA_256: _ClassVar[WrappingAlgorithm]
+
+class WrappingKeySpec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRAPPING_KEY_SPEC_UNSPECIFIED: _ClassVar[WrappingKeySpec]
+    WRAPPING_KEY_SPEC_RSA_3072: _ClassVar[WrappingKeySpec]
+    WRAPPING_KEY_SPEC_RSA_4096: _ClassVar[WrappingKeySpec]
 POLICY_MODE_UNSPECIFIED: PolicyMode
 POLICY_MODE_ALL: PolicyMode
 POLICY_MODE_ANY: PolicyMode
@@ -65,6 +84,16 @@ KEY_STATE_UNSPECIFIED: KeyState
 KEY_STATE_ENABLED: KeyState
 KEY_STATE_DISABLED: KeyState
 KEY_STATE_PENDING_DELETION: KeyState
+KEY_STATE_PENDING_IMPORT: KeyState
+KEY_ORIGIN_UNSPECIFIED: KeyOrigin
+KEY_ORIGIN_SKM: KeyOrigin
+KEY_ORIGIN_EXTERNAL: KeyOrigin
+WRAPPING_ALGORITHM_UNSPECIFIED: WrappingAlgorithm
+WRAPPING_ALGORITHM_RSAES_OAEP_SHA_256: WrappingAlgorithm
+WRAPPING_ALGORITHM_RSA_AES_KEY_WRAP_SHA_256: WrappingAlgorithm
+WRAPPING_KEY_SPEC_UNSPECIFIED: WrappingKeySpec
+WRAPPING_KEY_SPEC_RSA_3072: WrappingKeySpec
+WRAPPING_KEY_SPEC_RSA_4096: WrappingKeySpec
 
 class Keystore(_message.Message):
     __slots__ = ("id", "name", "allow_ips", "created_at", "policy", "client_ca_pem", "certificates", "alias")
@@ -315,16 +344,18 @@ class ListKeystoresResponse(_message.Message):
     def __init__(self, keystores: _Optional[_Iterable[_Union[Keystore, _Mapping]]] = ...) -> None: ...
 
 class CreateKeyRequest(_message.Message):
-    __slots__ = ("keystore_id", "name", "key_type", "rotation_period_days")
+    __slots__ = ("keystore_id", "name", "key_type", "rotation_period_days", "origin")
     KEYSTORE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
     ROTATION_PERIOD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     keystore_id: str
     name: str
     key_type: KeyType
     rotation_period_days: int
-    def __init__(self, keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., rotation_period_days: _Optional[int] = ...) -> None: ...
+    origin: KeyOrigin
+    def __init__(self, keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., rotation_period_days: _Optional[int] = ..., origin: _Optional[_Union[KeyOrigin, str]] = ...) -> None: ...
 
 class CreateKeyResponse(_message.Message):
     __slots__ = ("key_id", "version")
@@ -395,7 +426,7 @@ class KeyVersionInfo(_message.Message):
     def __init__(self, version: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "keystore_id", "name", "key_type", "state", "current_version", "versions", "rotation_period_days", "next_rotation_at", "deletion_at", "created_at", "last_used_at", "max_versions")
+    __slots__ = ("key_id", "keystore_id", "name", "key_type", "state", "current_version", "versions", "rotation_period_days", "next_rotation_at", "deletion_at", "created_at", "last_used_at", "max_versions", "origin")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     KEYSTORE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -409,6 +440,7 @@ class KeyInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
     MAX_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     keystore_id: str
     name: str
@@ -422,7 +454,44 @@ class KeyInfo(_message.Message):
     created_at: int
     last_used_at: int
     max_versions: int
-    def __init__(self, key_id: _Optional[str] = ..., keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., state: _Optional[_Union[KeyState, str]] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[KeyVersionInfo, _Mapping]]] = ..., rotation_period_days: _Optional[int] = ..., next_rotation_at: _Optional[int] = ..., deletion_at: _Optional[int] = ..., created_at: _Optional[int] = ..., last_used_at: _Optional[int] = ..., max_versions: _Optional[int] = ...) -> None: ...
+    origin: KeyOrigin
+    def __init__(self, key_id: _Optional[str] = ..., keystore_id: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., state: _Optional[_Union[KeyState, str]] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[KeyVersionInfo, _Mapping]]] = ..., rotation_period_days: _Optional[int] = ..., next_rotation_at: _Optional[int] = ..., deletion_at: _Optional[int] = ..., created_at: _Optional[int] = ..., last_used_at: _Optional[int] = ..., max_versions: _Optional[int] = ..., origin: _Optional[_Union[KeyOrigin, str]] = ...) -> None: ...
+
+class GetParametersForImportRequest(_message.Message):
+    __slots__ = ("key_id", "wrapping_algorithm", "wrapping_key_spec")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    wrapping_algorithm: WrappingAlgorithm
+    wrapping_key_spec: WrappingKeySpec
+    def __init__(self, key_id: _Optional[str] = ..., wrapping_algorithm: _Optional[_Union[WrappingAlgorithm, str]] = ..., wrapping_key_spec: _Optional[_Union[WrappingKeySpec, str]] = ...) -> None: ...
+
+class GetParametersForImportResponse(_message.Message):
+    __slots__ = ("key_id", "public_key", "public_key_pem", "import_token", "parameters_valid_to", "wrapping_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    public_key: bytes
+    public_key_pem: str
+    import_token: bytes
+    parameters_valid_to: int
+    wrapping_algorithm: WrappingAlgorithm
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., public_key_pem: _Optional[str] = ..., import_token: _Optional[bytes] = ..., parameters_valid_to: _Optional[int] = ..., wrapping_algorithm: _Optional[_Union[WrappingAlgorithm, str]] = ...) -> None: ...
+
+class ImportKeyMaterialRequest(_message.Message):
+    __slots__ = ("key_id", "import_token", "encrypted_key_material")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTED_KEY_MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    import_token: bytes
+    encrypted_key_material: bytes
+    def __init__(self, key_id: _Optional[str] = ..., import_token: _Optional[bytes] = ..., encrypted_key_material: _Optional[bytes] = ...) -> None: ...
 
 class RotateKeyRequest(_message.Message):
     __slots__ = ("key_id",)

@@ -160,6 +160,16 @@ class AdminServiceStub:
                 request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyIdRequest.SerializeToString,
                 response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.FromString,
                 _registered_method=True)
+        self.GetParametersForImport = channel.unary_unary(
+                '/skm.admin.v1.AdminService/GetParametersForImport',
+                request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetParametersForImportRequest.SerializeToString,
+                response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetParametersForImportResponse.FromString,
+                _registered_method=True)
+        self.ImportKeyMaterial = channel.unary_unary(
+                '/skm.admin.v1.AdminService/ImportKeyMaterial',
+                request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.ImportKeyMaterialRequest.SerializeToString,
+                response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -342,7 +352,29 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelKeyDeletion(self, request, context):
-        """Cancels a scheduled deletion; the key comes back disabled.
+        """Cancels a scheduled deletion; the key comes back disabled (pending
+        import when it never had material).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetParametersForImport(self, request, context):
+        """Bring your own key, step 1: a fresh RSA wrapping public key and an
+        import token for a key of origin external, valid 24 hours. Each call
+        replaces the key's earlier parameters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportKeyMaterial(self, request, context):
+        """Bring your own key, step 2: key material wrapped to the parameters'
+        public key becomes the key's next version (the first one enables a key
+        pending import). The token imports once. Wrong, replaced or expired
+        token, material that does not unwrap, or material not of the key's
+        type or size: INVALID_ARGUMENT or FAILED_PRECONDITION naming which,
+        and nothing is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -464,6 +496,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'CancelKeyDeletion': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelKeyDeletion,
                     request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyIdRequest.FromString,
+                    response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.SerializeToString,
+            ),
+            'GetParametersForImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParametersForImport,
+                    request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetParametersForImportRequest.FromString,
+                    response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetParametersForImportResponse.SerializeToString,
+            ),
+            'ImportKeyMaterial': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportKeyMaterial,
+                    request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.ImportKeyMaterialRequest.FromString,
                     response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.SerializeToString,
             ),
     }
@@ -1098,6 +1140,60 @@ class AdminService:
             target,
             '/skm.admin.v1.AdminService/CancelKeyDeletion',
             skm_dot_admin_dot_v1_dot_admin__pb2.KeyIdRequest.SerializeToString,
+            skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParametersForImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.admin.v1.AdminService/GetParametersForImport',
+            skm_dot_admin_dot_v1_dot_admin__pb2.GetParametersForImportRequest.SerializeToString,
+            skm_dot_admin_dot_v1_dot_admin__pb2.GetParametersForImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportKeyMaterial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.admin.v1.AdminService/ImportKeyMaterial',
+            skm_dot_admin_dot_v1_dot_admin__pb2.ImportKeyMaterialRequest.SerializeToString,
             skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.FromString,
             options,
             channel_credentials,
