@@ -114,6 +114,10 @@ pub enum Command {
         /// --algorithm ecdsa-sha384; not for ed25519 or ml-dsa keys.
         #[arg(long)]
         digest: bool,
+        /// ML-DSA keys: compute stdin's external mu here from the key's public key and send
+        /// only its 64 bytes (any size); the signature is the message's own.
+        #[arg(long, conflicts_with = "digest")]
+        external_mu: bool,
     },
     /// Verify a signature of stdin; exit 0 valid, 1 invalid.
     Verify {
@@ -128,6 +132,10 @@ pub enum Command {
         /// Hash stdin here and send only its digest (as for sign).
         #[arg(long)]
         digest: bool,
+        /// Send only stdin's external mu (as for sign), under the public key of --version
+        /// (default: the newest).
+        #[arg(long, conflicts_with = "digest")]
+        external_mu: bool,
         /// Key version (default: try every retained version).
         #[arg(long)]
         version: Option<u32>,

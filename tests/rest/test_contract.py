@@ -445,7 +445,7 @@ V1_ROWS: List[Row] = [
     Row("err-sign-aes", "POST", "/v1/keys/{key_id}/sign", 400, v1_error("FAILED_PRECONDITION"), key="aes",
         body={"message": b64(b"x")}, grpc=lambda c, s: c.sign(s.keys["aes"], b"x")),
     Row("err-sign-nothing", "POST", "/v1/keys/{key_id}/sign", 400,
-        v1_error("INVALID_ARGUMENT", "one of message or digest is required"), key="ed", body={}),
+        v1_error("INVALID_ARGUMENT", "one of message, digest or mu is required"), key="ed", body={}),
     Row("err-sign-p384-sha256-digest", "POST", "/v1/keys/{key_id}/sign", 400,
         v1_error("INVALID_ARGUMENT", "a SHA-384 digest is 48 bytes; got 32"), key="p384",
         body={"digest": b64(hashlib.sha256(b"x").digest())},

@@ -248,6 +248,32 @@ def test_ml_dsa_65_rest_signatures_verify_over_grpc_and_with_cryptography(stack,
         ("FAILED_PRECONDITION", "ml-dsa-65 keys sign messages, not digests")
 
 
+def test_ml_dsa_65_rest_signs_an_external_mu_as_the_message_itself(stack, grpc_client):
+    key = stack.keys["mldsa65"]
+    public = rest_public_key(stack, grpc_client, "mldsa65", "ml-dsa-65")
+    message = b"a large release " * 4096  # 64 KiB, over the 4096-byte message limit
+    # FIPS 204 external mu computed here, independently of the SDK's helper
+    raw_public = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    tr = hashlib.shake_256(raw_public).digest(64)
+    mu = hashlib.shake_256(tr + b"\x00\x00" + message).digest(64)
+    assert mu == skm.external_mu(grpc_client.get_public_key(key).spki_der, message)
+    doc = v1(stack, "POST", "sign", "mldsa65", {"mu": b64(mu)})
+    assert_shape(doc, {"signature": B64(3309), "key_version": 1, "algorithm": "SIGNATURE_ALGORITHM_ML_DSA"})
+    sig = unb64(doc["signature"])
+    public.verify(sig, message)  # the message's own signature
+    assert grpc_client.verify(key, sig, mu=mu) == skm.Verified(True, 1)
+    assert v1(stack, "POST", "verify", "mldsa65", {"mu": b64(mu), "signature": b64(sig)}) == \
+        {"valid": True, "key_version": 1}
+    made = grpc_client.sign(key, mu=mu).signature
+    public.verify(made, message)
+    doc = v1(stack, "POST", "sign", "mldsa65", {"mu": b64(mu[:32])}, status=400)
+    assert_shape(doc, v1_error("INVALID_ARGUMENT", "an external mu is 64 bytes; got 32"))
+    doc = v1(stack, "POST", "sign", "mldsa65", {"mu": b64(mu), "message": b64(b"m")}, status=400)
+    assert_shape(doc, v1_error("INVALID_ARGUMENT", "give one of message, digest or mu, not more"))
+    doc = v1(stack, "POST", "sign", "ed", {"mu": b64(mu)}, status=400)
+    assert_shape(doc, v1_error("FAILED_PRECONDITION", "ed25519 keys take no external mu (ML-DSA keys only)"))
+
+
 @pytest.mark.parametrize("name,algorithm", [
     ("p384", "SIGNATURE_ALGORITHM_ECDSA_SHA256"),
     ("p384", "SIGNATURE_ALGORITHM_ML_DSA"),

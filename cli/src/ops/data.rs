@@ -50,6 +50,19 @@ fn hash_for(alg: Option<SignatureArg>, message: &[u8]) -> Vec<u8> {
         .unwrap_or_else(|| skm_crypto::sha256(message).to_vec())
 }
 
+/// `--external-mu`: the message's μ under the public key of `version` (0:
+/// the newest), and that version's number.
+async fn mu_for(skm: &Skm, key: &str, version: u32, message: &[u8]) -> Result<([u8; 64], u32), Failure> {
+    use skm_crypto::asym::{KeyAlgorithm, PublicKey};
+    let public = skm.public_key(key, version).await?;
+    let refused = |e: &dyn std::fmt::Display| Failure::refused(format!("--external-mu: {e}"));
+    let alg = KeyAlgorithm::from_name(&public.key_algorithm)
+        .ok_or_else(|| refused(&format!("{} keys take no external mu (ML-DSA keys only)", public.key_algorithm)))?;
+    let parsed = PublicKey::from_spki_der(alg, &public.spki_der).map_err(|e| refused(&e))?;
+    let mu = parsed.external_mu(message).map_err(|e| refused(&e))?;
+    Ok((mu, public.key_version))
+}
+
 fn algorithm_name(value: SignatureAlgorithm) -> &'static str {
     use SignatureAlgorithm as A;
     match value {
@@ -150,14 +163,25 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
                 println!("{ct}");
             }
         }
-        Command::Sign { key, algorithm: alg, digest } => {
+        Command::Sign { key, algorithm: alg, digest, external_mu } => {
             let message = read_stdin()?;
             let hashed = digest.then(|| hash_for(alg, &message));
-            let input = match &hashed {
-                Some(d) => Signed::Digest(d),
-                None => Signed::Message(&message),
+            let mu = if external_mu { Some(mu_for(skm, &key, 0, &message).await?) } else { None };
+            let input = match (&hashed, &mu) {
+                (Some(d), _) => Signed::Digest(d),
+                (None, Some((mu, _))) => Signed::Mu(mu),
+                (None, None) => Signed::Message(&message),
             };
             let done = skm.sign(&key, input, algorithm(alg)).await?;
+            if let Some((_, version)) = mu
+                && done.key_version != version
+            {
+                return Err(Failure::refused(format!(
+                    "the key rotated while signing: the mu was of version {version}'s public key, version {} \
+                     signed; run the command again",
+                    done.key_version
+                )));
+            }
             let b64 = B64.encode(&done.signature);
             if json {
                 println!(
@@ -168,15 +192,19 @@ pub(super) async fn run(skm: &Skm, command: Command, json: bool) -> Result<ExitC
                 println!("{b64}");
             }
         }
-        Command::Verify { key, signature, algorithm: alg, digest, version } => {
+        Command::Verify { key, signature, algorithm: alg, digest, external_mu, version } => {
             let message = read_stdin()?;
             let signature = B64.decode(signature.trim()).map_err(|_| Failure::usage("--signature is not base64"))?;
             let hashed = digest.then(|| hash_for(alg, &message));
-            let input = match &hashed {
-                Some(d) => Signed::Digest(d),
-                None => Signed::Message(&message),
+            let mu = if external_mu { Some(mu_for(skm, &key, version.unwrap_or(0), &message).await?) } else { None };
+            let input = match (&hashed, &mu) {
+                (Some(d), _) => Signed::Digest(d),
+                (None, Some((mu, _))) => Signed::Mu(mu),
+                (None, None) => Signed::Message(&message),
             };
-            let done = skm.verify(&key, input, &signature, algorithm(alg), version.unwrap_or(0)).await?;
+            // A mu is of one version's public key: verify with that version.
+            let version = mu.as_ref().map_or(version.unwrap_or(0), |(_, v)| *v);
+            let done = skm.verify(&key, input, &signature, algorithm(alg), version).await?;
             if json {
                 println!("{}", json!({ "valid": done.valid, "key_version": done.key_version }));
             } else if done.valid {

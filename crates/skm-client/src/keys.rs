@@ -50,7 +50,8 @@ pub struct ReEncrypted {
     pub key_version: u32,
 }
 
-/// What is signed or verified: the message, or its digest.
+/// What is signed or verified: the message, its digest, or (ML-DSA) its
+/// external μ.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signed<'a> {
     /// The message (at most 4096 bytes).
@@ -58,6 +59,10 @@ pub enum Signed<'a> {
     /// Its digest: SHA-256 (32 bytes), SHA-384 (48 bytes) for ECDSA P-384;
     /// not for Ed25519 or ML-DSA.
     Digest(&'a [u8]),
+    /// ML-DSA keys only: the message's 64-byte external μ, computed with
+    /// `skm_crypto::asym::PublicKey::external_mu` from the key's public
+    /// key, for a message of any size.
+    Mu(&'a [u8]),
 }
 
 /// A signature.
@@ -244,6 +249,7 @@ impl Skm {
         let input = Some(match input {
             Signed::Message(m) => pb::sign_request::Input::Message(m.to_vec()),
             Signed::Digest(d) => pb::sign_request::Input::Digest(d.to_vec()),
+            Signed::Mu(mu) => pb::sign_request::Input::Mu(mu.to_vec()),
         });
         let req = pb::SignRequest { key_id: key_id.to_owned(), input, algorithm: algorithm_ as i32 };
         let r = self.keys().sign(req).await?.into_inner();
@@ -263,6 +269,7 @@ impl Skm {
         let input = Some(match input {
             Signed::Message(m) => pb::verify_request::Input::Message(m.to_vec()),
             Signed::Digest(d) => pb::verify_request::Input::Digest(d.to_vec()),
+            Signed::Mu(mu) => pb::verify_request::Input::Mu(mu.to_vec()),
         });
         let req = pb::VerifyRequest {
             key_id: key_id.to_owned(),

@@ -199,7 +199,16 @@ pub enum Message<'a> {
     /// The message's digest under the signature algorithm's hash
     /// ([`SignatureAlgorithm::digest`]), computed by the caller.
     Digest(&'a [u8]),
+    /// ML-DSA's external μ (FIPS 204, AWS KMS `EXTERNAL_MU`): the 64 bytes
+    /// of SHAKE256(SHAKE256(public key, 64) ‖ 0x00 ‖ 0x00 ‖ message), for
+    /// pure ML-DSA with an empty context, computed by the caller
+    /// ([`PublicKey::external_mu`]). The signature is the one the message
+    /// itself would get.
+    Mu(&'a [u8]),
 }
+
+/// Length of an ML-DSA external μ.
+pub const MU_LEN: usize = 64;
 
 /// Why an asymmetric key could not be made, read or used to sign.
 #[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
@@ -226,6 +235,12 @@ pub enum AsymError {
     /// ML-DSA).
     #[error("{0} keys sign messages, not digests")]
     DigestNotSupported(&'static str),
+    /// A [`Message::Mu`] for a key that is not an ML-DSA key.
+    #[error("{0} keys take no external mu (ML-DSA keys only)")]
+    MuNotSupported(&'static str),
+    /// A [`Message::Mu`] of the wrong length.
+    #[error("an external mu is 64 bytes; got {0}")]
+    MuLength(usize),
     /// PKCS#8 or SPKI that doesn't parse, or is not a key of the stated
     /// algorithm and size.
     #[error("the key material is malformed")]
@@ -255,7 +270,24 @@ enum Checked<'a> {
 /// ML-DSA sign only messages). [`PrivateKey::sign`] runs this itself; verifiers that want to
 /// refuse bad input before the opaque [`PublicKey::verify`] call it first.
 pub fn check_message(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<'_>) -> Result<(), AsymError> {
-    check(key, signature, message).map(|_| ())
+    match message {
+        Message::Mu(mu) => check_mu(key, signature, mu),
+        _ => check(key, signature, message).map(|_| ()),
+    }
+}
+
+/// An external μ fits only pure ML-DSA, and is [`MU_LEN`] bytes.
+fn check_mu(key: KeyAlgorithm, signature: SignatureAlgorithm, mu: &[u8]) -> Result<(), AsymError> {
+    if !key.supports(signature) {
+        return Err(AsymError::WrongAlgorithm { key: key.name(), signature: signature.name() });
+    }
+    if signature != SignatureAlgorithm::MlDsa {
+        return Err(AsymError::MuNotSupported(key.name()));
+    }
+    if mu.len() != MU_LEN {
+        return Err(AsymError::MuLength(mu.len()));
+    }
+    Ok(())
 }
 
 fn check<'a>(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<'a>) -> Result<Checked<'a>, AsymError> {
@@ -263,6 +295,8 @@ fn check<'a>(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<
         return Err(AsymError::WrongAlgorithm { key: key.name(), signature: signature.name() });
     }
     match (message, signature.digest()) {
+        // Signed and verified apart from the other forms ([`check_mu`]).
+        (Message::Mu(mu), _) => Err(check_mu(key, signature, mu).err().unwrap_or(AsymError::Crypto)),
         (Message::Raw(raw), _) => Ok(Checked::Raw(raw)),
         (Message::Digest(_), None) => Err(AsymError::DigestNotSupported(key.name())),
         (Message::Digest(digest), Some((_, expected))) if digest.len() == expected => Ok(Checked::Digest(digest)),
@@ -374,6 +408,13 @@ impl PrivateKey {
     /// Signs `message` with signature algorithm `alg`, in the encoding named
     /// in the [module docs](self).
     pub fn sign(&self, alg: SignatureAlgorithm, message: Message<'_>) -> Result<Vec<u8>, AsymError> {
+        if let Message::Mu(mu) = message {
+            check_mu(self.algorithm(), alg, mu)?;
+            return match &self.signer {
+                Signer::MlDsa(signer) => signer.sign_mu(mu),
+                _ => Err(AsymError::MuNotSupported(self.algorithm().name())),
+            };
+        }
         let message = check(self.algorithm(), alg, message)?;
         match &self.signer {
             Signer::Ed25519(signer) => signer.sign(message),
@@ -467,6 +508,13 @@ impl PublicKey {
     /// to reject a wrong algorithm as bad input check
     /// [`KeyAlgorithm::supports`] first.
     pub fn verify(&self, alg: SignatureAlgorithm, message: Message<'_>, signature: &[u8]) -> Result<(), VerifyError> {
+        if let Message::Mu(mu) = message {
+            check_mu(self.alg, alg, mu).map_err(|_| VerifyError)?;
+            return match &self.verifier {
+                Verifier::MlDsa(v) => v.verify_mu(mu, signature),
+                _ => Err(VerifyError),
+            };
+        }
         let message = check(self.alg, alg, message).map_err(|_| VerifyError)?;
         match &self.verifier {
             Verifier::Ed25519(v) => v.verify(message, signature),
@@ -474,6 +522,16 @@ impl PublicKey {
             Verifier::Rsa(v) => v.verify(alg, message, signature),
             Verifier::EcdsaP384(v) => v.verify(message, signature),
             Verifier::MlDsa(v) => v.verify(message, signature),
+        }
+    }
+
+    /// The external μ of `message` for this ML-DSA key ([`Message::Mu`]):
+    /// what a client computes so that a message of any size is signed by
+    /// sending 64 bytes.
+    pub fn external_mu(&self, message: &[u8]) -> Result<[u8; MU_LEN], AsymError> {
+        match &self.verifier {
+            Verifier::MlDsa(v) => v.external_mu(message),
+            _ => Err(AsymError::MuNotSupported(self.alg.name())),
         }
     }
 }

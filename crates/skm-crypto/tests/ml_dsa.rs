@@ -46,6 +46,9 @@ struct Case {
     ctx: Option<String>,
     #[serde(default)]
     rnd: Option<String>,
+    /// FIPS 204's μ of the case (every valid case gives it).
+    #[serde(default)]
+    mu: Option<String>,
     sig: String,
     result: String,
     flags: Vec<String>,
@@ -77,7 +80,7 @@ fn rustcrypto_vk<P: MlDsaParams>(spki: &[u8]) -> ml_dsa::VerifyingKey<P> {
 #[test]
 fn wycheproof_ml_dsa_65_seeded_signing() {
     let file: File = serde_json::from_str(include_str!("wycheproof/mldsa_65_sign_seed_test.json")).unwrap();
-    let (mut reproduced, mut refused_keys, mut skipped) = (0, 0, 0);
+    let (mut reproduced, mut refused_keys, mut skipped, mut external_mu) = (0, 0, 0, 0);
     for group in &file.groups {
         let seed = hex::decode(&group.private_seed).unwrap();
         let pkcs8 = group.private_key_pkcs8.as_deref().filter(|h| !h.is_empty()).map(|h| hex::decode(h).unwrap());
@@ -104,6 +107,38 @@ fn wycheproof_ml_dsa_65_seeded_signing() {
         for case in &group.tests {
             let with_context = case.ctx.as_deref().is_some_and(|c| !c.is_empty());
             let internal = case.flags.iter().any(|f| f == "Internal");
+            // External μ: the vector's signature verifies over its μ, SKM's
+            // own signature of that μ does too, and where the case is pure
+            // ML-DSA of a message with the empty context, SKM computes the
+            // same μ and its μ signature is the message's signature.
+            if let (Some(mu), "valid") = (case.mu.as_deref().map(|m| hex::decode(m).unwrap()), case.result.as_str()) {
+                let sig = hex::decode(&case.sig).unwrap();
+                assert_eq!(
+                    public.verify(SignatureAlgorithm::MlDsa, Message::Mu(&mu), &sig),
+                    Ok(()),
+                    "case {}",
+                    case.id
+                );
+                let ours = key.sign(SignatureAlgorithm::MlDsa, Message::Mu(&mu)).unwrap();
+                assert_eq!(
+                    public.verify(SignatureAlgorithm::MlDsa, Message::Mu(&mu), &ours),
+                    Ok(()),
+                    "case {}",
+                    case.id
+                );
+                assert!(
+                    oracle
+                        .expanded_key()
+                        .verifying_key()
+                        .verify_mu(&mu[..].try_into().unwrap(), &rustcrypto_sig(&ours).unwrap())
+                );
+                if let (Some(msg), false, false) = (case.msg.as_deref(), with_context, internal) {
+                    let msg = hex::decode(msg).unwrap();
+                    assert_eq!(public.external_mu(&msg).unwrap()[..], mu[..], "case {}", case.id);
+                    assert_eq!(public.verify(SignatureAlgorithm::MlDsa, Message::Raw(&msg), &ours), Ok(()));
+                }
+                external_mu += 1;
+            }
             let Some(msg) = case.msg.as_deref().map(|m| hex::decode(m).unwrap()) else {
                 skipped += 1;
                 continue;
@@ -129,6 +164,7 @@ fn wycheproof_ml_dsa_65_seeded_signing() {
         }
     }
     assert_eq!(reproduced + refused_keys + skipped, file.number_of_tests);
+    assert_eq!(external_mu, 101, "every valid case's μ");
     assert!(
         reproduced >= 70 && refused_keys == 3,
         "{reproduced} reproduced, {refused_keys} refused, {skipped} skipped"
@@ -160,7 +196,33 @@ fn differential<P: MlDsaParams>(alg: KeyAlgorithm) {
         }
         let loaded = PublicKey::from_spki_der(alg, key.public().spki_der()).unwrap();
         assert_eq!(&loaded, key.public());
+        // External μ: SKM's μ is RustCrypto's, its μ signature verifies as
+        // the message's in both, and the forms are refused where they don't fit.
+        for msg in [&b""[..], b"message", &[0x5a; 100_000]] {
+            let mu = key.public().external_mu(msg).unwrap();
+            let theirs = vk
+                .compute_mu(
+                    |h| {
+                        shake::Update::update(h, msg);
+                        Ok(())
+                    },
+                    b"",
+                )
+                .unwrap();
+            assert_eq!(mu[..], theirs[..], "{}: the same μ", alg.name());
+            let ours = key.sign(SignatureAlgorithm::MlDsa, Message::Mu(&mu)).unwrap();
+            assert_eq!(key.public().verify(SignatureAlgorithm::MlDsa, Message::Raw(msg), &ours), Ok(()));
+            assert!(vk.verify_with_context(msg, b"", &rustcrypto_sig::<P>(&ours).unwrap()));
+            let mut other = mu;
+            other[0] ^= 1;
+            assert_eq!(key.public().verify(SignatureAlgorithm::MlDsa, Message::Mu(&other), &ours), Err(VerifyError));
+        }
+        assert_eq!(key.sign(SignatureAlgorithm::MlDsa, Message::Mu(&[0; 63])), Err(AsymError::MuLength(63)));
     }
+    let p256 = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let refused = p256.sign(SignatureAlgorithm::EcdsaSha256, Message::Mu(&[0; 64]));
+    assert_eq!(refused, Err(AsymError::MuNotSupported("ecdsa-p256")));
+    assert_eq!(p256.public().external_mu(b"m"), Err(AsymError::MuNotSupported("ecdsa-p256")));
 }
 
 #[test]

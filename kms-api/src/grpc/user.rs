@@ -50,12 +50,8 @@ pub(crate) fn signature_algorithm_pb(alg: SignatureAlgorithm) -> pb::SignatureAl
     }
 }
 
-fn signed(message: Option<Vec<u8>>, digest: Option<Vec<u8>>) -> Result<Signed, Status> {
-    match (message, digest) {
-        (Some(m), _) => Ok(Signed::Message(m)),
-        (None, Some(d)) => Ok(Signed::Digest(d)),
-        (None, None) => Err(Status::invalid_argument("one of message or digest is required")),
-    }
+fn signed(input: Option<Signed>) -> Result<Signed, Status> {
+    input.ok_or_else(|| Status::invalid_argument("one of message, digest or mu is required"))
 }
 
 fn encrypt(item: pb::EncryptRequest) -> kms::Encrypt {
@@ -206,11 +202,11 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
         let caller = application(&request)?;
         let req = request.into_inner();
         let algorithm = signature_algorithm(req.algorithm)?;
-        let signed = match req.input {
-            Some(pb::sign_request::Input::Message(m)) => signed(Some(m), None)?,
-            Some(pb::sign_request::Input::Digest(d)) => signed(None, Some(d))?,
-            None => signed(None, None)?,
-        };
+        let signed = signed(req.input.map(|input| match input {
+            pb::sign_request::Input::Message(m) => Signed::Message(m),
+            pb::sign_request::Input::Digest(d) => Signed::Digest(d),
+            pb::sign_request::Input::Mu(mu) => Signed::Mu(mu),
+        }))?;
         let done = self.kms.execute(&caller, kms::Sign { key_id: req.key_id, signed, algorithm }).await?;
         Ok(Response::new(pb::SignResponse {
             signature: done.signature,
@@ -223,11 +219,11 @@ impl<S: Store + Clone> KeyService for KeyApi<S> {
         let caller = application(&request)?;
         let req = request.into_inner();
         let algorithm = signature_algorithm(req.algorithm)?;
-        let signed = match req.input {
-            Some(pb::verify_request::Input::Message(m)) => signed(Some(m), None)?,
-            Some(pb::verify_request::Input::Digest(d)) => signed(None, Some(d))?,
-            None => signed(None, None)?,
-        };
+        let signed = signed(req.input.map(|input| match input {
+            pb::verify_request::Input::Message(m) => Signed::Message(m),
+            pb::verify_request::Input::Digest(d) => Signed::Digest(d),
+            pb::verify_request::Input::Mu(mu) => Signed::Mu(mu),
+        }))?;
         let op = kms::Verify {
             key_id: req.key_id,
             signed,

@@ -13,8 +13,11 @@ use crate::model::{self, KeyKind};
 pub enum Signed {
     /// The message itself, at most [`model::MAX_SIGN_MESSAGE`] bytes.
     Message(Vec<u8>),
-    /// Its SHA-256 digest.
+    /// Its digest under the signature algorithm's hash.
     Digest(Vec<u8>),
+    /// An ML-DSA external μ (64 bytes) the caller computed from the
+    /// message and the public key.
+    Mu(Vec<u8>),
 }
 
 impl Signed {
@@ -22,14 +25,15 @@ impl Signed {
         match self {
             Signed::Message(m) => Message::Raw(m),
             Signed::Digest(d) => Message::Digest(d),
+            Signed::Mu(mu) => Message::Mu(mu),
         }
     }
 
     fn check(&self) -> Result<(), KmsError> {
         match self {
             Signed::Message(m) => check_len("message", m.len(), model::MAX_SIGN_MESSAGE),
-            // Its length is skm-crypto's to check, with the algorithm.
-            Signed::Digest(_) => Ok(()),
+            // Their lengths are skm-crypto's to check, with the algorithm.
+            Signed::Digest(_) | Signed::Mu(_) => Ok(()),
         }
     }
 }
@@ -103,10 +107,10 @@ pub struct PublicKeyInfo {
 /// Bad input as skm-crypto judges it, in the words of DESIGN §10.
 fn refused(e: AsymError) -> KmsError {
     match e {
-        AsymError::DigestNotSupported(_) | AsymError::WrongAlgorithm { .. } => {
+        AsymError::DigestNotSupported(_) | AsymError::MuNotSupported(_) | AsymError::WrongAlgorithm { .. } => {
             KmsError::FailedPrecondition(e.to_string())
         }
-        AsymError::DigestLength { .. } => KmsError::InvalidArgument(e.to_string()),
+        AsymError::DigestLength { .. } | AsymError::MuLength(_) => KmsError::InvalidArgument(e.to_string()),
         other => internal(other),
     }
 }

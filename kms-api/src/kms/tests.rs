@@ -1252,3 +1252,41 @@ async fn imported_signing_hmac_and_rsa_keys_work_as_their_originals() {
         left.iter().map(|(k, _)| String::from_utf8_lossy(k)).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn ml_dsa_keys_sign_an_external_mu_as_the_message_itself() {
+    use skm_crypto::asym::{Message, SignatureAlgorithm};
+    let core = core().await;
+    let ks = core.keystore("ks").await;
+    let caller = app("10.0.0.1");
+    let key = core.key(&ks, "pq", KeyKind::Asymmetric(KeyAlgorithm::MlDsa65)).await;
+    let public = core.kms.execute(&caller, GetPublicKey { key_id: key.clone(), key_version: 0 }).await.unwrap();
+    let public = skm_crypto::asym::PublicKey::from_spki_der(KeyAlgorithm::MlDsa65, &public.spki_der).unwrap();
+    let message = vec![0x42; 3 * model::MAX_SIGN_MESSAGE];
+    let mu = public.external_mu(&message).unwrap().to_vec();
+    let sign = |signed| Sign { key_id: key.clone(), signed, algorithm: None };
+    let done = core.kms.execute(&caller, sign(Signed::Mu(mu.clone()))).await.unwrap();
+    assert_eq!((done.key_version, done.algorithm), (1, SignatureAlgorithm::MlDsa));
+    public.verify(SignatureAlgorithm::MlDsa, Message::Raw(&message), &done.signature).unwrap();
+    let verify = |signed, signature: &[u8]| Verify {
+        key_id: key.clone(),
+        signed,
+        signature: signature.to_vec(),
+        algorithm: None,
+        key_version: 0,
+    };
+    let ok = core.kms.execute(&caller, verify(Signed::Mu(mu.clone()), &done.signature)).await.unwrap();
+    assert_eq!(ok, Verified(Some(1)));
+    let mut other = mu.clone();
+    other[63] ^= 1;
+    assert_eq!(core.kms.execute(&caller, verify(Signed::Mu(other), &done.signature)).await.unwrap(), Verified(None));
+    let short = core.kms.execute(&caller, sign(Signed::Mu(mu[..63].to_vec()))).await.unwrap_err();
+    assert_eq!((short.code(), short.to_string()), (Code::InvalidArgument, "an external mu is 64 bytes; got 63".into()));
+    let ed = core.key(&ks, "ed", KeyKind::Asymmetric(KeyAlgorithm::Ed25519)).await;
+    let on_ed = Sign { key_id: ed, signed: Signed::Mu(mu), algorithm: None };
+    let refused = core.kms.execute(&caller, on_ed).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(refused.to_string(), "ed25519 keys take no external mu (ML-DSA keys only)");
+    let signs: Vec<_> = core.entries().await.into_iter().filter(|(_, e)| e.operation == "Sign").collect();
+    assert!(signs.iter().any(|(_, e)| e.result == Outcome::Allowed && e.key_version == Some(1)));
+}

@@ -335,15 +335,17 @@ async fn key_call_run<S: Store + Clone>(
     })
 }
 
-/// `message` or `digest`, exactly one.
+/// `message`, `digest` or `mu`, exactly one.
 fn signed_input(fields: &mut Fields) -> Result<Signed, ApiError> {
     let message = fields.bytes("message")?;
     let digest = fields.bytes("digest")?;
-    match (message, digest) {
-        (Some(m), None) => Ok(Signed::Message(m.to_vec())),
-        (None, Some(d)) => Ok(Signed::Digest(d.to_vec())),
-        (Some(_), Some(_)) => Err(ApiError::invalid("give one of message or digest, not both")),
-        (None, None) => Err(ApiError::invalid("one of message or digest is required")),
+    let mu = fields.bytes("mu")?;
+    match (message, digest, mu) {
+        (Some(m), None, None) => Ok(Signed::Message(m.to_vec())),
+        (None, Some(d), None) => Ok(Signed::Digest(d.to_vec())),
+        (None, None, Some(mu)) => Ok(Signed::Mu(mu.to_vec())),
+        (None, None, None) => Err(ApiError::invalid("one of message, digest or mu is required")),
+        _ => Err(ApiError::invalid("give one of message, digest or mu, not more")),
     }
 }
 

@@ -239,6 +239,36 @@ def test_ml_dsa_signatures(client, stack, name, kind, size, public_type):
     assert info.value.message == f"{kind} keys sign messages, not digests"
 
 
+@pytest.mark.parametrize("name,kind,size,public_type", MLDSAS, ids=[m[1] for m in MLDSAS])
+def test_ml_dsa_external_mu(client, stack, name, kind, size, public_type):
+    key = stack.keys[name]
+    pub = client.get_public_key(key)
+    message = b"a release of any size " * 10_000  # far over Sign's 4096-byte message limit
+    mu = skm.external_mu(pub.spki_der, message)
+    assert len(mu) == 64
+    sig = client.sign(key, mu=mu)
+    assert (len(sig.signature), sig.algorithm, sig.key_version) == (size, A.ML_DSA, 1)
+    # the signature is the message's own: `cryptography` verifies it over the message itself
+    public = serialization.load_pem_public_key(pub.pem.encode())
+    public.verify(sig.signature, message)
+    assert client.verify(key, sig.signature, mu=mu) == skm.Verified(True, 1)
+    assert client.verify(key, client.sign(key, b"short").signature, mu=skm.external_mu(pub.spki_der, b"short")).valid
+    assert not client.verify(key, sig.signature, mu=bytes(64)).valid
+    with pytest.raises(skm.InvalidArgument) as info:
+        client.sign(key, mu=mu[:32])
+    assert info.value.message == "an external mu is 64 bytes; got 32"
+    with pytest.raises(ValueError):
+        client.sign(key, b"m", mu=mu)
+
+
+def test_external_mu_is_for_ml_dsa_keys_only(client, stack):
+    with pytest.raises(skm.FailedPrecondition) as info:
+        client.sign(stack.keys["ed"], mu=bytes(64))
+    assert info.value.message == "ed25519 keys take no external mu (ML-DSA keys only)"
+    with pytest.raises(ValueError):
+        skm.external_mu(client.get_public_key(stack.keys["ed"]).spki_der, b"m")
+
+
 def test_ml_dsa_refusals(client, stack):
     k = stack.keys
     cases = [

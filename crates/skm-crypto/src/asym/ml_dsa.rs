@@ -10,6 +10,13 @@
 //!
 //! AWS-LC wipes every allocation it frees, so the parsed private key needs no
 //! zeroizing of its own.
+//!
+//! External μ (AWS KMS's `EXTERNAL_MU`: the caller hashes the message into
+//! FIPS 204's 64-byte μ) is signed and verified with RustCrypto `ml-dsa`,
+//! because aws-lc-rs 1.19 has no μ API: the key is expanded from its seed
+//! for each such call (zeroized on drop) and signs hedged, with randomness
+//! from AWS-LC's generator. The signature is exactly the one the message
+//! itself would get, which the tests check against aws-lc-rs.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{
@@ -17,8 +24,91 @@ use aws_lc_rs::signature::{
 };
 use zeroize::Zeroizing;
 
-use super::{AsymError, Checked, KeyAlgorithm};
+use ml_dsa::common::array::Array;
+use ml_dsa::common::rand_core::{TryCryptoRng, TryRng};
+use ml_dsa::common::typenum::U64;
+use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsa44, MlDsa65, MlDsa87, MlDsaParams, Seed};
+use shake::Update as _;
+
+use super::{AsymError, Checked, KeyAlgorithm, MU_LEN};
 use crate::VerifyError;
+
+/// The seed of a PKCS#8 in the RFC 9881 seed form (`[0] OCTET STRING` of
+/// 32 bytes as the private key): `None` for any other form.
+fn seed_of(der: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    if der.len() != 54 || der[20..22] != [0x80, 0x20] {
+        return None;
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&der[22..]);
+    Some(seed)
+}
+
+/// The raw public key inside an ML-DSA SPKI (its BIT STRING's contents).
+fn raw_public(alg: KeyAlgorithm, spki: &[u8]) -> Option<&[u8]> {
+    let len = match alg {
+        KeyAlgorithm::MlDsa44 => 1312,
+        KeyAlgorithm::MlDsa65 => 1952,
+        KeyAlgorithm::MlDsa87 => 2592,
+        _ => return None,
+    };
+    spki.get(spki.len().checked_sub(len)?..)
+}
+
+/// A μ as RustCrypto's `ml-dsa` takes it.
+type B64 = Array<u8, U64>;
+
+/// AWS-LC's random generator as RustCrypto's.
+struct AwsLcRng;
+
+impl TryRng for AwsLcRng {
+    type Error = crate::RngError;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        crate::fill_random(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        crate::fill_random(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        crate::fill_random(dst)
+    }
+}
+
+impl TryCryptoRng for AwsLcRng {}
+
+fn sign_mu_with<P: MlDsaParams>(seed: &[u8; 32], mu: &B64) -> Result<Vec<u8>, AsymError> {
+    let key = ml_dsa::SigningKey::<P>::from_seed(&Seed::from(*seed));
+    let signature = key.expanded_key().sign_mu_randomized(mu, &mut AwsLcRng).map_err(|_| AsymError::Crypto)?;
+    Ok(signature.encode().to_vec())
+}
+
+fn verify_mu_with<P: MlDsaParams>(public: &[u8], mu: &B64, signature: &[u8]) -> Result<(), VerifyError> {
+    let key = ml_dsa::VerifyingKey::<P>::decode(&EncodedVerifyingKey::<P>::try_from(public).map_err(|_| VerifyError)?);
+    let signature = EncodedSignature::<P>::try_from(signature).map_err(|_| VerifyError)?;
+    let signature = ml_dsa::Signature::<P>::decode(&signature).ok_or(VerifyError)?;
+    if key.verify_mu(mu, &signature) { Ok(()) } else { Err(VerifyError) }
+}
+
+fn mu_with<P: MlDsaParams>(public: &[u8], message: &[u8]) -> Option<[u8; MU_LEN]> {
+    let key = ml_dsa::VerifyingKey::<P>::decode(&EncodedVerifyingKey::<P>::try_from(public).ok()?);
+    let mu = key
+        .compute_mu(
+            |h| {
+                h.update(message);
+                Ok(())
+            },
+            &[],
+        )
+        .ok()?;
+    mu.as_slice().try_into().ok()
+}
 
 /// aws-lc-rs's signing and verification parameters of an ML-DSA algorithm.
 fn params(alg: KeyAlgorithm) -> Option<(&'static PqdsaSigningAlgorithm, &'static PqdsaVerificationAlgorithm)> {
@@ -43,19 +133,24 @@ pub(super) fn generate_pkcs8(alg: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, As
     Ok(Zeroizing::new(doc.as_ref().to_vec()))
 }
 
-/// The parsed private key.
-pub(super) struct Signer(PqdsaKeyPair);
+/// The parsed private key, with its seed for external-μ signing.
+pub(super) struct Signer {
+    pair: PqdsaKeyPair,
+    alg: KeyAlgorithm,
+    seed: Option<Zeroizing<[u8; 32]>>,
+}
 
 impl Signer {
     /// Parses PKCS#8 (seed or expanded form; both must agree when both are
     /// present); the parameter set must be `alg`'s.
     pub(super) fn from_pkcs8(alg: KeyAlgorithm, der: &[u8]) -> Result<Self, AsymError> {
         let (signing, _) = params(alg).ok_or(AsymError::Malformed)?;
-        PqdsaKeyPair::from_pkcs8(signing, der).map(Self).map_err(|_| AsymError::Malformed)
+        let pair = PqdsaKeyPair::from_pkcs8(signing, der).map_err(|_| AsymError::Malformed)?;
+        Ok(Self { pair, alg, seed: seed_of(der) })
     }
 
     pub(super) fn spki_der(&self) -> Result<Vec<u8>, AsymError> {
-        let der = self.0.public_key().as_der().map_err(|_| AsymError::Crypto)?;
+        let der = self.pair.public_key().as_der().map_err(|_| AsymError::Crypto)?;
         Ok(der.as_ref().to_vec())
     }
 
@@ -63,10 +158,23 @@ impl Signer {
         let Checked::Raw(msg) = message else {
             return Err(AsymError::Crypto);
         };
-        let mut signature = vec![0u8; self.0.algorithm().signature_len()];
-        let len = self.0.sign(msg, &mut signature).map_err(|_| AsymError::Crypto)?;
+        let mut signature = vec![0u8; self.pair.algorithm().signature_len()];
+        let len = self.pair.sign(msg, &mut signature).map_err(|_| AsymError::Crypto)?;
         signature.truncate(len);
         Ok(signature)
+    }
+
+    /// Signs an external μ ([`super::Message::Mu`], length checked).
+    pub(super) fn sign_mu(&self, mu: &[u8]) -> Result<Vec<u8>, AsymError> {
+        // Keys SKM makes are always in the seed form.
+        let seed = self.seed.as_ref().ok_or(AsymError::Crypto)?;
+        let mu = B64::try_from(mu).map_err(|_| AsymError::MuLength(mu.len()))?;
+        match self.alg {
+            KeyAlgorithm::MlDsa44 => sign_mu_with::<MlDsa44>(seed, &mu),
+            KeyAlgorithm::MlDsa65 => sign_mu_with::<MlDsa65>(seed, &mu),
+            KeyAlgorithm::MlDsa87 => sign_mu_with::<MlDsa87>(seed, &mu),
+            _ => Err(AsymError::Crypto),
+        }
     }
 }
 
@@ -74,6 +182,7 @@ impl Signer {
 #[derive(Clone, Debug)]
 pub(super) struct Verifier {
     key: ParsedPublicKey,
+    alg: KeyAlgorithm,
     spki: Vec<u8>,
 }
 
@@ -87,7 +196,7 @@ impl Verifier {
         if canonical.as_ref() != der {
             return Err(AsymError::Malformed);
         }
-        Ok(Self { key, spki: der.to_vec() })
+        Ok(Self { key, alg, spki: der.to_vec() })
     }
 
     pub(super) fn spki_der(&self) -> Vec<u8> {
@@ -99,5 +208,30 @@ impl Verifier {
             return Err(VerifyError);
         };
         self.key.verify_sig(msg, signature).map_err(|_| VerifyError)
+    }
+
+    /// Verifies a signature over an external μ.
+    pub(super) fn verify_mu(&self, mu: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
+        let public = raw_public(self.alg, &self.spki).ok_or(VerifyError)?;
+        let mu = B64::try_from(mu).map_err(|_| VerifyError)?;
+        match self.alg {
+            KeyAlgorithm::MlDsa44 => verify_mu_with::<MlDsa44>(public, &mu, signature),
+            KeyAlgorithm::MlDsa65 => verify_mu_with::<MlDsa65>(public, &mu, signature),
+            KeyAlgorithm::MlDsa87 => verify_mu_with::<MlDsa87>(public, &mu, signature),
+            _ => Err(VerifyError),
+        }
+    }
+
+    /// The external μ of `message` under this key (pure ML-DSA, empty
+    /// context).
+    pub(super) fn external_mu(&self, message: &[u8]) -> Result<[u8; MU_LEN], AsymError> {
+        raw_public(self.alg, &self.spki)
+            .and_then(|public| match self.alg {
+                KeyAlgorithm::MlDsa44 => mu_with::<MlDsa44>(public, message),
+                KeyAlgorithm::MlDsa65 => mu_with::<MlDsa65>(public, message),
+                KeyAlgorithm::MlDsa87 => mu_with::<MlDsa87>(public, message),
+                _ => None,
+            })
+            .ok_or(AsymError::Crypto)
     }
 }

@@ -12,6 +12,7 @@ gRPC code (``skm.PermissionDenied``, ``skm.InvalidArgument``, ...), all
 ``api_pb2_grpc`` (and ``skm.admin.v1`` for the operator plane).
 """
 
+from skm._calls import external_mu
 from skm.aio import AsyncClient
 from skm.client import Client
 from skm.credentials import Credentials, credentials, from_profile, pkcs12_to_pem
@@ -57,7 +58,7 @@ from skm.types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncClient", "Client", "Credentials", "credentials", "from_profile", "pkcs12_to_pem",
+    "AsyncClient", "Client", "external_mu", "Credentials", "credentials", "from_profile", "pkcs12_to_pem",
     "RETRYABLE", "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded", "DecryptionError",
     "EnvelopeError", "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "SkmError", "Unauthenticated", "Unavailable", "Unimplemented",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
+import hashlib
+
 import grpc
 
 from skm.api.v1 import api_pb2 as pb
@@ -41,10 +43,26 @@ def metadata(c: Credentials) -> Optional[Sequence[Tuple[str, str]]]:
     return ((CLIENT_MAC_METADATA, c.client_mac),) if c.client_mac else None
 
 
-def _signed(message: Optional[bytes], digest: Optional[bytes]) -> dict:
-    if (message is None) == (digest is None):
-        raise ValueError("give exactly one of message or digest")
-    return {"message": message} if message is not None else {"digest": digest}
+def _signed(message: Optional[bytes], digest: Optional[bytes], mu: Optional[bytes] = None) -> dict:
+    given = {k: v for k, v in (("message", message), ("digest", digest), ("mu", mu)) if v is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one of message, digest or mu")
+    return given
+
+
+# The raw public key's length at the end of an ML-DSA SPKI, by parameter set.
+_ML_DSA_PUBLIC_LEN = {1312, 1952, 2592}
+
+
+def external_mu(spki_der: bytes, message: bytes) -> bytes:
+    """FIPS 204's external mu of ``message`` for the ML-DSA public key ``spki_der`` (pure ML-DSA, empty
+    context): SHAKE256(SHAKE256(public key, 64) || 0x00 || 0x00 || message, 64). Sign it with
+    ``sign(key_id, mu=...)`` to sign a message of any size by sending 64 bytes."""
+    lengths = [n for n in _ML_DSA_PUBLIC_LEN if len(spki_der) == n + 22]
+    if not lengths:
+        raise ValueError("spki_der is not an ML-DSA-44/65/87 public key")
+    tr = hashlib.shake_256(spki_der[22:]).digest(64)
+    return hashlib.shake_256(tr + b"\x00\x00" + message).digest(64)
 
 
 def _item_error(e: pb.ItemError) -> ItemError:
@@ -130,10 +148,13 @@ def batch_decrypt(items: Iterable[Item]) -> Call:
     return "BatchDecrypt", pb.BatchDecryptRequest(items=reqs), result
 
 
-def sign(key_id: str, message: Optional[bytes], digest: Optional[bytes], algorithm: SignatureAlgorithm) -> Call:
+def sign(
+    key_id: str, message: Optional[bytes], digest: Optional[bytes], algorithm: SignatureAlgorithm,
+    mu: Optional[bytes] = None,
+) -> Call:
     return (
         "Sign",
-        pb.SignRequest(key_id=key_id, algorithm=int(algorithm), **_signed(message, digest)),
+        pb.SignRequest(key_id=key_id, algorithm=int(algorithm), **_signed(message, digest, mu)),
         lambda r: Signature(r.signature, r.key_version, SignatureAlgorithm(r.algorithm)),
     )
 
@@ -145,6 +166,7 @@ def verify(
     digest: Optional[bytes],
     algorithm: SignatureAlgorithm,
     key_version: int,
+    mu: Optional[bytes] = None,
 ) -> Call:
     return (
         "Verify",
@@ -153,7 +175,7 @@ def verify(
             signature=signature,
             algorithm=int(algorithm),
             key_version=key_version,
-            **_signed(message, digest),
+            **_signed(message, digest, mu),
         ),
         lambda r: Verified(r.valid, r.key_version),
     )

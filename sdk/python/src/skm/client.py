@@ -131,10 +131,12 @@ class Client:
         *,
         digest: Optional[bytes] = None,
         algorithm: SignatureAlgorithm = SignatureAlgorithm.UNSPECIFIED,
+        mu: Optional[bytes] = None,
     ) -> Signature:
         """Signs a message (≤ 4096 bytes) or a digest (SHA-256; SHA-384 for ECDSA_SHA384) with the
-        newest version; ML-DSA and Ed25519 sign messages only."""
-        return self._run(_calls.sign(key_id, message, digest, algorithm))
+        newest version; ML-DSA and Ed25519 sign messages only, and ML-DSA also an external ``mu``
+        (``skm.external_mu``)."""
+        return self._run(_calls.sign(key_id, message, digest, algorithm, mu))
 
     def verify(
         self,
@@ -145,9 +147,10 @@ class Client:
         digest: Optional[bytes] = None,
         algorithm: SignatureAlgorithm = SignatureAlgorithm.UNSPECIFIED,
         key_version: int = 0,
+        mu: Optional[bytes] = None,
     ) -> Verified:
         """Verifies with one version, or every retained one (0); invalid is ``valid=False``."""
-        return self._run(_calls.verify(key_id, signature, message, digest, algorithm, key_version))
+        return self._run(_calls.verify(key_id, signature, message, digest, algorithm, key_version, mu))
 
     def generate_mac(self, key_id: str, message: bytes) -> Mac:
         """The HMAC of a message (≤ 4096 bytes) with the newest version of an HMAC key."""

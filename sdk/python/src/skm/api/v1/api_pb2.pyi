@@ -180,16 +180,18 @@ class BatchDecryptResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchDecryptResult, _Mapping]]] = ...) -> None: ...
 
 class SignRequest(_message.Message):
-    __slots__ = ("key_id", "message", "digest", "algorithm")
+    __slots__ = ("key_id", "message", "digest", "mu", "algorithm")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MU_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     message: bytes
     digest: bytes
+    mu: bytes
     algorithm: SignatureAlgorithm
-    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ...) -> None: ...
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., mu: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ...) -> None: ...
 
 class SignResponse(_message.Message):
     __slots__ = ("signature", "key_version", "algorithm")
@@ -202,20 +204,22 @@ class SignResponse(_message.Message):
     def __init__(self, signature: _Optional[bytes] = ..., key_version: _Optional[int] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("key_id", "message", "digest", "signature", "algorithm", "key_version")
+    __slots__ = ("key_id", "message", "digest", "mu", "signature", "algorithm", "key_version")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MU_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     message: bytes
     digest: bytes
+    mu: bytes
     signature: bytes
     algorithm: SignatureAlgorithm
     key_version: int
-    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., key_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., mu: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("valid", "key_version")
