@@ -97,6 +97,13 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
     );
     if seal == DevSeal::Shamir {
         eprintln!("skm dev: Shamir seal: run `skm root init`, then `skm root unseal` with enough shares.");
+    } else {
+        eprintln!(
+            "skm dev: DEVELOPMENT ONLY: the passphrase that unseals the root key ({}) sits beside the sealed root \
+             key, so anyone who can read that folder has every key; a deployment uses Shamir shares (docs: README, \
+             SECURITY.md).",
+            stack.dir.join("root-keyd").join("passphrase").display()
+        );
     }
     eprintln!("skm dev: `skm status --wait 30` tells when it is ready; Ctrl-C stops all three.");
 

@@ -24,7 +24,9 @@ impl From<SealError> for Status {
         match e {
             SealError::NotInitialized | SealError::Sealed => Status::unavailable(e.to_string()),
             SealError::AlreadyInitialized | SealError::WrongMode(_) => Status::failed_precondition(e.to_string()),
-            SealError::Shamir(_) | SealError::BadShare => Status::invalid_argument(e.to_string()),
+            SealError::Shamir(_) | SealError::ThresholdTooLow(_) | SealError::BadShare => {
+                Status::invalid_argument(e.to_string())
+            }
             SealError::BadPassphrase(_)
             | SealError::Io { .. }
             | SealError::Malformed(_)

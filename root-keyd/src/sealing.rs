@@ -21,6 +21,10 @@ use crate::config::SealConfig;
 
 const SEAL_FILE: &str = "root-key.seal";
 
+/// The lowest Shamir threshold root-keyd accepts: with 1, any single share
+/// unseals the root key.
+pub const MIN_THRESHOLD: u32 = 2;
+
 /// Errors of the seal state machine, mapped to gRPC codes in `grpc.rs`.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -39,6 +43,12 @@ pub enum SealError {
     /// Bad Shamir parameters.
     #[error(transparent)]
     Shamir(#[from] seal::ShamirError),
+    /// A threshold under [`MIN_THRESHOLD`].
+    #[error(
+        "threshold {0}: a single share would unseal the root key, so one operator (or one lost share) could; \
+         use a threshold of at least 2"
+    )]
+    ThresholdTooLow(u32),
     /// A share that does not belong to this root key.
     #[error("unseal share rejected: it does not belong to this root key")]
     BadShare,
@@ -210,9 +220,13 @@ impl Sealer {
     }
 
     /// Creates the root key in Shamir mode and returns the shares (once).
+    /// The threshold is at least [`MIN_THRESHOLD`].
     pub fn init_shamir(&self, shares: u32, threshold: u32) -> Result<(String, UnsealShares), SealError> {
         if self.mode != SealConfig::Shamir {
             return Err(SealError::WrongMode("root-keyd is in passphrase mode: it initialises itself"));
+        }
+        if threshold < MIN_THRESHOLD {
+            return Err(SealError::ThresholdTooLow(threshold));
         }
         let mut state = self.write();
         if !matches!(*state, State::Uninitialized) {
@@ -380,6 +394,20 @@ fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, SealError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threshold_of_one_is_refused_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::open(dir.path(), SealConfig::Shamir).unwrap();
+        for (shares, threshold) in [(3, 0), (3, 1), (1, 1)] {
+            let e = sealer.init_shamir(shares, threshold).unwrap_err();
+            assert!(matches!(e, SealError::ThresholdTooLow(t) if t == threshold), "{e}");
+            assert!(e.to_string().contains("use a threshold of at least 2"), "{e}");
+        }
+        assert!(!dir.path().join(SEAL_FILE).exists(), "nothing stored");
+        assert!(matches!(sealer.root_key(), Err(SealError::NotInitialized)));
+        sealer.init_shamir(2, 2).unwrap();
+    }
 
     #[test]
     fn shamir_lifecycle() {

@@ -504,6 +504,8 @@ pub struct DevProcess {
     /// The profile it printed.
     pub profile: String,
     dir: TempDir,
+    /// Where its standard error goes.
+    stderr: tempfile::NamedTempFile,
 }
 
 impl DevProcess {
@@ -512,17 +514,18 @@ impl DevProcess {
         use std::io::BufRead;
         let dir = tempfile::tempdir()?;
         let base = free_port_base();
+        let stderr = tempfile::NamedTempFile::new()?;
         let mut child = std::process::Command::new(skm_bin())
             .args(["dev", "--data-dir"])
             .arg(dir.path())
             .args(["--port-base", &base.to_string()])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr.reopen()?)
             .spawn()?;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let profile = line.trim().strip_prefix("export SKM_PROFILE=").context("export line")?.to_owned();
-        let dev = Self { child, profile, dir };
+        let dev = Self { child, profile, dir, stderr };
         let status = dev.run(&["status", "--wait", "60"], b"");
         if !status.status.success() {
             bail!("skm dev not ready: {}", String::from_utf8_lossy(&status.stdout));
@@ -533,6 +536,11 @@ impl DevProcess {
     /// The `--data-dir` it runs in.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// What it has written to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     /// Runs `skm ARGS` with this profile, `stdin` as input.

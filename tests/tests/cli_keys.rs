@@ -102,7 +102,21 @@ fn cli_round_trips_for_every_key_type() {
         assert_eq!(digest.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&digest.stderr);
         assert!(stderr.contains(&format!("{key_type} keys sign messages, not digests")), "{stderr}");
+        // External μ: a message of any size is signed by sending 64 bytes;
+        // the signature is the message's own, checked from the SPKI alone.
+        let big = vec![0x3c_u8; 200_000];
+        let sig = dev.ok(&["sign", &key, "--external-mu"], &big);
+        let raw = B64.decode(&sig).unwrap();
+        assert_eq!(public.verify(SignatureAlgorithm::MlDsa, Message::Raw(&big), &raw), Ok(()), "{key_type} mu");
+        dev.ok(&["verify", &key, "--signature", &sig, "--external-mu"], &big);
+        dev.ok(&["verify", &key, "--signature", &sig, "--external-mu", "--version", "1"], &big);
+        let tampered = dev.run(&["verify", &key, "--signature", &sig, "--external-mu"], b"tampered");
+        assert_eq!(tampered.status.code(), Some(1));
     }
+    let ed = dev.ok(&["key", "create", "apps", "ed-mu", "--type", "ed25519"], b"");
+    let no_mu = dev.run(&["sign", &ed, "--external-mu"], message);
+    assert_eq!(no_mu.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_mu.stderr).contains("ed25519 keys take no external mu"), "{no_mu:?}");
 
     // HMAC: tags are the full hash output, deterministic, checked by the
     // server against every retained version; rotation keeps old tags valid.
@@ -179,8 +193,8 @@ fn cli_round_trips_for_every_key_type() {
 
     // Management views and lifecycle.
     let list = dev.ok(&["key", "list", "apps"], b"");
-    // aes, 5 + 1 signing keys, 3 ML-DSA, 3 HMAC, 3 RSA-OAEP, the secret.
-    assert_eq!(list.lines().count(), 17, "{list}");
+    // aes, 5 + 1 signing keys, 3 ML-DSA, ed-mu, 3 HMAC, 3 RSA-OAEP, the secret.
+    assert_eq!(list.lines().count(), 18, "{list}");
     let show = dev.ok(&["--json", "key", "show", &aes], b"");
     assert!(show.contains("\"current_version\":2") && show.contains("\"state\":\"enabled\""), "{show}");
     dev.ok(&["key", "disable", &aes], b"");
@@ -391,6 +405,15 @@ fn skm_dev_keeps_sealed_and_key_material_private() {
     dev.ok(&["encrypt", &key], b"so that the audit log and the store hold something");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let d = dev.data_dir();
+    // It says plainly where the passphrase is, and what that means.
+    let notice = dev.stderr();
+    let passphrase = d.join("root-keyd").join("passphrase");
+    assert!(
+        notice.contains("DEVELOPMENT ONLY")
+            && notice.contains(&passphrase.display().to_string())
+            && notice.contains("sits beside the sealed root key"),
+        "{notice}"
+    );
     let mut checked = 0;
     for tier in ["root-keyd", "system-keyd", "kms-api"] {
         let data = d.join(tier).join("data");

@@ -157,6 +157,8 @@ async fn shamir_sealed_root_blocks_kms_api_until_threshold() {
     let err = skm.admin().unwrap().list_keystores(skm_proto::admin::v1::ListKeystoresRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
+    let single = root.init(root_pb::InitRequest { shares: 3, threshold: 1 }).await.unwrap_err();
+    assert_eq!(single.code(), Code::InvalidArgument, "one share must never unseal: {single:?}");
     let init = root.init(root_pb::InitRequest { shares: 5, threshold: 3 }).await.unwrap().into_inner();
     assert_eq!(init.shares.len(), 5);
     assert!(stack.root().is_sealed());
