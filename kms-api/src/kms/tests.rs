@@ -1038,6 +1038,17 @@ async fn import_parameters(
     (public, params.import_token.as_bytes().to_vec())
 }
 
+/// CreateKey of origin external.
+fn external(keystore_id: &str, name: &str, kind: KeyKind) -> CreateKey {
+    CreateKey {
+        keystore_id: keystore_id.into(),
+        name: name.into(),
+        kind,
+        rotation_period_days: 0,
+        origin: KeyOrigin::External,
+    }
+}
+
 fn import(key: &str, token: &[u8], wrapped: Vec<u8>) -> ImportKeyMaterial {
     ImportKeyMaterial { key_id: key.into(), import_token: token.to_vec(), encrypted_key_material: wrapped }
 }
@@ -1049,19 +1060,13 @@ async fn an_external_key_waits_for_material_and_each_refused_import_stores_nothi
     let core = core().await;
     let ks = core.keystore("ks").await;
     let caller = app("10.0.0.1");
-    let create = |name: &str, kind, rotation_period_days| CreateKey {
-        keystore_id: ks.clone(),
-        name: name.into(),
-        kind,
-        rotation_period_days,
-        origin: KeyOrigin::External,
-    };
-    let rotating = core.kms.execute(&admin(), create("r", KeyKind::Aes256, 30)).await.unwrap_err();
+    let rotating = CreateKey { rotation_period_days: 30, ..external(&ks, "r", KeyKind::Aes256) };
+    let rotating = core.kms.execute(&admin(), rotating).await.unwrap_err();
     assert!(rotating.to_string().contains("must have 0"), "{rotating}");
-    let ml_dsa = core.kms.execute(&admin(), create("m", KeyKind::Asymmetric(KeyAlgorithm::MlDsa65), 0)).await;
+    let ml_dsa = core.kms.execute(&admin(), external(&ks, "m", KeyKind::Asymmetric(KeyAlgorithm::MlDsa65))).await;
     assert!(ml_dsa.unwrap_err().to_string().contains("ml-dsa-65 keys can't be imported"));
 
-    let key = core.kms.execute(&admin(), create("aes", KeyKind::Aes256, 0)).await.unwrap();
+    let key = core.kms.execute(&admin(), external(&ks, "aes", KeyKind::Aes256)).await.unwrap();
     assert_eq!(
         (key.state, key.origin, key.material.version_count()),
         (KeyState::PendingImport, KeyOrigin::External, 0)
@@ -1175,13 +1180,7 @@ async fn imported_signing_hmac_and_rsa_keys_work_as_their_originals() {
     let core = core().await;
     let ks = core.keystore("ks").await;
     let caller = app("10.0.0.1");
-    let external = |name: &str, kind| CreateKey {
-        keystore_id: ks.clone(),
-        name: name.into(),
-        kind,
-        rotation_period_days: 0,
-        origin: KeyOrigin::External,
-    };
+    let external = |name: &str, kind| external(&ks, name, kind);
     let import_raw = async |key: &str, raw: &[u8]| {
         let (public, _) = import_parameters(&core, key, WrappingAlgorithm::RsaesOaepSha256).await;
         let algorithm = WrappingAlgorithm::for_material(raw.len(), public.size());
