@@ -213,6 +213,16 @@ impl Harness {
         };
         let done = self.admin.create_secret(self.request(req, 0)).await.map_err(seed("secret"))?;
         self.keys.push(done.into_inner().key_id);
+        // A key of origin external, pending import (bring your own key).
+        let req = admin_pb::CreateKeyRequest {
+            keystore_id: self.keystores[0].clone(),
+            name: "external".into(),
+            key_type: T::Aes256 as i32,
+            origin: admin_pb::KeyOrigin::External as i32,
+            ..Default::default()
+        };
+        let done = self.admin.create_key(self.request(req, 0)).await.map_err(seed("external key"))?;
+        self.keys.push(done.into_inner().key_id);
         let password = "fuzz-password";
         let req = admin_pb::IssueClientCertificateRequest {
             keystore_id: self.keystores[1].clone(),
@@ -232,8 +242,10 @@ impl Harness {
         &self.keystores
     }
 
-    /// The ids of the seeded keys (AES, Ed25519, ECDSA, RSA-2048, AES
-    /// under the second keystore, the secret), in binding order.
+    /// The ids of the seeded keys, in binding order: AES, Ed25519, ECDSA
+    /// P-256, RSA-2048, AES under the second keystore, HMAC-SHA-256, ECDSA
+    /// P-384, ML-DSA-44, RSA-OAEP-2048, the secret, an AES key of origin
+    /// external (pending import).
     pub fn key_ids(&self) -> &[String] {
         &self.keys
     }

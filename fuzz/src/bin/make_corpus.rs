@@ -251,7 +251,22 @@ async fn kms(seeds: &Seeds, audit: &Seeds) {
             .encode_to_vec(),
         ),
         ("public-key", "api.GetPublicKey", 0, 0x03, user_pb::GetPublicKeyRequest::default().encode_to_vec()),
-        ("secret", "api.GetSecret", 0, 0x06, user_pb::GetSecretRequest::default().encode_to_vec()),
+        ("secret", "api.GetSecret", 0, 0x0a, user_pb::GetSecretRequest::default().encode_to_vec()),
+        (
+            "generate-mac",
+            "api.GenerateMac",
+            0,
+            0x06,
+            user_pb::GenerateMacRequest { message: b"msg".to_vec(), ..Default::default() }.encode_to_vec(),
+        ),
+        (
+            "verify-mac",
+            "api.VerifyMac",
+            0,
+            0x06,
+            user_pb::VerifyMacRequest { message: b"msg".to_vec(), mac: vec![0; 32], ..Default::default() }
+                .encode_to_vec(),
+        ),
         ("who-am-i", "api.WhoAmI", ASSERTED_MAC | CLIENT_CERT, 0, user_pb::WhoAmIRequest {}.encode_to_vec()),
         (
             "create-keystore",
@@ -357,7 +372,7 @@ async fn kms(seeds: &Seeds, audit: &Seeds) {
             "update-secret",
             "admin.UpdateSecret",
             0,
-            0x06,
+            0x0a,
             admin_pb::UpdateSecretRequest { value: "v2".into(), ..Default::default() }.encode_to_vec(),
         ),
         ("list-keys", "admin.ListKeys", AUDITOR, 0x10, admin_pb::ListKeysRequest::default().encode_to_vec()),
@@ -384,7 +399,7 @@ async fn kms(seeds: &Seeds, audit: &Seeds) {
             "import-parameters",
             "admin.GetParametersForImport",
             0,
-            0x05,
+            0x0b,
             admin_pb::GetParametersForImportRequest {
                 wrapping_algorithm: admin_pb::WrappingAlgorithm::RsaAesKeyWrapSha256 as i32,
                 wrapping_key_spec: admin_pb::WrappingKeySpec::Rsa3072 as i32,
@@ -396,7 +411,7 @@ async fn kms(seeds: &Seeds, audit: &Seeds) {
             "import-material",
             "admin.ImportKeyMaterial",
             0,
-            0x05,
+            0x0b,
             admin_pb::ImportKeyMaterialRequest {
                 import_token: vec![0; 32],
                 encrypted_key_material: vec![0; 400],
