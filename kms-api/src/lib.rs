@@ -147,7 +147,7 @@ pub async fn start_with_clock(
     });
     let revoked = kms::RevokedOperators::new(records.revoked_operators().await?);
     let kms = Arc::new(
-        kms::Kms::new(records, clock, config.cache_entries, audit.clone(), revoked)
+        kms::Kms::new(records.clone(), clock, config.cache_entries, audit.clone(), revoked)
             .with_max_key_versions(config.max_key_versions),
     );
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
@@ -180,6 +180,7 @@ pub async fn start_with_clock(
         root: RootKeyServiceClient::new(root),
         keyring: keyring.clone(),
         refresh: config.system_key_refresh,
+        records: records.clone(),
     };
     tokio::spawn(loader.run(shutdown.clone()));
     let metrics = skm_runtime::Metrics::new();

@@ -13,6 +13,7 @@
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
 //! | `oprevoked/<sha256>` | empty: a revoked operator certificate | — |
 //! | `auditanchor` | the audit log's anchor: seq (u64 BE) ‖ MAC of that entry, sealed | — |
+//! | `sysmanifest` | the system key versions kms-api has seen and the highest active one (JSON), sealed | — |
 //!
 //! Store keys hold only ids, names and due times; every value, including
 //! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
@@ -45,6 +46,7 @@ use zeroize::Zeroizing;
 use crate::access::{KnownCert, Mode, Policy, PolicyInput};
 use crate::model::{Key, KeyKind, KeyOrigin, KeyState, Keystore, KeystoreCaFiles, Material, Version, Versions};
 use crate::system_keys::{NotReady, SystemKeys};
+use skm_crypto::record::SystemKeyring;
 
 /// Record persistence failures.
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +267,19 @@ fn last_use_key(id: &Id) -> Vec<u8> {
 const DUE_PREFIX: &[u8] = b"due/";
 const OPERATOR_REVOKED_PREFIX: &[u8] = b"oprevoked/";
 const AUDIT_ANCHOR_KEY: &[u8] = b"auditanchor";
+const SYSTEM_MANIFEST_KEY: &[u8] = b"sysmanifest";
+
+/// The system key versions kms-api has seen, kept in its own store so that
+/// no other tier decides its history: a list from system-keyd that lacks
+/// one of them, or names an older active version, is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemManifest {
+    /// Every version seen, ascending.
+    pub versions: Vec<u32>,
+    /// The highest active version seen.
+    pub active: u32,
+}
 
 fn due_key(due: &Due) -> Vec<u8> {
     let tag = match due.kind {
@@ -841,6 +856,29 @@ impl<S: Store> Records<S> {
         let plain = [&seq.to_be_bytes()[..], &mac[..]].concat();
         let value = self.seal(AUDIT_ANCHOR_KEY, b"", &plain)?;
         self.store.put(AUDIT_ANCHOR_KEY, &value, Expect::Any).await?;
+        Ok(())
+    }
+
+    /// The manifest of system key versions, opened with `ring` (the
+    /// candidate keyring, before it is loaded); `None` before the first is
+    /// saved. Sealed under a version `ring` lacks, it is [`RecordError::Corrupt`].
+    pub async fn system_manifest(&self, ring: &SystemKeyring) -> Result<Option<SystemManifest>, RecordError> {
+        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(SYSTEM_MANIFEST_KEY).into_owned());
+        let Some(v) = self.store.get(SYSTEM_MANIFEST_KEY).await? else { return Ok(None) };
+        let plain = ring.open(SYSTEM_MANIFEST_KEY, b"", &v.value).map_err(|_| corrupt())?;
+        serde_json::from_slice(&plain).map(Some).map_err(|_| corrupt())
+    }
+
+    /// Saves the manifest, sealed under `ring`'s active version (durable
+    /// when this returns).
+    pub async fn save_system_manifest(
+        &self,
+        ring: &SystemKeyring,
+        manifest: &SystemManifest,
+    ) -> Result<(), RecordError> {
+        let plain = Self::to_json(manifest)?;
+        let value = ring.seal(SYSTEM_MANIFEST_KEY, b"", &plain).map_err(|_| RecordError::Seal)?;
+        self.store.put(SYSTEM_MANIFEST_KEY, &value, Expect::Any).await?;
         Ok(())
     }
 

@@ -6,6 +6,14 @@
 //! retries with backoff, so the tiers may start in any order. Afterwards it
 //! polls system-keyd for new versions (rotation); if the other tiers go
 //! away it keeps serving with the keys it holds.
+//!
+//! kms-api trusts no tier for its own history: it keeps a sealed manifest
+//! of every system key version it has seen ([`SystemManifest`], in its
+//! store) and refuses, loudly, a list from system-keyd that lacks one of
+//! them or names an older active version — whatever a tampered or
+//! rolled-back system-keyd says, records sealed under a version kms-api
+//! has seen stay readable: it keeps serving with the keys it holds, and a
+//! kms-api starting against such a list does not become ready.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,7 +26,10 @@ use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
 use skm_proto::system::v1::GetWrappedSystemKeysRequest;
 use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
 use skm_runtime::Shutdown;
+use skm_store::SledStore;
 use tonic::transport::Channel;
+
+use crate::records::{RecordError, Records, SystemManifest};
 
 /// The system keys kms-api holds in memory, once loaded: what every call seals and opens records with. Cheap to clone.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +72,68 @@ enum LoadError {
     Open(u32),
     #[error(transparent)]
     Ring(#[from] skm_crypto::record::MissingActiveVersion),
+    /// A list without a version kms-api has seen.
+    #[error(
+        "refused system-keyd's list of system key versions: it lacks version(s) {missing:?} that kms-api has \
+         seen (system-keyd tampered with or restored from an old backup); serving with the keys held"
+    )]
+    Dropped {
+        /// The versions seen but not listed.
+        missing: Vec<u32>,
+    },
+    /// A list whose active version is older than one seen.
+    #[error(
+        "refused system-keyd's list of system key versions: it names version {listed} active, older than version \
+         {seen} that kms-api has seen active; serving with the keys held"
+    )]
+    RolledBack {
+        /// The highest active version seen.
+        seen: u32,
+        /// The active version listed.
+        listed: u32,
+    },
+    /// The manifest does not open with the versions listed.
+    #[error(
+        "refused system-keyd's list of system key versions: kms-api's manifest of the versions it has seen does \
+         not open with them (its version is missing)"
+    )]
+    ManifestSealed,
+    #[error("kms-api's store: {0}")]
+    Store(RecordError),
+}
+
+impl LoadError {
+    /// A list refused as not matching kms-api's history (as opposed to a
+    /// tier that is away).
+    fn refused(&self) -> bool {
+        matches!(self, LoadError::Dropped { .. } | LoadError::RolledBack { .. } | LoadError::ManifestSealed)
+    }
+}
+
+/// Checks `listed` (the versions of a keyring built from system-keyd's
+/// list, `active` its active one) against what kms-api has seen: the
+/// versions it holds and its stored manifest. The answer is the manifest
+/// to save when `listed` adds to it.
+fn check_history(
+    seen: Option<&SystemManifest>,
+    held: &[u32],
+    listed: &[u32],
+    active: u32,
+) -> Result<Option<SystemManifest>, LoadError> {
+    let mut known: Vec<u32> = seen.map(|m| m.versions.clone()).unwrap_or_default();
+    known.extend_from_slice(held);
+    known.sort_unstable();
+    known.dedup();
+    let missing: Vec<u32> = known.iter().copied().filter(|v| !listed.contains(v)).collect();
+    if !missing.is_empty() {
+        return Err(LoadError::Dropped { missing });
+    }
+    let seen_active = seen.map_or(0, |m| m.active);
+    if active < seen_active {
+        return Err(LoadError::RolledBack { seen: seen_active, listed: active });
+    }
+    let next = SystemManifest { versions: listed.to_vec(), active };
+    Ok((seen != Some(&next)).then_some(next))
 }
 
 pub(crate) struct Loader {
@@ -69,6 +142,8 @@ pub(crate) struct Loader {
     pub(crate) root: RootKeyServiceClient<Channel>,
     pub(crate) keyring: SystemKeys,
     pub(crate) refresh: Duration,
+    /// Where the manifest of seen versions is kept.
+    pub(crate) records: Records<SledStore>,
 }
 
 impl Loader {
@@ -83,8 +158,16 @@ impl Loader {
             .into_inner();
         let current = self.keyring.current().ok();
         let held: Vec<u32> = current.as_ref().map(|r| r.versions().collect()).unwrap_or_default();
+        let mut listed: Vec<u32> = wrapped.keys.iter().map(|k| k.version).collect();
+        listed.sort_unstable();
+        // Refused before anything is unwrapped: every version held stays
+        // listed, and the active one never goes back.
+        if let Some(ring) = &current {
+            let holding = SystemManifest { versions: held.clone(), active: ring.active_version() };
+            check_history(Some(&holding), &[], &listed, wrapped.active_version)?;
+        }
         let active_unchanged = current.as_ref().is_some_and(|r| r.active_version() == wrapped.active_version);
-        if active_unchanged && wrapped.keys.iter().all(|k| held.contains(&k.version)) {
+        if active_unchanged && listed == held {
             return Ok(false);
         }
         let mut keys = BTreeMap::new();
@@ -114,6 +197,14 @@ impl Loader {
             keys.insert(version, plain);
         }
         let ring = SystemKeyring::new(wrapped.active_version, keys)?;
+        let manifest = match self.records.system_manifest(&ring).await {
+            Ok(m) => m,
+            Err(RecordError::Corrupt(_)) => return Err(LoadError::ManifestSealed),
+            Err(e) => return Err(LoadError::Store(e)),
+        };
+        if let Some(next) = check_history(manifest.as_ref(), &held, &listed, ring.active_version())? {
+            self.records.save_system_manifest(&ring, &next).await.map_err(LoadError::Store)?;
+        }
         tracing::info!(active = ring.active_version(), versions = ?ring.versions().collect::<Vec<_>>(), "system keys loaded");
         self.keyring.set(ring);
         Ok(true)
@@ -126,6 +217,7 @@ impl Loader {
         loop {
             match self.load_once().await {
                 Ok(_) => break,
+                Err(e) if e.refused() => tracing::error!(error = %e, retry_in = ?delay, "system keys not loaded"),
                 Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "system keys not loaded yet"),
             }
             tokio::select! {
@@ -140,9 +232,40 @@ impl Loader {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(self.refresh) => {}
             }
-            if let Err(e) = self.load_once().await {
-                tracing::debug!(error = %e, "system key refresh failed; serving with the keys held");
+            match self.load_once().await {
+                Err(e) if e.refused() => tracing::error!(error = %e, "system key refresh refused"),
+                Err(e) => tracing::debug!(error = %e, "system key refresh failed; serving with the keys held"),
+                Ok(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(versions: &[u32], active: u32) -> SystemManifest {
+        SystemManifest { versions: versions.to_vec(), active }
+    }
+
+    #[test]
+    fn a_list_must_keep_every_version_seen_and_never_go_back() {
+        // First load: nothing seen, the list becomes the manifest.
+        assert_eq!(check_history(None, &[], &[1], 1).unwrap(), Some(manifest(&[1], 1)));
+        // A rotation adds a version; the same list again changes nothing.
+        let seen = manifest(&[1], 1);
+        assert_eq!(check_history(Some(&seen), &[1], &[1, 2], 2).unwrap(), Some(manifest(&[1, 2], 2)));
+        let seen = manifest(&[1, 2], 2);
+        assert_eq!(check_history(Some(&seen), &[1, 2], &[1, 2], 2).unwrap(), None);
+        // Dropping a version, by the manifest or by what is held, is refused.
+        let e = check_history(Some(&seen), &[], &[2], 2).unwrap_err();
+        assert!(matches!(&e, LoadError::Dropped { missing } if missing == &[1]), "{e}");
+        assert!(e.to_string().contains("lacks version(s) [1]") && e.refused(), "{e}");
+        let e = check_history(None, &[1, 2, 3], &[1, 3], 3).unwrap_err();
+        assert!(matches!(&e, LoadError::Dropped { missing } if missing == &[2]), "{e}");
+        // So is naming an older version active.
+        let e = check_history(Some(&seen), &[1, 2], &[1, 2], 1).unwrap_err();
+        assert!(matches!(e, LoadError::RolledBack { seen: 2, listed: 1 }), "{e}");
     }
 }
