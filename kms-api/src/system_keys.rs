@@ -75,7 +75,7 @@ enum LoadError {
     /// A list without a version kms-api has seen.
     #[error(
         "refused system-keyd's list of system key versions: it lacks version(s) {missing:?} that kms-api has \
-         seen (system-keyd tampered with or restored from an old backup); serving with the keys held"
+         seen (system-keyd tampered with or restored from an old backup)"
     )]
     Dropped {
         /// The versions seen but not listed.
@@ -84,7 +84,7 @@ enum LoadError {
     /// A list whose active version is older than one seen.
     #[error(
         "refused system-keyd's list of system key versions: it names version {listed} active, older than version \
-         {seen} that kms-api has seen active; serving with the keys held"
+         {seen} that kms-api has seen active"
     )]
     RolledBack {
         /// The highest active version seen.
@@ -160,6 +160,7 @@ impl Loader {
         let held: Vec<u32> = current.as_ref().map(|r| r.versions().collect()).unwrap_or_default();
         let mut listed: Vec<u32> = wrapped.keys.iter().map(|k| k.version).collect();
         listed.sort_unstable();
+        listed.dedup();
         // Refused before anything is unwrapped: every version held stays
         // listed, and the active one never goes back.
         if let Some(ring) = &current {
@@ -217,7 +218,9 @@ impl Loader {
         loop {
             match self.load_once().await {
                 Ok(_) => break,
-                Err(e) if e.refused() => tracing::error!(error = %e, retry_in = ?delay, "system keys not loaded"),
+                Err(e) if e.refused() => {
+                    tracing::error!(error = %e, retry_in = ?delay, "system keys not loaded: not serving");
+                }
                 Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "system keys not loaded yet"),
             }
             tokio::select! {
@@ -233,7 +236,9 @@ impl Loader {
                 _ = tokio::time::sleep(self.refresh) => {}
             }
             match self.load_once().await {
-                Err(e) if e.refused() => tracing::error!(error = %e, "system key refresh refused"),
+                Err(e) if e.refused() => {
+                    tracing::error!(error = %e, "system key refresh refused; serving with the keys held");
+                }
                 Err(e) => tracing::debug!(error = %e, "system key refresh failed; serving with the keys held"),
                 Ok(_) => {}
             }
