@@ -342,6 +342,13 @@ impl Stack {
         format!("{}_{name}", self.project)
     }
 
+    /// Where the Docker engine keeps a volume's files on this host (read
+    /// as root, for their modes).
+    pub async fn volume_path(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let out = docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &self.volume(name)]).await?;
+        Ok(PathBuf::from(out.trim()))
+    }
+
     /// Runs the tier's own `health` subcommand in its container: true iff
     /// SERVING (exit 0).
     pub async fn serving(&self, service: &str) -> bool {

@@ -241,6 +241,21 @@ async fn scan_volumes(stack: &Stack, in_the_clear: &[(String, Vec<u8>)]) {
     let expected_op: BTreeSet<String> =
         ["app-profile.toml", "ca.pem", "cert.pem", "key.pem", "profile.toml"].map(String::from).into();
     assert_eq!(files("operator"), expected_op);
+    // Modes, as the engine keeps the volumes: every volume 0700, every
+    // private key and the sealed root key 0600, each tier's store 0700.
+    use std::os::unix::fs::PermissionsExt;
+    let mut private_files = vec![("ca", "ca.key"), ("operator", "key.pem"), ("root-keyd", "data/root-key.seal")];
+    private_files.extend(TIERS.iter().map(|t| (*t, "key.pem")));
+    let mut private_dirs: Vec<(&str, &str)> = names.iter().map(|n| (*n, "")).collect();
+    private_dirs.extend(TIERS.iter().map(|t| (*t, "data")));
+    for (want, list) in [(0o600, &private_files), (0o700, &private_dirs)] {
+        for (vol, rel) in list {
+            let path = stack.volume_path(vol).await.unwrap().join(rel);
+            let mode =
+                std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode();
+            assert_eq!(mode & 0o777, want, "volume {vol}: {rel:?} is {:o}", mode & 0o777);
+        }
+    }
 
     // 3. Private keys: each only in its owner's volume (PEM or DER).
     let mut private: Vec<(&str, Vec<u8>)> = vec![("ca", file("ca", "ca.key"))];

@@ -104,6 +104,7 @@ fn run(args: &Args) -> Result<(), String> {
         if !app.exists() {
             write_app_profile(&app, &args.trust_domain)?;
         }
+        private_dirs(&args.pki)?;
         println!("skm-compose-init: PKI present in {}, kept as it is", args.pki.display());
         return Ok(());
     }
@@ -131,10 +132,24 @@ fn run(args: &Args) -> Result<(), String> {
     }
     write_profile(&args.pki.join("operator").join("profile.toml"), &args.trust_domain)?;
     write_app_profile(&args.pki.join("operator").join("app-profile.toml"), &args.trust_domain)?;
+    private_dirs(&args.pki)?;
     println!(
         "skm-compose-init: PKI for {} created; each tier's volume holds only its own certificate and key",
         args.trust_domain
     );
+    Ok(())
+}
+
+/// Makes every volume's directory (keys inside) its owner's only, 0700:
+/// `skm pki init` writes the keys 0600, but a volume's directory comes with
+/// the image's mode. Every container runs as the same user, the owner.
+fn private_dirs(pki: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in std::iter::once("ca").chain(IDENTITIES) {
+        let d = pki.join(dir);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private (0700): {e}", d.display()))?;
+    }
     Ok(())
 }
 
@@ -252,6 +267,15 @@ mod tests {
         let app = std::fs::read_to_string(pki.join("operator/app-profile.toml")).unwrap();
         assert!(app.contains("user_endpoint = \"kms-api:7700\"\n") && app.contains("ca = \"ca.pem\"\n"), "{app}");
         assert!(!app.contains("[operator]") && !app.contains("admin_endpoint"), "{app}");
+        assert_private_dirs(&pki);
+    }
+
+    fn assert_private_dirs(pki: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in std::iter::once("ca").chain(IDENTITIES) {
+            let mode = std::fs::metadata(pki.join(dir)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{dir}");
+        }
     }
 
     #[test]
@@ -270,6 +294,12 @@ mod tests {
             expected_files(&pki).iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
         assert_eq!(before, after);
         assert!(pki.join("operator/profile.toml").exists(), "a missing profile is written again");
+        // An existing deployment's directories are narrowed too.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(pki.join("kms-api"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let again = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec![], skm: dir.0.join("absent") };
+        run(&again).unwrap();
+        assert_private_dirs(&pki);
     }
 
     #[test]
