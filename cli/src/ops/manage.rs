@@ -611,26 +611,29 @@ async fn import_material(
     Ok(admin.import_key_material(request).await?)
 }
 
-/// The bytes to import from a key file: a PEM "PRIVATE KEY" block's DER,
-/// else the file as it is (raw AES/HMAC bytes, or PKCS#8 DER).
+/// The bytes to import from a key file: a PEM "PRIVATE KEY" block's DER
+/// (read by the PEM parser the TLS identities use), else the file as it is
+/// (raw AES/HMAC bytes, or PKCS#8 DER).
 fn key_material(file: &[u8], path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
-    let Some(text) = std::str::from_utf8(file).ok().filter(|t| t.trim_start().starts_with("-----BEGIN ")) else {
-        return Ok(zeroize::Zeroizing::new(file.to_vec()));
-    };
-    let label = text.trim_start().lines().next().unwrap_or_default();
-    if label.trim() != "-----BEGIN PRIVATE KEY-----" {
-        return Err(Failure::usage(format!(
-            "--material {}: {label} is not an unencrypted PKCS#8 key (PEM \"PRIVATE KEY\"); convert it with \
+    use rustls_pki_types::pem::{self, PemObject, SectionKind};
+    let not_pkcs8 = |what: &str| {
+        Failure::usage(format!(
+            "--material {}: {what} is not an unencrypted PKCS#8 key (PEM \"PRIVATE KEY\"); convert it with \
              `openssl pkcs8 -topk8 -nocrypt`",
             path.display()
-        )));
+        ))
+    };
+    match <(SectionKind, Vec<u8>)>::from_pem_slice(file) {
+        Ok((SectionKind::PrivateKey, der)) => Ok(zeroize::Zeroizing::new(der)),
+        Ok((kind, mut der)) => {
+            zeroize::Zeroize::zeroize(&mut der);
+            Err(not_pkcs8(&format!("a PEM {kind:?} block")))
+        }
+        // PEM of a kind the parser doesn't know (an encrypted key, say).
+        Err(pem::Error::NoItemsFound) if file.starts_with(b"-----BEGIN ") => Err(not_pkcs8("this PEM block")),
+        Err(pem::Error::NoItemsFound) => Ok(zeroize::Zeroizing::new(file.to_vec())),
+        Err(_) => Err(Failure::usage(format!("--material {}: the PEM block does not parse", path.display()))),
     }
-    let body = zeroize::Zeroizing::new(
-        text.lines().filter(|l| !l.starts_with("-----")).flat_map(|l| l.trim().chars()).collect::<String>(),
-    );
-    B64.decode(body.as_bytes())
-        .map(zeroize::Zeroizing::new)
-        .map_err(|_| Failure::usage(format!("--material {}: the PEM block is not valid base64", path.display())))
 }
 
 pub(super) async fn secret(skm: &Skm, cmd: SecretCommand, json: bool) -> Result<ExitCode, Failure> {

@@ -58,8 +58,7 @@ def external_mu(spki_der: bytes, message: bytes) -> bytes:
     """FIPS 204's external mu of ``message`` for the ML-DSA public key ``spki_der`` (pure ML-DSA, empty
     context): SHAKE256(SHAKE256(public key, 64) || 0x00 || 0x00 || message, 64). Sign it with
     ``sign(key_id, mu=...)`` to sign a message of any size by sending 64 bytes."""
-    lengths = [n for n in _ML_DSA_PUBLIC_LEN if len(spki_der) == n + 22]
-    if not lengths:
+    if len(spki_der) - 22 not in _ML_DSA_PUBLIC_LEN:
         raise ValueError("spki_der is not an ML-DSA-44/65/87 public key")
     tr = hashlib.shake_256(spki_der[22:]).digest(64)
     return hashlib.shake_256(tr + b"\x00\x00" + message).digest(64)
