@@ -234,6 +234,9 @@ pub enum SealArg {
     Passphrase,
     /// Shamir shares; `skm root init` then `skm root unseal`.
     Shamir,
+    /// A SoftHSM2 token made in the stack directory holds the root key
+    /// (needs Debian's softhsm2).
+    Pkcs11,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,9 @@ pub fn spawn_tier(
 ) -> std::io::Result<Child> {
     let mut command = Command::new(skm);
     command.arg("daemon").arg(service.name()).arg("--config").arg(config).stdin(Stdio::null()).kill_on_drop(true);
+    if let Some(softhsm) = devstack::softhsm_conf(service, config) {
+        command.env("SOFTHSM2_CONF", softhsm);
+    }
     if let Some(log) = log {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         command.stdout(file.try_clone()?).stderr(file);
@@ -60,6 +63,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
     let seal = match args.seal {
         SealArg::Passphrase => DevSeal::Passphrase,
         SealArg::Shamir => DevSeal::Shamir,
+        SealArg::Pkcs11 => DevSeal::Pkcs11,
     };
     if args.port_base > u16::MAX - 7 {
         return Err(Failure::usage(format!("--port-base {} leaves no room for 8 ports", args.port_base)));
@@ -97,6 +101,13 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
     );
     if seal == DevSeal::Shamir {
         eprintln!("skm dev: Shamir seal: run `skm root init`, then `skm root unseal` with enough shares.");
+    } else if seal == DevSeal::Pkcs11 {
+        eprintln!(
+            "skm dev: DEVELOPMENT ONLY: the root key is inside a SoftHSM2 token in {}, and its PIN sits beside it \
+             ({}); SoftHSM2 is a software token, so this shows the PKCS#11 path, not an HSM's protection.",
+            stack.dir.join("root-keyd").join(devstack::SOFTHSM_DIR).display(),
+            stack.dir.join("root-keyd").join("pin").display()
+        );
     } else {
         eprintln!(
             "skm dev: DEVELOPMENT ONLY: the passphrase that unseals the root key ({}) sits beside the sealed root \

@@ -10,6 +10,7 @@
 //! DIR/<tier>/<tier>.toml              config
 //! DIR/<tier>/data/                    that tier's store only
 //! DIR/root-keyd/passphrase            passphrase seal only (dev)
+//! DIR/root-keyd/{softhsm/,pin,so-pin} pkcs11 seal only (dev): a SoftHSM2 token and its PINs
 //! DIR/profile.toml                    operator profile, for SKM_PROFILE
 //! DIR/app/{profile.toml,ca.pem}       application profile: the user port and the CA only
 //! ```
@@ -82,6 +83,90 @@ pub enum DevSeal {
     Passphrase,
     /// Shamir shares: `skm root init`, then `skm root unseal`.
     Shamir,
+    /// A SoftHSM2 token in `root-keyd/softhsm/` holds the root key; the
+    /// PIN is in `root-keyd/pin`.
+    Pkcs11,
+}
+
+/// The SoftHSM2 folder under root-keyd's directory (pkcs11 seal).
+pub const SOFTHSM_DIR: &str = "softhsm";
+/// The dev token's label.
+pub const DEV_TOKEN_LABEL: &str = "skm-dev";
+/// Where Debian and others put the SoftHSM2 PKCS#11 library.
+const SOFTHSM_MODULES: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+/// The SoftHSM2 library: `SKM_PKCS11_MODULE` when set, else the first of
+/// the usual places that exists.
+pub fn softhsm_module() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SKM_PKCS11_MODULE") {
+        return Ok(path.into());
+    }
+    SOFTHSM_MODULES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the pkcs11 seal needs SoftHSM2's library (looked in {}); on Debian: apt-get install softhsm2, \
+             or set SKM_PKCS11_MODULE",
+            SOFTHSM_MODULES.join(", ")
+        )
+    })
+}
+
+/// The `SOFTHSM2_CONF` a dev root-keyd runs with: the `softhsm2.conf` the
+/// pkcs11 seal wrote beside its config, if there is one.
+pub fn softhsm_conf(service: Service, config: &Path) -> Option<PathBuf> {
+    let conf = config.parent()?.join(SOFTHSM_DIR).join("softhsm2.conf");
+    (service == Service::RootKeyd && conf.is_file()).then_some(conf)
+}
+
+/// Makes (once) a SoftHSM2 token for root-keyd in `root_dir/softhsm/`, with
+/// random user and SO PINs in `root_dir/pin` and `root_dir/so-pin`, and
+/// returns the `[seal]` section that uses it.
+fn dev_token(root_dir: &Path) -> anyhow::Result<String> {
+    let module = softhsm_module()?;
+    let softhsm = root_dir.join(SOFTHSM_DIR);
+    let tokens = softhsm.join("tokens");
+    skm_runtime::files::private_dir(&softhsm)?;
+    skm_runtime::files::private_dir(&tokens)?;
+    let conf = softhsm.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# SoftHSM2 for skm dev's root-keyd (written by skm dev)\ndirectories.tokendir = {}\n\
+             objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        ),
+    )?;
+    let pin = root_dir.join("pin");
+    if std::fs::read_dir(&tokens)?.next().is_some() {
+        anyhow::ensure!(pin.is_file(), "{} holds a token but its PIN file {} is gone", tokens.display(), pin.display());
+    } else {
+        let user: [u8; 12] = skm_crypto::random_array()?;
+        let so: [u8; 12] = skm_crypto::random_array()?;
+        let (user, so) = (hex::encode(user), hex::encode(so));
+        let out = std::process::Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", DEV_TOKEN_LABEL, "--pin", &user, "--so-pin", &so])
+            .output()
+            .map_err(|e| {
+                anyhow::anyhow!("the pkcs11 seal needs softhsm2-util ({e}); on Debian: apt-get install softhsm2")
+            })?;
+        anyhow::ensure!(
+            out.status.success(),
+            "softhsm2-util --init-token failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        write_private(&pin, format!("{user}\n").as_bytes())?;
+        write_private(&root_dir.join("so-pin"), format!("{so}\n").as_bytes())?;
+    }
+    Ok(format!(
+        "[seal]\nmode = \"pkcs11\"\nmodule = {}\ntoken_label = \"{DEV_TOKEN_LABEL}\"\npin_file = {}\n",
+        toml_str(&module),
+        toml_str(&pin)
+    ))
 }
 
 /// A prepared stack.
@@ -178,6 +263,7 @@ pub fn prepare_with_metrics(
             }
             format!("[seal]\nmode = \"passphrase\"\npassphrase_file = {}\n", toml_str(&pass))
         }
+        DevSeal::Pkcs11 => dev_token(&root_dir)?,
     };
     let data = |s: Service| toml_str(&dir.join(s.name()).join("data"));
     let root_cfg = format!(

@@ -136,9 +136,12 @@ fn seal_text(s: &root::v1::SealStatusResponse) -> String {
     let mode = match root::v1::SealMode::try_from(s.mode) {
         Ok(root::v1::SealMode::Shamir) => "shamir",
         Ok(root::v1::SealMode::Passphrase) => "passphrase",
+        Ok(root::v1::SealMode::Pkcs11) => "pkcs11",
         _ => "unknown",
     };
-    if !s.initialized {
+    if !s.unavailable_reason.is_empty() {
+        format!("unavailable ({mode}): {}", s.unavailable_reason)
+    } else if !s.initialized {
         format!("uninitialised ({mode})")
     } else if s.sealed {
         format!("sealed ({mode}, {}/{} shares)", s.progress, s.threshold)
@@ -152,7 +155,8 @@ fn print_seal(s: &root::v1::SealStatusResponse, json: bool) {
         println!(
             "{}",
             json!({ "initialized": s.initialized, "sealed": s.sealed, "threshold": s.threshold,
-                    "progress": s.progress, "root_key_id": s.root_key_id })
+                    "progress": s.progress, "root_key_id": s.root_key_id,
+                    "unavailable_reason": s.unavailable_reason })
         );
     } else {
         println!("{}", seal_text(s));

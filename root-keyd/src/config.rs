@@ -9,6 +9,8 @@ use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{LimitsSection, ListenerLimits, MetricsSection, Service, SpiffeId};
 
+use crate::pkcs11::TokenConfig;
+
 /// The TOML file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +33,17 @@ struct RawConfig {
 struct RawSeal {
     mode: String,
     passphrase_file: Option<PathBuf>,
+    module: Option<PathBuf>,
+    token_label: Option<String>,
+    slot: Option<u64>,
+    pin_file: Option<PathBuf>,
+    key_label: Option<String>,
 }
+
+/// The root key object's label when `seal.key_label` is not set.
+pub const DEFAULT_KEY_LABEL: &str = "skm-root-key";
+/// PKCS#11 labels are 32-byte fields.
+const MAX_LABEL: usize = 32;
 
 /// How the root key is sealed at rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +55,8 @@ pub enum SealConfig {
         /// The file (never the passphrase itself).
         file: PathBuf,
     },
+    /// A non-extractable AES-256 key inside a PKCS#11 token.
+    Pkcs11(TokenConfig),
 }
 
 /// Validated configuration.
@@ -77,28 +91,7 @@ impl Config {
         let tls = raw.tls.load(path, &id)?;
         let limits = raw.limits.validate("limits")?;
         let metrics_listen = raw.metrics.validate("metrics")?;
-        let seal = match raw.seal.mode.as_str() {
-            "shamir" => SealConfig::Shamir,
-            "passphrase" => {
-                let file = raw.seal.passphrase_file.ok_or_else(|| {
-                    ConfigError::invalid("seal.passphrase_file", "required when seal.mode = \"passphrase\"")
-                })?;
-                let file = config::resolve(path, &file);
-                if !file.is_file() {
-                    return Err(ConfigError::invalid(
-                        "seal.passphrase_file",
-                        format!("{} is not a readable file", file.display()),
-                    ));
-                }
-                SealConfig::Passphrase { file }
-            }
-            other => {
-                return Err(ConfigError::invalid(
-                    "seal.mode",
-                    format!("{other:?} is not one of \"shamir\", \"passphrase\""),
-                ));
-            }
-        };
+        let seal = seal_config(path, raw.seal)?;
         Ok(Self {
             listen: raw.listen,
             data_dir: config::resolve(path, &raw.data_dir),
@@ -110,5 +103,130 @@ impl Config {
             metrics_listen,
             log: raw.log,
         })
+    }
+}
+
+fn seal_config(path: &Path, raw: RawSeal) -> Result<SealConfig, ConfigError> {
+    let file = |key: &'static str, value: Option<PathBuf>| -> Result<PathBuf, ConfigError> {
+        let value = value
+            .ok_or_else(|| ConfigError::invalid(key, format!("required when seal.mode = {:?}", raw.mode.as_str())))?;
+        let value = config::resolve(path, &value);
+        if !value.is_file() {
+            return Err(ConfigError::invalid(key, format!("{} is not a readable file", value.display())));
+        }
+        Ok(value)
+    };
+    let label = |key: &'static str, value: String| -> Result<String, ConfigError> {
+        if value.is_empty() || value.len() > MAX_LABEL {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{value:?} is {} bytes; a PKCS#11 label is 1 to {MAX_LABEL} bytes", value.len()),
+            ));
+        }
+        Ok(value)
+    };
+    let only_for = |key: &'static str, given: bool, mode: &str| -> Result<(), ConfigError> {
+        if given {
+            return Err(ConfigError::invalid(key, format!("only applies to seal.mode = {mode:?}")));
+        }
+        Ok(())
+    };
+    let pkcs11_given = [
+        ("seal.module", raw.module.is_some()),
+        ("seal.token_label", raw.token_label.is_some()),
+        ("seal.slot", raw.slot.is_some()),
+        ("seal.pin_file", raw.pin_file.is_some()),
+        ("seal.key_label", raw.key_label.is_some()),
+    ];
+    match raw.mode.as_str() {
+        "shamir" | "passphrase" => {
+            for (key, given) in pkcs11_given {
+                only_for(key, given, "pkcs11")?;
+            }
+            if raw.mode == "shamir" {
+                only_for("seal.passphrase_file", raw.passphrase_file.is_some(), "passphrase")?;
+                return Ok(SealConfig::Shamir);
+            }
+            Ok(SealConfig::Passphrase { file: file("seal.passphrase_file", raw.passphrase_file.clone())? })
+        }
+        "pkcs11" => {
+            only_for("seal.passphrase_file", raw.passphrase_file.is_some(), "passphrase")?;
+            let token_label = raw
+                .token_label
+                .clone()
+                .ok_or_else(|| ConfigError::invalid("seal.token_label", "required when seal.mode = \"pkcs11\""))?;
+            Ok(SealConfig::Pkcs11(TokenConfig {
+                module: file("seal.module", raw.module.clone())?,
+                token_label: label("seal.token_label", token_label)?,
+                slot: raw.slot,
+                pin_file: file("seal.pin_file", raw.pin_file.clone())?,
+                key_label: label(
+                    "seal.key_label",
+                    raw.key_label.clone().unwrap_or_else(|| DEFAULT_KEY_LABEL.to_owned()),
+                )?,
+            }))
+        }
+        other => Err(ConfigError::invalid(
+            "seal.mode",
+            format!("{other:?} is not one of \"shamir\", \"passphrase\", \"pkcs11\""),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(mode: &str) -> RawSeal {
+        RawSeal {
+            mode: mode.to_owned(),
+            passphrase_file: None,
+            module: None,
+            token_label: None,
+            slot: None,
+            pin_file: None,
+            key_label: None,
+        }
+    }
+
+    fn error(path: &Path, seal: RawSeal) -> String {
+        seal_config(path, seal).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_pkcs11_section_is_validated_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("root-keyd.toml");
+        let file = dir.path().join("present");
+        std::fs::write(&file, "1234\n").unwrap();
+        let full = || RawSeal {
+            module: Some(file.clone()),
+            token_label: Some("skm".into()),
+            pin_file: Some(file.clone()),
+            ..raw("pkcs11")
+        };
+        match seal_config(&config, full()).unwrap() {
+            SealConfig::Pkcs11(t) => {
+                assert_eq!((t.token_label.as_str(), t.key_label.as_str(), t.slot), ("skm", DEFAULT_KEY_LABEL, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = error(&config, RawSeal { token_label: None, ..full() });
+        assert!(e.contains("seal.token_label") && e.contains("required"), "{e}");
+        let e = error(&config, RawSeal { module: Some(dir.path().join("absent.so")), ..full() });
+        assert!(e.contains("seal.module") && e.contains("absent.so"), "{e}");
+        let e = error(&config, RawSeal { pin_file: None, ..full() });
+        assert!(e.contains("seal.pin_file") && e.contains("required"), "{e}");
+        let e = error(&config, RawSeal { key_label: Some("x".repeat(33)), ..full() });
+        assert!(e.contains("seal.key_label") && e.contains("1 to 32 bytes"), "{e}");
+        let e = error(&config, RawSeal { token_label: Some(String::new()), ..full() });
+        assert!(e.contains("seal.token_label"), "{e}");
+        let e = error(&config, RawSeal { passphrase_file: Some(file.clone()), ..full() });
+        assert!(e.contains("seal.passphrase_file") && e.contains("only applies"), "{e}");
+        // PKCS#11 fields in another mode are refused, not ignored.
+        let e = error(&config, RawSeal { pin_file: Some(file.clone()), ..raw("shamir") });
+        assert!(e.contains("seal.pin_file") && e.contains("\"pkcs11\""), "{e}");
+        let e = error(&config, raw("hsm"));
+        assert!(e.contains("\"pkcs11\""), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use skm_proto::root::v1::root_key_service_server::RootKeyService;
 use skm_runtime::health::Health;
 use tonic::{Request, Response, Status};
 
-use crate::sealing::{SealError, Sealer};
+use crate::sealing::{Mode, SealError, Sealer};
 
 /// root-keyd's RPC handlers.
 pub(crate) struct RootKeyApi {
@@ -22,7 +22,7 @@ pub(crate) struct RootKeyApi {
 impl From<SealError> for Status {
     fn from(e: SealError) -> Self {
         match e {
-            SealError::NotInitialized | SealError::Sealed => Status::unavailable(e.to_string()),
+            SealError::NotInitialized | SealError::Sealed | SealError::Token(_) => Status::unavailable(e.to_string()),
             SealError::AlreadyInitialized | SealError::WrongMode(_) => Status::failed_precondition(e.to_string()),
             SealError::Shamir(_) | SealError::ThresholdTooLow(_) | SealError::BadShare => {
                 Status::invalid_argument(e.to_string())
@@ -43,10 +43,15 @@ fn status_pb(s: crate::sealing::Status) -> pb::SealStatusResponse {
     pb::SealStatusResponse {
         initialized: s.initialized,
         sealed: s.sealed,
-        mode: if s.shamir { pb::SealMode::Shamir } else { pb::SealMode::Passphrase } as i32,
+        mode: match s.mode {
+            Mode::Shamir => pb::SealMode::Shamir,
+            Mode::Passphrase => pb::SealMode::Passphrase,
+            Mode::Pkcs11 => pb::SealMode::Pkcs11,
+        } as i32,
         threshold: s.threshold,
         progress: s.progress,
         root_key_id: s.root_key_id,
+        unavailable_reason: s.unavailable.unwrap_or_default(),
     }
 }
 

@@ -21,11 +21,12 @@ use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, Spi
 
 mod config;
 mod grpc;
+pub mod pkcs11;
 pub mod sealing;
 
 use sealing::Sealer;
 
-pub use config::{Config, SealConfig};
+pub use config::{Config, DEFAULT_KEY_LABEL, SealConfig};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "SKM_ROOT_KEYD";
@@ -78,7 +79,10 @@ impl Running {
     /// The root key bytes, for the tier-separation test.
     #[cfg(feature = "danger-test-accessors")]
     pub fn danger_root_key(&self) -> Option<[u8; 32]> {
-        self.sealer.root_key().ok().map(|k| *k.danger_material().danger_expose())
+        match &*self.sealer.root_key().ok()? {
+            sealing::Root::Memory(key) => Some(*key.danger_material().danger_expose()),
+            sealing::Root::Token(_) => None,
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! At rest there is one file, `root-key.seal` (JSON), holding the root key
 //! encrypted under a key-encryption key (KEK) and what is needed to rebuild
 //! that KEK: the Shamir threshold and share digests, or the Argon2id salt and
-//! costs. It is written atomically (temporary file, fsync, rename, fsync of
+//! costs. In PKCS#11 mode the root key never leaves its token; the file then
+//! only records which token object it is, so a missing object is reported
+//! instead of silently replaced by a new root key. It is written atomically (temporary file, fsync, rename, fsync of
 //! the directory), so a crash leaves either no root key or a whole one.
 
 use std::collections::BTreeSet;
@@ -18,6 +20,7 @@ use skm_crypto::wrap::RootKey;
 use zeroize::Zeroizing;
 
 use crate::config::SealConfig;
+use crate::pkcs11::{TokenConfig, TokenKey};
 
 const SEAL_FILE: &str = "root-key.seal";
 
@@ -73,6 +76,9 @@ pub enum SealError {
     /// Randomness or encryption failed.
     #[error("cryptographic operation failed")]
     Crypto,
+    /// The PKCS#11 token can't be used (seal mode "pkcs11").
+    #[error("the root key's PKCS#11 token is unavailable: {0}")]
+    Token(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,12 +86,15 @@ pub enum SealError {
 struct SealFile {
     format: u32,
     root_key_id: String,
-    /// hex of nonce | AES-256-GCM-SIV(root key) + tag.
+    /// hex of nonce | AES-256-GCM-SIV(root key) + tag; empty in PKCS#11 mode.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     sealed_root_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shamir: Option<ShamirFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     passphrase: Option<PassphraseFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pkcs11: Option<Pkcs11File>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,10 +114,81 @@ struct PassphraseFile {
     p_cost: u32,
 }
 
+/// Which token object holds the root key (PKCS#11 mode).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pkcs11File {
+    token_label: String,
+    key_label: String,
+}
+
 enum State {
     Uninitialized,
-    Sealed { file: SealFile, submitted: Vec<Zeroizing<Vec<u8>>>, digests: BTreeSet<[u8; 32]> },
-    Unsealed { root: Arc<RootKey> },
+    Sealed {
+        file: SealFile,
+        submitted: Vec<Zeroizing<Vec<u8>>>,
+        digests: BTreeSet<[u8; 32]>,
+    },
+    Unsealed {
+        root: Arc<Root>,
+    },
+    /// The token can't be used; `initialized`: a root key is recorded.
+    Unavailable {
+        reason: String,
+        initialized: bool,
+    },
+}
+
+/// The root key as root-keyd uses it: in its memory (Shamir, passphrase),
+/// or as a handle to a token object it never sees (PKCS#11).
+#[derive(Debug)]
+pub enum Root {
+    /// Unsealed into memory.
+    Memory(RootKey),
+    /// Inside a PKCS#11 token.
+    Token(TokenKey),
+}
+
+/// A wrap or unwrap that failed (opaque, as every crypto error).
+#[derive(Debug, thiserror::Error)]
+#[error("the system key could not be wrapped or unwrapped")]
+pub struct WrapError;
+
+impl Root {
+    /// The root key id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Memory(key) => key.id(),
+            Self::Token(key) => key.id(),
+        }
+    }
+
+    /// Wraps system key `version` under the root key.
+    pub fn wrap_system_key(&self, version: u32, system_key: &Secret32) -> Result<Vec<u8>, WrapError> {
+        match self {
+            Self::Memory(key) => key.wrap_system_key(version, system_key).map_err(|_| WrapError),
+            Self::Token(key) => key.wrap_system_key(version, system_key).map_err(|_| WrapError),
+        }
+    }
+
+    /// Unwraps system key `version`.
+    pub fn unwrap_system_key(&self, version: u32, wrapped: &[u8]) -> Result<Secret32, WrapError> {
+        match self {
+            Self::Memory(key) => key.unwrap_system_key(version, wrapped).map_err(|_| WrapError),
+            Self::Token(key) => key.unwrap_system_key(version, wrapped).map_err(|_| WrapError),
+        }
+    }
+}
+
+/// The configured seal mode, as `SealStatus` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Shamir shares.
+    Shamir,
+    /// Passphrase file.
+    Passphrase,
+    /// PKCS#11 token.
+    Pkcs11,
 }
 
 /// Unseal shares as handed out once by `Init`.
@@ -127,8 +207,11 @@ pub struct Status {
     pub progress: u32,
     /// Root key id ("" before init).
     pub root_key_id: String,
-    /// Whether the mode is Shamir.
-    pub shamir: bool,
+    /// The configured seal mode.
+    pub mode: Mode,
+    /// Why the root key can't be used though configured (PKCS#11: the
+    /// token is absent, its PIN wrong, …); `None` otherwise.
+    pub unavailable: Option<String>,
 }
 
 /// The root key holder.
@@ -160,6 +243,9 @@ impl Sealer {
             Err(source) => return Err(SealError::Io { path, source }),
         };
         let sealer = Self { dir: dir.to_owned(), mode, state: RwLock::new(state) };
+        if let SealConfig::Pkcs11(token) = &sealer.mode {
+            sealer.open_token(token, &path)?;
+        }
         if let SealConfig::Passphrase { file } = &sealer.mode {
             let passphrase = read_passphrase(file)?;
             if matches!(*sealer.read(), State::Uninitialized) {
@@ -179,43 +265,100 @@ impl Sealer {
         self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Opens the token, creating the root key in it on first start. A
+    /// token that can't be used leaves root-keyd up and NOT_SERVING, with
+    /// one ERROR line saying why; only a seal file of another mode is an
+    /// error here.
+    fn open_token(&self, token: &TokenConfig, path: &Path) -> Result<(), SealError> {
+        let recorded = match &*self.read() {
+            State::Sealed { file, .. } if file.pkcs11.is_some() => Some(file.root_key_id.clone()),
+            State::Sealed { .. } => {
+                return Err(SealError::WrongMode(
+                    "the stored root key is sealed by Shamir shares or a passphrase but seal.mode is \"pkcs11\"",
+                ));
+            }
+            _ => None,
+        };
+        let opened = TokenKey::open(token, recorded.as_deref());
+        let state = match opened {
+            Ok((key, created)) => {
+                if recorded.is_none() {
+                    self.persist(&SealFile {
+                        format: 1,
+                        root_key_id: key.id().to_owned(),
+                        sealed_root_key: String::new(),
+                        shamir: None,
+                        passphrase: None,
+                        pkcs11: Some(Pkcs11File {
+                            token_label: token.token_label.clone(),
+                            key_label: token.key_label.clone(),
+                        }),
+                    })?;
+                    tracing::info!(
+                        root_key_id = key.id(),
+                        created,
+                        file = %path.display(),
+                        "root key recorded: an AES-256 key inside PKCS#11 token {:?}", token.token_label
+                    );
+                }
+                tracing::info!(
+                    root_key_id = key.id(),
+                    token = token.token_label,
+                    "root key ready in its PKCS#11 token"
+                );
+                State::Unsealed { root: Arc::new(Root::Token(key)) }
+            }
+            Err(e) => {
+                tracing::error!("{}; root-keyd stays NOT_SERVING until this is fixed and it is restarted", e);
+                State::Unavailable { reason: e.to_string(), initialized: recorded.is_some() }
+            }
+        };
+        *self.write() = state;
+        Ok(())
+    }
+
     /// The unsealed root key, or why there is none.
-    pub fn root_key(&self) -> Result<Arc<RootKey>, SealError> {
+    pub fn root_key(&self) -> Result<Arc<Root>, SealError> {
         match &*self.read() {
             State::Unsealed { root } => Ok(root.clone()),
             State::Sealed { .. } => Err(SealError::Sealed),
             State::Uninitialized => Err(SealError::NotInitialized),
+            State::Unavailable { reason, .. } => Err(SealError::Token(reason.clone())),
         }
     }
 
     /// Current seal status.
     pub fn status(&self) -> Status {
-        let shamir = self.mode == SealConfig::Shamir;
+        let mode = match self.mode {
+            SealConfig::Shamir => Mode::Shamir,
+            SealConfig::Passphrase { .. } => Mode::Passphrase,
+            SealConfig::Pkcs11(_) => Mode::Pkcs11,
+        };
+        let none = Status {
+            initialized: false,
+            sealed: true,
+            threshold: 0,
+            progress: 0,
+            root_key_id: String::new(),
+            mode,
+            unavailable: None,
+        };
         match &*self.read() {
-            State::Uninitialized => Status {
-                initialized: false,
-                sealed: true,
-                threshold: 0,
-                progress: 0,
-                root_key_id: String::new(),
-                shamir,
-            },
+            State::Uninitialized => none,
+            State::Unavailable { reason, initialized } => {
+                Status { initialized: *initialized, unavailable: Some(reason.clone()), ..none }
+            }
             State::Sealed { file, digests, .. } => Status {
                 initialized: true,
                 sealed: true,
                 threshold: file.shamir.as_ref().map_or(0, |s| s.threshold),
                 progress: digests.len() as u32,
                 root_key_id: file.root_key_id.clone(),
-                shamir,
+                ..none
             },
-            State::Unsealed { root } => Status {
-                initialized: true,
-                sealed: false,
-                threshold: 0,
-                progress: 0,
-                root_key_id: root.id().to_owned(),
-                shamir,
-            },
+            State::Unsealed { root } => {
+                Status { initialized: true, sealed: false, root_key_id: root.id().to_owned(), ..none }
+            }
         }
     }
 
@@ -223,7 +366,9 @@ impl Sealer {
     /// The threshold is at least [`MIN_THRESHOLD`].
     pub fn init_shamir(&self, shares: u32, threshold: u32) -> Result<(String, UnsealShares), SealError> {
         if self.mode != SealConfig::Shamir {
-            return Err(SealError::WrongMode("root-keyd is in passphrase mode: it initialises itself"));
+            return Err(SealError::WrongMode(
+                "Init is for seal mode \"shamir\"; in passphrase and pkcs11 mode root-keyd initialises itself",
+            ));
         }
         if threshold < MIN_THRESHOLD {
             return Err(SealError::ThresholdTooLow(threshold));
@@ -246,6 +391,7 @@ impl Sealer {
                 share_digests: share_list.iter().map(|s| hex::encode(seal::share_digest(s))).collect(),
             }),
             passphrase: None,
+            pkcs11: None,
         };
         self.persist(&file)?;
         let id = file.root_key_id.clone();
@@ -256,7 +402,9 @@ impl Sealer {
     /// Takes one Shamir share. Unseals once the threshold is reached.
     pub fn unseal_share(&self, share: &[u8]) -> Result<Status, SealError> {
         if self.mode != SealConfig::Shamir {
-            return Err(SealError::WrongMode("root-keyd is in passphrase mode: it unseals itself"));
+            return Err(SealError::WrongMode(
+                "Unseal is for seal mode \"shamir\"; in passphrase and pkcs11 mode root-keyd unseals itself",
+            ));
         }
         {
             let mut state = self.write();
@@ -284,7 +432,7 @@ impl Sealer {
                     });
                 match outcome {
                     Ok(root) => {
-                        *state = State::Unsealed { root: Arc::new(root) };
+                        *state = State::Unsealed { root: Arc::new(Root::Memory(root)) };
                         tracing::info!("root key unsealed");
                     }
                     Err(e) => {
@@ -314,6 +462,7 @@ impl Sealer {
                 t_cost: params.t_cost,
                 p_cost: params.p_cost,
             }),
+            pkcs11: None,
         };
         self.persist(&file)?;
         *self.write() = State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() };
@@ -339,7 +488,7 @@ impl Sealer {
         let sealed = hex::decode(&file.sealed_root_key).map_err(|_| SealError::Malformed(path))?;
         let root = seal::unseal_root_key(&kek, &file.root_key_id, &sealed)
             .map_err(|_| SealError::BadPassphrase(passphrase_file.to_owned()))?;
-        *state = State::Unsealed { root: Arc::new(root) };
+        *state = State::Unsealed { root: Arc::new(Root::Memory(root)) };
         tracing::info!("root key unsealed with the passphrase");
         Ok(())
     }
@@ -375,7 +524,9 @@ impl Sealer {
 }
 
 fn sealed_state(file: SealFile, path: &Path) -> Result<State, SealError> {
-    if file.format != 1 || (file.shamir.is_none() == file.passphrase.is_none()) {
+    let modes = [file.shamir.is_some(), file.passphrase.is_some(), file.pkcs11.is_some()];
+    let one_mode = modes.iter().filter(|m| **m).count() == 1;
+    if file.format != 1 || !one_mode || file.sealed_root_key.is_empty() != file.pkcs11.is_some() {
         return Err(SealError::Malformed(path.to_owned()));
     }
     Ok(State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() })
@@ -394,6 +545,13 @@ fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, SealError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn material(root: &Root) -> [u8; 32] {
+        match root {
+            Root::Memory(key) => *key.danger_material().danger_expose(),
+            Root::Token(_) => panic!("a token key has no material here"),
+        }
+    }
 
     #[test]
     fn a_threshold_of_one_is_refused_and_stores_nothing() {
@@ -437,7 +595,7 @@ mod tests {
         for s in &shares[1..4] {
             again.unseal_share(s).unwrap();
         }
-        assert_eq!(again.root_key().unwrap().danger_material(), root.danger_material());
+        assert_eq!(material(&again.root_key().unwrap()), material(&root));
     }
 
     #[test]
@@ -450,7 +608,7 @@ mod tests {
         let root = first.root_key().unwrap();
         drop(first);
         let second = Sealer::open(&data, SealConfig::Passphrase { file: pass.clone() }).unwrap();
-        assert_eq!(second.root_key().unwrap().danger_material(), root.danger_material());
+        assert_eq!(material(&second.root_key().unwrap()), material(&root));
         std::fs::write(&pass, "wrong horse battery\n").unwrap();
         assert!(matches!(Sealer::open(&data, SealConfig::Passphrase { file: pass }), Err(SealError::BadPassphrase(_))));
     }
@@ -481,5 +639,50 @@ mod tests {
         sealer.init_shamir(3, 2).unwrap();
         assert_eq!(mode(&fresh.join(SEAL_FILE)), 0o600);
         assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_opened_leaves_root_keyd_up_and_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_library = dir.path().join("libnot-pkcs11.so");
+        std::fs::write(&not_a_library, b"not a shared object").unwrap();
+        let pin = dir.path().join("pin");
+        std::fs::write(&pin, "1234\n").unwrap();
+        let token = TokenConfig {
+            module: not_a_library,
+            token_label: "skm".into(),
+            slot: None,
+            pin_file: pin,
+            key_label: "skm-root-key".into(),
+        };
+        let sealer = Sealer::open(&dir.path().join("data"), SealConfig::Pkcs11(token)).unwrap();
+        let status = sealer.status();
+        assert!(status.sealed && !status.initialized, "{status:?}");
+        assert_eq!(status.mode, Mode::Pkcs11);
+        let reason = status.unavailable.unwrap();
+        assert!(reason.contains("libnot-pkcs11.so"), "{reason}");
+        let e = sealer.root_key().unwrap_err();
+        assert!(matches!(e, SealError::Token(_)), "{e}");
+        assert!(matches!(sealer.init_shamir(3, 2), Err(SealError::WrongMode(_))));
+        assert!(!dir.path().join("data").join(SEAL_FILE).exists(), "nothing recorded");
+    }
+
+    #[test]
+    fn a_seal_file_names_exactly_one_mode_and_a_token_file_holds_no_sealed_key() {
+        let path = Path::new("root-key.seal");
+        let file = |sealed: &str, pkcs11: bool, shamir: bool| SealFile {
+            format: 1,
+            root_key_id: "00".into(),
+            sealed_root_key: sealed.into(),
+            shamir: shamir.then(|| ShamirFile { threshold: 2, shares: 3, share_digests: vec![] }),
+            passphrase: None,
+            pkcs11: pkcs11.then(|| Pkcs11File { token_label: "t".into(), key_label: "k".into() }),
+        };
+        assert!(sealed_state(file("", true, false), path).is_ok());
+        assert!(sealed_state(file("abcd", false, true), path).is_ok());
+        for bad in [file("abcd", true, false), file("", false, true), file("", true, true), file("abcd", false, false)]
+        {
+            assert!(matches!(sealed_state(bad, path), Err(SealError::Malformed(_))));
+        }
     }
 }

@@ -511,6 +511,11 @@ pub struct DevProcess {
 impl DevProcess {
     /// Starts `skm dev` on eight free ports and waits until `skm status` is happy.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`DevProcess::start`] with more `skm dev` arguments (e.g. `--seal pkcs11`).
+    pub fn start_with(args: &[&str]) -> anyhow::Result<Self> {
         use std::io::BufRead;
         let dir = tempfile::tempdir()?;
         let base = free_port_base();
@@ -519,6 +524,7 @@ impl DevProcess {
             .args(["dev", "--data-dir"])
             .arg(dir.path())
             .args(["--port-base", &base.to_string()])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(stderr.reopen()?)
             .spawn()?;

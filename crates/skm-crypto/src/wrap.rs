@@ -52,8 +52,14 @@ impl RootKey {
     }
 
     fn aad(&self, version: u32) -> Vec<u8> {
-        [WRAP_LABEL, &version.to_be_bytes(), self.id.as_bytes()].concat()
+        system_key_aad(version, &self.id)
     }
+}
+
+/// The AAD that binds a wrapped system key to its version and root key,
+/// for every seal mode (a PKCS#11 token's AES-GCM uses the same).
+pub fn system_key_aad(version: u32, root_key_id: &str) -> Vec<u8> {
+    [WRAP_LABEL, &version.to_be_bytes(), root_key_id.as_bytes()].concat()
 }
 
 #[cfg(test)]
