@@ -331,6 +331,15 @@ pub enum RootCommand {
     },
     /// Seal state of root-keyd.
     Status,
+    /// Rotate the root key: a new root key version becomes current,
+    /// system-keyd has every system key version rewrapped under it, and
+    /// the older root key versions are destroyed. kms-api is unaffected.
+    Rotate {
+        /// Only finish an interrupted rotation: rewrap and destroy, with
+        /// no new root key version.
+        #[arg(long)]
+        rewrap_only: bool,
+    },
 }
 
 /// A keystore's access policy on the command line.

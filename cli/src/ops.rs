@@ -124,6 +124,47 @@ async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, 
             print_seal(&status, json);
             Ok(ExitCode::SUCCESS)
         }
+        RootCommand::Rotate { rewrap_only } => {
+            let rotated = if rewrap_only {
+                None
+            } else {
+                Some(client.rotate_root_key(root::v1::RotateRootKeyRequest {}).await?.into_inner())
+            };
+            let rewrap = skm.system()?.rewrap_system_keys(skm_client::system::v1::RewrapSystemKeysRequest {}).await;
+            let rewrap = match rewrap {
+                Ok(r) => r.into_inner(),
+                Err(status) => {
+                    if let Some(r) = &rotated {
+                        eprintln!(
+                            "root key {} is current, but system-keyd did not rewrap: finish with `skm root rotate \
+                             --rewrap-only`",
+                            r.root_key_id
+                        );
+                    }
+                    return Err(status.into());
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({ "root_key_id": rewrap.root_key_id, "rotated": rotated.is_some(),
+                            "rewrapped": rewrap.rewrapped, "destroyed_root_key_ids": rewrap.destroyed_root_key_ids })
+                );
+            } else {
+                println!(
+                    "root key {}{}: {} system key version(s) rewrapped; older root keys destroyed: {}",
+                    rewrap.root_key_id,
+                    if rotated.is_some() { " is current" } else { "" },
+                    rewrap.rewrapped,
+                    if rewrap.destroyed_root_key_ids.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        rewrap.destroyed_root_key_ids.join(", ")
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         RootCommand::Status => {
             let status = client.seal_status(root::v1::SealStatusRequest {}).await?.into_inner();
             print_seal(&status, json);
@@ -145,8 +186,10 @@ fn seal_text(s: &root::v1::SealStatusResponse) -> String {
         format!("uninitialised ({mode})")
     } else if s.sealed {
         format!("sealed ({mode}, {}/{} shares)", s.progress, s.threshold)
-    } else {
+    } else if s.older_root_key_ids.is_empty() {
         format!("unsealed ({mode})")
+    } else {
+        format!("unsealed ({mode}; older root keys still held: {})", s.older_root_key_ids.join(", "))
     }
 }
 
@@ -156,7 +199,7 @@ fn print_seal(s: &root::v1::SealStatusResponse, json: bool) {
             "{}",
             json!({ "initialized": s.initialized, "sealed": s.sealed, "threshold": s.threshold,
                     "progress": s.progress, "root_key_id": s.root_key_id,
-                    "unavailable_reason": s.unavailable_reason })
+                    "unavailable_reason": s.unavailable_reason, "older_root_key_ids": s.older_root_key_ids })
         );
     } else {
         println!("{}", seal_text(s));

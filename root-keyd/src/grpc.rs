@@ -23,7 +23,9 @@ impl From<SealError> for Status {
     fn from(e: SealError) -> Self {
         match e {
             SealError::NotInitialized | SealError::Sealed | SealError::Token(_) => Status::unavailable(e.to_string()),
-            SealError::AlreadyInitialized | SealError::WrongMode(_) => Status::failed_precondition(e.to_string()),
+            SealError::AlreadyInitialized | SealError::WrongMode(_) | SealError::UnknownRootKey { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             SealError::Shamir(_) | SealError::ThresholdTooLow(_) | SealError::BadShare => {
                 Status::invalid_argument(e.to_string())
             }
@@ -52,6 +54,7 @@ fn status_pb(s: crate::sealing::Status) -> pb::SealStatusResponse {
         progress: s.progress,
         root_key_id: s.root_key_id,
         unavailable_reason: s.unavailable.unwrap_or_default(),
+        older_root_key_ids: s.older,
     }
 }
 
@@ -112,15 +115,7 @@ impl RootKeyService for RootKeyApi {
     ) -> Result<Response<pb::UnwrapSystemKeyResponse>, Status> {
         let req = request.into_inner();
         let key = wrapped_key(req.key)?;
-        let root = self.sealer.root_key()?;
-        if key.root_key_id != root.id() {
-            return Err(Status::failed_precondition(format!(
-                "system key version {} is wrapped under root key {:?}, not the current root key {:?}",
-                key.version,
-                key.root_key_id,
-                root.id()
-            )));
-        }
+        let root = self.sealer.root_key_version(&key.root_key_id)?;
         let system_key = root
             .unwrap_system_key(key.version, &key.wrapped)
             .map_err(|_| Status::invalid_argument("the wrapped system key could not be unwrapped"))?;
@@ -130,5 +125,49 @@ impl RootKeyService for RootKeyApi {
         self.unwrapped.fetch_add(1, Ordering::Relaxed);
         tracing::info!(version = key.version, "system key unwrapped for kms-api");
         Ok(Response::new(pb::UnwrapSystemKeyResponse { version: key.version, encapsulated_key, sealed_key }))
+    }
+
+    async fn rotate_root_key(
+        &self,
+        _: Request<pb::RotateRootKeyRequest>,
+    ) -> Result<Response<pb::RotateRootKeyResponse>, Status> {
+        let sealer = self.sealer.clone();
+        let (root_key_id, older_root_key_ids) = tokio::task::spawn_blocking(move || sealer.rotate())
+            .await
+            .map_err(|_| Status::internal("internal error"))??;
+        Ok(Response::new(pb::RotateRootKeyResponse { root_key_id, older_root_key_ids }))
+    }
+
+    async fn rewrap_system_key(
+        &self,
+        request: Request<pb::RewrapSystemKeyRequest>,
+    ) -> Result<Response<pb::RewrapSystemKeyResponse>, Status> {
+        let key = wrapped_key(request.into_inner().key)?;
+        let current = self.sealer.root_key()?;
+        if key.root_key_id == current.id() {
+            return Ok(Response::new(pb::RewrapSystemKeyResponse { key: Some(key) }));
+        }
+        let older = self.sealer.root_key_version(&key.root_key_id)?;
+        let system_key = older
+            .unwrap_system_key(key.version, &key.wrapped)
+            .map_err(|_| Status::invalid_argument("the wrapped system key could not be unwrapped"))?;
+        let wrapped =
+            current.wrap_system_key(key.version, &system_key).map_err(|_| Status::internal("internal error"))?;
+        tracing::info!(version = key.version, from = key.root_key_id, to = current.id(), "system key rewrapped");
+        Ok(Response::new(pb::RewrapSystemKeyResponse {
+            key: Some(pb::WrappedSystemKey { version: key.version, root_key_id: current.id().to_owned(), wrapped }),
+        }))
+    }
+
+    async fn destroy_root_keys(
+        &self,
+        request: Request<pb::DestroyRootKeysRequest>,
+    ) -> Result<Response<pb::DestroyRootKeysResponse>, Status> {
+        let keep = request.into_inner().keep_root_key_ids.into_iter().collect();
+        let sealer = self.sealer.clone();
+        let destroyed_root_key_ids = tokio::task::spawn_blocking(move || sealer.destroy_older(&keep))
+            .await
+            .map_err(|_| Status::internal("internal error"))??;
+        Ok(Response::new(pb::DestroyRootKeysResponse { destroyed_root_key_ids }))
     }
 }

@@ -46,6 +46,9 @@ pub fn access_policy() -> AccessPolicy {
         )
         .allow(&m("GenerateSystemKey"), &[Allow::Service(Service::SystemKeyd)])
         .allow(&m("UnwrapSystemKey"), &[Allow::Service(Service::KmsApi)])
+        .allow(&m("RotateRootKey"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("RewrapSystemKey"), &[Allow::Service(Service::SystemKeyd)])
+        .allow(&m("DestroyRootKeys"), &[Allow::Service(Service::SystemKeyd)])
 }
 
 /// A started root-keyd.

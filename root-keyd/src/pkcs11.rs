@@ -15,7 +15,7 @@
 //! after a few failures.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -129,11 +129,12 @@ pub enum TokenError {
     },
 }
 
-/// The root key as a token object, with the logged-in session that uses it.
+/// One root key version as a token object, with the logged-in session
+/// (shared by every version on the token) that uses it.
 pub struct TokenKey {
     id: String,
     key: ObjectHandle,
-    session: Mutex<Session>,
+    session: Arc<Mutex<Session>>,
     // Kept so the library stays loaded and initialised while the session lives.
     _context: Pkcs11,
 }
@@ -150,12 +151,14 @@ impl std::fmt::Debug for TokenKey {
 pub struct TokenCryptoError;
 
 impl TokenKey {
-    /// Opens the token, logs in and finds the root key object.
+    /// Opens the token, logs in and finds the root key objects.
     ///
-    /// `recorded`: the root key id the seal file holds. With `None` (first
-    /// start) a missing key object is generated inside the token; with
-    /// `Some` it must be there. Returns the key and whether it was created.
-    pub fn open(config: &TokenConfig, recorded: Option<&str>) -> Result<(Self, bool), TokenError> {
+    /// `recorded`: the root key ids the seal file holds, current first.
+    /// Empty (first start): the one object with the label is adopted, or
+    /// generated inside the token when there is none. Otherwise each
+    /// recorded id must be there. Returns the keys in the order asked and
+    /// whether one was created.
+    pub fn open(config: &TokenConfig, recorded: &[String]) -> Result<(Vec<Self>, bool), TokenError> {
         let library = |reason: String| TokenError::Library { path: config.module.clone(), reason };
         let context = Pkcs11::new(&config.module).map_err(|e| library(e.to_string()))?;
         match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -174,41 +177,66 @@ impl TokenKey {
             }
             Err(e) => return Err(call(e)),
         }
-        let found = session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Label(config.key_label.clone().into()),
-            ])
-            .map_err(call)?;
-        let (key, created) = match (found.as_slice(), recorded) {
-            ([key], _) => (*key, false),
-            ([], None) => (generate(&session, config)?, true),
-            ([], Some(id)) => {
-                return Err(TokenError::KeyMissing {
-                    token: label.clone(),
-                    key: config.key_label.clone(),
-                    id: id.to_owned(),
-                });
-            }
-            (many, _) => {
-                return Err(TokenError::KeyAmbiguous {
-                    token: label.clone(),
-                    key: config.key_label.clone(),
-                    count: many.len(),
-                });
-            }
+        let find = |id: Option<&[u8]>| {
+            let mut template =
+                vec![Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(config.key_label.clone().into())];
+            template.extend(id.map(|id| Attribute::Id(id.to_vec())));
+            session.find_objects(&template).map_err(call)
         };
-        let id = check_key(&session, key, config)?;
-        if let Some(recorded) = recorded
-            && recorded != id
-        {
-            return Err(TokenError::KeyMissing {
-                token: label.clone(),
-                key: config.key_label.clone(),
-                id: recorded.to_owned(),
-            });
+        let missing = |id: &str| TokenError::KeyMissing {
+            token: label.clone(),
+            key: config.key_label.clone(),
+            id: id.to_owned(),
+        };
+        let ambiguous =
+            |count: usize| TokenError::KeyAmbiguous { token: label.clone(), key: config.key_label.clone(), count };
+        let mut handles = Vec::new();
+        let mut created = false;
+        if recorded.is_empty() {
+            match find(None)?.as_slice() {
+                [key] => handles.push((*key, None)),
+                [] => {
+                    handles.push((generate(&session, config)?, None));
+                    created = true;
+                }
+                many => return Err(ambiguous(many.len())),
+            }
         }
-        Ok((Self { id, key, session: Mutex::new(session), _context: context }, created))
+        for id in recorded {
+            let bytes = hex::decode(id).map_err(|_| missing(id))?;
+            match find(Some(&bytes))?.as_slice() {
+                [key] => handles.push((*key, Some(id))),
+                [] => return Err(missing(id)),
+                many => return Err(ambiguous(many.len())),
+            }
+        }
+        let mut keys = Vec::with_capacity(handles.len());
+        let session = Arc::new(Mutex::new(session));
+        for (key, recorded) in handles {
+            let id = check_key(&lock(&session), key, config)?;
+            if recorded.is_some_and(|r| *r != id) {
+                return Err(missing(recorded.map_or("", String::as_str)));
+            }
+            keys.push(Self { id, key, session: session.clone(), _context: context.clone() });
+        }
+        Ok((keys, created))
+    }
+
+    /// Generates a new root key version in the same token (root key
+    /// rotation), through the same session.
+    pub fn generate_next(&self, config: &TokenConfig) -> Result<Self, TokenError> {
+        let session = lock(&self.session);
+        let key = generate(&session, config)?;
+        let id = check_key(&session, key, config)?;
+        Ok(Self { id, key, session: self.session.clone(), _context: self._context.clone() })
+    }
+
+    /// Destroys the object (an older root key version nothing is wrapped
+    /// under any more).
+    pub fn destroy(&self, config: &TokenConfig) -> Result<(), TokenError> {
+        lock(&self.session)
+            .destroy_object(self.key)
+            .map_err(|e| TokenError::Call { token: config.token_label.clone(), call: short(&e) })
     }
 
     /// The root key id: the hex of the object's CKA_ID.
@@ -247,8 +275,12 @@ impl TokenKey {
     }
 
     fn session(&self) -> std::sync::MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.session)
     }
+}
+
+fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn short(e: &CkError) -> String {

@@ -76,6 +76,17 @@ pub enum SealError {
     /// Randomness or encryption failed.
     #[error("cryptographic operation failed")]
     Crypto,
+    /// A wrapped system key names a root key version root-keyd doesn't hold.
+    #[error(
+        "root key {id:?} is not held by this root-keyd (current root key: {current:?}); it was destroyed or \
+         belongs to another root-keyd"
+    )]
+    UnknownRootKey {
+        /// The id asked for.
+        id: String,
+        /// The current one.
+        current: String,
+    },
     /// The PKCS#11 token can't be used (seal mode "pkcs11").
     #[error("the root key's PKCS#11 token is unavailable: {0}")]
     Token(String),
@@ -95,6 +106,20 @@ struct SealFile {
     passphrase: Option<PassphraseFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pkcs11: Option<Pkcs11File>,
+    /// Older root key versions, newest first: kept until system-keyd has
+    /// rewrapped everything under the current one (`DestroyRootKeys`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    older: Vec<OlderKey>,
+}
+
+/// An older root key version: sealed like the current one (Shamir,
+/// passphrase), or named by its token object's id (PKCS#11).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OlderKey {
+    root_key_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sealed_root_key: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -125,12 +150,16 @@ struct Pkcs11File {
 enum State {
     Uninitialized,
     Sealed {
-        file: SealFile,
+        file: Box<SealFile>,
         submitted: Vec<Zeroizing<Vec<u8>>>,
         digests: BTreeSet<[u8; 32]>,
     },
+    /// `kek`: the key that seals root key versions at rest (Shamir's
+    /// unseal key, the passphrase's KEK), kept to seal a rotated one; none
+    /// in PKCS#11 mode.
     Unsealed {
-        root: Arc<Root>,
+        ring: Arc<Ring>,
+        kek: Option<Arc<Secret32>>,
     },
     /// The token can't be used; `initialized`: a root key is recorded.
     Unavailable {
@@ -180,6 +209,33 @@ impl Root {
     }
 }
 
+/// The root key versions root-keyd holds: the current one wraps new and
+/// rewrapped system keys; older ones only unwrap, until destroyed.
+#[derive(Debug)]
+pub struct Ring {
+    current: Arc<Root>,
+    older: Vec<Arc<Root>>,
+}
+
+impl Ring {
+    fn new(mut keys: Vec<Root>) -> Option<Self> {
+        if keys.is_empty() {
+            return None;
+        }
+        let current = Arc::new(keys.remove(0));
+        Some(Self { current, older: keys.into_iter().map(Arc::new).collect() })
+    }
+
+    /// The version named `id`.
+    fn get(&self, id: &str) -> Option<Arc<Root>> {
+        std::iter::once(&self.current).chain(&self.older).find(|k| k.id() == id).cloned()
+    }
+
+    fn older_ids(&self) -> Vec<String> {
+        self.older.iter().map(|k| k.id().to_owned()).collect()
+    }
+}
+
 /// The configured seal mode, as `SealStatus` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -212,6 +268,8 @@ pub struct Status {
     /// Why the root key can't be used though configured (PKCS#11: the
     /// token is absent, its PIN wrong, …); `None` otherwise.
     pub unavailable: Option<String>,
+    /// Older root key versions still held, newest first.
+    pub older: Vec<String>,
 }
 
 /// The root key holder.
@@ -270,22 +328,25 @@ impl Sealer {
     /// one ERROR line saying why; only a seal file of another mode is an
     /// error here.
     fn open_token(&self, token: &TokenConfig, path: &Path) -> Result<(), SealError> {
-        let recorded = match &*self.read() {
-            State::Sealed { file, .. } if file.pkcs11.is_some() => Some(file.root_key_id.clone()),
+        let recorded: Vec<String> = match &*self.read() {
+            State::Sealed { file, .. } if file.pkcs11.is_some() => {
+                std::iter::once(&file.root_key_id).chain(file.older.iter().map(|o| &o.root_key_id)).cloned().collect()
+            }
             State::Sealed { .. } => {
                 return Err(SealError::WrongMode(
                     "the stored root key is sealed by Shamir shares or a passphrase but seal.mode is \"pkcs11\"",
                 ));
             }
-            _ => None,
+            _ => Vec::new(),
         };
-        let opened = TokenKey::open(token, recorded.as_deref());
-        let state = match opened {
-            Ok((key, created)) => {
-                if recorded.is_none() {
+        let state = match TokenKey::open(token, &recorded) {
+            Ok((keys, created)) => {
+                let ring = Ring::new(keys.into_iter().map(Root::Token).collect()).ok_or(SealError::Crypto)?;
+                let id = ring.current.id().to_owned();
+                if recorded.is_empty() {
                     self.persist(&SealFile {
                         format: 1,
-                        root_key_id: key.id().to_owned(),
+                        root_key_id: id.clone(),
                         sealed_root_key: String::new(),
                         shamir: None,
                         passphrase: None,
@@ -293,38 +354,134 @@ impl Sealer {
                             token_label: token.token_label.clone(),
                             key_label: token.key_label.clone(),
                         }),
+                        older: Vec::new(),
                     })?;
                     tracing::info!(
-                        root_key_id = key.id(),
+                        root_key_id = id,
                         created,
                         file = %path.display(),
                         "root key recorded: an AES-256 key inside PKCS#11 token {:?}", token.token_label
                     );
                 }
                 tracing::info!(
-                    root_key_id = key.id(),
+                    root_key_id = id,
+                    older = ?ring.older_ids(),
                     token = token.token_label,
                     "root key ready in its PKCS#11 token"
                 );
-                State::Unsealed { root: Arc::new(Root::Token(key)) }
+                State::Unsealed { ring: Arc::new(ring), kek: None }
             }
             Err(e) => {
                 tracing::error!("{}; root-keyd stays NOT_SERVING until this is fixed and it is restarted", e);
-                State::Unavailable { reason: e.to_string(), initialized: recorded.is_some() }
+                State::Unavailable { reason: e.to_string(), initialized: !recorded.is_empty() }
             }
         };
         *self.write() = state;
         Ok(())
     }
 
-    /// The unsealed root key, or why there is none.
+    /// The current root key version, or why there is none.
     pub fn root_key(&self) -> Result<Arc<Root>, SealError> {
+        Ok(self.ring()?.current.clone())
+    }
+
+    /// The root key version `id` (current or older).
+    pub fn root_key_version(&self, id: &str) -> Result<Arc<Root>, SealError> {
+        let ring = self.ring()?;
+        ring.get(id)
+            .ok_or_else(|| SealError::UnknownRootKey { id: id.to_owned(), current: ring.current.id().to_owned() })
+    }
+
+    fn ring(&self) -> Result<Arc<Ring>, SealError> {
         match &*self.read() {
-            State::Unsealed { root } => Ok(root.clone()),
+            State::Unsealed { ring, .. } => Ok(ring.clone()),
             State::Sealed { .. } => Err(SealError::Sealed),
             State::Uninitialized => Err(SealError::NotInitialized),
             State::Unavailable { reason, .. } => Err(SealError::Token(reason.clone())),
         }
+    }
+
+    /// Makes a new root key version current and records it; the previous
+    /// ones stay (they unwrap what they wrapped) until
+    /// [`Sealer::destroy_older`]. Returns the new id and the older ones,
+    /// newest first.
+    pub fn rotate(&self) -> Result<(String, Vec<String>), SealError> {
+        let mut state = self.write();
+        let State::Unsealed { ring, kek } = &*state else {
+            drop(state);
+            return Err(self.ring().err().unwrap_or(SealError::Sealed));
+        };
+        let (ring, kek) = (ring.clone(), kek.clone());
+        let mut file = self.load_file()?;
+        let (new, sealed) = match (&self.mode, &*ring.current, &kek) {
+            (SealConfig::Pkcs11(token), Root::Token(current), _) => {
+                let new = current.generate_next(token).map_err(|e| SealError::Token(e.to_string()))?;
+                (Root::Token(new), String::new())
+            }
+            (_, Root::Memory(_), Some(kek)) => {
+                let new = RootKey::generate().map_err(|_| SealError::Crypto)?;
+                let sealed = seal::seal_root_key(kek, &new).map_err(|_| SealError::Crypto)?;
+                (Root::Memory(new), hex::encode(sealed))
+            }
+            _ => return Err(SealError::Crypto),
+        };
+        let previous = OlderKey {
+            root_key_id: std::mem::replace(&mut file.root_key_id, new.id().to_owned()),
+            sealed_root_key: std::mem::replace(&mut file.sealed_root_key, sealed),
+        };
+        file.older.insert(0, previous);
+        if let Err(e) = self.persist(&file) {
+            if let (SealConfig::Pkcs11(token), Root::Token(new)) = (&self.mode, &new) {
+                let _ = new.destroy(token);
+            }
+            return Err(e);
+        }
+        let mut older = vec![ring.current.clone()];
+        older.extend(ring.older.iter().cloned());
+        let ring = Ring { current: Arc::new(new), older };
+        let answer = (ring.current.id().to_owned(), ring.older_ids());
+        tracing::info!(root_key_id = answer.0, older = ?answer.1, "root key rotated: a new version is current");
+        *state = State::Unsealed { ring: Arc::new(ring), kek };
+        Ok(answer)
+    }
+
+    /// Destroys the older root key versions not in `keep` (never the
+    /// current one): first drops them from the seal file, then (PKCS#11)
+    /// destroys their token objects. Returns the destroyed ids.
+    pub fn destroy_older(&self, keep: &BTreeSet<String>) -> Result<Vec<String>, SealError> {
+        let mut state = self.write();
+        let State::Unsealed { ring, kek } = &*state else {
+            drop(state);
+            return Err(self.ring().err().unwrap_or(SealError::Sealed));
+        };
+        let (ring, kek) = (ring.clone(), kek.clone());
+        let (gone, kept): (Vec<_>, Vec<_>) = ring.older.iter().cloned().partition(|k| !keep.contains(k.id()));
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut file = self.load_file()?;
+        file.older.retain(|o| !gone.iter().any(|k| k.id() == o.root_key_id));
+        self.persist(&file)?;
+        *state = State::Unsealed { ring: Arc::new(Ring { current: ring.current.clone(), older: kept }), kek };
+        drop(state);
+        if let SealConfig::Pkcs11(token) = &self.mode {
+            for key in &gone {
+                if let Root::Token(key) = &**key
+                    && let Err(e) = key.destroy(token)
+                {
+                    tracing::error!(root_key_id = key.id(), error = %e, "root key version dropped, but its token object remains");
+                }
+            }
+        }
+        let ids: Vec<String> = gone.iter().map(|k| k.id().to_owned()).collect();
+        tracing::info!(destroyed = ?ids, "older root key versions destroyed: nothing is wrapped under them");
+        Ok(ids)
+    }
+
+    fn load_file(&self) -> Result<SealFile, SealError> {
+        let path = self.dir.join(SEAL_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| SealError::Io { path: path.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|_| SealError::Malformed(path))
     }
 
     /// Current seal status.
@@ -342,6 +499,7 @@ impl Sealer {
             root_key_id: String::new(),
             mode,
             unavailable: None,
+            older: Vec::new(),
         };
         match &*self.read() {
             State::Uninitialized => none,
@@ -356,9 +514,13 @@ impl Sealer {
                 root_key_id: file.root_key_id.clone(),
                 ..none
             },
-            State::Unsealed { root } => {
-                Status { initialized: true, sealed: false, root_key_id: root.id().to_owned(), ..none }
-            }
+            State::Unsealed { ring, .. } => Status {
+                initialized: true,
+                sealed: false,
+                root_key_id: ring.current.id().to_owned(),
+                older: ring.older_ids(),
+                ..none
+            },
         }
     }
 
@@ -392,10 +554,11 @@ impl Sealer {
             }),
             passphrase: None,
             pkcs11: None,
+            older: Vec::new(),
         };
         self.persist(&file)?;
         let id = file.root_key_id.clone();
-        *state = State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() };
+        *state = State::Sealed { file: Box::new(file), submitted: Vec::new(), digests: BTreeSet::new() };
         Ok((id, share_list))
     }
 
@@ -427,12 +590,12 @@ impl Sealer {
             if (digests.len() as u32) >= shamir.threshold {
                 let outcome =
                     seal::combine(submitted, shamir.threshold).map_err(SealError::from).and_then(|unseal_key| {
-                        let sealed = hex::decode(&file.sealed_root_key).map_err(|_| SealError::BadShare)?;
-                        seal::unseal_root_key(&unseal_key, &file.root_key_id, &sealed).map_err(|_| SealError::BadShare)
+                        let ring = open_ring(&unseal_key, file).ok_or(SealError::BadShare)?;
+                        Ok((ring, unseal_key))
                     });
                 match outcome {
-                    Ok(root) => {
-                        *state = State::Unsealed { root: Arc::new(Root::Memory(root)) };
+                    Ok((ring, kek)) => {
+                        *state = State::Unsealed { ring: Arc::new(ring), kek: Some(Arc::new(kek)) };
                         tracing::info!("root key unsealed");
                     }
                     Err(e) => {
@@ -463,9 +626,10 @@ impl Sealer {
                 p_cost: params.p_cost,
             }),
             pkcs11: None,
+            older: Vec::new(),
         };
         self.persist(&file)?;
-        *self.write() = State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() };
+        *self.write() = State::Sealed { file: Box::new(file), submitted: Vec::new(), digests: BTreeSet::new() };
         Ok(())
     }
 
@@ -485,10 +649,8 @@ impl Sealer {
             .ok_or_else(|| SealError::Malformed(path.clone()))?;
         let params = PassphraseParams { salt, m_cost: p.m_cost, t_cost: p.t_cost, p_cost: p.p_cost };
         let kek = params.derive_kek(passphrase)?;
-        let sealed = hex::decode(&file.sealed_root_key).map_err(|_| SealError::Malformed(path))?;
-        let root = seal::unseal_root_key(&kek, &file.root_key_id, &sealed)
-            .map_err(|_| SealError::BadPassphrase(passphrase_file.to_owned()))?;
-        *state = State::Unsealed { root: Arc::new(Root::Memory(root)) };
+        let ring = open_ring(&kek, file).ok_or_else(|| SealError::BadPassphrase(passphrase_file.to_owned()))?;
+        *state = State::Unsealed { ring: Arc::new(ring), kek: Some(Arc::new(kek)) };
         tracing::info!("root key unsealed with the passphrase");
         Ok(())
     }
@@ -523,13 +685,31 @@ impl Sealer {
     }
 }
 
+/// Opens every root key version of `file` with `kek`, current first;
+/// `None` if any doesn't open (wrong key, or a tampered file).
+fn open_ring(kek: &Secret32, file: &SealFile) -> Option<Ring> {
+    let open = |id: &str, sealed: &str| {
+        let sealed = hex::decode(sealed).ok()?;
+        seal::unseal_root_key(kek, id, &sealed).ok().map(Root::Memory)
+    };
+    let mut keys = vec![open(&file.root_key_id, &file.sealed_root_key)?];
+    for older in &file.older {
+        keys.push(open(&older.root_key_id, &older.sealed_root_key)?);
+    }
+    Ring::new(keys)
+}
+
 fn sealed_state(file: SealFile, path: &Path) -> Result<State, SealError> {
     let modes = [file.shamir.is_some(), file.passphrase.is_some(), file.pkcs11.is_some()];
     let one_mode = modes.iter().filter(|m| **m).count() == 1;
-    if file.format != 1 || !one_mode || file.sealed_root_key.is_empty() != file.pkcs11.is_some() {
+    let token = file.pkcs11.is_some();
+    let sealed_as_mode = std::iter::once(&file.sealed_root_key)
+        .chain(file.older.iter().map(|o| &o.sealed_root_key))
+        .all(|sealed| sealed.is_empty() == token);
+    if file.format != 1 || !one_mode || !sealed_as_mode {
         return Err(SealError::Malformed(path.to_owned()));
     }
-    Ok(State::Sealed { file, submitted: Vec::new(), digests: BTreeSet::new() })
+    Ok(State::Sealed { file: Box::new(file), submitted: Vec::new(), digests: BTreeSet::new() })
 }
 
 fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, SealError> {
@@ -677,6 +857,7 @@ mod tests {
             shamir: shamir.then(|| ShamirFile { threshold: 2, shares: 3, share_digests: vec![] }),
             passphrase: None,
             pkcs11: pkcs11.then(|| Pkcs11File { token_label: "t".into(), key_label: "k".into() }),
+            older: Vec::new(),
         };
         assert!(sealed_state(file("", true, false), path).is_ok());
         assert!(sealed_state(file("abcd", false, true), path).is_ok());
@@ -684,5 +865,70 @@ mod tests {
         {
             assert!(matches!(sealed_state(bad, path), Err(SealError::Malformed(_))));
         }
+    }
+
+    #[test]
+    fn a_rotated_root_key_keeps_the_old_version_until_it_is_destroyed_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "correct horse battery\n").unwrap();
+        let data = dir.path().join("data");
+        let mode = || SealConfig::Passphrase { file: pass.clone() };
+        let sealer = Sealer::open(&data, mode()).unwrap();
+        let first = sealer.root_key().unwrap();
+        let system_key = Secret32::generate().unwrap();
+        let wrapped = first.wrap_system_key(1, &system_key).unwrap();
+
+        let (second_id, older) = sealer.rotate().unwrap();
+        assert_ne!(second_id, first.id());
+        assert_eq!(older, vec![first.id().to_owned()]);
+        assert_eq!(sealer.root_key().unwrap().id(), second_id);
+        assert_eq!(sealer.status().older, older);
+        // The old version still unwraps what it wrapped; the new one wraps.
+        let old = sealer.root_key_version(first.id()).unwrap();
+        assert_eq!(old.unwrap_system_key(1, &wrapped).unwrap().danger_expose(), system_key.danger_expose());
+        let rewrapped = sealer.root_key().unwrap().wrap_system_key(1, &system_key).unwrap();
+        assert!(sealer.root_key().unwrap().unwrap_system_key(1, &wrapped).is_err(), "bound to its root key");
+
+        // Both versions come back after a restart (sealed under the same KEK).
+        drop((sealer, old));
+        let again = Sealer::open(&data, mode()).unwrap();
+        assert_eq!(again.root_key().unwrap().id(), second_id);
+        let old = again.root_key_version(first.id()).unwrap();
+        assert_eq!(old.unwrap_system_key(1, &wrapped).unwrap().danger_expose(), system_key.danger_expose());
+
+        // Destroyed once nothing needs it: gone from memory and from the file.
+        let keep: BTreeSet<String> = [second_id.clone()].into();
+        assert_eq!(again.destroy_older(&keep).unwrap(), vec![first.id().to_owned()]);
+        assert!(again.destroy_older(&keep).unwrap().is_empty(), "idempotent");
+        assert!(matches!(again.root_key_version(first.id()), Err(SealError::UnknownRootKey { .. })));
+        drop(again);
+        let last = Sealer::open(&data, mode()).unwrap();
+        assert!(last.status().older.is_empty());
+        assert!(!std::fs::read_to_string(data.join(SEAL_FILE)).unwrap().contains(first.id()));
+        let current = last.root_key().unwrap();
+        assert_eq!(current.unwrap_system_key(1, &rewrapped).unwrap().danger_expose(), system_key.danger_expose());
+        // The current version is never destroyed.
+        assert!(last.destroy_older(&BTreeSet::new()).unwrap().is_empty());
+        assert_eq!(last.root_key().unwrap().id(), second_id);
+    }
+
+    #[test]
+    fn shamir_rotation_needs_no_shares_and_the_same_shares_unseal_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::open(dir.path(), SealConfig::Shamir).unwrap();
+        assert!(matches!(sealer.rotate(), Err(SealError::NotInitialized)));
+        let (first, shares) = sealer.init_shamir(3, 2).unwrap();
+        assert!(matches!(sealer.rotate(), Err(SealError::Sealed)));
+        sealer.unseal_share(&shares[0]).unwrap();
+        sealer.unseal_share(&shares[1]).unwrap();
+        let (second, older) = sealer.rotate().unwrap();
+        assert_eq!(older, vec![first.clone()]);
+        drop(sealer);
+        let again = Sealer::open(dir.path(), SealConfig::Shamir).unwrap();
+        again.unseal_share(&shares[2]).unwrap();
+        again.unseal_share(&shares[0]).unwrap();
+        assert_eq!(again.root_key().unwrap().id(), second);
+        assert!(again.root_key_version(&first).is_ok());
     }
 }

@@ -19,6 +19,11 @@ impl From<RotateError> for Status {
             RotateError::Root(s) if s.code() == tonic::Code::Unavailable => {
                 Status::unavailable(format!("root-keyd is unavailable: {}", s.message()))
             }
+            RotateError::Root(s)
+                if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied) =>
+            {
+                Status::new(s.code(), format!("root-keyd: {}", s.message()))
+            }
             RotateError::Versions(crate::VersionsError::Store(skm_store::StoreError::Conflict { .. })) => {
                 Status::aborted("a concurrent rotation won; retry")
             }
@@ -59,5 +64,13 @@ impl SystemKeyService for SystemKeyApi {
     ) -> Result<Response<pb::RotateSystemKeyResponse>, Status> {
         let active_version = self.state.rotate().await?;
         Ok(Response::new(pb::RotateSystemKeyResponse { active_version }))
+    }
+
+    async fn rewrap_system_keys(
+        &self,
+        _: Request<pb::RewrapSystemKeysRequest>,
+    ) -> Result<Response<pb::RewrapSystemKeysResponse>, Status> {
+        let (root_key_id, rewrapped, destroyed_root_key_ids) = self.state.rewrap().await?;
+        Ok(Response::new(pb::RewrapSystemKeysResponse { root_key_id, rewrapped, destroyed_root_key_ids }))
     }
 }

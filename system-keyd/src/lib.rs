@@ -42,6 +42,7 @@ pub fn access_policy() -> AccessPolicy {
         .with_health_and_reflection()
         .allow(&format!("/{SERVICE}/GetWrappedSystemKeys"), &[Allow::Service(Service::KmsApi)])
         .allow(&format!("/{SERVICE}/RotateSystemKey"), &[Allow::Operator(Role::Admin)])
+        .allow(&format!("/{SERVICE}/RewrapSystemKeys"), &[Allow::Operator(Role::Admin)])
 }
 
 /// The state shared by the handlers and the bootstrap task.
@@ -97,6 +98,63 @@ impl SystemKeys {
         self.health.set(true).await;
         tracing::info!(version = next, "system key version added and made active");
         Ok(next)
+    }
+
+    /// Has every version not under root-keyd's current root key rewrapped,
+    /// stores them in one batch (CAS on each entry), then has root-keyd
+    /// destroy the root key versions nothing here is wrapped under. Returns
+    /// the root key id, how many were rewrapped and what was destroyed.
+    pub(crate) async fn rewrap(&self) -> Result<(String, u32, Vec<String>), RotateError> {
+        use skm_proto::root::v1 as root_pb;
+        let _guard = self.rotation.lock().await;
+        let mut root = self.root.clone();
+        let current =
+            root.seal_status(root_pb::SealStatusRequest {}).await.map_err(RotateError::Root)?.into_inner().root_key_id;
+        let mut rewrapped = Vec::new();
+        let mut under = std::collections::BTreeSet::new();
+        for (version, revision) in self.versions.list_with_revisions().await? {
+            if version.root_key_id == current {
+                under.insert(current.clone());
+                continue;
+            }
+            let request = root_pb::RewrapSystemKeyRequest {
+                key: Some(root_pb::WrappedSystemKey {
+                    version: version.version,
+                    root_key_id: version.root_key_id.clone(),
+                    wrapped: version.wrapped.clone(),
+                }),
+            };
+            let key = root
+                .rewrap_system_key(request)
+                .await
+                .map_err(RotateError::Root)?
+                .into_inner()
+                .key
+                .ok_or(RotateError::Empty)?;
+            if key.version != version.version {
+                return Err(RotateError::Empty);
+            }
+            under.insert(key.root_key_id.clone());
+            rewrapped.push((
+                WrappedVersion { version: key.version, root_key_id: key.root_key_id, wrapped: key.wrapped },
+                revision,
+            ));
+        }
+        self.versions.replace(&rewrapped).await?;
+        let count = u32::try_from(rewrapped.len()).unwrap_or(u32::MAX);
+        tracing::info!(
+            root_key_id = current,
+            rewrapped = count,
+            "system key versions rewrapped under the current root key"
+        );
+        // Only now is nothing stored here under the older root keys.
+        let destroyed = root
+            .destroy_root_keys(root_pb::DestroyRootKeysRequest { keep_root_key_ids: under.into_iter().collect() })
+            .await
+            .map_err(RotateError::Root)?
+            .into_inner()
+            .destroyed_root_key_ids;
+        Ok((current, count, destroyed))
     }
 
     /// Obtains version 1 if the store has none, retrying until it succeeds

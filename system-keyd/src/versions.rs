@@ -84,18 +84,7 @@ impl<S: Store> WrappedVersions<S> {
 
     /// Reads every version and the active one.
     pub async fn snapshot(&self) -> Result<Snapshot, VersionsError> {
-        let mut versions = Vec::new();
-        for (key, value) in self.store.list(VERSION_PREFIX).await? {
-            let malformed = || VersionsError::Malformed(String::from_utf8_lossy(&key).into_owned());
-            // strip_prefix rather than slicing: a store that broke list's
-            // contract gives Malformed, not a panic.
-            let version = key
-                .strip_prefix(VERSION_PREFIX)
-                .and_then(|v| v.try_into().ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(malformed)?;
-            versions.push(WrappedVersion::decode(version, &value.value).ok_or_else(malformed)?);
-        }
+        let versions = self.list_with_revisions().await?.into_iter().map(|(v, _)| v).collect();
         let active = match self.store.get(ACTIVE).await? {
             Some(v) => {
                 let bytes: [u8; 4] = v.value.try_into().map_err(|_| VersionsError::Malformed("active".into()))?;
@@ -104,6 +93,40 @@ impl<S: Store> WrappedVersions<S> {
             None => None,
         };
         Ok(Snapshot { versions, active })
+    }
+
+    /// Every version with the revision of its entry, ascending.
+    pub async fn list_with_revisions(&self) -> Result<Vec<(WrappedVersion, u64)>, VersionsError> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.list(VERSION_PREFIX).await? {
+            let malformed = || VersionsError::Malformed(String::from_utf8_lossy(&key).into_owned());
+            let version = key
+                .strip_prefix(VERSION_PREFIX)
+                .and_then(|v| v.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(malformed)?;
+            out.push((WrappedVersion::decode(version, &value.value).ok_or_else(malformed)?, value.revision));
+        }
+        Ok(out)
+    }
+
+    /// Replaces existing versions by their rewrapped form in one atomic
+    /// batch, each provided its entry is still at the revision given (a
+    /// concurrent change makes the whole batch fail with a conflict).
+    pub async fn replace(&self, rewrapped: &[(WrappedVersion, u64)]) -> Result<(), VersionsError> {
+        if rewrapped.is_empty() {
+            return Ok(());
+        }
+        let ops = rewrapped
+            .iter()
+            .map(|(key, revision)| Op::Put {
+                key: version_key(key.version),
+                value: key.encode(),
+                expect: Expect::Revision(*revision),
+            })
+            .collect();
+        self.store.apply(ops).await?;
+        Ok(())
     }
 
     /// Adds `key` and makes it active, provided `active` is still at

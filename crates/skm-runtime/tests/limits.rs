@@ -96,6 +96,27 @@ impl RootKeyService for Fake {
     ) -> Result<Response<UnwrapSystemKeyResponse>, Status> {
         Ok(Response::new(UnwrapSystemKeyResponse::default()))
     }
+
+    async fn rotate_root_key(
+        &self,
+        _: Request<skm_proto::root::v1::RotateRootKeyRequest>,
+    ) -> Result<Response<skm_proto::root::v1::RotateRootKeyResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn rewrap_system_key(
+        &self,
+        _: Request<skm_proto::root::v1::RewrapSystemKeyRequest>,
+    ) -> Result<Response<skm_proto::root::v1::RewrapSystemKeyResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn destroy_root_keys(
+        &self,
+        _: Request<skm_proto::root::v1::DestroyRootKeysRequest>,
+    ) -> Result<Response<skm_proto::root::v1::DestroyRootKeysResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
 }
 
 struct Server {

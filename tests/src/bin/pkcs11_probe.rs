@@ -40,7 +40,8 @@ fn main() -> anyhow::Result<()> {
         "attributes" => attributes(&config(arg(4)?)?)?,
         "wrap" => {
             let version: u32 = arg(5)?.parse()?;
-            let (key, _) = TokenKey::open(&config(arg(4)?)?, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (keys, _) = TokenKey::open(&config(arg(4)?)?, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = keys.first().context("no key")?;
             let system_key = skm_crypto::Secret32::generate()?;
             let wrapped = key.wrap_system_key(version, &system_key)?;
             json!({
