@@ -340,6 +340,31 @@ pub enum RootCommand {
         #[arg(long)]
         rewrap_only: bool,
     },
+    /// Issue new unseal shares (Shamir mode), authorised by the current ones.
+    #[command(subcommand)]
+    Rekey(RekeyCommand),
+}
+
+/// `skm root rekey`: new Shamir shares with a new k-of-n.
+#[derive(Debug, Subcommand)]
+pub enum RekeyCommand {
+    /// Start a rekey; prints its nonce and how many current shares it needs.
+    Start {
+        /// Number of new shares.
+        #[arg(long, default_value_t = 5)]
+        shares: u32,
+        /// New shares needed to unseal (at least 2).
+        #[arg(long, default_value_t = 3)]
+        threshold: u32,
+    },
+    /// Submit one current share (argument, or stdin when absent); the one
+    /// that completes the rekey prints the new shares, once.
+    Submit {
+        /// The nonce `skm root rekey start` printed.
+        nonce: String,
+        /// A current unseal share.
+        share: Option<String>,
+    },
 }
 
 /// A keystore's access policy on the command line.

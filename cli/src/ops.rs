@@ -10,7 +10,7 @@ use serde_json::json;
 use skm_client::{Profile, Skm, root};
 use skm_runtime::Service;
 
-use crate::args::{Cli, Command, PkiCommand, RootCommand};
+use crate::args::{Cli, Command, PkiCommand, RekeyCommand, RootCommand};
 use crate::failure::Failure;
 
 mod data;
@@ -161,6 +161,45 @@ async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, 
                     } else {
                         rewrap.destroyed_root_key_ids.join(", ")
                     }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RootCommand::Rekey(RekeyCommand::Start { shares, threshold }) => {
+            let resp = client.start_rekey(root::v1::StartRekeyRequest { shares, threshold }).await?.into_inner();
+            if json {
+                println!("{}", json!({ "nonce": resp.nonce, "threshold": resp.threshold }));
+            } else {
+                println!("{}", resp.nonce);
+                eprintln!(
+                    "rekey started ({threshold} of {shares} new shares): {} current shares are needed; each holder runs \
+                     `skm root rekey submit {} SHARE`",
+                    resp.threshold, resp.nonce
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RootCommand::Rekey(RekeyCommand::Submit { nonce, share }) => {
+            let text = match share {
+                Some(s) => s,
+                None => String::from_utf8_lossy(&read_stdin()?).trim().to_owned(),
+            };
+            let share = B64.decode(text.trim()).map_err(|_| Failure::usage("the share is not base64"))?;
+            let resp =
+                client.submit_rekey_share(root::v1::SubmitRekeyShareRequest { nonce, share }).await?.into_inner();
+            let encoded: Vec<String> = resp.shares.iter().map(|s| B64.encode(s)).collect();
+            if json {
+                println!("{}", json!({ "progress": resp.progress, "threshold": resp.threshold, "shares": encoded }));
+            } else if encoded.is_empty() {
+                println!("rekey: {}/{} current shares", resp.progress, resp.threshold);
+            } else {
+                for s in &encoded {
+                    println!("{s}");
+                }
+                eprintln!(
+                    "rekeyed: these {} new unseal shares are shown once and the old shares no longer unseal. Give each \
+                     to a different operator.",
+                    encoded.len()
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -23,9 +23,10 @@ impl From<SealError> for Status {
     fn from(e: SealError) -> Self {
         match e {
             SealError::NotInitialized | SealError::Sealed | SealError::Token(_) => Status::unavailable(e.to_string()),
-            SealError::AlreadyInitialized | SealError::WrongMode(_) | SealError::UnknownRootKey { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
+            SealError::AlreadyInitialized
+            | SealError::WrongMode(_)
+            | SealError::UnknownRootKey { .. }
+            | SealError::NoRekey => Status::failed_precondition(e.to_string()),
             SealError::Shamir(_) | SealError::ThresholdTooLow(_) | SealError::BadShare => {
                 Status::invalid_argument(e.to_string())
             }
@@ -169,5 +170,34 @@ impl RootKeyService for RootKeyApi {
             .await
             .map_err(|_| Status::internal("internal error"))??;
         Ok(Response::new(pb::DestroyRootKeysResponse { destroyed_root_key_ids }))
+    }
+
+    async fn start_rekey(
+        &self,
+        request: Request<pb::StartRekeyRequest>,
+    ) -> Result<Response<pb::StartRekeyResponse>, Status> {
+        let req = request.into_inner();
+        let (nonce, threshold) = self.sealer.rekey_start(req.shares, req.threshold)?;
+        Ok(Response::new(pb::StartRekeyResponse { nonce, threshold }))
+    }
+
+    async fn submit_rekey_share(
+        &self,
+        request: Request<pb::SubmitRekeyShareRequest>,
+    ) -> Result<Response<pb::SubmitRekeyShareResponse>, Status> {
+        let req = request.into_inner();
+        let sealer = self.sealer.clone();
+        let outcome = tokio::task::spawn_blocking(move || sealer.rekey_submit(&req.nonce, &req.share))
+            .await
+            .map_err(|_| Status::internal("internal error"))?;
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "rekey share refused");
+        }
+        let (progress, threshold, shares) = outcome?;
+        Ok(Response::new(pb::SubmitRekeyShareResponse {
+            progress,
+            threshold,
+            shares: shares.unwrap_or_default().iter().map(|s| s.to_vec()).collect(),
+        }))
     }
 }

@@ -47,6 +47,8 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&m("GenerateSystemKey"), &[Allow::Service(Service::SystemKeyd)])
         .allow(&m("UnwrapSystemKey"), &[Allow::Service(Service::KmsApi)])
         .allow(&m("RotateRootKey"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("StartRekey"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("SubmitRekeyShare"), &[Allow::Operator(Role::Admin)])
         .allow(&m("RewrapSystemKey"), &[Allow::Service(Service::SystemKeyd)])
         .allow(&m("DestroyRootKeys"), &[Allow::Service(Service::SystemKeyd)])
 }

@@ -76,6 +76,9 @@ pub enum SealError {
     /// Randomness or encryption failed.
     #[error("cryptographic operation failed")]
     Crypto,
+    /// A rekey share for no rekey in progress (or another one).
+    #[error("no rekey with this nonce is in progress: start one with `skm root rekey start`")]
+    NoRekey,
     /// A wrapped system key names a root key version root-keyd doesn't hold.
     #[error(
         "root key {id:?} is not held by this root-keyd (current root key: {current:?}); it was destroyed or \
@@ -277,6 +280,17 @@ pub struct Sealer {
     dir: PathBuf,
     mode: SealConfig,
     state: RwLock<State>,
+    rekey: std::sync::Mutex<Option<Rekey>>,
+}
+
+/// A rekey in progress: the new shares' parameters and the current shares
+/// given so far.
+struct Rekey {
+    nonce: String,
+    shares: u32,
+    threshold: u32,
+    submitted: Vec<Zeroizing<Vec<u8>>>,
+    digests: BTreeSet<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -300,7 +314,7 @@ impl Sealer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::Uninitialized,
             Err(source) => return Err(SealError::Io { path, source }),
         };
-        let sealer = Self { dir: dir.to_owned(), mode, state: RwLock::new(state) };
+        let sealer = Self { dir: dir.to_owned(), mode, state: RwLock::new(state), rekey: std::sync::Mutex::new(None) };
         if let SealConfig::Pkcs11(token) = &sealer.mode {
             sealer.open_token(token, &path)?;
         }
@@ -476,6 +490,98 @@ impl Sealer {
         let ids: Vec<String> = gone.iter().map(|k| k.id().to_owned()).collect();
         tracing::info!(destroyed = ?ids, "older root key versions destroyed: nothing is wrapped under them");
         Ok(ids)
+    }
+
+    /// Starts a rekey (Shamir mode, unsealed): new unseal shares, `shares`
+    /// of them with `threshold` needed, issued once the threshold of
+    /// *current* shares has been given to [`Sealer::rekey_submit`]. A new
+    /// start replaces one in progress. Returns the rekey's nonce and how
+    /// many current shares it needs.
+    pub fn rekey_start(&self, shares: u32, threshold: u32) -> Result<(String, u32), SealError> {
+        if self.mode != SealConfig::Shamir {
+            return Err(SealError::WrongMode("rekey is for seal mode \"shamir\": it issues new unseal shares"));
+        }
+        if threshold < MIN_THRESHOLD {
+            return Err(SealError::ThresholdTooLow(threshold));
+        }
+        if !(1..=255).contains(&shares) || threshold > shares {
+            return Err(SealError::Shamir(seal::ShamirError::BadParameters { threshold, shares }));
+        }
+        self.ring()?;
+        let needed = self
+            .load_file()?
+            .shamir
+            .map(|s| s.threshold)
+            .ok_or(SealError::WrongMode("the stored root key is not Shamir-sealed"))?;
+        let nonce = hex::encode(skm_crypto::random_array::<16>().map_err(|_| SealError::Crypto)?);
+        *self.rekey_lock() =
+            Some(Rekey { nonce: nonce.clone(), shares, threshold, submitted: Vec::new(), digests: BTreeSet::new() });
+        tracing::info!(shares, threshold, needed, "rekey started: waiting for the current unseal shares");
+        Ok((nonce, needed))
+    }
+
+    /// Takes one current share for the rekey `nonce`. Before the threshold:
+    /// `Ok((progress, needed, None))`. At it: the shares must rebuild the
+    /// current unseal key; every root key version is sealed under a new
+    /// one and the new shares are returned, once. The old shares no longer
+    /// unseal.
+    pub fn rekey_submit(&self, nonce: &str, share: &[u8]) -> Result<(u32, u32, Option<UnsealShares>), SealError> {
+        let mut rekey = self.rekey_lock();
+        let Some(current) = rekey.as_mut().filter(|r| r.nonce == nonce) else {
+            return Err(SealError::NoRekey);
+        };
+        let file = self.load_file()?;
+        let shamir = file.shamir.as_ref().ok_or(SealError::WrongMode("the stored root key is not Shamir-sealed"))?;
+        let digest = seal::share_digest(share);
+        if !shamir.share_digests.iter().any(|d| d == &hex::encode(digest)) {
+            return Err(SealError::BadShare);
+        }
+        if current.digests.insert(digest) {
+            current.submitted.push(Zeroizing::new(share.to_vec()));
+        }
+        let (progress, needed) = (current.digests.len() as u32, shamir.threshold);
+        if progress < needed {
+            return Ok((progress, needed, None));
+        }
+        let Some(done) = rekey.take() else { return Err(SealError::NoRekey) };
+        let old_key = seal::combine(&done.submitted, needed)?;
+        // From here to the new file, no rotation or destruction interleaves.
+        let mut state = self.write();
+        let State::Unsealed { ring, kek } = &mut *state else { return Err(SealError::Sealed) };
+        let ring = ring.clone();
+        let mut file = self.load_file()?;
+        if open_ring(&old_key, &file).is_none() {
+            return Err(SealError::BadShare);
+        }
+        let new_key = Secret32::generate().map_err(|_| SealError::Crypto)?;
+        let new_shares = seal::split(&new_key, done.shares, done.threshold)?;
+        let reseal = |root: &Root| match root {
+            Root::Memory(key) => seal::seal_root_key(&new_key, key).map(hex::encode).map_err(|_| SealError::Crypto),
+            Root::Token(_) => Err(SealError::Crypto),
+        };
+        file.sealed_root_key = reseal(&ring.current)?;
+        for older in &mut file.older {
+            let key = ring.get(&older.root_key_id).ok_or(SealError::Malformed(self.dir.join(SEAL_FILE)))?;
+            older.sealed_root_key = reseal(&key)?;
+        }
+        file.shamir = Some(ShamirFile {
+            threshold: done.threshold,
+            shares: done.shares,
+            share_digests: new_shares.iter().map(|s| hex::encode(seal::share_digest(s))).collect(),
+        });
+        self.persist(&file)?;
+        *kek = Some(Arc::new(new_key));
+        drop(state);
+        tracing::info!(
+            shares = done.shares,
+            threshold = done.threshold,
+            "rekeyed: new unseal shares issued, the old ones no longer unseal"
+        );
+        Ok((progress, needed, Some(new_shares)))
+    }
+
+    fn rekey_lock(&self) -> std::sync::MutexGuard<'_, Option<Rekey>> {
+        self.rekey.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn load_file(&self) -> Result<SealFile, SealError> {
@@ -930,5 +1036,61 @@ mod tests {
         again.unseal_share(&shares[0]).unwrap();
         assert_eq!(again.root_key().unwrap().id(), second);
         assert!(again.root_key_version(&first).is_ok());
+    }
+
+    #[test]
+    fn rekey_issues_new_shares_for_every_root_key_version_and_retires_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::open(dir.path(), SealConfig::Shamir).unwrap();
+        let (first, old) = sealer.init_shamir(5, 3).unwrap();
+        assert!(matches!(sealer.rekey_start(3, 2), Err(SealError::Sealed)), "only while unsealed");
+        for share in &old[..3] {
+            sealer.unseal_share(share).unwrap();
+        }
+        let (second, _) = sealer.rotate().unwrap();
+        assert!(matches!(sealer.rekey_start(3, 1), Err(SealError::ThresholdTooLow(1))));
+        assert!(matches!(sealer.rekey_start(2, 3), Err(SealError::Shamir(_))));
+        let (nonce, needed) = sealer.rekey_start(3, 2).unwrap();
+        assert_eq!(needed, 3);
+        assert!(matches!(sealer.rekey_submit("another", &old[0]), Err(SealError::NoRekey)));
+        let other = tempfile::tempdir().unwrap();
+        let foreign = Sealer::open(other.path(), SealConfig::Shamir).unwrap().init_shamir(3, 2).unwrap().1;
+        assert!(matches!(sealer.rekey_submit(&nonce, &foreign[0]), Err(SealError::BadShare)));
+        assert_eq!(sealer.rekey_submit(&nonce, &old[4]).unwrap(), (1, 3, None));
+        assert_eq!(sealer.rekey_submit(&nonce, &old[4]).unwrap(), (1, 3, None), "a repeat doesn't count");
+        assert_eq!(sealer.rekey_submit(&nonce, &old[1]).unwrap().0, 2);
+        let (_, _, new) = sealer.rekey_submit(&nonce, &old[2]).unwrap();
+        let new = new.unwrap();
+        assert_eq!(new.len(), 3);
+        assert!(matches!(sealer.rekey_submit(&nonce, &old[0]), Err(SealError::NoRekey)), "done");
+        assert!(!sealer.status().sealed, "serving on");
+
+        // After a restart: old shares are refused, k-1 new ones don't
+        // unseal, k do, and both root key versions come back.
+        drop(sealer);
+        let again = Sealer::open(dir.path(), SealConfig::Shamir).unwrap();
+        assert!(matches!(again.unseal_share(&old[0]), Err(SealError::BadShare)));
+        assert_eq!(again.unseal_share(&new[2]).unwrap().threshold, 2);
+        assert!(again.status().sealed, "k-1 new shares are not enough");
+        assert!(!again.unseal_share(&new[0]).unwrap().sealed);
+        assert_eq!(again.root_key().unwrap().id(), second);
+        assert!(again.root_key_version(&first).is_ok());
+        // A rotation after the rekey is sealed under the new unseal key.
+        let (third, _) = again.rotate().unwrap();
+        drop(again);
+        let last = Sealer::open(dir.path(), SealConfig::Shamir).unwrap();
+        last.unseal_share(&new[1]).unwrap();
+        last.unseal_share(&new[2]).unwrap();
+        assert_eq!(last.root_key().unwrap().id(), third);
+        assert_eq!(last.status().older, vec![second, first]);
+    }
+
+    #[test]
+    fn rekey_is_refused_outside_shamir_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "correct horse battery\n").unwrap();
+        let sealer = Sealer::open(&dir.path().join("data"), SealConfig::Passphrase { file: pass }).unwrap();
+        assert!(matches!(sealer.rekey_start(3, 2), Err(SealError::WrongMode(_))));
     }
 }

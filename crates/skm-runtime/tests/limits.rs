@@ -111,6 +111,20 @@ impl RootKeyService for Fake {
         Ok(Response::new(Default::default()))
     }
 
+    async fn start_rekey(
+        &self,
+        _: Request<skm_proto::root::v1::StartRekeyRequest>,
+    ) -> Result<Response<skm_proto::root::v1::StartRekeyResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn submit_rekey_share(
+        &self,
+        _: Request<skm_proto::root::v1::SubmitRekeyShareRequest>,
+    ) -> Result<Response<skm_proto::root::v1::SubmitRekeyShareResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
     async fn destroy_root_keys(
         &self,
         _: Request<skm_proto::root::v1::DestroyRootKeysRequest>,
