@@ -27,6 +27,7 @@ impl From<RotateError> for Status {
             RotateError::Versions(crate::VersionsError::Store(skm_store::StoreError::Conflict { .. })) => {
                 Status::aborted("a concurrent rotation won; retry")
             }
+            RotateError::Cap(_) => Status::failed_precondition(e.to_string()),
             other => {
                 tracing::error!(error = %other, "rotation failed");
                 Status::internal("internal error")

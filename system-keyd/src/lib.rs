@@ -69,6 +69,28 @@ pub(crate) enum RotateError {
     /// The store failed.
     #[error(transparent)]
     Versions(#[from] VersionsError),
+    /// [`MAX_SYSTEM_KEY_VERSIONS`] reached.
+    #[error(
+        "system-keyd holds {0} system key versions, the most it keeps (MAX_SYSTEM_KEY_VERSIONS); a rotation is \
+         refused so that repeated calls can't grow every tier's keyring without bound"
+    )]
+    Cap(usize),
+}
+
+/// The most system key versions system-keyd makes. A rotation a month for
+/// eighty years is under a thousand; every kms-api holds every version.
+pub const MAX_SYSTEM_KEY_VERSIONS: usize = 1_000;
+
+/// The version a rotation makes and the revision `active` must still have,
+/// or why there is none.
+fn next_version(snapshot: &versions::Snapshot) -> Result<(u32, Option<u64>), RotateError> {
+    if snapshot.versions.len() >= MAX_SYSTEM_KEY_VERSIONS {
+        return Err(RotateError::Cap(snapshot.versions.len()));
+    }
+    Ok(match snapshot.active {
+        Some((active, rev)) => (active + 1, Some(rev)),
+        None => (1, None),
+    })
 }
 
 impl SystemKeys {
@@ -76,10 +98,7 @@ impl SystemKeys {
     pub(crate) async fn rotate(&self) -> Result<u32, RotateError> {
         let _guard = self.rotation.lock().await;
         let snapshot = self.versions.snapshot().await?;
-        let (next, expected) = match snapshot.active {
-            Some((active, rev)) => (active + 1, Some(rev)),
-            None => (1, None),
-        };
+        let (next, expected) = next_version(&snapshot)?;
         let resp = self
             .root
             .clone()
@@ -271,5 +290,31 @@ impl Daemon for SystemKeyd {
 
     async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         start(config, shutdown).await?.wait().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(n: u32) -> versions::Snapshot {
+        versions::Snapshot {
+            versions: (1..=n)
+                .map(|version| WrappedVersion { version, root_key_id: "r".into(), wrapped: vec![0; 60] })
+                .collect(),
+            active: (n > 0).then_some((n, 7)),
+        }
+    }
+
+    #[test]
+    fn rotations_stop_at_the_version_cap_with_an_error_that_names_it() {
+        assert_eq!(next_version(&snapshot(0)).unwrap(), (1, None));
+        assert_eq!(next_version(&snapshot(999)).unwrap(), (1_000, Some(7)));
+        let e = next_version(&snapshot(1_000)).unwrap_err();
+        assert!(matches!(e, RotateError::Cap(1_000)), "{e}");
+        assert!(e.to_string().contains("MAX_SYSTEM_KEY_VERSIONS"), "{e}");
+        let status = tonic::Status::from(e);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("1000 system key versions"), "{}", status.message());
     }
 }
