@@ -143,14 +143,14 @@ fn seal_config(path: &Path, raw: RawSeal) -> Result<SealConfig, ConfigError> {
             for (key, given) in pkcs11_given {
                 only_for(key, given, "pkcs11")?;
             }
+            // A passphrase_file in another mode is ignored, as it always
+            // was: the compose stack's config names it whatever the mode.
             if raw.mode == "shamir" {
-                only_for("seal.passphrase_file", raw.passphrase_file.is_some(), "passphrase")?;
                 return Ok(SealConfig::Shamir);
             }
             Ok(SealConfig::Passphrase { file: file("seal.passphrase_file", raw.passphrase_file.clone())? })
         }
         "pkcs11" => {
-            only_for("seal.passphrase_file", raw.passphrase_file.is_some(), "passphrase")?;
             let token_label = raw
                 .token_label
                 .clone()
@@ -221,8 +221,12 @@ mod tests {
         assert!(e.contains("seal.key_label") && e.contains("1 to 32 bytes"), "{e}");
         let e = error(&config, RawSeal { token_label: Some(String::new()), ..full() });
         assert!(e.contains("seal.token_label"), "{e}");
-        let e = error(&config, RawSeal { passphrase_file: Some(file.clone()), ..full() });
-        assert!(e.contains("seal.passphrase_file") && e.contains("only applies"), "{e}");
+        // A passphrase file beside it is ignored (compose names one in every mode).
+        assert!(seal_config(&config, RawSeal { passphrase_file: Some(file.clone()), ..full() }).is_ok());
+        assert_eq!(
+            seal_config(&config, RawSeal { passphrase_file: Some(file.clone()), ..raw("shamir") }).unwrap(),
+            SealConfig::Shamir
+        );
         // PKCS#11 fields in another mode are refused, not ignored.
         let e = error(&config, RawSeal { pin_file: Some(file.clone()), ..raw("shamir") });
         assert!(e.contains("seal.pin_file") && e.contains("\"pkcs11\""), "{e}");
