@@ -17,6 +17,8 @@ pub(crate) struct RootKeyApi {
     /// System keys unwrapped since start (an operations metric, and how the
     /// tests prove a refused call unwrapped nothing).
     pub(crate) unwrapped: Arc<AtomicU64>,
+    /// Operator certificates revoked on this tier.
+    pub(crate) revoked: Arc<skm_runtime::revocations::FileRevocations>,
 }
 
 impl From<SealError> for Status {
@@ -199,5 +201,14 @@ impl RootKeyService for RootKeyApi {
             threshold,
             shares: shares.unwrap_or_default().iter().map(|s| s.to_vec()).collect(),
         }))
+    }
+
+    async fn revoke_operator(
+        &self,
+        request: Request<pb::RevokeOperatorRequest>,
+    ) -> Result<Response<pb::RevokeOperatorResponse>, Status> {
+        let sha256 = request.into_inner().sha256;
+        let newly_revoked = skm_runtime::revocations::revoke_rpc(&self.revoked, &sha256)?;
+        Ok(Response::new(pb::RevokeOperatorResponse { newly_revoked }))
     }
 }

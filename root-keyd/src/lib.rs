@@ -48,6 +48,7 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&m("UnwrapSystemKey"), &[Allow::Service(Service::KmsApi)])
         .allow(&m("RotateRootKey"), &[Allow::Operator(Role::Admin)])
         .allow(&m("StartRekey"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("RevokeOperator"), &[Allow::Operator(Role::Admin)])
         .allow(&m("SubmitRekeyShare"), &[Allow::Operator(Role::Admin)])
         .allow(&m("RewrapSystemKey"), &[Allow::Service(Service::SystemKeyd)])
         .allow(&m("DestroyRootKeys"), &[Allow::Service(Service::SystemKeyd)])
@@ -94,6 +95,9 @@ impl Running {
 /// Opens the seal, binds the port and starts serving.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
     let sealer = Arc::new(Sealer::open(&config.data_dir, config.seal.clone())?);
+    let revoked = Arc::new(
+        skm_runtime::revocations::FileRevocations::open(&config.data_dir).map_err(|e| RunError::from(e.to_string()))?,
+    );
     let listener = skm_runtime::serve::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let mut routes = tonic::service::Routes::builder();
@@ -116,6 +120,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         sealer: sealer.clone(),
         health,
         unwrapped: unwrapped.clone(),
+        revoked: revoked.clone(),
     }));
     let tls = config.tls.mtls_server_config()?;
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
@@ -124,8 +129,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let task = tokio::spawn(async move {
         let options =
             skm_runtime::ListenOptions { limits, metrics: Some(metrics.listener("rpc")), ..Default::default() };
-        skm_runtime::serve::serve_with(listener, tls, trust, access_policy(), routes.routes(), shutdown, options)
-            .await?;
+        let policy = access_policy().with_revocations(revoked);
+        skm_runtime::serve::serve_with(listener, tls, trust, policy, routes.routes(), shutdown, options).await?;
         Ok(())
     });
     Ok(Running { addr, metrics_addr, sealer, unwrapped, task })

@@ -9,7 +9,6 @@
 //! the directory), so a crash leaves either no root key or a whole one.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -762,32 +761,9 @@ impl Sealer {
     }
 
     fn persist(&self, file: &SealFile) -> Result<(), SealError> {
-        let path = self.dir.join(SEAL_FILE);
-        let io = |source| SealError::Io { path: path.clone(), source };
-        let tmp = self.dir.join(format!("{SEAL_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(file).map_err(|_| SealError::Crypto)?;
-        // A temporary file left by a crash keeps its mode through a reopen:
-        // start from none, so the seal file is always created 0600.
-        match std::fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(skm_runtime::files::PRIVATE_FILE)
-                .open(&tmp)
-                .map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(())
+        skm_runtime::files::write_private_atomic(&self.dir.join(SEAL_FILE), &bytes)
+            .map_err(|e| SealError::Io { path: e.path, source: e.source })
     }
 }
 

@@ -11,6 +11,8 @@ use crate::{RotateError, SystemKeys};
 
 pub(crate) struct SystemKeyApi {
     pub(crate) state: Arc<SystemKeys>,
+    /// Operator certificates revoked on this tier.
+    pub(crate) revoked: Arc<skm_runtime::revocations::FileRevocations>,
 }
 
 impl From<RotateError> for Status {
@@ -73,5 +75,14 @@ impl SystemKeyService for SystemKeyApi {
     ) -> Result<Response<pb::RewrapSystemKeysResponse>, Status> {
         let (root_key_id, rewrapped, destroyed_root_key_ids) = self.state.rewrap().await?;
         Ok(Response::new(pb::RewrapSystemKeysResponse { root_key_id, rewrapped, destroyed_root_key_ids }))
+    }
+
+    async fn revoke_operator(
+        &self,
+        request: Request<skm_proto::root::v1::RevokeOperatorRequest>,
+    ) -> Result<Response<skm_proto::root::v1::RevokeOperatorResponse>, Status> {
+        let sha256 = request.into_inner().sha256;
+        let newly_revoked = skm_runtime::revocations::revoke_rpc(&self.revoked, &sha256)?;
+        Ok(Response::new(skm_proto::root::v1::RevokeOperatorResponse { newly_revoked }))
     }
 }

@@ -43,6 +43,7 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&format!("/{SERVICE}/GetWrappedSystemKeys"), &[Allow::Service(Service::KmsApi)])
         .allow(&format!("/{SERVICE}/RotateSystemKey"), &[Allow::Operator(Role::Admin)])
         .allow(&format!("/{SERVICE}/RewrapSystemKeys"), &[Allow::Operator(Role::Admin)])
+        .allow(&format!("/{SERVICE}/RevokeOperator"), &[Allow::Operator(Role::Admin)])
 }
 
 /// The state shared by the handlers and the bootstrap task.
@@ -251,7 +252,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         }
         None => None,
     };
-    routes.add_service(SystemKeyServiceServer::new(grpc::SystemKeyApi { state: state.clone() }));
+    let revoked = Arc::new(
+        skm_runtime::revocations::FileRevocations::open(&config.data_dir).map_err(|e| RunError::from(e.to_string()))?,
+    );
+    routes.add_service(SystemKeyServiceServer::new(grpc::SystemKeyApi {
+        state: state.clone(),
+        revoked: revoked.clone(),
+    }));
     tokio::spawn(state.clone().bootstrap(shutdown.clone()));
     let tls = config.tls.mtls_server_config()?;
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
@@ -260,8 +267,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let task = tokio::spawn(async move {
         let options =
             skm_runtime::ListenOptions { limits, metrics: Some(metrics.listener("rpc")), ..Default::default() };
-        skm_runtime::serve::serve_with(listener, tls, trust, access_policy(), routes.routes(), shutdown, options)
-            .await?;
+        let policy = access_policy().with_revocations(revoked);
+        skm_runtime::serve::serve_with(listener, tls, trust, policy, routes.routes(), shutdown, options).await?;
         Ok(())
     });
     Ok(Running { addr, metrics_addr, task })

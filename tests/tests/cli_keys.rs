@@ -332,9 +332,41 @@ fn cli_access_control_certificates_operators_and_audit() {
     let denied = as_auditor(&["keystore", "create", "nope", "--allow-ip", "127.0.0.1"]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&denied.stderr).contains("PERMISSION_DENIED"));
-    dev.ok(&["pki", "revoke-operator", "--sha256", &auditor_sha], b"");
+    // Before: the auditor reaches every tier.
+    let status = as_auditor(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success() && text.lines().filter(|l| l.contains("SERVING")).count() == 3, "{text}");
+    assert!(as_auditor(&["root", "status"]).status.success());
+    let revoked = dev.run(&["pki", "revoke-operator", "--sha256", &auditor_sha], b"");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("revoked on kms-api, root-keyd and system-keyd"));
     let after = as_auditor(&["keystore", "list"]);
     assert!(String::from_utf8_lossy(&after.stderr).contains("revoked"), "{}", String::from_utf8_lossy(&after.stderr));
+    // After: refused on the inner tiers too, health included (kms-api's
+    // health is on its user port, open to clients without certificates; its
+    // admin port refused `keystore list` above), and each inner tier's own
+    // list is on its disk.
+    let status = as_auditor(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(!status.status.success(), "{text}");
+    for tier in ["root-keyd", "system-keyd"] {
+        let line = text.lines().find(|l| l.starts_with(tier)).unwrap_or_else(|| panic!("{tier}: {text}"));
+        assert!(line.contains("revoked") && !line.contains(" SERVING"), "{line}");
+    }
+    let root_status = as_auditor(&["root", "status"]);
+    assert!(
+        !root_status.status.success() && String::from_utf8_lossy(&root_status.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&root_status.stderr)
+    );
+    for tier in ["root-keyd", "system-keyd"] {
+        let list = std::fs::read_to_string(profile_dir.join(tier).join("data").join("revoked-operators")).unwrap();
+        assert_eq!(list.trim(), auditor_sha, "{tier}");
+    }
+    // Again is harmless; a malformed fingerprint is refused naming the rule.
+    dev.ok(&["pki", "revoke-operator", "--sha256", &auditor_sha], b"");
+    let bad = dev.run(&["pki", "revoke-operator", "--sha256", "ABC"], b"");
+    assert!(!bad.status.success());
 
     // The audit trail: denials and who did what; the chain verifies.
     let listed = dev.ok(&["audit", "list", "--key", &mac_key], b"");

@@ -462,8 +462,30 @@ pub(super) async fn revoke_operator(
         (None, Some(path)) => pem_sha256(&path)?,
         (None, None) => return Err(Failure::usage("give --sha256 or --cert")),
     };
-    skm.admin()?.revoke_operator(pb::RevokeOperatorRequest { sha256: sha256.clone() }).await?;
+    // Every tier keeps its own list: kms-api, then the inner tiers.
+    let kms_api = skm.admin()?.revoke_operator(pb::RevokeOperatorRequest { sha256: sha256.clone() }).await;
+    kms_api?;
+    let request = skm_client::root::v1::RevokeOperatorRequest { sha256: sha256.clone() };
+    let root = match skm.root() {
+        Ok(mut c) => c.revoke_operator(request.clone()).await.map(drop).map_err(|s| s.message().to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let system = match skm.system() {
+        Ok(mut c) => c.revoke_operator(request).await.map(drop).map_err(|s| s.message().to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let missed: Vec<String> = [("root-keyd", root), ("system-keyd", system)]
+        .into_iter()
+        .filter_map(|(tier, r)| r.err().map(|e| format!("{tier} ({e})")))
+        .collect();
+    if !missed.is_empty() {
+        return Err(Failure::refused(format!(
+            "{sha256} is revoked on kms-api but NOT on {}: run the same command again once they are reachable",
+            missed.join(", ")
+        )));
+    }
     print_id(json, "revoked", &sha256);
+    eprintln!("revoked on kms-api, root-keyd and system-keyd");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -41,6 +41,38 @@ pub fn private_file(path: &Path) -> Result<(), PrivateError> {
     }
 }
 
+/// Replaces `path` with `bytes` atomically and durably: a 0600 temporary
+/// file beside it (a stale one a crash left is removed first, so its mode
+/// doesn't carry over), fsync, rename, fsync of the directory. A crash
+/// leaves the old file or the new one, whole.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), PrivateError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| PrivateError { path: path.to_owned(), source };
+    let dir = path.parent().ok_or_else(|| err(std::io::Error::other("no parent directory")))?;
+    let mut tmp_name = path.file_name().ok_or_else(|| err(std::io::Error::other("no file name")))?.to_owned();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PRIVATE_FILE)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(err)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+}
+
 fn narrow(path: &Path, mode: u32) -> Result<(), PrivateError> {
     let err = |source| PrivateError { path: path.to_owned(), source };
     let current = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;

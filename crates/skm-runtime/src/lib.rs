@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod neighbours;
 pub mod peer;
 pub mod proxy_protocol;
+pub mod revocations;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;

@@ -125,6 +125,13 @@ impl RootKeyService for Fake {
         Ok(Response::new(Default::default()))
     }
 
+    async fn revoke_operator(
+        &self,
+        _: Request<skm_proto::root::v1::RevokeOperatorRequest>,
+    ) -> Result<Response<skm_proto::root::v1::RevokeOperatorResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
     async fn destroy_root_keys(
         &self,
         _: Request<skm_proto::root::v1::DestroyRootKeysRequest>,
