@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use skm::devstack::{self, DEV_TOKEN_LABEL, DevSeal, SOFTHSM_DIR};
-use skm_e2e::{Processes, aes_key, decrypt, encrypt, skm_bin, wait_ready};
+use skm_e2e::{Processes, aes_key, decrypt, encrypt, eventually, skm_bin, wait_ready};
 use skm_proto::root::v1 as root_pb;
 use skm_proto::system::v1 as system_pb;
 use skm_runtime::Service;
@@ -71,11 +71,19 @@ async fn rotate_under_load(seal: DevSeal) {
             errors
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load is running before the rotation starts, and still after it.
+    let rounds_past = |n: u64| {
+        let ok = ok.clone();
+        eventually("encrypt/decrypt rounds", READY, move || {
+            let done = ok.load(Ordering::Relaxed) >= n;
+            async move { done }
+        })
+    };
+    rounds_past(6).await.unwrap();
     let out = skm_cli(&p, &["root", "rotate"]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), p.logs());
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    rounds_past(ok.load(Ordering::Relaxed) + 6).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     let errors = load.await.unwrap();
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests during the rotation: {errors:?}");
