@@ -47,6 +47,9 @@ pub enum Command {
     /// Root key sealing.
     #[command(subcommand)]
     Root(RootCommand),
+    /// System keys: rotation, re-sealing, retirement.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Keystores.
     #[command(subcommand)]
     Keystore(KeystoreCommand),
@@ -343,6 +346,22 @@ pub enum RootCommand {
     /// Issue new unseal shares (Shamir mode), authorised by the current ones.
     #[command(subcommand)]
     Rekey(RekeyCommand),
+}
+
+/// `skm system`: the system keys that seal kms-api's records.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Make a new system key version active; kms-api then re-seals every
+    /// record under it in the background.
+    Rotate,
+    /// The versions kms-api holds, records under each, and the re-seal.
+    Status,
+    /// Retire a version no record is sealed under any more: kms-api and
+    /// system-keyd stop holding it.
+    RetireVersion {
+        /// The version (not the active one).
+        version: u32,
+    },
 }
 
 /// `skm root rekey`: new Shamir shares with a new k-of-n.

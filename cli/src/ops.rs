@@ -10,7 +10,7 @@ use serde_json::json;
 use skm_client::{Profile, Skm, root};
 use skm_runtime::Service;
 
-use crate::args::{Cli, Command, PkiCommand, RekeyCommand, RootCommand};
+use crate::args::{Cli, Command, PkiCommand, RekeyCommand, RootCommand, SystemCommand};
 use crate::failure::Failure;
 
 mod data;
@@ -80,6 +80,7 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
     match command {
         Command::Status { wait } => status(skm, wait, json).await,
         Command::Root(cmd) => root_verb(skm, cmd, json).await,
+        Command::System(cmd) => system_verb(skm, cmd, json).await,
         Command::Keystore(cmd) => manage::keystore(skm, cmd, json).await,
         Command::Key(cmd) => manage::key(skm, cmd, json).await,
         Command::Secret(cmd) => manage::secret(skm, cmd, json).await,
@@ -91,6 +92,97 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
         Command::Dev(_) | Command::Pki(_) | Command::Daemon { .. } => Err(Failure::usage("not a connected verb")),
         data_verb => data::run(skm, data_verb, json).await,
     }
+}
+
+async fn system_verb(skm: &Skm, cmd: SystemCommand, json: bool) -> Result<ExitCode, Failure> {
+    use skm_client::admin::v1 as admin_pb;
+    match cmd {
+        SystemCommand::Rotate => {
+            let resp =
+                skm.system()?.rotate_system_key(skm_client::system::v1::RotateSystemKeyRequest {}).await?.into_inner();
+            if json {
+                println!("{}", json!({ "active_version": resp.active_version }));
+            } else {
+                println!("{}", resp.active_version);
+                eprintln!(
+                    "system key version {} is active; kms-api re-seals its records under it in the background \
+                     (`skm system status`)",
+                    resp.active_version
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SystemCommand::Status => {
+            let s = skm.admin()?.get_system_key_status(admin_pb::GetSystemKeyStatusRequest {}).await?.into_inner();
+            if json {
+                let versions: Vec<_> =
+                    s.versions.iter().map(|v| json!({ "version": v.version, "records": v.records })).collect();
+                println!(
+                    "{}",
+                    json!({ "active_version": s.active_version, "versions": versions,
+                            "retired_versions": s.retired_versions,
+                            "reseal": { "target_version": s.reseal_target_version, "done": s.reseal_done,
+                                        "scanned": s.reseal_scanned, "resealed": s.reseal_resealed } })
+                );
+            } else {
+                println!("{}", system_text(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SystemCommand::RetireVersion { version } => {
+            let resp = skm
+                .admin()?
+                .retire_system_key_version(admin_pb::RetireSystemKeyVersionRequest { version })
+                .await?
+                .into_inner();
+            if json {
+                println!("{}", json!({ "version": resp.version, "system_keyd_dropped": resp.system_keyd_dropped }));
+            } else if resp.system_keyd_dropped {
+                println!("system key version {version} retired: no tier holds it any more");
+            } else {
+                println!(
+                    "system key version {version} retired in kms-api; system-keyd has not confirmed deleting it yet \
+                     (kms-api asks again at each refresh)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// kms-api's line of `skm status`: the active system key version and the
+/// re-seal (nothing without an operator certificate).
+async fn system_detail(skm: &Skm) -> Option<String> {
+    let req = skm_client::admin::v1::GetSystemKeyStatusRequest {};
+    let s = skm.admin().ok()?.get_system_key_status(req).await.ok()?.into_inner();
+    let older: u64 = s.versions.iter().filter(|v| v.version != s.active_version).map(|v| v.records).sum();
+    Some(if s.reseal_done && older == 0 {
+        format!("system key v{} active, every record sealed under it", s.active_version)
+    } else {
+        format!("system key v{} active, re-sealing: {older} record(s) under older versions", s.active_version)
+    })
+}
+
+/// `skm system status` as text: one line per version, then the re-seal.
+fn system_text(s: &skm_client::admin::v1::GetSystemKeyStatusResponse) -> String {
+    let mut out = Vec::new();
+    for v in &s.versions {
+        let active = if v.version == s.active_version { "  (active)" } else { "" };
+        out.push(format!("version {:<5} {:>10} record(s){active}", v.version, v.records));
+    }
+    for v in &s.retired_versions {
+        out.push(format!("version {v:<5} retired"));
+    }
+    let older: u64 = s.versions.iter().filter(|v| v.version != s.active_version).map(|v| v.records).sum();
+    out.push(if s.reseal_done && older == 0 {
+        format!("re-seal: done, every record is under version {}", s.reseal_target_version)
+    } else {
+        format!(
+            "re-seal: to version {}, {older} record(s) under older versions ({} re-sealed, {} looked at since start)",
+            s.reseal_target_version, s.reseal_resealed, s.reseal_scanned
+        )
+    });
+    out.join("\n")
 }
 
 async fn root_verb(skm: &Skm, cmd: RootCommand, json: bool) -> Result<ExitCode, Failure> {
@@ -281,9 +373,13 @@ async fn probe(skm: &Skm) -> Vec<(Service, Result<bool, String>, Option<String>)
 async fn status(skm: &Skm, wait: Option<u64>, json: bool) -> Result<ExitCode, Failure> {
     let deadline = Instant::now() + Duration::from_secs(wait.unwrap_or(0));
     loop {
-        let results = probe(skm).await;
+        let mut results = probe(skm).await;
         let ready = results.iter().all(|(_, h, _)| matches!(h, Ok(true)));
         if ready || Instant::now() >= deadline {
+            // Once, at the end: the answer counts records with a scan.
+            if let Some(kms) = results.iter_mut().find(|(s, h, _)| *s == Service::KmsApi && matches!(h, Ok(true))) {
+                kms.2 = system_detail(skm).await;
+            }
             if json {
                 let items: Vec<_> = results
                     .iter()

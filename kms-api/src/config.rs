@@ -30,6 +30,8 @@ struct RawConfig {
     max_key_versions: u32,
     #[serde(default = "default_maintenance")]
     maintenance_interval_secs: u64,
+    #[serde(default = "default_reseal_rate")]
+    reseal_records_per_sec: u32,
     #[serde(default)]
     audit_dir: Option<PathBuf>,
     #[serde(default = "default_store_cache_mb")]
@@ -55,6 +57,10 @@ struct RawConfig {
     metrics: MetricsSection,
     #[serde(default)]
     log: LogConfig,
+}
+
+fn default_reseal_rate() -> u32 {
+    500
 }
 
 fn default_refresh() -> u64 {
@@ -113,6 +119,9 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// How often due rotations and deletions are carried out.
     pub maintenance_interval: Duration,
+    /// The most records a second the background re-seal looks at after
+    /// a system key rotation (1..=100000, default 500).
+    pub reseal_records_per_sec: u32,
     /// Where the audit log lives (default: `<data_dir>/audit`).
     pub audit_dir: PathBuf,
     /// When an audit entry counts as written: `fsync` (default, on disk
@@ -192,6 +201,9 @@ impl Config {
         if !(1..=86_400).contains(&raw.maintenance_interval_secs) {
             return Err(ConfigError::invalid("maintenance_interval_secs", "must be 1..=86400"));
         }
+        if !(1..=100_000).contains(&raw.reseal_records_per_sec) {
+            return Err(ConfigError::invalid("reseal_records_per_sec", "must be 1..=100000"));
+        }
         if raw.cache_entries < 16 {
             return Err(ConfigError::invalid("cache_entries", "must be at least 16"));
         }
@@ -262,6 +274,7 @@ impl Config {
             max_key_versions: raw.max_key_versions,
             store_cache_mb: raw.store_cache_mb,
             maintenance_interval: Duration::from_secs(raw.maintenance_interval_secs),
+            reseal_records_per_sec: raw.reseal_records_per_sec,
             tls,
             user_limits,
             admin_limits,

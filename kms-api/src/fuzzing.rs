@@ -100,6 +100,8 @@ pub const METHODS: &[&str] = &[
     "api.VerifyMac",
     "admin.GetParametersForImport",
     "admin.ImportKeyMaterial",
+    "admin.GetSystemKeyStatus",
+    "admin.RetireSystemKeyVersion",
 ];
 
 /// Caller bits of an input's second byte.
@@ -322,6 +324,10 @@ impl Harness {
             }),
             "admin.VerifyAudit" => run!(admin.verify_audit(admin_pb::VerifyAuditRequest)),
             "admin.RevokeOperator" => run!(admin.revoke_operator(admin_pb::RevokeOperatorRequest)),
+            "admin.GetSystemKeyStatus" => run!(admin.get_system_key_status(admin_pb::GetSystemKeyStatusRequest)),
+            "admin.RetireSystemKeyVersion" => {
+                run!(admin.retire_system_key_version(admin_pb::RetireSystemKeyVersionRequest))
+            }
             "admin.CreateKey" => {
                 run!(admin.create_key(admin_pb::CreateKeyRequest), |m| bind.keystore(&mut m.keystore_id))
             }

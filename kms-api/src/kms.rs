@@ -46,6 +46,7 @@ mod maintenance;
 mod operation;
 mod operators;
 mod signing;
+mod system;
 mod views;
 
 pub use audit_ops::{AcknowledgeAuditLoss, AcknowledgedLoss, AuditPage, ListAudit, ListAuditPage, VerifyAudit};
@@ -68,6 +69,7 @@ pub use maintenance::{AutoRotateKey, DestroyKey, MaintenanceReport};
 pub use operation::{Effect, Operation, Subject, Trail};
 pub use operators::{RevokeOperator, RevokedOperators, WhoAmI, WhoAmIResult};
 pub use signing::{GetPublicKey, PublicKeyInfo, Sign, Signature, Signed, Verified, Verify};
+pub use system::{GetSystemKeyStatus, RetireSystemKeyVersion, RetiredVersion, SystemKeyStatus};
 
 use cache::Cache;
 pub use cache::CacheStats;

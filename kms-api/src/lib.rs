@@ -40,6 +40,7 @@ mod grpc;
 pub mod kms;
 pub mod model;
 pub mod records;
+pub mod reseal;
 mod rest;
 pub mod system_keys;
 
@@ -60,7 +61,7 @@ pub fn user_access_policy() -> AccessPolicy {
 /// Admin RPCs that only read (auditors may call them): the operations of
 /// [`kms::Effect::Read`], which the core admits for auditors.
 pub const ADMIN_READS: &[&str] =
-    &["ListKeystores", "GetKeystore", "ListKeys", "DescribeKey", "ListAudit", "VerifyAudit"];
+    &["ListKeystores", "GetKeystore", "ListKeys", "DescribeKey", "ListAudit", "VerifyAudit", "GetSystemKeyStatus"];
 
 /// The admin port: operators only (any role: the core decides what each
 /// role may do, checks revoked operator certificates and audits refusals).
@@ -151,6 +152,7 @@ pub async fn start_with_clock(
             .with_max_key_versions(config.max_key_versions),
     );
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
+    tokio::spawn(reseal::run(records.clone(), config.reseal_records_per_sec, shutdown.clone()));
 
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
     let system_id = SpiffeId::for_service(&config.trust_domain, Service::SystemKeyd)?;
@@ -280,6 +282,31 @@ fn register_metrics(
     metrics.gauge_fn("skm_system_key_versions", "System key versions held in memory", &[], move || {
         k.current().map_or(0.0, |r| r.versions().count() as f64)
     });
+    let k = keyring.clone();
+    metrics.gauge_fn(
+        "skm_reseal_target_version",
+        "The system key version the background re-seal moves records to (0: not started)",
+        &[],
+        move || f64::from(k.reseal().report().target),
+    );
+    let k = keyring.clone();
+    metrics.gauge_fn(
+        "skm_reseal_done",
+        "1 once a whole pass found every record under the active system key version",
+        &[],
+        move || f64::from(u8::from(k.reseal().report().done)),
+    );
+    let k = keyring.clone();
+    metrics.counter_fn("skm_reseal_records_scanned", "Records the background re-seal looked at since start", &[], {
+        move || k.reseal().report().scanned
+    });
+    let k = keyring.clone();
+    metrics.counter_fn(
+        "skm_reseal_records_resealed",
+        "Records the background re-seal sealed again under the active system key version since start",
+        &[],
+        move || k.reseal().report().resealed,
+    );
     metrics.register_histogram(
         "skm_audit_sync_seconds",
         "Time of each fdatasync of the audit log (one per group commit with audit_sync = fsync)",

@@ -13,7 +13,9 @@
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
 //! | `oprevoked/<sha256>` | empty: a revoked operator certificate | — |
 //! | `auditanchor` | the audit log's anchor: seq (u64 BE) ‖ MAC of that entry, sealed | — |
-//! | `sysmanifest` | the system key versions kms-api has seen and the highest active one (JSON), sealed | — |
+//! | `sysmanifest` | the system key versions kms-api has seen, the highest active one and the retired ones (JSON), sealed | — |
+//! | `sysretired` | the audit keys of retired system key versions (JSON), sealed | — |
+//! | `resealcursor` | the background re-seal's target version (u32 BE) ‖ done (0/1) ‖ next store key, clear | — |
 //!
 //! Store keys hold only ids, names and due times; every value, including
 //! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
@@ -46,7 +48,8 @@ use zeroize::Zeroizing;
 use crate::access::{KnownCert, Mode, Policy, PolicyInput};
 use crate::model::{Key, KeyKind, KeyOrigin, KeyState, Keystore, KeystoreCaFiles, Material, Version, Versions};
 use crate::system_keys::{NotReady, SystemKeys};
-use skm_crypto::record::SystemKeyring;
+use skm_crypto::audit::AuditKey;
+use skm_crypto::record::{RetiredAuditKeys, SystemKeyring};
 
 /// Record persistence failures.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +271,8 @@ const DUE_PREFIX: &[u8] = b"due/";
 const OPERATOR_REVOKED_PREFIX: &[u8] = b"oprevoked/";
 const AUDIT_ANCHOR_KEY: &[u8] = b"auditanchor";
 const SYSTEM_MANIFEST_KEY: &[u8] = b"sysmanifest";
+const RETIRED_KEYS_KEY: &[u8] = b"sysretired";
+const RESEAL_CURSOR_KEY: &[u8] = b"resealcursor";
 
 /// The system key versions kms-api has seen, kept in its own store so that
 /// no other tier decides its history: a list from system-keyd that lacks
@@ -279,6 +284,44 @@ pub struct SystemManifest {
     pub versions: Vec<u32>,
     /// The highest active version seen.
     pub active: u32,
+    /// Versions retired (`skm system retire-version`): no record is sealed
+    /// under them and no tier holds them; a list may lack them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<u32>,
+}
+
+/// The audit keys of one retired system key version, as stored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetiredRecord {
+    version: u32,
+    audit_v1: Zeroizing<String>,
+    audit_v2: Zeroizing<String>,
+}
+
+/// Where the background re-seal stands (`resealcursor`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResealCursor {
+    /// The version records are being re-sealed under.
+    pub target: u32,
+    /// Every record was under `target` at the end of the last pass.
+    pub done: bool,
+    /// The store key the pass goes on from.
+    pub next: Vec<u8>,
+}
+
+/// What one page of re-sealing did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResealPage {
+    /// Where the next page starts; `None` at the end of the store.
+    pub next: Option<Vec<u8>>,
+    /// Records looked at.
+    pub scanned: u64,
+    /// Records re-sealed under the active version.
+    pub resealed: u64,
+    /// Records left under an older version because a concurrent write won
+    /// the compare-and-swap (they are looked at again by the next pass).
+    pub raced: u64,
 }
 
 fn due_key(due: &Due) -> Vec<u8> {
@@ -322,6 +365,33 @@ pub fn due_entries(key: &Key) -> Vec<Due> {
     out
 }
 
+/// Why a system key version was not retired.
+#[derive(Debug, thiserror::Error)]
+pub enum Retire {
+    /// It is the active version.
+    #[error(
+        "system key version {0} is the active version: rotate the system key first, let re-sealing finish, then retire it"
+    )]
+    Active(u32),
+    /// Not a version kms-api holds.
+    #[error("system key version {0} is not held by kms-api")]
+    Unknown(u32),
+    /// Records are still sealed under it.
+    #[error(
+        "{records} record(s) are still sealed under system key version {version}: wait until re-sealing has \
+         finished (skm system status)"
+    )]
+    InUse {
+        /// The version.
+        version: u32,
+        /// How many.
+        records: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Record(RecordError),
+}
+
 /// Sealed record persistence over any [`Store`] backend.
 #[derive(Clone, Debug)]
 pub struct Records<S> {
@@ -333,6 +403,11 @@ impl<S: Store> Records<S> {
     /// Over an opened store and the (possibly not yet loaded) system keys.
     pub fn new(store: S, keyring: SystemKeys) -> Self {
         Self { store, keyring }
+    }
+
+    /// The system keys these records are sealed with.
+    pub fn system_keys(&self) -> &SystemKeys {
+        &self.keyring
     }
 
     fn seal(&self, record_id: &[u8], owner: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, RecordError> {
@@ -882,6 +957,189 @@ impl<S: Store> Records<S> {
         Ok(())
     }
 
+    /// The audit keys of retired versions, opened with `ring` (the
+    /// candidate keyring, before it is loaded).
+    pub async fn retired_audit_keys(
+        &self,
+        ring: &SystemKeyring,
+    ) -> Result<std::collections::BTreeMap<u32, RetiredAuditKeys>, RecordError> {
+        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(RETIRED_KEYS_KEY).into_owned());
+        let mut out = std::collections::BTreeMap::new();
+        let Some(v) = self.store.get(RETIRED_KEYS_KEY).await? else { return Ok(out) };
+        let plain = ring.open(RETIRED_KEYS_KEY, b"", &v.value).map_err(|_| corrupt())?;
+        let records: Vec<RetiredRecord> = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
+        for r in records {
+            let key = |hex: &str| {
+                let raw = unhex_zeroizing(hex).filter(|b| b.len() == 32).ok_or_else(corrupt)?;
+                let mut bytes = [0u8; 32];
+                bytes.copy_from_slice(&raw);
+                Ok::<_, RecordError>(AuditKey::from_bytes_wiping(&mut bytes))
+            };
+            out.insert(r.version, RetiredAuditKeys { v1: key(&r.audit_v1)?, v2: key(&r.audit_v2)? });
+        }
+        Ok(out)
+    }
+
+    /// Saves a retirement: the manifest naming the retired versions and
+    /// their audit keys from `ring` (which no longer holds them), in one
+    /// batch sealed under its active version.
+    pub async fn save_retirement(&self, ring: &SystemKeyring, manifest: &SystemManifest) -> Result<(), RecordError> {
+        let records: Vec<RetiredRecord> = ring
+            .retired_audit_keys()
+            .map(|(version, k)| RetiredRecord {
+                version,
+                audit_v1: hex_zeroizing(k.v1.danger_bytes()),
+                audit_v2: hex_zeroizing(k.v2.danger_bytes()),
+            })
+            .collect();
+        let keys = ring.seal(RETIRED_KEYS_KEY, b"", &Self::to_json(&records)?).map_err(|_| RecordError::Seal)?;
+        let list = ring.seal(SYSTEM_MANIFEST_KEY, b"", &Self::to_json(manifest)?).map_err(|_| RecordError::Seal)?;
+        self.store
+            .apply(vec![
+                Op::Put { key: RETIRED_KEYS_KEY.to_vec(), value: keys, expect: Expect::Any },
+                Op::Put { key: SYSTEM_MANIFEST_KEY.to_vec(), value: list, expect: Expect::Any },
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// Where a record's sealed part starts and the owner bound into it;
+    /// `None` for the records that are not sealed (`due/`, `oprevoked/`,
+    /// `resealcursor`, or a version or import record whose key is gone).
+    /// A store key of no known kind is an error, so that a new kind of
+    /// record can't silently escape re-sealing.
+    async fn sealed_layout(&self, key: &[u8], value: &[u8]) -> Result<Option<(usize, String)>, RecordError> {
+        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(key).into_owned());
+        let text = std::str::from_utf8(key).map_err(|_| corrupt());
+        if key.starts_with(DUE_PREFIX) || key.starts_with(OPERATOR_REVOKED_PREFIX) || key == RESEAL_CURSOR_KEY {
+            return Ok(None);
+        }
+        let text = text?;
+        let (kind, rest) = text.split_once('/').unwrap_or((text, ""));
+        let head_owner = |id: &str| {
+            let head = format!("key/{id}").into_bytes();
+            async move {
+                let Some(v) = self.store.get(&head).await? else { return Ok(None) };
+                let (owner, _) = split_owner(&v.value).ok_or_else(|| RecordError::Corrupt(printable(&head)))?;
+                Ok::<_, RecordError>(Some((0, owner)))
+            }
+        };
+        Ok(match kind {
+            "ks" | "ksname" | "ksalias" | "auditanchor" | "sysmanifest" | "sysretired" => Some((0, String::new())),
+            "key" => Some((32, split_owner(value).ok_or_else(corrupt)?.0)),
+            "keyver" => head_owner(rest.split('/').next().unwrap_or_default()).await?,
+            "import" => head_owner(rest).await?,
+            "keyname" => Some((0, rest.split('/').next().unwrap_or_default().to_owned())),
+            "lastuse" => Some((0, rest.to_owned())),
+            _ => return Err(corrupt()),
+        })
+    }
+
+    /// Re-seals, under the active version, the records of one page of at
+    /// most `limit` records from `from` on that are sealed under another
+    /// version (or in format 1). Each is replaced by compare-and-swap on
+    /// the revision read, so a concurrent write (which seals under the
+    /// active version itself) always wins.
+    pub async fn reseal_page(&self, from: &[u8], limit: usize) -> Result<ResealPage, RecordError> {
+        let ring = self.keyring.current()?;
+        let entries = self.store.list_from(from, limit).await?;
+        let mut page = ResealPage {
+            next: (entries.len() == limit)
+                .then(|| entries.last().map(|(k, _)| [k.as_slice(), &[0]].concat()))
+                .flatten(),
+            ..ResealPage::default()
+        };
+        for (key, v) in entries {
+            page.scanned += 1;
+            let Some((at, owner)) = self.sealed_layout(&key, &v.value).await? else { continue };
+            let (clear, sealed) = v.value.split_at(at);
+            if ring.is_current(sealed) {
+                continue;
+            }
+            let plain = ring.open(&key, owner.as_bytes(), sealed).map_err(|_| RecordError::Corrupt(printable(&key)))?;
+            let resealed = ring.seal(&key, owner.as_bytes(), &plain).map_err(|_| RecordError::Seal)?;
+            let value = [clear, &resealed].concat();
+            match self.store.put(&key, &value, Expect::Revision(v.revision)).await {
+                Ok(_) => page.resealed += 1,
+                Err(StoreError::Conflict { .. }) => page.raced += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(page)
+    }
+
+    /// How many records are sealed under each system key version: a scan
+    /// of the whole store, `page` records at a time.
+    pub async fn sealed_versions(&self, page: usize) -> Result<std::collections::BTreeMap<u32, u64>, RecordError> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut from = Vec::new();
+        loop {
+            let entries = self.store.list_from(&from, page).await?;
+            let full = entries.len() == page;
+            for (key, v) in &entries {
+                let Some((at, _)) = self.sealed_layout(key, &v.value).await? else { continue };
+                let version =
+                    SystemKeyring::version_of(&v.value[at..]).map_err(|_| RecordError::Corrupt(printable(key)))?;
+                *out.entry(version).or_insert(0) += 1;
+            }
+            match entries.last() {
+                Some((k, _)) if full => from = [k.as_slice(), &[0]].concat(),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Retires `version`: refused unless it is held, not active, and no
+    /// record is sealed under it; then the manifest names it retired, its
+    /// audit keys are kept (sealed), and the keyring in memory drops it.
+    /// Retiring a retired version again is `Ok(false)`.
+    pub async fn retire_version(&self, version: u32) -> Result<bool, Retire> {
+        let _changing = self.keyring.changing().await;
+        let ring = self.keyring.current().map_err(|e| Retire::Record(e.into()))?;
+        if ring.retired_versions().any(|v| v == version) {
+            return Ok(false);
+        }
+        if version == ring.active_version() {
+            return Err(Retire::Active(version));
+        }
+        if !ring.versions().any(|v| v == version) {
+            return Err(Retire::Unknown(version));
+        }
+        let records = self.sealed_versions(1_000).await.map_err(Retire::Record)?.get(&version).copied().unwrap_or(0);
+        if records > 0 {
+            return Err(Retire::InUse { version, records });
+        }
+        let retired = ring.retiring(version).ok_or(Retire::Unknown(version))?;
+        let mut manifest = self.system_manifest(&ring).await.map_err(Retire::Record)?.unwrap_or_default();
+        manifest.versions.extend(ring.versions());
+        manifest.retired.push(version);
+        for list in [&mut manifest.versions, &mut manifest.retired] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        manifest.active = manifest.active.max(ring.active_version());
+        self.save_retirement(&retired, &manifest).await.map_err(Retire::Record)?;
+        self.keyring.set(retired);
+        Ok(true)
+    }
+
+    /// The background re-seal's cursor, if one was saved.
+    pub async fn reseal_cursor(&self) -> Result<Option<ResealCursor>, RecordError> {
+        let Some(v) = self.store.get(RESEAL_CURSOR_KEY).await? else { return Ok(None) };
+        if v.value.len() < 5 || v.value[4] > 1 {
+            return Err(RecordError::Corrupt(printable(RESEAL_CURSOR_KEY)));
+        }
+        let target = u32::from_be_bytes([v.value[0], v.value[1], v.value[2], v.value[3]]);
+        Ok(Some(ResealCursor { target, done: v.value[4] == 1, next: v.value[5..].to_vec() }))
+    }
+
+    /// Saves the background re-seal's cursor.
+    pub async fn save_reseal_cursor(&self, cursor: &ResealCursor) -> Result<(), RecordError> {
+        let value = [&cursor.target.to_be_bytes()[..], &[u8::from(cursor.done)], &cursor.next].concat();
+        self.store.put(RESEAL_CURSOR_KEY, &value, Expect::Any).await?;
+        Ok(())
+    }
+
     async fn last_used(&self, id: &Id) -> Result<i64, RecordError> {
         let key = last_use_key(id);
         let Some(v) = self.store.get(&key).await? else { return Ok(0) };
@@ -994,6 +1252,10 @@ fn parse_id_suffix(key: &[u8], prefix_len: usize) -> Result<Id, RecordError> {
 
 /// Key records are stored as `owner (32 hex) | sealed`, so the owner is
 /// known before opening; the AAD makes any edit of it fail the open.
+fn printable(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
 fn split_owner(value: &[u8]) -> Option<(String, &[u8])> {
     if value.len() < 32 {
         return None;

@@ -23,8 +23,8 @@ use skm_crypto::record::SystemKeyring;
 use skm_crypto::transport::RecipientKeypair;
 use skm_proto::root::v1::UnwrapSystemKeyRequest;
 use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
-use skm_proto::system::v1::GetWrappedSystemKeysRequest;
 use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
+use skm_proto::system::v1::{GetWrappedSystemKeysRequest, RetireSystemKeyRequest};
 use skm_runtime::Shutdown;
 use skm_store::SledStore;
 use tonic::transport::Channel;
@@ -34,8 +34,28 @@ use crate::records::{RecordError, Records, SystemManifest};
 /// The system keys kms-api holds in memory, once loaded: what every call seals and opens records with. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct SystemKeys {
-    inner: Arc<RwLock<Option<Arc<SystemKeyring>>>>,
+    inner: Arc<Shared>,
 }
+
+#[derive(Debug, Default)]
+struct Shared {
+    ring: RwLock<Option<Arc<SystemKeyring>>>,
+    /// Held by whatever replaces the keyring (the loader, a retirement),
+    /// so that one replacement never undoes another.
+    changes: tokio::sync::Mutex<()>,
+    /// Wakes the loader before its next refresh.
+    refresh_now: tokio::sync::Notify,
+    /// Bumped by the loader after each refresh that reached system-keyd,
+    /// with the retired versions system-keyd still lists; `None` until a
+    /// loader runs (the core's unit tests have none).
+    refreshed: std::sync::Mutex<Option<Refreshes>>,
+    /// The background re-seal's progress ([`crate::reseal`]).
+    pub(crate) reseal: crate::reseal::Progress,
+}
+
+/// The loader's refreshes: how many reached system-keyd, and the retired
+/// versions it still listed at the last one.
+type Refreshes = tokio::sync::watch::Receiver<(u64, Vec<u32>)>;
 
 /// The system keys are not loaded yet.
 #[derive(Clone, Copy, Debug, thiserror::Error)]
@@ -45,7 +65,7 @@ pub struct NotReady;
 impl SystemKeys {
     /// The current keyring.
     pub fn current(&self) -> Result<Arc<SystemKeyring>, NotReady> {
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone().ok_or(NotReady)
+        self.inner.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone().ok_or(NotReady)
     }
 
     /// Holding `ring` from the start (unit tests of the core, which run
@@ -56,8 +76,29 @@ impl SystemKeys {
         keys
     }
 
-    fn set(&self, ring: SystemKeyring) {
-        *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(ring));
+    pub(crate) fn set(&self, ring: SystemKeyring) {
+        *self.inner.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(ring));
+    }
+
+    /// Excludes every other replacement of the keyring while held.
+    pub(crate) async fn changing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.changes.lock().await
+    }
+
+    /// The background re-seal's progress.
+    pub(crate) fn reseal(&self) -> &crate::reseal::Progress {
+        &self.inner.reseal
+    }
+
+    /// Has the loader refresh now and waits (up to `wait`) for it to have
+    /// reached system-keyd; the answer is whether system-keyd still lists
+    /// `version` (`None`: no loader, or it did not get through in time).
+    pub(crate) async fn refresh_and_check(&self, version: u32, wait: Duration) -> Option<bool> {
+        let mut rx = self.inner.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
+        let before = rx.borrow_and_update().0;
+        self.inner.refresh_now.notify_one();
+        let got = tokio::time::timeout(wait, rx.wait_for(|(n, _)| *n > before)).await.ok()?.ok()?;
+        Some(got.1.contains(&version))
     }
 }
 
@@ -114,17 +155,20 @@ impl LoadError {
 /// list, `active` its active one) against what kms-api has seen: the
 /// versions it holds and its stored manifest. The answer is the manifest
 /// to save when `listed` adds to it.
+/// Versions retired (the manifest's `retired`) may be missing from
+/// `listed`, which must not name them.
 fn check_history(
     seen: Option<&SystemManifest>,
     held: &[u32],
     listed: &[u32],
     active: u32,
 ) -> Result<Option<SystemManifest>, LoadError> {
+    let retired: Vec<u32> = seen.map(|m| m.retired.clone()).unwrap_or_default();
     let mut known: Vec<u32> = seen.map(|m| m.versions.clone()).unwrap_or_default();
     known.extend_from_slice(held);
     known.sort_unstable();
     known.dedup();
-    let missing: Vec<u32> = known.iter().copied().filter(|v| !listed.contains(v)).collect();
+    let missing: Vec<u32> = known.iter().copied().filter(|v| !listed.contains(v) && !retired.contains(v)).collect();
     if !missing.is_empty() {
         return Err(LoadError::Dropped { missing });
     }
@@ -132,7 +176,11 @@ fn check_history(
     if active < seen_active {
         return Err(LoadError::RolledBack { seen: seen_active, listed: active });
     }
-    let next = SystemManifest { versions: listed.to_vec(), active };
+    let mut versions = listed.to_vec();
+    versions.extend_from_slice(&retired);
+    versions.sort_unstable();
+    versions.dedup();
+    let next = SystemManifest { versions, active, retired };
     Ok((seen != Some(&next)).then_some(next))
 }
 
@@ -147,8 +195,25 @@ pub(crate) struct Loader {
 }
 
 impl Loader {
-    /// Fetches the wrapped versions and unwraps those not yet held.
-    async fn load_once(&self) -> Result<bool, LoadError> {
+    /// Has system-keyd drop the retired versions it still lists; the
+    /// answer is those it still lists.
+    async fn drop_retired(&self, listed: &[u32], retired: &[u32]) -> Vec<u32> {
+        let mut left = Vec::new();
+        for &version in listed.iter().filter(|v| retired.contains(v)) {
+            match self.system.clone().retire_system_key(RetireSystemKeyRequest { version }).await {
+                Ok(_) => tracing::info!(version, "system-keyd dropped retired system key version"),
+                Err(e) => {
+                    tracing::warn!(version, error = %e.message(), "system-keyd still holds a retired system key version");
+                    left.push(version);
+                }
+            }
+        }
+        left
+    }
+
+    /// Fetches the wrapped versions and unwraps those not yet held; the
+    /// answer is the retired versions system-keyd still lists.
+    async fn load_once(&self) -> Result<Vec<u32>, LoadError> {
         let wrapped = self
             .system
             .clone()
@@ -156,23 +221,27 @@ impl Loader {
             .await
             .map_err(LoadError::System)?
             .into_inner();
+        let _changing = self.keyring.changing().await;
         let current = self.keyring.current().ok();
         let held: Vec<u32> = current.as_ref().map(|r| r.versions().collect()).unwrap_or_default();
+        let retired: Vec<u32> = current.as_ref().map(|r| r.retired_versions().collect()).unwrap_or_default();
         let mut listed: Vec<u32> = wrapped.keys.iter().map(|k| k.version).collect();
         listed.sort_unstable();
         listed.dedup();
+        let still_listed = self.drop_retired(&listed, &retired).await;
+        listed.retain(|v| !retired.contains(v));
         // Refused before anything is unwrapped: every version held stays
         // listed, and the active one never goes back.
         if let Some(ring) = &current {
-            let holding = SystemManifest { versions: held.clone(), active: ring.active_version() };
+            let holding = SystemManifest { versions: held.clone(), active: ring.active_version(), retired };
             check_history(Some(&holding), &[], &listed, wrapped.active_version)?;
         }
         let active_unchanged = current.as_ref().is_some_and(|r| r.active_version() == wrapped.active_version);
         if active_unchanged && listed == held {
-            return Ok(false);
+            return Ok(still_listed);
         }
         let mut keys = BTreeMap::new();
-        for key in wrapped.keys {
+        for key in wrapped.keys.into_iter().filter(|k| listed.contains(&k.version)) {
             let version = key.version;
             if let Some(existing) = current.as_ref().and_then(|r| r.danger_key(version)) {
                 let mut copy = *existing.danger_expose();
@@ -198,26 +267,41 @@ impl Loader {
             keys.insert(version, plain);
         }
         let ring = SystemKeyring::new(wrapped.active_version, keys)?;
-        let manifest = match self.records.system_manifest(&ring).await {
-            Ok(m) => m,
-            Err(RecordError::Corrupt(_)) => return Err(LoadError::ManifestSealed),
-            Err(e) => return Err(LoadError::Store(e)),
+        let sealed = |e| match e {
+            RecordError::Corrupt(_) => LoadError::ManifestSealed,
+            e => LoadError::Store(e),
         };
+        let manifest = self.records.system_manifest(&ring).await.map_err(sealed)?;
+        let retired_keys = self.records.retired_audit_keys(&ring).await.map_err(sealed)?;
+        // A version retired before this boot may still be listed (and was
+        // unwrapped): the keyring drops it.
+        let newly_retired: Vec<u32> = retired_keys.keys().copied().filter(|v| listed.contains(v)).collect();
+        listed.retain(|v| !retired_keys.contains_key(v));
+        let ring = ring.with_retired(retired_keys)?;
         if let Some(next) = check_history(manifest.as_ref(), &held, &listed, ring.active_version())? {
             self.records.save_system_manifest(&ring, &next).await.map_err(LoadError::Store)?;
         }
-        tracing::info!(active = ring.active_version(), versions = ?ring.versions().collect::<Vec<_>>(), "system keys loaded");
+        tracing::info!(active = ring.active_version(), versions = ?ring.versions().collect::<Vec<_>>(),
+            retired = ?ring.retired_versions().collect::<Vec<_>>(), "system keys loaded");
+        let mut still_listed = still_listed;
+        still_listed.extend(self.drop_retired(&newly_retired, &newly_retired).await);
         self.keyring.set(ring);
-        Ok(true)
+        Ok(still_listed)
     }
 
     /// Loads with backoff until it succeeds, flips health to SERVING, then
     /// refreshes periodically until shutdown.
     pub(crate) async fn run(self, shutdown: Shutdown) {
+        let (refreshed, rx) = tokio::sync::watch::channel((0u64, Vec::new()));
+        *self.keyring.inner.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(rx);
+        let publish = |left: Vec<u32>| refreshed.send_modify(|(n, l)| (*n, *l) = (*n + 1, left));
         let mut delay = Duration::from_millis(100);
         loop {
             match self.load_once().await {
-                Ok(_) => break,
+                Ok(left) => {
+                    publish(left);
+                    break;
+                }
                 Err(e) if e.refused() => {
                     tracing::error!(error = %e, retry_in = ?delay, "system keys not loaded: not serving");
                 }
@@ -234,13 +318,14 @@ impl Loader {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(self.refresh) => {}
+                _ = self.keyring.inner.refresh_now.notified() => {}
             }
             match self.load_once().await {
                 Err(e) if e.refused() => {
                     tracing::error!(error = %e, "system key refresh refused; serving with the keys held");
                 }
                 Err(e) => tracing::debug!(error = %e, "system key refresh failed; serving with the keys held"),
-                Ok(_) => {}
+                Ok(left) => publish(left),
             }
         }
     }
@@ -251,7 +336,7 @@ mod tests {
     use super::*;
 
     fn manifest(versions: &[u32], active: u32) -> SystemManifest {
-        SystemManifest { versions: versions.to_vec(), active }
+        SystemManifest { versions: versions.to_vec(), active, retired: Vec::new() }
     }
 
     #[test]
@@ -272,5 +357,12 @@ mod tests {
         // So is naming an older version active.
         let e = check_history(Some(&seen), &[1, 2], &[1, 2], 1).unwrap_err();
         assert!(matches!(e, LoadError::RolledBack { seen: 2, listed: 1 }), "{e}");
+        // A retired version may be missing; it stays in the manifest.
+        let seen = SystemManifest { versions: vec![1, 2, 3], active: 3, retired: vec![1] };
+        assert_eq!(check_history(Some(&seen), &[2, 3], &[2, 3], 3).unwrap(), None);
+        let e = check_history(Some(&seen), &[2, 3], &[3], 3).unwrap_err();
+        assert!(matches!(&e, LoadError::Dropped { missing } if missing == &[2]), "{e}");
+        let next = check_history(Some(&seen), &[2, 3], &[2, 3, 4], 4).unwrap().unwrap();
+        assert_eq!(next, SystemManifest { versions: vec![1, 2, 3, 4], active: 4, retired: vec![1] });
     }
 }

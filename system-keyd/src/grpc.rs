@@ -77,6 +77,23 @@ impl SystemKeyService for SystemKeyApi {
         Ok(Response::new(pb::RewrapSystemKeysResponse { root_key_id, rewrapped, destroyed_root_key_ids }))
     }
 
+    async fn retire_system_key(
+        &self,
+        request: Request<pb::RetireSystemKeyRequest>,
+    ) -> Result<Response<pb::RetireSystemKeyResponse>, Status> {
+        let version = request.into_inner().version;
+        match self.state.retire(version).await {
+            Ok(Some(removed)) => Ok(Response::new(pb::RetireSystemKeyResponse { removed })),
+            Ok(None) => Err(Status::failed_precondition(format!(
+                "system key version {version} is the active version and is never retired"
+            ))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot retire a system key version");
+                Err(Status::internal("internal error"))
+            }
+        }
+    }
+
     async fn revoke_operator(
         &self,
         request: Request<skm_proto::root::v1::RevokeOperatorRequest>,

@@ -44,6 +44,7 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&format!("/{SERVICE}/RotateSystemKey"), &[Allow::Operator(Role::Admin)])
         .allow(&format!("/{SERVICE}/RewrapSystemKeys"), &[Allow::Operator(Role::Admin)])
         .allow(&format!("/{SERVICE}/RevokeOperator"), &[Allow::Operator(Role::Admin)])
+        .allow(&format!("/{SERVICE}/RetireSystemKey"), &[Allow::Service(Service::KmsApi)])
 }
 
 /// The state shared by the handlers and the bootstrap task.
@@ -78,8 +79,9 @@ pub(crate) enum RotateError {
     Cap(usize),
 }
 
-/// The most system key versions system-keyd makes. A rotation a month for
-/// eighty years is under a thousand; every kms-api holds every version.
+/// The most system key versions system-keyd stores. A rotation a month for
+/// eighty years is under a thousand; every kms-api holds every version
+/// stored (retired versions are deleted and no longer count).
 pub const MAX_SYSTEM_KEY_VERSIONS: usize = 1_000;
 
 /// The version a rotation makes and the revision `active` must still have,
@@ -175,6 +177,20 @@ impl SystemKeys {
             .into_inner()
             .destroyed_root_key_ids;
         Ok((current, count, destroyed))
+    }
+
+    /// Deletes a retired version (kms-api has checked that nothing is
+    /// sealed under it); `None` when it is the active one.
+    pub(crate) async fn retire(&self, version: u32) -> Result<Option<bool>, VersionsError> {
+        let _guard = self.rotation.lock().await;
+        let removed = self.versions.remove(version).await?;
+        if removed == Some(true) {
+            tracing::warn!(version, "system key version retired and deleted");
+            if let Ok(s) = self.versions.snapshot().await {
+                self.version_count.set(i64::try_from(s.versions.len()).unwrap_or(i64::MAX));
+            }
+        }
+        Ok(removed)
     }
 
     /// Obtains version 1 if the store has none, retrying until it succeeds

@@ -129,6 +129,32 @@ impl<S: Store> WrappedVersions<S> {
         Ok(())
     }
 
+    /// Deletes `version` unless it is the active one (`Ok(None)`); the
+    /// answer says whether it was stored.
+    pub async fn remove(&self, version: u32) -> Result<Option<bool>, VersionsError> {
+        let snapshot = self.snapshot().await?;
+        let Some((active, revision)) = snapshot.active else { return Ok(Some(false)) };
+        if version == active {
+            return Ok(None);
+        }
+        if !snapshot.versions.iter().any(|v| v.version == version) {
+            return Ok(Some(false));
+        }
+        // The active entry must not move meanwhile (a rotation makes a new
+        // version active, never an old one, but the check costs nothing).
+        self.store
+            .apply(vec![
+                Op::Put {
+                    key: ACTIVE.to_vec(),
+                    value: active.to_be_bytes().to_vec(),
+                    expect: Expect::Revision(revision),
+                },
+                Op::Delete { key: version_key(version), expect: Expect::Any },
+            ])
+            .await?;
+        Ok(Some(true))
+    }
+
     /// Adds `key` and makes it active, provided `active` is still at
     /// `expected_active_revision` (None: no active version yet).
     pub async fn add_active(
@@ -173,6 +199,22 @@ mod tests {
             raw,
             vec![(b"active".to_vec(), vec![0, 0, 0, 1]), (b"syskey/\0\0\0\x01".to_vec(), vec![2, b'r', b'1', 7, 8, 9])]
         );
+    }
+
+    /// A retired version is deleted; the active one never is.
+    #[tokio::test]
+    async fn only_a_version_that_is_not_active_is_removed() {
+        let versions = WrappedVersions::new(MemoryStore::new());
+        assert_eq!(versions.remove(1).await.unwrap(), Some(false), "nothing stored yet");
+        versions.add_active(&version(1), None).await.unwrap();
+        let active = versions.snapshot().await.unwrap().active.unwrap().1;
+        versions.add_active(&version(2), Some(active)).await.unwrap();
+        assert_eq!(versions.remove(2).await.unwrap(), None, "the active version stays");
+        assert_eq!(versions.remove(1).await.unwrap(), Some(true));
+        assert_eq!(versions.remove(1).await.unwrap(), Some(false), "idempotent");
+        let snapshot = versions.snapshot().await.unwrap();
+        assert_eq!(snapshot.versions, vec![version(2)]);
+        assert_eq!(snapshot.active.map(|(v, _)| v), Some(2));
     }
 
     /// Versions come back in numeric order whatever the order they were

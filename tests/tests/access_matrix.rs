@@ -90,7 +90,7 @@ const USER_RPCS: [&str; 13] = [
 ];
 
 /// Every AdminService RPC.
-const ADMIN_RPCS: [&str; 24] = [
+const ADMIN_RPCS: [&str; 26] = [
     "CreateKeystore",
     "ListKeystores",
     "GetKeystore",
@@ -115,6 +115,8 @@ const ADMIN_RPCS: [&str; 24] = [
     "CancelKeyDeletion",
     "GetParametersForImport",
     "ImportKeyMaterial",
+    "GetSystemKeyStatus",
+    "RetireSystemKeyVersion",
 ];
 
 // ---------------------------------------------------------------------------
@@ -780,7 +782,7 @@ fn admin_call(rpc: &'static str) -> Call {
     match rpc {
         // No policy at all: INVALID_ARGUMENT when it gets through.
         "CreateKeystore" => call.name = "matrix-never-created".into(),
-        "ListKeystores" | "ListAudit" | "VerifyAudit" => {}
+        "ListKeystores" | "ListAudit" | "VerifyAudit" | "GetSystemKeyStatus" | "RetireSystemKeyVersion" => {}
         // An empty fingerprint: INVALID_ARGUMENT.
         "RevokeOperator" => {}
         "GetKeystore"

@@ -428,6 +428,10 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
             .await
             .map(drop)
         }
+        "GetSystemKeyStatus" => a.get_system_key_status(admin::GetSystemKeyStatusRequest {}).await.map(drop),
+        "RetireSystemKeyVersion" => {
+            a.retire_system_key_version(admin::RetireSystemKeyVersionRequest { version: 1 }).await.map(drop)
+        }
         other => {
             panic!("{other}: an AdminService RPC this test doesn't know: add it with the audit entries it must leave")
         }
@@ -436,20 +440,21 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
 }
 
 fn admin_expected(rpc: &'static str) -> Expected {
-    if rpc == NOTHING_TO_ACKNOWLEDGE {
-        // An intact log has no loss to acknowledge: the change is refused
-        // after its intent, and both are in the log.
+    if REFUSED_HERE.contains(&rpc) {
+        // The change is refused after its intent, and both are in the log.
         return vec![(rpc, "intent".into()), (rpc, "failed: FAILED_PRECONDITION".into())];
     }
     if kms_api::ADMIN_READS.contains(&rpc) { allowed(rpc) } else { change(rpc) }
 }
 
-/// The admin RPC whose allowed call fails here (tests/tests/audit_anchor.rs
-/// acknowledges a real loss).
-const NOTHING_TO_ACKNOWLEDGE: &str = "AcknowledgeAuditLoss";
+/// The admin RPCs whose allowed call fails here: an intact log has no loss
+/// to acknowledge (tests/tests/audit_anchor.rs acknowledges a real one),
+/// and version 1 is the only, active, system key version (tests/tests/
+/// system_key_retire.rs retires one).
+const REFUSED_HERE: &[&str] = &["AcknowledgeAuditLoss", "RetireSystemKeyVersion"];
 
 fn admin_code(rpc: &str) -> Code {
-    if rpc == NOTHING_TO_ACKNOWLEDGE { Code::FailedPrecondition } else { Code::Ok }
+    if REFUSED_HERE.contains(&rpc) { Code::FailedPrecondition } else { Code::Ok }
 }
 
 /// Admin RPCs in an order in which each allowed call can succeed.
@@ -479,6 +484,8 @@ const ADMIN_ORDER: &[&str] = &[
     "ListAudit",
     "VerifyAudit",
     "AcknowledgeAuditLoss",
+    "GetSystemKeyStatus",
+    "RetireSystemKeyVersion",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use skm::devstack::DevSeal;
+use skm_client::admin::v1 as admin_pb;
 use skm_client::admin::v1::KeyType;
 use skm_client::root::v1 as root_pb;
 use skm_client::system::v1 as system_pb;
@@ -451,10 +452,10 @@ list_services!(list_services_v1alpha, v1alpha);
 
 /// A system key rotation as operators do it (RotateSystemKey on
 /// system-keyd): kms-api, refreshing every second here, holds v2 without a
-/// restart; a record written after that is sealed under v2 while the ones
-/// from before stay under v1 (read from the store); after a restart, which
-/// reads every record back from disk, ciphertexts of keys from before and
-/// after the rotation decrypt.
+/// restart; a record written after that is sealed under v2, and the
+/// background re-seal moves the ones from before to v2 too (read from the
+/// store); after a restart, which reads every record back from disk,
+/// ciphertexts of keys from before and after the rotation decrypt.
 #[tokio::test]
 async fn system_key_rotation_is_picked_up_and_old_records_still_open() {
     let refresh = |c: &mut kms_api::Config| c.system_key_refresh = Duration::from_secs(1);
@@ -481,6 +482,13 @@ async fn system_key_rotation_is_picked_up_and_old_records_still_open() {
     let after_ct = encrypt(&skm, &after, b"sealed under v2", b"").await.unwrap();
     assert_eq!(decrypt(&skm, &before, &before_ct, b"").await.unwrap(), b"sealed under v1");
 
+    eventually("the re-seal done under v2", Duration::from_secs(30), || async {
+        let s = skm.admin().unwrap().get_system_key_status(admin_pb::GetSystemKeyStatusRequest {}).await.unwrap();
+        let s = s.into_inner();
+        s.reseal_target_version == 2 && s.reseal_done
+    })
+    .await
+    .unwrap();
     // The keystore records as stored (`ks/<id>`, a sealed record): the
     // system key version each is sealed under.
     let data = stack.stack.data_dir(Service::KmsApi);
@@ -493,7 +501,7 @@ async fn system_key_rotation_is_picked_up_and_old_records_still_open() {
             let id = String::from_utf8_lossy(&k).trim_start_matches("ks/").to_owned();
             versions.insert(id, skm_crypto::record::SystemKeyring::version_of(&v.value).unwrap());
         }
-        assert_eq!(versions.get(&before_ks), Some(&1), "{versions:?}");
+        assert_eq!(versions.get(&before_ks), Some(&2), "re-sealed: {versions:?}");
         assert_eq!(versions.get(&after_ks), Some(&2), "{versions:?}");
     }
 

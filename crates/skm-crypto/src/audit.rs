@@ -74,9 +74,18 @@ impl AuditKey {
         mac.verify_slice(tag).is_ok()
     }
 
-    /// The raw key, for tests that scan files for it.
+    /// The raw key, for tests that scan files for it and for keeping the
+    /// audit keys of a retired system key version in a sealed record.
     pub fn danger_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// An audit key kept from a retired system key version; `bytes` is
+    /// wiped.
+    pub fn from_bytes_wiping(bytes: &mut [u8; 32]) -> Self {
+        let key = Self(*bytes);
+        bytes.zeroize();
+        key
     }
 }
 

@@ -48,10 +48,24 @@ impl VersionKeys {
     }
 }
 
-/// The system key versions kms-api has unwrapped, and which one is active.
+/// The audit keys of a retired system key version: the version itself is
+/// gone from every tier, but the log entries MAC'd under it keep verifying.
+/// They are one-way HKDF/HMAC outputs of the system key: they open no
+/// record.
+#[derive(Debug)]
+pub struct RetiredAuditKeys {
+    /// Format 1.
+    pub v1: AuditKey,
+    /// Format 2.
+    pub v2: AuditKey,
+}
+
+/// The system key versions kms-api has unwrapped, and which one is active;
+/// plus the audit keys of retired versions.
 pub struct SystemKeyring {
     active: u32,
     keys: BTreeMap<u32, VersionKeys>,
+    retired: BTreeMap<u32, RetiredAuditKeys>,
 }
 
 impl std::fmt::Debug for SystemKeyring {
@@ -59,6 +73,7 @@ impl std::fmt::Debug for SystemKeyring {
         f.debug_struct("SystemKeyring")
             .field("active", &self.active)
             .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .field("retired", &self.retired.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +89,66 @@ impl SystemKeyring {
         if !keys.contains_key(&active) {
             return Err(MissingActiveVersion(active));
         }
-        Ok(Self { active, keys: keys.into_iter().map(|(v, k)| (v, VersionKeys::derive(k))).collect() })
+        Ok(Self {
+            active,
+            keys: keys.into_iter().map(|(v, k)| (v, VersionKeys::derive(k))).collect(),
+            retired: BTreeMap::new(),
+        })
+    }
+
+    /// This keyring with the audit keys of retired versions; a version
+    /// both held and retired is dropped (its keys wiped).
+    pub fn with_retired(mut self, retired: BTreeMap<u32, RetiredAuditKeys>) -> Result<Self, MissingActiveVersion> {
+        if retired.contains_key(&self.active) {
+            return Err(MissingActiveVersion(self.active));
+        }
+        self.keys.retain(|v, _| !retired.contains_key(v));
+        self.retired = retired;
+        Ok(self)
+    }
+
+    /// A copy of this keyring without `version`, whose audit keys join the
+    /// retired ones. `None` when `version` is the active one or not held.
+    pub fn retiring(&self, version: u32) -> Option<Self> {
+        if version == self.active || !self.keys.contains_key(&version) {
+            return None;
+        }
+        let copy = |k: &Secret32| {
+            let mut raw = *k.danger_expose();
+            Secret32::from_slice_wiping(&mut raw)
+        };
+        let mut keys = BTreeMap::new();
+        let mut retired = BTreeMap::new();
+        for (v, k) in &self.keys {
+            if *v == version {
+                retired.insert(*v, self.audit_copy(*v)?);
+            } else {
+                keys.insert(*v, copy(&k.system)?);
+            }
+        }
+        for v in self.retired.keys() {
+            retired.insert(*v, self.audit_copy(*v)?);
+        }
+        Self::new(self.active, keys).ok()?.with_retired(retired).ok()
+    }
+
+    /// A copy of the audit keys of `version`, held or retired.
+    fn audit_copy(&self, version: u32) -> Option<RetiredAuditKeys> {
+        let copy = |k: &AuditKey| AuditKey::from_bytes_wiping(&mut { *k.danger_bytes() });
+        Some(RetiredAuditKeys {
+            v1: copy(self.audit_key(version, AuditFormat::V1)?),
+            v2: copy(self.audit_key(version, AuditFormat::V2)?),
+        })
+    }
+
+    /// The retired versions, ascending.
+    pub fn retired_versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.retired.keys().copied()
+    }
+
+    /// The audit keys of each retired version (to keep them sealed).
+    pub fn retired_audit_keys(&self) -> impl Iterator<Item = (u32, &RetiredAuditKeys)> + '_ {
+        self.retired.iter().map(|(v, k)| (*v, k))
     }
 
     /// The version new records are sealed under.
@@ -93,11 +167,18 @@ impl SystemKeyring {
         self.keys.get(&version).map(|k| &k.system)
     }
 
-    /// The audit key of one version for one audit log format.
+    /// The audit key of one version, held or retired, for one audit log
+    /// format.
     pub fn audit_key(&self, version: u32, format: AuditFormat) -> Option<&AuditKey> {
-        self.keys.get(&version).map(|k| match format {
-            AuditFormat::V1 => &k.audit_v1,
-            AuditFormat::V2 => &k.audit_v2,
+        if let Some(k) = self.keys.get(&version) {
+            return Some(match format {
+                AuditFormat::V1 => &k.audit_v1,
+                AuditFormat::V2 => &k.audit_v2,
+            });
+        }
+        self.retired.get(&version).map(|k| match format {
+            AuditFormat::V1 => &k.v1,
+            AuditFormat::V2 => &k.v2,
         })
     }
 
@@ -120,6 +201,12 @@ impl SystemKeyring {
             _ => (&keys.record, LABEL_V2),
         };
         aead::open(key, &aad(label, version, record_id, owner), &sealed[5..])
+    }
+
+    /// Whether `sealed` is sealed under the active version in the current
+    /// format (re-sealing leaves it alone).
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        sealed.first() == Some(&FORMAT_V2) && Self::version_of(sealed) == Ok(self.active)
     }
 
     /// The system key version a sealed record names.
@@ -203,6 +290,43 @@ mod tests {
         relabelled[0] = FORMAT_V1;
         assert_eq!(ring.open(b"r", b"o", &relabelled), Err(DecryptError));
         assert_eq!(ring.open(b"r", b"o", &[0x03, 0, 0, 0, 1]), Err(DecryptError));
+    }
+
+    #[test]
+    fn a_retired_version_opens_nothing_but_its_audit_keys_stay() {
+        let ring = ring(&[1, 2], 2);
+        let old = ring.audit_key(1, AuditFormat::V2).unwrap().mac(b"entry");
+        let sealed = {
+            let mut keys = BTreeMap::new();
+            let mut raw = *ring.danger_key(1).unwrap().danger_expose();
+            keys.insert(1, Secret32::from_slice_wiping(&mut raw).unwrap());
+            SystemKeyring::new(1, keys).unwrap().seal(b"r", b"", b"under v1").unwrap()
+        };
+        assert!(ring.retiring(2).is_none(), "the active version is never retired");
+        assert!(ring.retiring(3).is_none(), "a version not held");
+        let retired = ring.retiring(1).unwrap();
+        assert_eq!(retired.versions().collect::<Vec<_>>(), [2]);
+        assert_eq!(retired.retired_versions().collect::<Vec<_>>(), [1]);
+        assert!(retired.danger_key(1).is_none());
+        assert_eq!(retired.open(b"r", b"", &sealed), Err(DecryptError));
+        assert!(retired.audit_key(1, AuditFormat::V2).unwrap().verify(b"entry", &old));
+        let again = retired.retiring(2);
+        assert!(again.is_none());
+        // Rebuilt from the kept audit keys, a held copy of version 1 is dropped.
+        let keys: BTreeMap<u32, RetiredAuditKeys> = retired
+            .retired_audit_keys()
+            .map(|(v, k)| {
+                let copy = |k: &AuditKey| AuditKey::from_bytes_wiping(&mut { *k.danger_bytes() });
+                (v, RetiredAuditKeys { v1: copy(&k.v1), v2: copy(&k.v2) })
+            })
+            .collect();
+        let rebuilt = ring.retiring(1).unwrap().with_retired(keys).unwrap();
+        assert!(rebuilt.audit_key(1, AuditFormat::V2).unwrap().verify(b"entry", &old));
+        let mut keys = BTreeMap::new();
+        let k = ring.audit_key(2, AuditFormat::V1).unwrap();
+        let copy = |k: &AuditKey| AuditKey::from_bytes_wiping(&mut { *k.danger_bytes() });
+        keys.insert(2, RetiredAuditKeys { v1: copy(k), v2: copy(k) });
+        assert_eq!(ring.retiring(1).unwrap().with_retired(keys).unwrap_err(), MissingActiveVersion(2));
     }
 
     #[test]

@@ -392,6 +392,19 @@ pub async fn binary_keys_in_byte_order<B: Backend>(backend: &B) -> Outcome {
         vec![vec![0xff, 0x00], vec![0xff, 0xff]],
         "{n}: range [ff00, ffffff)"
     );
+    // A scan in pages of 3 from the empty key visits every key once, in order.
+    let mut paged = Vec::new();
+    let mut from = Vec::new();
+    loop {
+        let page = keys(s.list_from(&from, 3).await.unwrap());
+        assert!(page.len() <= 3, "{n}: list_from returns at most limit keys");
+        let Some(last) = page.last() else { break };
+        from = [last.as_slice(), &[0x00]].concat();
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "{n}: list_from pages through every key");
+    assert_eq!(keys(s.list_from(&[0xff, 0xff], 10).await.unwrap()), vec![vec![0xff, 0xff], vec![0xff, 0xff, 0xff]]);
+    assert!(s.list_from(&[0x00], 0).await.unwrap().is_empty(), "{n}: limit 0");
     Outcome::Passed
 }
 

@@ -114,6 +114,14 @@ pub trait Store: Send + Sync + 'static {
         start: &[u8],
         end: &[u8],
     ) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
+
+    /// At most `limit` keys from `start` (included) on, in key order: one
+    /// page of a scan of the whole store that holds only a page in memory.
+    fn list_from(
+        &self,
+        start: &[u8],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>, StoreError>> + Send;
 }
 
 /// Printable form of a key for errors and logs (keys never hold secrets).

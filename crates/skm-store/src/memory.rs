@@ -108,4 +108,9 @@ impl Store for MemoryStore {
         let map = self.lock();
         Ok(entries(map.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))))
     }
+
+    async fn list_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+        let map = self.lock();
+        Ok(entries(map.range::<[u8], _>((Bound::Included(start), Bound::Unbounded)).take(limit)))
+    }
 }

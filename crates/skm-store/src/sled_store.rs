@@ -256,6 +256,15 @@ impl Store for SledStore {
         }
         collect(self.inner.db.range(start..end))
     }
+
+    async fn list_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.db.range(start..).take(limit) {
+            let (k, v) = item.map_err(backend)?;
+            out.push((k.to_vec(), decode(&k, &v)?));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

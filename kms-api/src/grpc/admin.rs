@@ -535,4 +535,38 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
         self.kms.execute(&caller, kms::RevokeOperator { sha256 }).await?;
         Ok(Response::new(pb::RevokeOperatorResponse {}))
     }
+
+    async fn get_system_key_status(
+        &self,
+        request: Request<pb::GetSystemKeyStatusRequest>,
+    ) -> Result<Response<pb::GetSystemKeyStatusResponse>, Status> {
+        let caller = operator(&request)?;
+        let s = self.kms.execute(&caller, kms::GetSystemKeyStatus).await?;
+        Ok(Response::new(pb::GetSystemKeyStatusResponse {
+            active_version: s.active_version,
+            versions: s
+                .versions
+                .into_iter()
+                .map(|(version, records)| pb::SystemKeyVersionStatus { version, records })
+                .collect(),
+            retired_versions: s.retired_versions,
+            reseal_target_version: s.reseal.target,
+            reseal_done: s.reseal.done,
+            reseal_scanned: s.reseal.scanned,
+            reseal_resealed: s.reseal.resealed,
+        }))
+    }
+
+    async fn retire_system_key_version(
+        &self,
+        request: Request<pb::RetireSystemKeyVersionRequest>,
+    ) -> Result<Response<pb::RetireSystemKeyVersionResponse>, Status> {
+        let caller = operator(&request)?;
+        let version = request.into_inner().version;
+        let done = self.kms.execute(&caller, kms::RetireSystemKeyVersion { version }).await?;
+        Ok(Response::new(pb::RetireSystemKeyVersionResponse {
+            version: done.version,
+            system_keyd_dropped: done.system_keyd_dropped,
+        }))
+    }
 }

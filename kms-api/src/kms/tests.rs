@@ -545,6 +545,14 @@ impl Store for Counting {
     ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
         self.inner.list_range(start, end).await
     }
+
+    async fn list_from(
+        &self,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
+        self.inner.list_from(start, limit).await
+    }
 }
 
 #[tokio::test]
@@ -1288,4 +1296,123 @@ async fn ml_dsa_keys_sign_an_external_mu_as_the_message_itself() {
     assert_eq!(refused.to_string(), "ed25519 keys take no external mu (ML-DSA keys only)");
     let signs: Vec<_> = core.entries().await.into_iter().filter(|(_, e)| e.operation == "Sign").collect();
     assert!(signs.iter().any(|(_, e)| e.result == Outcome::Allowed && e.key_version == Some(1)));
+}
+
+/// Store keys whose values are not sealed records.
+fn clear_record(key: &[u8]) -> bool {
+    key.starts_with(b"due/") || key.starts_with(b"oprevoked/") || key == b"resealcursor"
+}
+
+/// The system key version (and format byte) of every sealed value.
+async fn sealed_under(store: &MemoryStore) -> Vec<(String, u8, u32)> {
+    let mut out = Vec::new();
+    for (k, v) in store.list(b"").await.unwrap() {
+        if clear_record(&k) {
+            continue;
+        }
+        let sealed = if k.starts_with(b"key/") { &v.value[32..] } else { &v.value[..] };
+        let version = SystemKeyring::version_of(sealed).unwrap();
+        out.push((String::from_utf8_lossy(&k).into_owned(), sealed[0], version));
+    }
+    out
+}
+
+#[tokio::test]
+async fn after_a_system_key_rotation_every_record_is_resealed_and_the_old_version_retires() {
+    let core = core().await;
+    let keys = core.kms.records.system_keys().clone();
+    // One record of every kind under version 1.
+    let op = CreateKeystore { name: "ks".into(), policy: policy(&["10.0.0.0/8"]), alias: Some("alias".into()) };
+    let ks = core.kms.execute(&admin(), op).await.unwrap().id.to_string();
+    let aes = core.key(&ks, "aes", KeyKind::Aes256).await;
+    core.kms.execute(&admin(), RotateKey { key_id: aes.clone() }).await.unwrap();
+    let signing = core.key(&ks, "ed", KeyKind::Asymmetric(KeyAlgorithm::Ed25519)).await;
+    let secret = CreateSecret {
+        keystore_id: ks.clone(),
+        name: "s".into(),
+        value: Zeroizing::new(b"pw".to_vec()),
+        max_versions: 0,
+    };
+    let secret = core.kms.execute(&admin(), secret).await.unwrap().id.to_string();
+    let byok = core.kms.execute(&admin(), external(&ks, "byok", KeyKind::Aes256)).await.unwrap().id.to_string();
+    import_parameters(&core, &byok, skm_crypto::import::WrappingAlgorithm::RsaesOaepSha256).await;
+    let ct = core.encrypt(&aes, &app("10.0.0.1"), b"kept").await.unwrap().ciphertext;
+    core.kms.maintain().await.unwrap();
+    core.kms.records.save_audit_anchor(1, &[0; 32]).await.unwrap();
+    core.kms.execute(&admin(), RevokeOperator { sha256: "ab".repeat(32) }).await.unwrap();
+    let before = sealed_under(&core.store).await;
+    for prefix in ["ks/", "ksname/", "ksalias/", "key/", "keyver/", "keyname/", "import/", "lastuse/", "auditanchor"] {
+        assert!(before.iter().any(|(k, _, _)| k.starts_with(prefix)), "a {prefix} record exists");
+    }
+    assert!(before.iter().all(|(_, _, v)| *v == 1));
+
+    // Retiring the active version, or a version not held, is refused.
+    let retire = |version| RetireSystemKeyVersion { version };
+    let e = core.kms.execute(&admin(), retire(1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.to_string().contains("version 1 is the active version"), "{e}");
+    assert_eq!(core.kms.execute(&admin(), retire(9)).await.unwrap_err().code(), Code::NotFound);
+
+    // Version 2 becomes active (as the loader does after a rotation).
+    let mut v1 = *keys.current().unwrap().danger_key(1).unwrap().danger_expose();
+    let mut v2 = [9u8; 32];
+    keys.set(
+        SystemKeyring::new(
+            2,
+            BTreeMap::from([(1, Secret32::from_array_wiping(&mut v1)), (2, Secret32::from_array_wiping(&mut v2))]),
+        )
+        .unwrap(),
+    );
+    let e = core.kms.execute(&admin(), retire(1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.to_string().contains("still sealed under system key version 1"), "{e}");
+    let status = core.kms.execute(&admin(), GetSystemKeyStatus).await.unwrap();
+    assert_eq!(status.active_version, 2);
+    assert_eq!(status.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1, 2]);
+    assert!(status.versions[0].1 >= before.len() as u64 - 2, "{status:?}");
+
+    // Pages of 3 until the end of the store: every record moves to v2.
+    let mut from = Vec::new();
+    let mut resealed = 0;
+    loop {
+        let page = core.kms.records.reseal_page(&from, 3).await.unwrap();
+        assert!(page.scanned <= 3);
+        resealed += page.resealed;
+        match page.next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    let after = sealed_under(&core.store).await;
+    assert!(resealed as usize >= before.len() - 2, "{resealed} of {}", before.len());
+    assert!(after.iter().all(|(_, format, v)| (*format, *v) == (2, 2)), "{after:?}");
+    // A second pass finds nothing to do.
+    let again = core.kms.records.reseal_page(b"", 10_000).await.unwrap();
+    assert_eq!((again.resealed, again.raced, again.next), (0, 0, None));
+
+    // Now version 1 retires; everything still opens and old ciphertexts decrypt.
+    let done = core.kms.execute(&admin(), retire(1)).await.unwrap();
+    assert_eq!(done, RetiredVersion { version: 1, system_keyd_dropped: false }, "no loader in this test");
+    assert_eq!(keys.current().unwrap().versions().collect::<Vec<_>>(), [2]);
+    assert!(keys.current().unwrap().danger_key(1).is_none());
+    core.kms.execute(&admin(), retire(1)).await.unwrap();
+    let fresh = Records::new(core.store.clone(), keys.clone());
+    for id in [&aes, &signing, &secret, &byok] {
+        assert!(fresh.key(&id.parse().unwrap()).await.unwrap().is_some(), "{id} opens");
+    }
+    let op = Decrypt { key_id: aes.clone(), ciphertext: ct, aad: b"a".to_vec() };
+    assert_eq!(&core.kms.execute(&app("10.0.0.1"), op).await.unwrap().plaintext[..], b"kept");
+    let value = core.kms.execute(&app("10.0.0.1"), GetSecret { key_id: secret, version: 0 }).await.unwrap();
+    assert_eq!(&value.value[..], b"pw");
+    let status = core.kms.execute(&admin(), GetSystemKeyStatus).await.unwrap();
+    assert_eq!(status.retired_versions, [1]);
+    assert_eq!(status.versions.len(), 1);
+    // The audit entries MAC'd under version 1 still verify, through its kept audit keys.
+    let report = core.kms.execute(&admin(), VerifyAudit).await.unwrap();
+    assert!(report.first_broken.is_none() && report.entries > 10, "{report:?}");
+    // And the manifest names it retired, with its audit keys sealed under v2.
+    let ring = keys.current().unwrap();
+    let manifest = fresh.system_manifest(&ring).await.unwrap().unwrap();
+    assert_eq!((manifest.retired.clone(), manifest.active), (vec![1], 2));
+    assert_eq!(fresh.retired_audit_keys(&ring).await.unwrap().keys().copied().collect::<Vec<_>>(), [1]);
 }

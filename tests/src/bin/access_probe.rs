@@ -125,6 +125,8 @@ enum Rpc {
     CancelKeyDeletion,
     GetParametersForImport,
     ImportKeyMaterial,
+    GetSystemKeyStatus,
+    RetireSystemKeyVersion,
 }
 
 #[derive(Deserialize)]
@@ -611,6 +613,14 @@ async fn run(channel: &Channel, call: &Call) -> Answer {
                 encrypted_key_material: vec![0; 384],
             };
             ops.import_key_material(request(req, mac)).await.map(done)
+        }
+        Rpc::GetSystemKeyStatus => {
+            ops.get_system_key_status(request(admin::GetSystemKeyStatusRequest {}, mac)).await.map(done)
+        }
+        // Version 0: INVALID_ARGUMENT once the role lets it through.
+        Rpc::RetireSystemKeyVersion => {
+            let req = admin::RetireSystemKeyVersionRequest { version: 0 };
+            ops.retire_system_key_version(request(req, mac)).await.map(done)
         }
     }
 }

@@ -95,6 +95,50 @@ WRAPPING_KEY_SPEC_UNSPECIFIED: WrappingKeySpec
 WRAPPING_KEY_SPEC_RSA_3072: WrappingKeySpec
 WRAPPING_KEY_SPEC_RSA_4096: WrappingKeySpec
 
+class GetSystemKeyStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SystemKeyVersionStatus(_message.Message):
+    __slots__ = ("version", "records")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    records: int
+    def __init__(self, version: _Optional[int] = ..., records: _Optional[int] = ...) -> None: ...
+
+class GetSystemKeyStatusResponse(_message.Message):
+    __slots__ = ("active_version", "versions", "retired_versions", "reseal_target_version", "reseal_done", "reseal_scanned", "reseal_resealed")
+    ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    RESEAL_TARGET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESEAL_DONE_FIELD_NUMBER: _ClassVar[int]
+    RESEAL_SCANNED_FIELD_NUMBER: _ClassVar[int]
+    RESEAL_RESEALED_FIELD_NUMBER: _ClassVar[int]
+    active_version: int
+    versions: _containers.RepeatedCompositeFieldContainer[SystemKeyVersionStatus]
+    retired_versions: _containers.RepeatedScalarFieldContainer[int]
+    reseal_target_version: int
+    reseal_done: bool
+    reseal_scanned: int
+    reseal_resealed: int
+    def __init__(self, active_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[SystemKeyVersionStatus, _Mapping]]] = ..., retired_versions: _Optional[_Iterable[int]] = ..., reseal_target_version: _Optional[int] = ..., reseal_done: _Optional[bool] = ..., reseal_scanned: _Optional[int] = ..., reseal_resealed: _Optional[int] = ...) -> None: ...
+
+class RetireSystemKeyVersionRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class RetireSystemKeyVersionResponse(_message.Message):
+    __slots__ = ("version", "system_keyd_dropped")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_KEYD_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    system_keyd_dropped: bool
+    def __init__(self, version: _Optional[int] = ..., system_keyd_dropped: _Optional[bool] = ...) -> None: ...
+
 class Keystore(_message.Message):
     __slots__ = ("id", "name", "allow_ips", "created_at", "policy", "client_ca_pem", "certificates", "alias")
     ID_FIELD_NUMBER: _ClassVar[int]

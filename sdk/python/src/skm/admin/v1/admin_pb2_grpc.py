@@ -170,6 +170,16 @@ class AdminServiceStub:
                 request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.ImportKeyMaterialRequest.SerializeToString,
                 response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.FromString,
                 _registered_method=True)
+        self.GetSystemKeyStatus = channel.unary_unary(
+                '/skm.admin.v1.AdminService/GetSystemKeyStatus',
+                request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetSystemKeyStatusRequest.SerializeToString,
+                response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetSystemKeyStatusResponse.FromString,
+                _registered_method=True)
+        self.RetireSystemKeyVersion = channel.unary_unary(
+                '/skm.admin.v1.AdminService/RetireSystemKeyVersion',
+                request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionRequest.SerializeToString,
+                response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -380,6 +390,26 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSystemKeyStatus(self, request, context):
+        """The system key versions kms-api holds, how many records each seals
+        (a scan of the store), the retired versions, and the background
+        re-seal that moves records to the active version after a rotation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireSystemKeyVersion(self, request, context):
+        """Retires a system key version once no record is sealed under it:
+        kms-api stops holding it (it keeps only the version's audit MAC keys,
+        so older audit entries keep verifying) and has system-keyd delete it.
+        FAILED_PRECONDITION for the active version or one still in use,
+        NOT_FOUND for one kms-api does not hold; idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -507,6 +537,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ImportKeyMaterial,
                     request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.ImportKeyMaterialRequest.FromString,
                     response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.SerializeToString,
+            ),
+            'GetSystemKeyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSystemKeyStatus,
+                    request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetSystemKeyStatusRequest.FromString,
+                    response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.GetSystemKeyStatusResponse.SerializeToString,
+            ),
+            'RetireSystemKeyVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireSystemKeyVersion,
+                    request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionRequest.FromString,
+                    response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1195,6 +1235,60 @@ class AdminService:
             '/skm.admin.v1.AdminService/ImportKeyMaterial',
             skm_dot_admin_dot_v1_dot_admin__pb2.ImportKeyMaterialRequest.SerializeToString,
             skm_dot_admin_dot_v1_dot_admin__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSystemKeyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.admin.v1.AdminService/GetSystemKeyStatus',
+            skm_dot_admin_dot_v1_dot_admin__pb2.GetSystemKeyStatusRequest.SerializeToString,
+            skm_dot_admin_dot_v1_dot_admin__pb2.GetSystemKeyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireSystemKeyVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.admin.v1.AdminService/RetireSystemKeyVersion',
+            skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionRequest.SerializeToString,
+            skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
