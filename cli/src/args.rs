@@ -527,7 +527,11 @@ pub enum AuditCommand {
     },
     /// Check the whole hash chain; exit 0 intact, 1 with the first broken entry.
     /// Losses acknowledged with acknowledge-loss are listed.
-    Verify,
+    Verify {
+        /// Whose log: kms-api's (default), or root-keyd's or system-keyd's own.
+        #[arg(long, value_enum, default_value = "kms-api")]
+        tier: Tier,
+    },
     /// Acknowledge the audit entries kms-api found missing at start (its log
     /// shorter than the anchor in its store), so that it serves again; the
     /// acknowledgement is audited as the first entry after the gap.

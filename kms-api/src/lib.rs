@@ -209,6 +209,7 @@ pub async fn start_with_clock(
         lookup_mac: true,
         limits: config.user_limits.clone(),
         metrics: Some(metrics.listener("user")),
+        audit: None,
     };
     let admin_options = skm_runtime::ListenOptions {
         limits: config.admin_limits.clone(),
@@ -239,6 +240,7 @@ pub async fn start_with_clock(
             lookup_mac: true,
             limits: config.rest_limits.clone(),
             metrics: Some(metrics.listener("rest")),
+            audit: None,
         };
         tracing::info!(rest_addr = %listener.local_addr()?, "kms-api REST listening");
         let shutdown = shutdown.clone();

@@ -19,6 +19,8 @@ pub(crate) struct RootKeyApi {
     pub(crate) unwrapped: Arc<AtomicU64>,
     /// Operator certificates revoked on this tier.
     pub(crate) revoked: Arc<skm_runtime::revocations::FileRevocations>,
+    /// This tier's audit log.
+    pub(crate) audit: skm_runtime::tier_audit::TierAudit,
 }
 
 impl From<SealError> for Status {
@@ -210,5 +212,12 @@ impl RootKeyService for RootKeyApi {
         let sha256 = request.into_inner().sha256;
         let newly_revoked = skm_runtime::revocations::revoke_rpc(&self.revoked, &sha256)?;
         Ok(Response::new(pb::RevokeOperatorResponse { newly_revoked }))
+    }
+
+    async fn verify_audit(
+        &self,
+        _: Request<pb::VerifyTierAuditRequest>,
+    ) -> Result<Response<pb::VerifyTierAuditResponse>, Status> {
+        Ok(Response::new(skm_runtime::tier_audit::verify_rpc(&self.audit)?))
     }
 }

@@ -49,6 +49,7 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&m("RotateRootKey"), &[Allow::Operator(Role::Admin)])
         .allow(&m("StartRekey"), &[Allow::Operator(Role::Admin)])
         .allow(&m("RevokeOperator"), &[Allow::Operator(Role::Admin)])
+        .allow(&m("VerifyAudit"), &[Allow::Operator(Role::Auditor)])
         .allow(&m("SubmitRekeyShare"), &[Allow::Operator(Role::Admin)])
         .allow(&m("RewrapSystemKey"), &[Allow::Service(Service::SystemKeyd)])
         .allow(&m("DestroyRootKeys"), &[Allow::Service(Service::SystemKeyd)])
@@ -104,6 +105,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let health = skm_runtime::health::add_health_and_reflection(&mut routes, &[SERVICE]).await;
     health.set(sealer.root_key().is_ok()).await;
     let unwrapped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let audit = skm_runtime::tier_audit::TierAudit::open(&config.data_dir, "root-keyd")
+        .map_err(|e| RunError::from(e.to_string()))?;
     let metrics = skm_runtime::Metrics::new();
     register_metrics(&metrics, &sealer, &health, &unwrapped);
     let metrics_addr = match config.metrics_listen {
@@ -121,14 +124,19 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         health,
         unwrapped: unwrapped.clone(),
         revoked: revoked.clone(),
+        audit: audit.clone(),
     }));
     let tls = config.tls.mtls_server_config()?;
     let trust = ClientTrust::Deployment { trust_domain: config.trust_domain.clone() };
     tracing::info!(%addr, seal = ?sealer.status(), "root-keyd listening");
     let limits = config.limits.clone();
     let task = tokio::spawn(async move {
-        let options =
-            skm_runtime::ListenOptions { limits, metrics: Some(metrics.listener("rpc")), ..Default::default() };
+        let options = skm_runtime::ListenOptions {
+            limits,
+            metrics: Some(metrics.listener("rpc")),
+            audit: Some(audit),
+            ..Default::default()
+        };
         let policy = access_policy().with_revocations(revoked);
         skm_runtime::serve::serve_with(listener, tls, trust, policy, routes.routes(), shutdown, options).await?;
         Ok(())

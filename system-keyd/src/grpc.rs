@@ -13,6 +13,8 @@ pub(crate) struct SystemKeyApi {
     pub(crate) state: Arc<SystemKeys>,
     /// Operator certificates revoked on this tier.
     pub(crate) revoked: Arc<skm_runtime::revocations::FileRevocations>,
+    /// This tier's audit log.
+    pub(crate) audit: skm_runtime::tier_audit::TierAudit,
 }
 
 impl From<RotateError> for Status {
@@ -92,6 +94,13 @@ impl SystemKeyService for SystemKeyApi {
                 Err(Status::internal("internal error"))
             }
         }
+    }
+
+    async fn verify_audit(
+        &self,
+        _: Request<skm_proto::root::v1::VerifyTierAuditRequest>,
+    ) -> Result<Response<skm_proto::root::v1::VerifyTierAuditResponse>, Status> {
+        Ok(Response::new(skm_runtime::tier_audit::verify_rpc(&self.audit)?))
     }
 
     async fn revoke_operator(

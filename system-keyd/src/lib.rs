@@ -45,6 +45,7 @@ pub fn access_policy() -> AccessPolicy {
         .allow(&format!("/{SERVICE}/RewrapSystemKeys"), &[Allow::Operator(Role::Admin)])
         .allow(&format!("/{SERVICE}/RevokeOperator"), &[Allow::Operator(Role::Admin)])
         .allow(&format!("/{SERVICE}/RetireSystemKey"), &[Allow::Service(Service::KmsApi)])
+        .allow(&format!("/{SERVICE}/VerifyAudit"), &[Allow::Operator(Role::Auditor)])
 }
 
 /// The state shared by the handlers and the bootstrap task.
@@ -271,9 +272,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let revoked = Arc::new(
         skm_runtime::revocations::FileRevocations::open(&config.data_dir).map_err(|e| RunError::from(e.to_string()))?,
     );
+    let audit = skm_runtime::tier_audit::TierAudit::open(&config.data_dir, "system-keyd")
+        .map_err(|e| RunError::from(e.to_string()))?;
     routes.add_service(SystemKeyServiceServer::new(grpc::SystemKeyApi {
         state: state.clone(),
         revoked: revoked.clone(),
+        audit: audit.clone(),
     }));
     tokio::spawn(state.clone().bootstrap(shutdown.clone()));
     let tls = config.tls.mtls_server_config()?;
@@ -281,8 +285,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     tracing::info!(%addr, root_keyd = config.root_keyd, "system-keyd listening");
     let limits = config.limits.clone();
     let task = tokio::spawn(async move {
-        let options =
-            skm_runtime::ListenOptions { limits, metrics: Some(metrics.listener("rpc")), ..Default::default() };
+        let options = skm_runtime::ListenOptions {
+            limits,
+            metrics: Some(metrics.listener("rpc")),
+            audit: Some(audit),
+            ..Default::default()
+        };
         let policy = access_policy().with_revocations(revoked);
         skm_runtime::serve::serve_with(listener, tls, trust, policy, routes.routes(), shutdown, options).await?;
         Ok(())

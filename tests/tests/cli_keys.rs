@@ -363,6 +363,46 @@ fn cli_access_control_certificates_operators_and_audit() {
         let list = std::fs::read_to_string(profile_dir.join(tier).join("data").join("revoked-operators")).unwrap();
         assert_eq!(list.trim(), auditor_sha, "{tier}");
     }
+    // Each inner tier's own audit log holds the refused calls, as the
+    // revoked auditor, and verifies; one edited byte is found at its line.
+    let rotate = as_auditor(&["system", "rotate"]);
+    assert!(String::from_utf8_lossy(&rotate.stderr).contains("revoked"), "{rotate:?}");
+    for (tier, method) in
+        [("root-keyd", "RootKeyService/SealStatus"), ("system-keyd", "SystemKeyService/RotateSystemKey")]
+    {
+        let log = profile_dir.join(tier).join("data").join("audit").join("audit.log");
+        // The result entry is written just after the reply.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let text = loop {
+            let text = std::fs::read_to_string(&log).unwrap();
+            let refused = text.lines().any(|l| {
+                l.contains(r#""code":"PERMISSION_DENIED""#)
+                    && l.contains(r#""caller":"operator/auditor/ann""#)
+                    && l.contains(method)
+            });
+            if refused || std::time::Instant::now() > deadline {
+                assert!(refused, "{tier}: the refused {method} is logged: {text}");
+                break text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // Health checks are not logged.
+        assert!(!text.contains("grpc.health"), "{tier}: {text}");
+        let verified = dev.ok(&["audit", "verify", "--tier", tier], b"");
+        assert!(verified.starts_with("intact: "), "{tier}: {verified}");
+    }
+    let log = profile_dir.join("root-keyd").join("data").join("audit").join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let target = text.lines().position(|l| l.contains(r#""code":"PERMISSION_DENIED""#)).unwrap();
+    let at = text.lines().take(target).map(|l| l.len() + 1).sum::<usize>()
+        + text.lines().nth(target).unwrap().find("PERMISSION_DENIED").unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"X", at as u64).unwrap();
+    drop(file);
+    let broken = dev.run(&["audit", "verify", "--tier", "root-keyd"], b"");
+    assert_eq!(broken.status.code(), Some(1), "{broken:?}");
+    let said = String::from_utf8_lossy(&broken.stdout);
+    assert!(said.starts_with(&format!("broken: first broken entry at line {}", target + 1)), "{said}");
     // Again is harmless; a malformed fingerprint is refused naming the rule.
     dev.ok(&["pki", "revoke-operator", "--sha256", &auditor_sha], b"");
     let bad = dev.run(&["pki", "revoke-operator", "--sha256", "ABC"], b"");
@@ -403,8 +443,9 @@ fn cli_audit_verify_exits_1_on_a_broken_log() {
     let logs: Vec<_> = skm_e2e::files_below(dev.data_dir())
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "audit.log"))
+        .filter(|p| p.components().any(|c| c.as_os_str() == "kms-api"))
         .collect();
-    assert_eq!(logs.len(), 1, "one audit log under the dev stack: {logs:?}");
+    assert_eq!(logs.len(), 1, "one kms-api audit log under the dev stack: {logs:?}");
     let text = std::fs::read_to_string(&logs[0]).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let target = lines.iter().rposition(|l| l.contains("Encrypt")).expect("an Encrypt entry");
@@ -452,7 +493,14 @@ fn skm_dev_keeps_sealed_and_key_material_private() {
         assert_eq!(mode(&data), 0o700, "{}", data.display());
         checked += 1;
     }
-    assert_eq!(mode(&d.join("kms-api").join("data").join("audit")), 0o700);
+    for tier in ["root-keyd", "system-keyd", "kms-api"] {
+        assert_eq!(mode(&d.join(tier).join("data").join("audit")), 0o700, "{tier}");
+    }
+    for tier in ["root-keyd", "system-keyd"] {
+        for file in ["audit.log", "audit.key"] {
+            assert_eq!(mode(&d.join(tier).join("data").join("audit").join(file)), 0o600, "{tier} {file}");
+        }
+    }
     assert_eq!(mode(&d.join("root-keyd")), 0o700);
     for file in [d.join("root-keyd").join("data").join("root-key.seal"), d.join("root-keyd").join("passphrase")] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());

@@ -232,9 +232,13 @@ async fn scan_volumes(stack: &Stack, in_the_clear: &[(String, Vec<u8>)]) {
     for vol in ["system-keyd", "kms-api", "ca", "operator"] {
         assert!(!seal(vol), "volume {vol} holds root-key.seal");
     }
-    // root-keyd keeps its sealed root key and nothing else: no sled store.
+    // root-keyd keeps its sealed root key and its own audit log, nothing
+    // else: no sled store.
     let root_data: BTreeSet<String> = files("root-keyd").into_iter().filter(|f| f.starts_with("data/")).collect();
-    assert!(root_data.iter().all(|f| f.starts_with("data/root-key.seal")), "root-keyd data: {root_data:?}");
+    assert!(
+        root_data.iter().all(|f| f.starts_with("data/root-key.seal") || f.starts_with("data/audit/audit.")),
+        "root-keyd data: {root_data:?}"
+    );
     let expected_ca: BTreeSet<String> = ["ca.key", "ca.pem"].map(String::from).into();
     assert_eq!(files("ca"), expected_ca);
     // The operator's files and the application profile (user port + CA).
@@ -246,8 +250,12 @@ async fn scan_volumes(stack: &Stack, in_the_clear: &[(String, Vec<u8>)]) {
     use std::os::unix::fs::PermissionsExt;
     let mut private_files = vec![("ca", "ca.key"), ("operator", "key.pem"), ("root-keyd", "data/root-key.seal")];
     private_files.extend(TIERS.iter().map(|t| (*t, "key.pem")));
+    for tier in ["root-keyd", "system-keyd"] {
+        private_files.extend([(tier, "data/audit/audit.log"), (tier, "data/audit/audit.key")]);
+    }
     let mut private_dirs: Vec<(&str, &str)> = names.iter().map(|n| (*n, "")).collect();
     private_dirs.extend(TIERS.iter().map(|t| (*t, "data")));
+    private_dirs.extend(TIERS.iter().map(|t| (*t, "data/audit")));
     for (want, list) in [(0o600, &private_files), (0o700, &private_dirs)] {
         for (vol, rel) in list {
             let path = stack.volume_path(vol).await.unwrap().join(rel);

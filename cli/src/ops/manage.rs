@@ -13,7 +13,7 @@ use skm_client::admin::v1 as pb;
 use super::{print_id, read_stdin};
 use crate::args::{
     AuditCommand, CertFormat, KeyCommand, KeyTypeArg, KeystoreCommand, ModeArg, OriginArg, PolicyArgs, SecretCommand,
-    WrappingArg, WrappingKeySpecArg,
+    Tier, WrappingArg, WrappingKeySpecArg,
 };
 use crate::failure::Failure;
 
@@ -387,7 +387,28 @@ pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<Ex
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify => {
+        AuditCommand::Verify { tier: tier @ (Tier::RootKeyd | Tier::SystemKeyd) } => {
+            let req = skm_client::root::v1::VerifyTierAuditRequest {};
+            let r = match tier {
+                Tier::RootKeyd => skm.root()?.verify_audit(req).await?,
+                _ => skm.system()?.verify_audit(req).await?,
+            }
+            .into_inner();
+            let intact = r.first_broken_line == 0;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "entries": r.entries, "intact": intact, "first_broken_line": r.first_broken_line,
+                            "reason": r.reason })
+                );
+            } else if intact {
+                println!("intact: {} entries", r.entries);
+            } else {
+                println!("broken: first broken entry at line {}: {}", r.first_broken_line, r.reason);
+            }
+            Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_REFUSED) })
+        }
+        AuditCommand::Verify { tier: Tier::KmsApi } => {
             let r = admin.verify_audit(pb::VerifyAuditRequest {}).await?.into_inner();
             if json {
                 println!(

@@ -22,6 +22,7 @@ pub mod revocations;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tier_audit;
 pub mod tls;
 
 pub use authz::{AccessPolicy, Allow, Revocations};

@@ -420,7 +420,8 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-fn status_of(headers: &http::HeaderMap) -> Option<&'static str> {
+/// The gRPC status name in `headers` (response headers or trailers).
+pub(crate) fn status_of(headers: &http::HeaderMap) -> Option<&'static str> {
     let value = headers.get("grpc-status")?;
     let code = value.to_str().ok()?.parse::<i32>().ok()?;
     Some(code_name(tonic::Code::from_i32(code)))

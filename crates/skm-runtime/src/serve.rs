@@ -66,6 +66,9 @@ pub struct ListenOptions {
     /// Where this listener's connections and RPCs are counted (none: not
     /// counted).
     pub metrics: Option<ListenerMetrics>,
+    /// Where every RPC but health and reflection is audited
+    /// (root-keyd, system-keyd; kms-api's core audits its own).
+    pub audit: Option<crate::tier_audit::TierAudit>,
 }
 
 /// An accepted, handshaken TLS connection with its peer information. It
@@ -400,17 +403,36 @@ pub async fn serve_with(
 ) -> Result<(), ServeError> {
     let limits = options.limits.clone();
     let metrics = RpcMetricsLayer::new(options.metrics.clone());
+    let audit = options.audit.clone();
     let incoming = tls_incoming_with(listener, tls, trust, shutdown.clone(), options);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .max_concurrent_streams(Some(limits.max_concurrent_streams))
-        .layer(metrics)
-        .layer(RequestLimitsLayer::new(&limits))
-        .layer(AuthorizeLayer::new(policy))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, async move { shutdown.wait().await })
-        .await?;
+        .max_concurrent_streams(Some(limits.max_concurrent_streams));
+    let stop = async move { shutdown.wait().await };
+    // Two stacks rather than a pass-through layer, so that kms-api's
+    // ports (audited by its core) carry no audit layer at all.
+    match audit {
+        Some(audit) => {
+            server
+                .layer(metrics)
+                .layer(RequestLimitsLayer::new(&limits))
+                .layer(crate::tier_audit::TierAuditLayer::new(audit))
+                .layer(AuthorizeLayer::new(policy))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await?
+        }
+        None => {
+            server
+                .layer(metrics)
+                .layer(RequestLimitsLayer::new(&limits))
+                .layer(AuthorizeLayer::new(policy))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await?
+        }
+    }
     Ok(())
 }
 

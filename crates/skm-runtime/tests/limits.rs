@@ -132,6 +132,13 @@ impl RootKeyService for Fake {
         Ok(Response::new(Default::default()))
     }
 
+    async fn verify_audit(
+        &self,
+        _: Request<skm_proto::root::v1::VerifyTierAuditRequest>,
+    ) -> Result<Response<skm_proto::root::v1::VerifyTierAuditResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
     async fn destroy_root_keys(
         &self,
         _: Request<skm_proto::root::v1::DestroyRootKeysRequest>,

@@ -60,6 +60,7 @@ async fn server_with(proxy_protocol_from: Option<&[&str]>, limits: ListenerLimit
         lookup_mac: false,
         limits,
         metrics: None,
+        audit: None,
     };
     let incoming = tls_incoming_with(
         listener,
