@@ -422,6 +422,74 @@ pub async fn decrypt(skm: &Skm, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> 
     Ok(skm.keys().decrypt(req).await?.into_inner().plaintext)
 }
 
+/// Encrypt-then-decrypt rounds without pause on one key, from a task, for
+/// "0 failed requests while X happens" tests.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    /// Starts the rounds on `key_id`.
+    pub fn start(skm: &Skm, key_id: &str) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (skm, key, stop, ok, failed) =
+                (skm.clone(), key_id.to_owned(), stop.clone(), ok.clone(), failed.clone());
+            async move {
+                let mut errors = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let round = async {
+                        let ct = encrypt(&skm, &key, b"under load", b"").await?;
+                        decrypt(&skm, &key, &ct, b"").await
+                    };
+                    match round.await {
+                        Ok(plain) if plain == b"under load" => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            errors.push(format!("{other:?}"));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+                errors
+            }
+        });
+        Self { stop, ok, failed, task }
+    }
+
+    /// Rounds that succeeded so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (up to `timeout`) until `n` more rounds have succeeded than
+    /// now: the load runs before and after whatever the test does.
+    pub async fn rounds(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let target = self.ok() + n;
+        eventually("encrypt/decrypt rounds", timeout, || {
+            let done = self.ok() >= target;
+            async move { done }
+        })
+        .await
+    }
+
+    /// Stops the rounds; the answer is the rounds that succeeded and the
+    /// errors of those that failed.
+    pub async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let ok = self.ok.clone();
+        let errors = self.task.await.unwrap_or_else(|e| vec![format!("load task: {e}")]);
+        assert_eq!(errors.len() as u64, self.failed.load(std::sync::atomic::Ordering::Relaxed));
+        (ok.load(std::sync::atomic::Ordering::Relaxed), errors)
+    }
+}
+
 /// Creates a keystore that allows 127.0.0.1; returns its id.
 pub async fn keystore(skm: &Skm, name: &str) -> anyhow::Result<String> {
     let policy = skm_client::admin::v1::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() };

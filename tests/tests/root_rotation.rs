@@ -8,12 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use skm::devstack::{self, DEV_TOKEN_LABEL, DevSeal, SOFTHSM_DIR};
-use skm_e2e::{Processes, aes_key, decrypt, encrypt, eventually, skm_bin, wait_ready};
+use skm_e2e::{Load, Processes, aes_key, decrypt, encrypt, skm_bin, wait_ready};
 use skm_proto::root::v1 as root_pb;
 use skm_proto::system::v1 as system_pb;
 use skm_runtime::Service;
@@ -49,45 +47,15 @@ async fn rotate_under_load(seal: DevSeal) {
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
 
     // Encrypt and decrypt without pause while the root key rotates.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load = {
-        let (skm, key, stop, ok, failed) = (skm.clone(), key.clone(), stop.clone(), ok.clone(), failed.clone());
-        tokio::spawn(async move {
-            let mut errors = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let round = async {
-                    let ct = encrypt(&skm, &key, b"during the rotation", b"").await?;
-                    decrypt(&skm, &key, &ct, b"").await
-                };
-                match round.await {
-                    Ok(plain) if plain == b"during the rotation" => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        errors.push(format!("{other:?}"));
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-            errors
-        })
-    };
-    // The load is running before the rotation starts, and still after it.
-    let rounds_past = |n: u64| {
-        let ok = ok.clone();
-        eventually("encrypt/decrypt rounds", READY, move || {
-            let done = ok.load(Ordering::Relaxed) >= n;
-            async move { done }
-        })
-    };
-    rounds_past(6).await.unwrap();
+    let load = Load::start(&skm, &key);
+    load.rounds(6, READY).await.unwrap();
     let out = skm_cli(&p, &["root", "rotate"]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), p.logs());
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    rounds_past(ok.load(Ordering::Relaxed) + 6).await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let errors = load.await.unwrap();
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests during the rotation: {errors:?}");
-    assert!(ok.load(Ordering::Relaxed) > 10, "the load ran: {}", ok.load(Ordering::Relaxed));
+    load.rounds(6, READY).await.unwrap();
+    let (ok, errors) = load.stop().await;
+    assert!(errors.is_empty(), "failed requests during the rotation: {errors:?}");
+    assert!(ok > 10, "the load ran: {ok}");
 
     let status = root_status(&p).await;
     let new_root = status.root_key_id.clone();

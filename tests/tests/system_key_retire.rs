@@ -10,13 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use skm::devstack::DevSeal;
 use skm_crypto::record::SystemKeyring;
-use skm_e2e::{Processes, aes_key, decrypt, encrypt, eventually, skm_bin, wait_ready};
+use skm_e2e::{Load, Processes, aes_key, decrypt, encrypt, eventually, skm_bin, wait_ready};
 use skm_runtime::Service;
 use skm_store::{SledStore, Store};
 use system_keyd::versions::WrappedVersions;
@@ -61,36 +59,8 @@ async fn rotation_reseals_every_record_and_the_old_version_retires_under_load() 
     assert!(records_under(&status, 1).unwrap() >= 9, "{status}");
 
     // Encrypt and decrypt without pause from here to the retirement.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load = {
-        let (skm, key, stop, ok, failed) = (skm.clone(), key.clone(), stop.clone(), ok.clone(), failed.clone());
-        tokio::spawn(async move {
-            let mut errors = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let round = async {
-                    let ct = encrypt(&skm, &key, b"during", b"").await?;
-                    decrypt(&skm, &key, &ct, b"").await
-                };
-                match round.await {
-                    Ok(plain) if plain == b"during" => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        errors.push(format!("{other:?}"));
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-            errors
-        })
-    };
-    let rounds_past = |n: u64| {
-        let ok = ok.clone();
-        eventually("encrypt/decrypt rounds", READY, move || {
-            let done = ok.load(Ordering::Relaxed) >= n;
-            async move { done }
-        })
-    };
-    rounds_past(6).await.unwrap();
+    let load = Load::start(&skm, &key);
+    load.rounds(6, READY).await.unwrap();
 
     let out = skm_cli(&p, &["system", "rotate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -122,10 +92,10 @@ async fn rotation_reseals_every_record_and_the_old_version_retires_under_load() 
     let status = system_status(&p);
     assert_eq!(status["retired_versions"], serde_json::json!([1]), "{status}");
     assert_eq!(status["versions"].as_array().unwrap().len(), 1, "{status}");
-    rounds_past(ok.load(Ordering::Relaxed) + 6).await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let errors = load.await.unwrap();
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests: {errors:?}");
+    load.rounds(6, READY).await.unwrap();
+    let (ok, errors) = load.stop().await;
+    assert!(errors.is_empty(), "failed requests: {errors:?}");
+    assert!(ok > 10, "the load ran: {ok}");
 
     // Entries MAC'd under version 1 keep verifying (its audit keys are kept).
     let out = skm_cli(&p, &["audit", "verify"]);
