@@ -73,7 +73,7 @@ impl Stack {
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("skm-bench-").tempdir()?;
         let p = free_ports(5)?;
-        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: Some(p[4]) };
+        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: Some(p[4]), console: None };
         let stack = devstack::prepare(dir.path(), ports, DevSeal::Passphrase, TRUST_DOMAIN)?;
         let mut settings = format!("audit_sync = {audit_sync:?}\n");
         if let Some(entries) = cache_entries {

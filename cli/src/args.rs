@@ -61,6 +61,9 @@ pub enum Command {
     Secret(SecretCommand),
     /// What kms-api sees of you (address, MAC, certificate), to debug a denial.
     Whoami,
+    /// The web console.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -249,7 +252,7 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     /// User port; admin, root-keyd and system-keyd take the next three, the
     /// metrics listeners of kms-api, root-keyd and system-keyd the three after,
-    /// the REST listener the one after those (base+7).
+    /// the REST listener the one after those (base+7), the web console base+8.
     #[arg(long, default_value_t = 7700)]
     pub port_base: u16,
     /// Root key seal mode.
@@ -362,6 +365,14 @@ pub enum SystemCommand {
         /// The version (not the active one).
         version: u32,
     },
+}
+
+/// `skm console`: the web console served by kms-api.
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Print a one-time sign-in link for the console (single use, valid
+    /// 60 s, bound to your operator certificate and role).
+    Login,
 }
 
 /// `skm root rekey`: new Shamir shares with a new k-of-n.

@@ -65,12 +65,12 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         SealArg::Shamir => DevSeal::Shamir,
         SealArg::Pkcs11 => DevSeal::Pkcs11,
     };
-    if args.port_base > u16::MAX - 7 {
-        return Err(Failure::usage(format!("--port-base {} leaves no room for 8 ports", args.port_base)));
+    if args.port_base > u16::MAX - 8 {
+        return Err(Failure::usage(format!("--port-base {} leaves no room for 9 ports", args.port_base)));
     }
     let stack = devstack::prepare_with_metrics(
         &args.data_dir,
-        Ports::from_base(args.port_base).with_rest(args.port_base + 7),
+        Ports::from_base(args.port_base).with_rest(args.port_base + 7).with_console(args.port_base + 8),
         seal,
         &args.trust_domain,
         Some(MetricsPorts::from_base(args.port_base + 4)),
@@ -91,6 +91,10 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         "skm dev: REST API at https://{}/v1 (CA: {}; docs/REST.md)",
         stack.profile.rest_endpoint,
         stack.app_profile_path.with_file_name("ca.pem").display()
+    );
+    eprintln!(
+        "skm dev: web console at https://localhost:{}/ (sign in: `skm console login` prints a one-time link)",
+        args.port_base + 8
     );
     for (tier, endpoint) in &stack.profile.metrics {
         eprintln!("skm dev: {tier} metrics at http://{endpoint}/metrics");

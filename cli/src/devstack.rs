@@ -36,17 +36,24 @@ pub struct Ports {
     pub system: u16,
     /// kms-api's REST listener; `None`: off.
     pub rest: Option<u16>,
+    /// kms-api's web console; `None`: off.
+    pub console: Option<u16>,
 }
 
 impl Ports {
     /// `base`, `base+1`, `base+2`, `base+3`; REST off.
     pub fn from_base(base: u16) -> Self {
-        Self { user: base, admin: base + 1, root: base + 2, system: base + 3, rest: None }
+        Self { user: base, admin: base + 1, root: base + 2, system: base + 3, rest: None, console: None }
     }
 
     /// The same with the REST listener on `port`.
     pub fn with_rest(self, port: u16) -> Self {
         Self { rest: Some(port), ..self }
+    }
+
+    /// The same with the web console on `port`.
+    pub fn with_console(self, port: u16) -> Self {
+        Self { console: Some(port), ..self }
     }
 }
 
@@ -283,7 +290,8 @@ pub fn prepare_with_metrics(
         "# kms-api (written by skm dev)\nuser_listen = {}\nadmin_listen = {}\n{}trust_domain = {td}\ndata_dir = {}\nroot_keyd = {}\nsystem_keyd = {}\n\n{}",
         addr(ports.user),
         addr(ports.admin),
-        ports.rest.map(|p| format!("rest_listen = {}\n", addr(p))).unwrap_or_default(),
+        ports.rest.map(|p| format!("rest_listen = {}\n", addr(p))).unwrap_or_default()
+            + &ports.console.map(|p| format!("console_listen = {}\n", addr(p))).unwrap_or_default(),
         data(Service::KmsApi),
         addr(ports.root),
         addr(ports.system),

@@ -10,7 +10,7 @@ use serde_json::json;
 use skm_client::{Profile, Skm, root};
 use skm_runtime::Service;
 
-use crate::args::{Cli, Command, PkiCommand, RekeyCommand, RootCommand, SystemCommand};
+use crate::args::{Cli, Command, ConsoleCommand, PkiCommand, RekeyCommand, RootCommand, SystemCommand};
 use crate::failure::Failure;
 
 mod data;
@@ -81,6 +81,7 @@ async fn run_connected(skm: &Skm, command: Command, json: bool) -> Result<ExitCo
         Command::Status { wait } => status(skm, wait, json).await,
         Command::Root(cmd) => root_verb(skm, cmd, json).await,
         Command::System(cmd) => system_verb(skm, cmd, json).await,
+        Command::Console(ConsoleCommand::Login) => console_login(skm, json).await,
         Command::Keystore(cmd) => manage::keystore(skm, cmd, json).await,
         Command::Key(cmd) => manage::key(skm, cmd, json).await,
         Command::Secret(cmd) => manage::secret(skm, cmd, json).await,
@@ -148,6 +149,19 @@ async fn system_verb(skm: &Skm, cmd: SystemCommand, json: bool) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `skm console login`: a one-time sign-in link on stdout.
+async fn console_login(skm: &Skm, json: bool) -> Result<ExitCode, Failure> {
+    let resp =
+        skm.admin()?.create_console_sign_in(skm_client::admin::v1::CreateConsoleSignInRequest {}).await?.into_inner();
+    if json {
+        println!("{}", json!({ "url": resp.url, "expires_at": resp.expires_at }));
+    } else {
+        println!("{}", resp.url);
+        eprintln!("open it within 60 s; it signs in once, as you (skm whoami shows who that is)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// kms-api's line of `skm status`: the active system key version and the

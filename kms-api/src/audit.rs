@@ -212,6 +212,18 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// Its kind: `intent`, `allowed`, `denied` or `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Intent => "intent",
+            Outcome::Allowed => "allowed",
+            Outcome::Denied(_) => "denied",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Which entries [`list`] returns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -221,6 +233,14 @@ pub struct Filter {
     pub key_id: Option<String>,
     /// Only events at or after this time (seconds since the Unix epoch).
     pub since: Option<i64>,
+    /// Only events before this time (seconds since the Unix epoch).
+    pub until: Option<i64>,
+    /// Only this operation, e.g. `"Encrypt"`.
+    pub operation: Option<String>,
+    /// Only this kind of result: `intent`, `allowed`, `denied` or `failed`.
+    pub result: Option<String>,
+    /// Only entries of this operator principal.
+    pub operator: Option<String>,
     /// At most this many: the **newest** matching entries (still in log
     /// order).
     pub limit: Option<usize>,
@@ -231,6 +251,10 @@ impl Filter {
         self.keystore_id.as_ref().is_none_or(|k| event.keystore_id.as_ref() == Some(k))
             && self.key_id.as_ref().is_none_or(|k| event.key_id.as_ref() == Some(k))
             && self.since.is_none_or(|t| event.time >= t)
+            && self.until.is_none_or(|t| event.time < t)
+            && self.operation.as_ref().is_none_or(|o| event.operation == *o)
+            && self.result.as_ref().is_none_or(|r| event.result.kind() == r)
+            && self.operator.as_ref().is_none_or(|o| event.caller.operator.as_ref() == Some(o))
     }
 }
 
@@ -1083,6 +1107,14 @@ mod tests {
         let newest = Filter { key_id: Some("key-1".into()), limit: Some(2), ..Filter::default() };
         assert_eq!(list(dir.path(), &newest).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [7, 10]);
         assert!(list(dir.path(), &Filter { limit: Some(0), ..Filter::default() }).unwrap().is_empty());
+        let seqs = |filter: Filter| list(dir.path(), &filter).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>();
+        assert_eq!(seqs(Filter { until: Some(event(4).time), ..Filter::default() }), [1, 2, 3]);
+        assert_eq!(seqs(Filter { operation: Some("Decrypt".into()), ..Filter::default() }), [1, 3, 5, 7, 9, 11]);
+        assert_eq!(seqs(Filter { result: Some("denied".into()), ..Filter::default() }), [4, 9]);
+        let denied_encrypts =
+            Filter { operation: Some("Encrypt".into()), result: Some("denied".into()), ..Filter::default() };
+        assert_eq!(seqs(denied_encrypts), [4]);
+        assert!(seqs(Filter { operator: Some("operator/admin/ann".into()), ..Filter::default() }).is_empty());
     }
 
     #[tokio::test]

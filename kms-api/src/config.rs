@@ -48,6 +48,16 @@ struct RawConfig {
     rest_proxy_protocol_from: Vec<String>,
     #[serde(default)]
     rest_limits: LimitsSection,
+    #[serde(default)]
+    console_listen: Option<SocketAddr>,
+    #[serde(default)]
+    console_url: Option<String>,
+    #[serde(default = "default_console_idle")]
+    console_session_idle_secs: u64,
+    #[serde(default = "default_console_max")]
+    console_session_max_secs: u64,
+    #[serde(default)]
+    console_limits: LimitsSection,
     tls: TlsSection,
     #[serde(default)]
     user_limits: LimitsSection,
@@ -57,6 +67,14 @@ struct RawConfig {
     metrics: MetricsSection,
     #[serde(default)]
     log: LogConfig,
+}
+
+fn default_console_idle() -> u64 {
+    15 * 60
+}
+
+fn default_console_max() -> u64 {
+    8 * 3600
 }
 
 fn default_reseal_rate() -> u32 {
@@ -136,6 +154,9 @@ pub struct Config {
     /// Load balancers allowed (and required) to send a PROXY protocol v2
     /// header on the REST listener; empty: nobody.
     pub rest_proxy_protocol_from: Option<TrustedProxies>,
+    /// The web console (`console_listen`, `console_url`,
+    /// `console_session_*_secs`); `None`: off.
+    pub console: Option<ConsoleConfig>,
     /// Connection and request limits of the REST listener
     /// (`[rest_limits]`; body limits are fitted to each call in the code).
     pub rest_limits: ListenerLimits,
@@ -250,6 +271,7 @@ impl Config {
             }
         }
         let rest_limits = raw.rest_limits.validate("rest_limits")?;
+        let console = console_config(&raw)?;
         let user_limits = user_request_sizes(raw.user_limits.validate("user_limits")?);
         let admin_limits = raw.admin_limits.validate("admin_limits")?;
         let metrics_listen = raw.metrics.validate("metrics")?;
@@ -267,6 +289,7 @@ impl Config {
             rest_listen: raw.rest_listen,
             rest_proxy_protocol_from,
             rest_limits,
+            console,
             root_keyd: raw.root_keyd,
             system_keyd: raw.system_keyd,
             system_key_refresh: Duration::from_secs(raw.system_key_refresh_secs),
@@ -281,5 +304,118 @@ impl Config {
             metrics_listen,
             log: raw.log,
         })
+    }
+}
+
+/// The web console's listener and sessions.
+#[derive(Clone, Debug)]
+pub struct ConsoleConfig {
+    /// Where it listens (HTTPS).
+    pub listen: SocketAddr,
+    /// Its base URL as browsers reach it, for sign-in links and the
+    /// Origin check (`console_url`; default `https://localhost:<port>` for
+    /// a loopback or unspecified address, else `https://<address>`).
+    pub url: String,
+    /// A session unused this long ends (60..=86400 s, default 900).
+    pub idle_secs: u64,
+    /// A session ends this long after sign-in (≥ the idle timeout,
+    /// ≤ 7 days, default 8 h).
+    pub max_secs: u64,
+    /// Connection and request limits (`[console_limits]`).
+    pub limits: ListenerLimits,
+}
+
+fn console_config(raw: &RawConfig) -> Result<Option<ConsoleConfig>, ConfigError> {
+    let Some(listen) = raw.console_listen else {
+        if raw.console_url.is_some() {
+            return Err(ConfigError::invalid("console_url", "is set but console_listen is not"));
+        }
+        return Ok(None);
+    };
+    for (field, other) in [
+        ("user_listen", Some(raw.user_listen)),
+        ("admin_listen", Some(raw.admin_listen)),
+        ("rest_listen", raw.rest_listen),
+    ] {
+        if Some(listen) == other && listen.port() != 0 {
+            return Err(ConfigError::invalid("console_listen", format!("must differ from {field}")));
+        }
+    }
+    let url = match &raw.console_url {
+        Some(url) => {
+            let url = url.trim_end_matches('/');
+            let rest = url.strip_prefix("https://").unwrap_or_default();
+            if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+                return Err(ConfigError::invalid(
+                    "console_url",
+                    format!("is {url:?}; must be https://host[:port] with no path"),
+                ));
+            }
+            url.to_owned()
+        }
+        None if listen.ip().is_loopback() || listen.ip().is_unspecified() => {
+            format!("https://localhost:{}", listen.port())
+        }
+        None => format!("https://{listen}"),
+    };
+    let idle_secs = raw.console_session_idle_secs;
+    if !(60..=86_400).contains(&idle_secs) {
+        return Err(ConfigError::invalid("console_session_idle_secs", format!("is {idle_secs}; must be 60..=86400")));
+    }
+    let max_secs = raw.console_session_max_secs;
+    if max_secs < idle_secs || max_secs > 7 * 86_400 {
+        return Err(ConfigError::invalid(
+            "console_session_max_secs",
+            format!("is {max_secs}; must be console_session_idle_secs ({idle_secs})..=604800"),
+        ));
+    }
+    let limits = raw.console_limits.validate("console_limits")?;
+    Ok(Some(ConsoleConfig { listen, url, idle_secs, max_secs, limits }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(extra: serde_json::Value) -> RawConfig {
+        let mut base = serde_json::json!({
+            "user_listen": "127.0.0.1:7700", "admin_listen": "127.0.0.1:7701", "trust_domain": "skm.local",
+            "data_dir": "d", "root_keyd": "r:1", "system_keyd": "s:1",
+            "tls": { "ca": "ca.pem", "cert": "c.pem", "key": "k.pem" },
+        });
+        for (k, v) in extra.as_object().expect("an object") {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).expect("a raw config")
+    }
+
+    fn refusal(extra: serde_json::Value) -> String {
+        console_config(&raw(extra)).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn the_console_is_off_unless_listening_and_its_settings_are_checked() {
+        assert!(console_config(&raw(serde_json::json!({}))).unwrap().is_none());
+        let on = console_config(&raw(serde_json::json!({ "console_listen": "127.0.0.1:7708" }))).unwrap().unwrap();
+        assert_eq!(on.url, "https://localhost:7708");
+        assert_eq!((on.idle_secs, on.max_secs), (900, 28_800));
+        let public = serde_json::json!({ "console_listen": "10.1.2.3:443", "console_url": "https://kms.example.com/" });
+        assert_eq!(console_config(&raw(public)).unwrap().unwrap().url, "https://kms.example.com");
+        let bare = console_config(&raw(serde_json::json!({ "console_listen": "10.1.2.3:8443" }))).unwrap().unwrap();
+        assert_eq!(bare.url, "https://10.1.2.3:8443");
+
+        assert!(refusal(serde_json::json!({ "console_url": "https://x" })).contains("console_listen is not"));
+        assert!(
+            refusal(serde_json::json!({ "console_listen": "127.0.0.1:7701" }))
+                .contains("must differ from admin_listen")
+        );
+        let http = refusal(serde_json::json!({ "console_listen": "127.0.0.1:7708", "console_url": "http://x" }));
+        assert!(http.contains("console_url") && http.contains("https://host[:port]"), "{http}");
+        let idle = refusal(serde_json::json!({ "console_listen": "127.0.0.1:7708", "console_session_idle_secs": 5 }));
+        assert!(idle.contains("console_session_idle_secs") && idle.contains("60..=86400"), "{idle}");
+        let max = refusal(serde_json::json!({
+            "console_listen": "127.0.0.1:7708", "console_session_idle_secs": 600, "console_session_max_secs": 300
+        }));
+        assert!(max.contains("console_session_max_secs") && max.contains("(600)..=604800"), "{max}");
     }
 }

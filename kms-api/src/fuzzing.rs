@@ -102,6 +102,7 @@ pub const METHODS: &[&str] = &[
     "admin.ImportKeyMaterial",
     "admin.GetSystemKeyStatus",
     "admin.RetireSystemKeyVersion",
+    "admin.CreateConsoleSignIn",
 ];
 
 /// Caller bits of an input's second byte.
@@ -328,6 +329,7 @@ impl Harness {
             "admin.RetireSystemKeyVersion" => {
                 run!(admin.retire_system_key_version(admin_pb::RetireSystemKeyVersionRequest))
             }
+            "admin.CreateConsoleSignIn" => run!(admin.create_console_sign_in(admin_pb::CreateConsoleSignInRequest)),
             "admin.CreateKey" => {
                 run!(admin.create_key(admin_pb::CreateKeyRequest), |m| bind.keystore(&mut m.keystore_id))
             }

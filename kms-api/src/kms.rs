@@ -37,6 +37,7 @@ use crate::system_keys::NotReady;
 mod audit_ops;
 mod cache;
 mod caller;
+mod console;
 mod data;
 mod import;
 mod keystores;
@@ -51,6 +52,11 @@ mod views;
 
 pub use audit_ops::{AcknowledgeAuditLoss, AcknowledgedLoss, AuditPage, ListAudit, ListAuditPage, VerifyAudit};
 pub use caller::{Caller, FrontEnd, KeystoreRef, MAINTENANCE_PRINCIPAL, Operator, Who};
+pub use console::{
+    CloseConsoleSession, ConsoleOverview, ConsoleSession, ConsoleSettings, ConsoleSignIn, CreateConsoleSignIn,
+    ListOperators, MAX_PENDING_SIGN_INS, MAX_SESSIONS, OpenConsoleSession, OpenedSession, OperatorsView, Overview,
+    SIGN_IN_SECS, SessionInfo,
+};
 pub use data::{
     BatchDecrypt, BatchEncrypt, BatchItem, DataKey, DataKeyForm, Decrypt, DecryptCall, DecryptRsaOaep, Decrypted,
     Encrypt, Encrypted, GenerateDataKey, GetSecret, ReEncrypt, ReEncrypted, SecretValue,
@@ -68,7 +74,7 @@ pub use mac::{GenerateMac, Mac, VerifyMac};
 pub use maintenance::{AutoRotateKey, DestroyKey, MaintenanceReport};
 pub use operation::{Effect, Operation, Subject, Trail};
 pub use operators::{RevokeOperator, RevokedOperators, WhoAmI, WhoAmIResult};
-pub use signing::{GetPublicKey, PublicKeyInfo, Sign, Signature, Signed, Verified, Verify};
+pub use signing::{GetPublicKey, PublicKeyInfo, ReadPublicKey, Sign, Signature, Signed, Verified, Verify};
 pub use system::{GetSystemKeyStatus, RetireSystemKeyVersion, RetiredVersion, SystemKeyStatus};
 
 use cache::Cache;
@@ -224,6 +230,7 @@ pub struct Kms<S> {
     audit: Arc<AuditLog>,
     revoked: RevokedOperators,
     max_key_versions: u32,
+    console: console::ConsoleAuth,
 }
 
 impl<S: Store + Clone> Kms<S> {
@@ -243,6 +250,7 @@ impl<S: Store + Clone> Kms<S> {
             audit,
             revoked,
             max_key_versions: crate::model::DEFAULT_MAX_KEY_VERSIONS,
+            console: console::ConsoleAuth::default(),
         }
     }
 

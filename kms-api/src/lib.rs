@@ -34,6 +34,7 @@ mod anchor;
 pub mod audit;
 pub mod clock;
 mod config;
+mod console;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod grpc;
@@ -60,8 +61,16 @@ pub fn user_access_policy() -> AccessPolicy {
 
 /// Admin RPCs that only read (auditors may call them): the operations of
 /// [`kms::Effect::Read`], which the core admits for auditors.
-pub const ADMIN_READS: &[&str] =
-    &["ListKeystores", "GetKeystore", "ListKeys", "DescribeKey", "ListAudit", "VerifyAudit", "GetSystemKeyStatus"];
+pub const ADMIN_READS: &[&str] = &[
+    "ListKeystores",
+    "GetKeystore",
+    "ListKeys",
+    "DescribeKey",
+    "ListAudit",
+    "VerifyAudit",
+    "GetSystemKeyStatus",
+    "CreateConsoleSignIn",
+];
 
 /// The admin port: operators only (any role: the core decides what each
 /// role may do, checks revoked operator certificates and audits refusals).
@@ -80,6 +89,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The bound REST listener, when configured.
     pub rest_addr: Option<SocketAddr>,
+    /// The bound console listener, when configured.
+    pub console_addr: Option<SocketAddr>,
     #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code, reason = "read by the test accessors"))]
     keyring: system_keys::SystemKeys,
     kms: Arc<kms::Kms<SledStore>>,
@@ -147,10 +158,16 @@ pub async fn start_with_clock(
         }
     });
     let revoked = kms::RevokedOperators::new(records.revoked_operators().await?);
-    let kms = Arc::new(
-        kms::Kms::new(records.clone(), clock, config.cache_entries, audit.clone(), revoked)
-            .with_max_key_versions(config.max_key_versions),
-    );
+    let mut core = kms::Kms::new(records.clone(), clock, config.cache_entries, audit.clone(), revoked)
+        .with_max_key_versions(config.max_key_versions);
+    if let Some(console) = &config.console {
+        core = core.with_console(kms::ConsoleSettings {
+            url: console.url.clone(),
+            idle_secs: i64::try_from(console.idle_secs).unwrap_or(i64::MAX),
+            max_secs: i64::try_from(console.max_secs).unwrap_or(i64::MAX),
+        });
+    }
+    let kms = Arc::new(core);
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
     tokio::spawn(reseal::run(records.clone(), config.reseal_records_per_sec, shutdown.clone()));
 
@@ -158,6 +175,7 @@ pub async fn start_with_clock(
     let system_id = SpiffeId::for_service(&config.trust_domain, Service::SystemKeyd)?;
     let root = skm_runtime::channel::lazy_channel(&config.root_keyd, config.tls.client_config(&root_id)?)?;
     let system = skm_runtime::channel::lazy_channel(&config.system_keyd, config.tls.client_config(&system_id)?)?;
+    let tiers = console::TierProbe { root: root.clone(), system: system.clone() };
 
     let user_listener = skm_runtime::serve::bind(config.user_listen).await?;
     let admin_listener = skm_runtime::serve::bind(config.admin_listen).await?;
@@ -168,6 +186,11 @@ pub async fn start_with_clock(
     let user_addr = user_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let rest_addr = rest_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let console_listener = match &config.console {
+        Some(console) => Some(skm_runtime::serve::bind(console.listen).await?),
+        None => None,
+    };
+    let console_addr = console_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
     let mut user_routes = tonic::service::Routes::builder();
     let user_health = skm_runtime::health::add_health_and_reflection(&mut user_routes, &[USER_SERVICE]).await;
@@ -249,6 +272,24 @@ pub async fn start_with_clock(
             Ok(())
         }));
     }
+    if let (Some(listener), Some(console)) = (console_listener, &config.console) {
+        // Browsers present no client certificate; operators are known by
+        // their session.
+        let tls = skm_runtime::http::http_tls(&*config.tls.no_client_cert_server_config()?);
+        let origin = console.url.clone();
+        let api = Arc::new(console::ConsoleApi { kms: kms.clone(), origin, tiers });
+        let options = skm_runtime::ListenOptions {
+            limits: console.limits.clone(),
+            metrics: Some(metrics.listener("console")),
+            ..Default::default()
+        };
+        tracing::info!(console_addr = %listener.local_addr()?, url = %console.url, "kms-api web console listening");
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            skm_runtime::http::serve_http(listener, tls, ClientTrust::PerRequest, api, shutdown, options).await;
+            Ok(())
+        }));
+    }
     let admin_policy = admin_access_policy();
     let admin_task = tokio::spawn(async move {
         let routes = admin_routes.routes();
@@ -257,7 +298,7 @@ pub async fn start_with_clock(
         Ok(())
     });
     tasks.extend([user_task, admin_task, anchor_task]);
-    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, keyring, kms, tasks })
+    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, console_addr, keyring, kms, tasks })
 }
 
 /// kms-api's own metrics, read at each scrape: readiness, system key

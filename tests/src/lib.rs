@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod compose;
+pub mod webdriver;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -224,7 +225,7 @@ impl InProcess {
         let dir = tempfile::tempdir()?;
         let stack = devstack::prepare(
             dir.path(),
-            Ports { user: 0, admin: 0, root: 0, system: 0, rest: None },
+            Ports { user: 0, admin: 0, root: 0, system: 0, rest: None, console: None },
             seal,
             TRUST_DOMAIN,
         )?;
@@ -332,7 +333,7 @@ impl Processes {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let p = free_ports(7);
-        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: None };
+        let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: None, console: None };
         let metrics = metrics.then_some(MetricsPorts { kms_api: p[4], root_keyd: p[5], system_keyd: p[6] });
         let stack = devstack::prepare_with_metrics(dir.path(), ports, seal, TRUST_DOMAIN, metrics)?;
         Ok(Self { dir, stack, skm: skm_bin(), children: Vec::new() })
@@ -638,6 +639,28 @@ impl DevProcess {
         assert!(out.status.success(), "skm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+
+    /// Adds operator `name` with `role` (`skm pki add-operator`) and writes
+    /// a profile for it into `dir`, a copy of the stack's own with the new
+    /// certificate: the profile's path and the certificate's SHA-256.
+    pub fn add_operator(&self, name: &str, role: &str, dir: &Path) -> (PathBuf, String) {
+        let stack_dir = Path::new(&self.profile).parent().expect("the profile's folder").to_owned();
+        let certs = dir.join(name);
+        let pki = stack_dir.join("pki");
+        let sha = self.ok(
+            &["pki", "add-operator", name, "--role", role, "--pki", path_str(&pki), "--out", path_str(&certs)],
+            b"",
+        );
+        let profile = std::fs::read_to_string(&self.profile).expect("the stack's profile");
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, profile.replace(path_str(&pki.join("operator")), path_str(&certs)))
+            .expect("write the profile");
+        (path, sha)
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
 impl DevProcess {
@@ -664,11 +687,11 @@ impl Drop for DevProcess {
 pub fn free_port_base() -> u16 {
     for _ in 0..200 {
         let base = free_ports(1)[0];
-        if base < 60000 && (0..8).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if base < 60000 && (0..9).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
-    panic!("no eight consecutive free ports");
+    panic!("no nine consecutive free ports");
 }
 
 /// One scrape of a metrics listener (`host:port`): `GET /metrics` over

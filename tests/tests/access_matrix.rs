@@ -90,7 +90,7 @@ const USER_RPCS: [&str; 13] = [
 ];
 
 /// Every AdminService RPC.
-const ADMIN_RPCS: [&str; 26] = [
+const ADMIN_RPCS: [&str; 27] = [
     "CreateKeystore",
     "ListKeystores",
     "GetKeystore",
@@ -117,6 +117,7 @@ const ADMIN_RPCS: [&str; 26] = [
     "ImportKeyMaterial",
     "GetSystemKeyStatus",
     "RetireSystemKeyVersion",
+    "CreateConsoleSignIn",
 ];
 
 // ---------------------------------------------------------------------------
@@ -782,7 +783,12 @@ fn admin_call(rpc: &'static str) -> Call {
     match rpc {
         // No policy at all: INVALID_ARGUMENT when it gets through.
         "CreateKeystore" => call.name = "matrix-never-created".into(),
-        "ListKeystores" | "ListAudit" | "VerifyAudit" | "GetSystemKeyStatus" | "RetireSystemKeyVersion" => {}
+        "ListKeystores"
+        | "ListAudit"
+        | "VerifyAudit"
+        | "GetSystemKeyStatus"
+        | "RetireSystemKeyVersion"
+        | "CreateConsoleSignIn" => {}
         // An empty fingerprint: INVALID_ARGUMENT.
         "RevokeOperator" => {}
         "GetKeystore"
@@ -803,9 +809,12 @@ fn admin_call(rpc: &'static str) -> Call {
     call
 }
 
-/// Codes of calls that got past authorisation to a handler.
+/// Codes of calls that got past authorisation to a handler (the core
+/// checks the role before anything else, so FAILED_PRECONDITION — e.g.
+/// CreateConsoleSignIn on a kms-api without a console — comes only from
+/// the operation itself).
 fn reached_handler(code: i32) -> bool {
-    [Code::Ok, Code::NotFound, Code::InvalidArgument].iter().any(|c| *c as i32 == code)
+    [Code::Ok, Code::NotFound, Code::InvalidArgument, Code::FailedPrecondition].iter().any(|c| *c as i32 == code)
 }
 
 // ---------------------------------------------------------------------------

@@ -432,6 +432,7 @@ async fn admin_call(skm: &Skm, rpc: &str, ids: &AdminIds, n: usize) -> Code {
         "RetireSystemKeyVersion" => {
             a.retire_system_key_version(admin::RetireSystemKeyVersionRequest { version: 1 }).await.map(drop)
         }
+        "CreateConsoleSignIn" => a.create_console_sign_in(admin::CreateConsoleSignInRequest {}).await.map(drop),
         other => {
             panic!("{other}: an AdminService RPC this test doesn't know: add it with the audit entries it must leave")
         }
@@ -444,6 +445,9 @@ fn admin_expected(rpc: &'static str) -> Expected {
         // The change is refused after its intent, and both are in the log.
         return vec![(rpc, "intent".into()), (rpc, "failed: FAILED_PRECONDITION".into())];
     }
+    if UNSERVED_HERE.contains(&rpc) {
+        return vec![(rpc, "failed: FAILED_PRECONDITION".into())];
+    }
     if kms_api::ADMIN_READS.contains(&rpc) { allowed(rpc) } else { change(rpc) }
 }
 
@@ -453,8 +457,12 @@ fn admin_expected(rpc: &'static str) -> Expected {
 /// system_key_retire.rs retires one).
 const REFUSED_HERE: &[&str] = &["AcknowledgeAuditLoss", "RetireSystemKeyVersion"];
 
+/// The admin reads this stack can't serve: it has no console listener
+/// (tests/tests/console.rs signs in through one).
+const UNSERVED_HERE: &[&str] = &["CreateConsoleSignIn"];
+
 fn admin_code(rpc: &str) -> Code {
-    if REFUSED_HERE.contains(&rpc) { Code::FailedPrecondition } else { Code::Ok }
+    if REFUSED_HERE.contains(&rpc) || UNSERVED_HERE.contains(&rpc) { Code::FailedPrecondition } else { Code::Ok }
 }
 
 /// Admin RPCs in an order in which each allowed call can succeed.
@@ -486,6 +494,7 @@ const ADMIN_ORDER: &[&str] = &[
     "AcknowledgeAuditLoss",
     "GetSystemKeyStatus",
     "RetireSystemKeyVersion",
+    "CreateConsoleSignIn",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,26 +299,7 @@ fn cli_access_control_certificates_operators_and_audit() {
 
     // An auditor operator may read and audit, not change anything; then revoked.
     let profile_dir = std::path::Path::new(&dev.profile).parent().unwrap().to_owned();
-    let auditor_dir = files.path().join("auditor");
-    let auditor_sha = dev.ok(
-        &[
-            "pki",
-            "add-operator",
-            "ann",
-            "--role",
-            "auditor",
-            "--pki",
-            profile_dir.join("pki").to_str().unwrap(),
-            "--out",
-            auditor_dir.to_str().unwrap(),
-        ],
-        b"",
-    );
-    let profile = std::fs::read_to_string(&dev.profile).unwrap();
-    let auditor_profile = files.path().join("auditor.toml");
-    let operator_dir = profile_dir.join("pki").join("operator");
-    std::fs::write(&auditor_profile, profile.replace(operator_dir.to_str().unwrap(), auditor_dir.to_str().unwrap()))
-        .unwrap();
+    let (auditor_profile, auditor_sha) = dev.add_operator("ann", "auditor", files.path());
     let as_auditor = |args: &[&str]| {
         std::process::Command::new(skm_e2e::skm_bin())
             .args(args)

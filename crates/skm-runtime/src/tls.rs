@@ -216,6 +216,17 @@ impl TlsIdentity {
         self.server_config(Arc::new(AnyClientCertOptional { provider: provider() }))
     }
 
+    /// Server config that asks for no client certificate (kms-api's web
+    /// console: a browser would otherwise offer the user's certificates).
+    pub fn no_client_cert_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Arc::new(config))
+    }
+
     fn server_config(&self, verifier: Arc<dyn ClientCertVerifier>) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?

@@ -490,6 +490,7 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
             key_id: none_if_empty(req.key_id),
             since: (req.since > 0).then_some(req.since),
             limit: Some(if req.limit == 0 { 1000 } else { req.limit as usize }),
+            ..Filter::default()
         };
         let paging = req.page_size > 0 || !req.page_token.is_empty();
         let page = paging.then_some(kms::ListAuditPage { token: req.page_token, size: req.page_size });
@@ -567,6 +568,19 @@ impl<S: Store + Clone> AdminService for AdminApi<S> {
         Ok(Response::new(pb::RetireSystemKeyVersionResponse {
             version: done.version,
             system_keyd_dropped: done.system_keyd_dropped,
+        }))
+    }
+
+    async fn create_console_sign_in(
+        &self,
+        request: Request<pb::CreateConsoleSignInRequest>,
+    ) -> Result<Response<pb::CreateConsoleSignInResponse>, Status> {
+        let caller = operator(&request)?;
+        let sign_in = self.kms.execute(&caller, kms::CreateConsoleSignIn).await?;
+        Ok(Response::new(pb::CreateConsoleSignInResponse {
+            url: sign_in.url.to_string(),
+            code: sign_in.code.to_string(),
+            expires_at: sign_in.expires_at,
         }))
     }
 }

@@ -29,6 +29,14 @@ impl RevokedOperators {
         self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(sha256.to_owned());
     }
 
+    /// Every revoked certificate's SHA-256, sorted.
+    pub fn list(&self) -> Vec<String> {
+        let mut all: Vec<String> =
+            self.revoked.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+        all.sort();
+        all
+    }
+
     /// Whether the certificate in `facts` is revoked (no certificate:
     /// nothing to revoke; the admin port requires one anyway).
     pub(super) fn is_revoked_certificate(&self, facts: &Facts) -> bool {

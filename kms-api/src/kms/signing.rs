@@ -185,19 +185,55 @@ impl Operation for GetPublicKey {
     }
 
     async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<PublicKeyInfo, KmsError> {
-        let (spki_der, pem, key_version, kind) = match kms.usable(trail, &self.key_id).await? {
-            PublicKeyHolder::Signing(key) => {
-                let v = views::version(&key.key, &key.versions, self.key_version)?;
-                let public = v.material.public();
-                (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::Asymmetric(key.algorithm))
-            }
-            PublicKeyHolder::Decrypting(key) => {
-                let v = views::version(&key.key, &key.versions, self.key_version)?;
-                let public = v.material.public();
-                (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::RsaOaep(key.size))
-            }
-        };
-        trail.used_version(key_version);
-        Ok(PublicKeyInfo { spki_der, pem, key_version, kind })
+        let info = public_key_info(kms.usable(trail, &self.key_id).await?, self.key_version)?;
+        trail.used_version(info.key_version);
+        Ok(info)
+    }
+}
+
+/// The public key of `version` (0: newest) of an asymmetric key.
+fn public_key_info(holder: PublicKeyHolder, version: u32) -> Result<PublicKeyInfo, KmsError> {
+    let (spki_der, pem, key_version, kind) = match holder {
+        PublicKeyHolder::Signing(key) => {
+            let v = views::version(&key.key, &key.versions, version)?;
+            let public = v.material.public();
+            (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::Asymmetric(key.algorithm))
+        }
+        PublicKeyHolder::Decrypting(key) => {
+            let v = views::version(&key.key, &key.versions, version)?;
+            let public = v.material.public();
+            (public.spki_der().to_vec(), public.to_pem(), v.version, KeyKind::RsaOaep(key.size))
+        }
+    };
+    Ok(PublicKeyInfo { spki_der, pem, key_version, kind })
+}
+
+/// The public key of one version (0: newest) for an operator: an audited
+/// read that needs no keystore policy (public keys are not secret; the
+/// console's download).
+#[derive(Debug)]
+pub struct ReadPublicKey {
+    /// The asymmetric key.
+    pub key_id: String,
+    /// The version, or 0.
+    pub key_version: u32,
+}
+
+impl Operation for ReadPublicKey {
+    const NAME: &'static str = "ReadPublicKey";
+    const EFFECT: Effect = Effect::Read;
+    type Output = PublicKeyInfo;
+
+    fn subject(&self) -> Subject<'_> {
+        Subject::Key(&self.key_id)
+    }
+
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<PublicKeyInfo, KmsError> {
+        let id = super::parse_id("key_id", &self.key_id)?;
+        let key = kms.key(&id).await?;
+        trail.touch_key(&key);
+        let info = public_key_info(views::typed::<PublicKeyHolder>(&key)?, self.key_version)?;
+        trail.used_version(info.key_version);
+        Ok(info)
     }
 }

@@ -1416,3 +1416,100 @@ async fn after_a_system_key_rotation_every_record_is_resealed_and_the_old_versio
     assert_eq!((manifest.retired.clone(), manifest.active), (vec![1], 2));
     assert_eq!(fresh.retired_audit_keys(&ring).await.unwrap().keys().copied().collect::<Vec<_>>(), [1]);
 }
+
+fn with_console(core: Core) -> Core {
+    let settings = ConsoleSettings { url: "https://localhost:7708".into(), idle_secs: 900, max_secs: 3600 };
+    Core { kms: core.kms.with_console(settings), ..core }
+}
+
+fn via_console(caller: Caller) -> Caller {
+    Caller { via: FrontEnd::Console, ..caller }
+}
+
+fn signed_in_operator(caller: &Caller) -> Operator {
+    match &caller.who {
+        Who::Operator(op) => op.clone(),
+        _ => unreachable!("an operator"),
+    }
+}
+
+#[tokio::test]
+async fn console_sign_in_codes_are_single_use_short_lived_and_for_operators_only() {
+    let plain = core().await;
+    let e = plain.kms.execute(&admin(), CreateConsoleSignIn).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "no console configured: {e}");
+
+    let core = with_console(core().await);
+    let minted = core.kms.execute(&admin(), CreateConsoleSignIn).await.unwrap();
+    assert_eq!(minted.code.len(), 43);
+    assert_eq!(*minted.url, format!("https://localhost:7708/sign-in?code={}", minted.code.as_str()));
+    assert_eq!(minted.expires_at, core.kms.now() + SIGN_IN_SECS);
+    assert_eq!(core.kms.redeem_console_code(&minted.code).map(|op| op.principal), Some("operator/admin/ann".into()));
+    assert!(core.kms.redeem_console_code(&minted.code).is_none(), "single use");
+    assert!(core.kms.redeem_console_code("not-a-code").is_none());
+
+    let late = core.kms.execute(&operator(Role::Auditor, 2), CreateConsoleSignIn).await.unwrap();
+    core.clock.advance(SIGN_IN_SECS);
+    assert!(core.kms.redeem_console_code(&late.code).is_none(), "expired after {SIGN_IN_SECS} s");
+
+    let app_refused = core.kms.execute(&app("10.0.0.1"), CreateConsoleSignIn).await.unwrap_err();
+    assert_eq!(app_refused.code(), Code::PermissionDenied);
+    let from_console = core.kms.execute(&via_console(admin()), CreateConsoleSignIn).await.unwrap_err();
+    assert_eq!(from_console.code(), Code::PermissionDenied, "a session can't mint codes: {from_console}");
+    let minted_entries: Vec<_> =
+        core.entries().await.into_iter().filter(|(_, e)| e.operation == "CreateConsoleSignIn").collect();
+    assert_eq!(minted_entries.len(), 4, "every attempt audited");
+    assert_eq!(minted_entries[0].1.caller.operator.as_deref(), Some("operator/admin/ann"));
+}
+
+#[tokio::test]
+async fn console_sessions_end_when_idle_at_their_lifetime_on_sign_out_and_on_revocation() {
+    let core = with_console(core().await);
+    let open = |caller: Caller| {
+        let kms = &core.kms;
+        async move { kms.execute(&via_console(caller), OpenConsoleSession).await.unwrap() }
+    };
+    // Open sessions only come from the console front end.
+    let e = core.kms.execute(&admin(), OpenConsoleSession).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    // Idle timeout.
+    let idle = open(admin()).await;
+    let session = core.kms.console_session(&idle.token).unwrap();
+    assert_eq!(session.operator.principal, "operator/admin/ann");
+    assert!(session.csrf_matches(&idle.session.csrf) && !session.csrf_matches("other"));
+    core.clock.advance(899);
+    assert!(core.kms.console_session(&idle.token).is_some(), "used within the idle timeout");
+    core.clock.advance(900);
+    assert!(core.kms.console_session(&idle.token).is_none(), "idle too long");
+
+    // Absolute lifetime, however busy.
+    let busy = open(admin()).await;
+    for _ in 0..7 {
+        core.clock.advance(500);
+        assert!(core.kms.console_session(&busy.token).is_some());
+    }
+    core.clock.advance(500);
+    assert!(core.kms.console_session(&busy.token).is_none(), "past its lifetime of 3600 s");
+
+    // Sign-out.
+    let out = open(admin()).await;
+    core.kms.execute(&via_console(admin()), CloseConsoleSession { token: out.token.clone() }).await.unwrap();
+    assert!(core.kms.console_session(&out.token).is_none());
+
+    // Revoking the operator's certificate ends its sessions, not others'.
+    let auditor = operator(Role::Auditor, 9);
+    let revoked = open(auditor.clone()).await;
+    let kept = open(admin()).await;
+    let sha = signed_in_operator(&auditor).facts.cert_sha256().unwrap();
+    core.kms.execute(&admin(), RevokeOperator { sha256: sha }).await.unwrap();
+    assert!(core.kms.console_session(&revoked.token).is_none());
+    assert!(core.kms.console_session(&kept.token).is_some());
+    let listed = core.kms.execute(&via_console(admin()), ListOperators).await.unwrap();
+    assert_eq!(listed.sessions.len(), 1);
+    assert_eq!(listed.revoked.len(), 1);
+
+    let names: Vec<_> = core.entries().await.into_iter().map(|(_, e)| (e.operation, e.front_end)).collect();
+    assert!(names.contains(&("ConsoleSignIn".into(), Some("console".into()))));
+    assert!(names.contains(&("ConsoleSignOut".into(), Some("console".into()))));
+}

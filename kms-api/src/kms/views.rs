@@ -135,6 +135,19 @@ impl View for SecretKey {
     }
 }
 
+/// The key as view `V`, or FAILED_PRECONDITION naming what it is and what
+/// the operation needs.
+pub(crate) fn typed<V: View>(key: &Arc<Key>) -> Result<V, KmsError> {
+    V::of(key).ok_or_else(|| {
+        KmsError::FailedPrecondition(format!(
+            "key {} is {} key; this operation needs {}",
+            key.id,
+            model::a_kind(key.kind()),
+            V::WANTED
+        ))
+    })
+}
+
 /// Version `version` of a key, or its newest when 0; NOT_FOUND naming the
 /// key when it has no such version.
 pub(crate) fn version<'a, M>(key: &Key, versions: &'a Versions<M>, version: u32) -> Result<&'a Version<M>, KmsError> {
@@ -196,13 +209,7 @@ impl<S: Store + Clone> Kms<S> {
                 )));
             }
         }
-        let view = V::of(&key).ok_or_else(|| {
-            KmsError::FailedPrecondition(format!(
-                "key {id} is {} key; this operation needs {}",
-                model::a_kind(key.kind()),
-                V::WANTED
-            ))
-        })?;
+        let view = typed::<V>(&key)?;
         key.touch(self.now());
         Ok(view)
     }

@@ -95,6 +95,20 @@ WRAPPING_KEY_SPEC_UNSPECIFIED: WrappingKeySpec
 WRAPPING_KEY_SPEC_RSA_3072: WrappingKeySpec
 WRAPPING_KEY_SPEC_RSA_4096: WrappingKeySpec
 
+class CreateConsoleSignInRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateConsoleSignInResponse(_message.Message):
+    __slots__ = ("url", "code", "expires_at")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    code: str
+    expires_at: int
+    def __init__(self, url: _Optional[str] = ..., code: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
 class GetSystemKeyStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

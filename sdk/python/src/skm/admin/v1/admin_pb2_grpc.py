@@ -180,6 +180,11 @@ class AdminServiceStub:
                 request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionRequest.SerializeToString,
                 response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionResponse.FromString,
                 _registered_method=True)
+        self.CreateConsoleSignIn = channel.unary_unary(
+                '/skm.admin.v1.AdminService/CreateConsoleSignIn',
+                request_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.CreateConsoleSignInRequest.SerializeToString,
+                response_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.CreateConsoleSignInResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -410,6 +415,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateConsoleSignIn(self, request, context):
+        """A one-time sign-in link for the web console, bound to the calling
+        operator (principal, role and certificate): it signs in once, within
+        60 seconds. FAILED_PRECONDITION when kms-api serves no console
+        (`console_listen` unset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -547,6 +562,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RetireSystemKeyVersion,
                     request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionRequest.FromString,
                     response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionResponse.SerializeToString,
+            ),
+            'CreateConsoleSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConsoleSignIn,
+                    request_deserializer=skm_dot_admin_dot_v1_dot_admin__pb2.CreateConsoleSignInRequest.FromString,
+                    response_serializer=skm_dot_admin_dot_v1_dot_admin__pb2.CreateConsoleSignInResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1289,6 +1309,33 @@ class AdminService:
             '/skm.admin.v1.AdminService/RetireSystemKeyVersion',
             skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionRequest.SerializeToString,
             skm_dot_admin_dot_v1_dot_admin__pb2.RetireSystemKeyVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConsoleSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skm.admin.v1.AdminService/CreateConsoleSignIn',
+            skm_dot_admin_dot_v1_dot_admin__pb2.CreateConsoleSignInRequest.SerializeToString,
+            skm_dot_admin_dot_v1_dot_admin__pb2.CreateConsoleSignInResponse.FromString,
             options,
             channel_credentials,
             insecure,
