@@ -137,9 +137,9 @@ fn submit(browser: &Browser, form: &str) {
 }
 
 /// No CSP violation and no error in the browser's log so far, but the
-/// 400 answers of the forms in `refused` (paths submitted with bad input
-/// on purpose: the page shown again with the error by its field).
-fn assert_clean_log(browser: &Browser, refused: &[&str]) {
+/// answers in `refused` (path and status of what was refused on purpose:
+/// a form shown again with the error by its field, a page for admins).
+fn assert_clean_log(browser: &Browser, refused: &[(&str, u16)]) {
     let bad: Vec<_> = browser
         .browser_log()
         .unwrap()
@@ -151,8 +151,10 @@ fn assert_clean_log(browser: &Browser, refused: &[&str]) {
         })
         .filter(|e| {
             let expected = e.source.as_deref() == Some("network")
-                && e.message.contains("status of 400")
-                && refused.iter().any(|path| e.message.split(' ').next().is_some_and(|url| url.ends_with(path)));
+                && refused.iter().any(|(path, status)| {
+                    e.message.contains(&format!("status of {status} "))
+                        && e.message.split(' ').next().is_some_and(|url| url.ends_with(path))
+                });
             !expected
         })
         .collect();
@@ -336,7 +338,9 @@ async fn an_admin_runs_the_whole_workflow_in_a_browser() {
     assert!(String::from_utf8_lossy(&revoked.stderr).contains("PERMISSION_DENIED"), "revoked: refused");
 
     // The audit log, filtered, and its verification.
-    browser.goto(&format!("{console}/audit?operation=RotateKey")).unwrap();
+    browser.goto(&format!("{console}/audit?since=someday")).unwrap();
+    assert!(browser.source().unwrap().contains("since: \"someday\" is not a time"), "named field and words");
+    browser.goto(&format!("{console}/audit?operation=RotateKey&since=2000-01-01")).unwrap();
     let rows = text(&browser, "#audit");
     assert!(rows.contains("RotateKey") && rows.contains("console") && rows.contains("operator/admin/admin"), "{rows}");
     assert!(!rows.contains("CreateKey"), "the filter holds: {rows}");
@@ -361,7 +365,8 @@ async fn an_admin_runs_the_whole_workflow_in_a_browser() {
     ] {
         browser.goto(&format!("{console}{path}")).unwrap();
     }
-    assert_clean_log(&browser, &["/keystores", &format!("/keys/{aes}/schedule-deletion")]);
+    let deletion = format!("/keys/{aes}/schedule-deletion");
+    assert_clean_log(&browser, &[("/keystores", 400), (&deletion, 400), ("/audit?since=someday", 400)]);
     let cookie = browser.cookies().unwrap().into_iter().find(|c| c.name == "__Host-skm_session").unwrap().value;
     for path in ["/", "/keystores", &format!("/keys/{aes}"), "/audit", "/operators", "/signed-out", "/sign-in"] {
         let answer = exchange(addr, &ca, get(addr, path, Some(&cookie))).await;
@@ -423,6 +428,9 @@ async fn forged_and_foreign_posts_are_refused() {
     let ca = dev.data_dir().join("app").join("ca.pem");
     let keystore = dev.ok(&["keystore", "create", "shop", "--allow-ip", "127.0.0.1"], b"").trim().to_owned();
     let key = dev.ok(&["key", "create", &keystore, "orders", "--type", "aes-256"], b"").trim().to_owned();
+    // A code minted now is tried once it has expired, at the end.
+    let stale = login(&dev);
+    let minted = std::time::Instant::now();
     let version = |dev: &DevProcess| -> serde_json::Value {
         serde_json::from_str::<serde_json::Value>(&dev.ok(&["--json", "key", "show", &key], b"")).unwrap()["current_version"].clone()
     };
@@ -453,7 +461,10 @@ async fn forged_and_foreign_posts_are_refused() {
         assert!(!browser.exists(control).unwrap(), "an auditor sees no {control}");
     }
     assert!(text(&browser, "#versions").contains('1'));
-    assert_clean_log(&browser, &[]);
+    assert!(!browser.exists("a[href='/operators']").unwrap(), "the operators page is the admins'");
+    browser.goto(&format!("{console}/operators")).unwrap();
+    assert!(browser.source().unwrap().contains("the operators page needs the admin role"));
+    assert_clean_log(&browser, &[("/operators", 403)]);
 
     // A forged POST with the auditor session's own valid CSRF token: 403.
     let (auditor_cookie, auditor_csrf) = raw_session(addr, &ca, &login_as(&auditor_profile)).await;
@@ -506,6 +517,16 @@ async fn forged_and_foreign_posts_are_refused() {
     assert_eq!(answer.status, 303, "a revoked operator's session is gone: {answer:?}");
     let audit = dev.ok(&["--json", "audit", "list", "--key", &key], b"");
     assert!(audit.contains("operator/auditor/ann") && audit.contains("this operation needs the admin role"), "{audit}");
+
+    // The code minted at the start has expired, unused.
+    if let Some(rest) = Duration::from_secs(61).checked_sub(minted.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let code = stale.split("code=").nth(1).unwrap();
+    let answer = exchange(addr, &ca, post(addr, "/sign-in", Some(&origin), None, &format!("code={code}"))).await;
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert!(answer.body.contains("unknown, used or expired"));
+    assert!(!answer.head.contains("set-cookie: __host-skm_session=") || answer.head.contains("max-age=0"));
 }
 
 fn login_as(profile: &Path) -> String {

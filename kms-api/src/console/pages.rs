@@ -86,6 +86,32 @@ fn value<'a>(error: Option<&'a FormError>, form: &str, field: &str, default: &'a
     }
 }
 
+/// A time as the audit filters take it: seconds since the epoch, or
+/// `YYYY-MM-DD[ HH:MM[:SS]]` (or with `T`) in UTC.
+pub(crate) fn parse_time(text: &str) -> Option<i64> {
+    let text = text.trim().trim_end_matches(" UTC");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let (date, clock) = text.split_once([' ', 'T']).unwrap_or((text, "00:00"));
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (c.next()??, c.next()??, c.next().unwrap_or(Some(0))?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn time(secs: i64) -> String {
     if secs <= 0 {
@@ -125,7 +151,7 @@ fn layout(ctx: Option<&Ctx>, title: &str, body: Markup) -> Markup {
                             a href="/" { "Overview" }
                             a href="/keystores" { "Keystores" }
                             a href="/audit" { "Audit" }
-                            a href="/operators" { "Operators" }
+                            @if ctx.can_write() { a href="/operators" { "Operators" } }
                         }
                         form.signout method="post" action="/sign-out" {
                             span #whoami { (ctx.session.operator.principal) " (" (role_name(ctx.session.operator.role)) ")" }
@@ -711,8 +737,8 @@ const AUDIT_FILTERS: [(&str, &str); 7] = [
     ("operation", "Operation"),
     ("result", "Result (allowed, denied, failed, intent)"),
     ("operator", "Operator"),
-    ("since", "From (seconds since the epoch)"),
-    ("until", "Until (seconds since the epoch)"),
+    ("since", "From (YYYY-MM-DD [HH:MM] UTC)"),
+    ("until", "Until (YYYY-MM-DD [HH:MM] UTC)"),
 ];
 
 /// Entries a page shows.
@@ -723,8 +749,11 @@ fn filter_from(query: &HashMap<String, String>) -> Result<Filter, KmsError> {
     let secs = |name: &str| -> Result<Option<i64>, KmsError> {
         text(name)
             .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| KmsError::InvalidArgument(format!("{name}: {v:?} is not seconds since the epoch")))
+                parse_time(&v).ok_or_else(|| {
+                    KmsError::InvalidArgument(format!(
+                        "{name}: {v:?} is not a time (YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] UTC, or seconds since the epoch)"
+                    ))
+                })
             })
             .transpose()
     };
@@ -917,4 +946,24 @@ pub(crate) async fn operators_with<S: Store + Clone>(
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_back_as_written() {
+        for secs in [1, 86_399, 951_782_400, 1_796_233_003, 4_102_444_800] {
+            let shown = time(secs);
+            assert_eq!(parse_time(&shown), Some(secs), "{shown}");
+        }
+        assert_eq!(time(1_796_233_003), "2026-12-02 17:36:43 UTC");
+        assert_eq!(parse_time("2026-12-02"), Some(1_796_169_600));
+        assert_eq!(parse_time("2026-12-02T17:36"), Some(1_796_233_003 - 43));
+        assert_eq!(parse_time("1796233003"), Some(1_796_233_003));
+        for bad in ["", "yesterday", "2026-13-01", "2026-12-02 24:00", "2026-12", "12:00"] {
+            assert_eq!(parse_time(bad), None, "{bad:?}");
+        }
+    }
 }

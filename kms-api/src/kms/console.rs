@@ -311,7 +311,8 @@ impl Operation for CloseConsoleSession {
     }
 }
 
-/// The open console sessions and the revoked operator certificates.
+/// The open console sessions and the revoked operator certificates (admins
+/// only).
 #[derive(Debug)]
 pub struct ListOperators;
 
@@ -329,7 +330,11 @@ impl Operation for ListOperators {
     const EFFECT: Effect = Effect::Read;
     type Output = OperatorsView;
 
-    async fn run<S: Store + Clone>(self, kms: &Kms<S>, _trail: &mut Trail<'_>) -> Result<OperatorsView, KmsError> {
+    async fn run<S: Store + Clone>(self, kms: &Kms<S>, trail: &mut Trail<'_>) -> Result<OperatorsView, KmsError> {
+        // Who is signed in, with which certificate, is the admins' to see.
+        if operator_of(trail)?.role != skm_runtime::Role::Admin {
+            return Err(KmsError::Forbidden("the operators page needs the admin role"));
+        }
         let now = kms.now();
         let mut sessions: Vec<SessionInfo> = {
             let mut state = kms.console.state();
