@@ -1,14 +1,15 @@
 //! Signatures (and verifications, MACs, RSA decryptions) per second on one
 //! core, for the figures in docs/adr/0001-rsa-on-aws-lc-rs.md and
-//! docs/adr/0005-more-key-types-on-aws-lc-rs.md:
+//! docs/adr/0005-more-key-types-on-aws-lc-rs.md and
+//! docs/adr/0006-ecdsa-p256-on-aws-lc-rs.md:
 //!
 //! ```text
 //! cargo run --release -p skm-crypto --example sign_rate [seconds per figure] [rounds]
 //! ```
 //!
 //! Every figure signs a 1 KiB message through `skm_crypto::asym`; the paired
-//! rows also call RustCrypto's `rsa` 0.10 directly on the same key (the
-//! implementation the ADR chose against), alternating with aws-lc-rs so that
+//! rows also call RustCrypto's `rsa` 0.10 and `p256` 0.14 directly on the
+//! same key (the implementations the ADRs chose against), alternating with aws-lc-rs so that
 //! both see the same machine load. Then key generation times. Single-
 //! threaded, so each figure is per core. Until criterion arrives this is the
 //! measurement.
@@ -123,6 +124,40 @@ fn main() {
                 },
             );
             println!("{:<48} {ours:>9.0} / {theirs:>5.0} = {:.1}", sig_alg.name(), ours / theirs);
+        }
+    }
+
+    // ECDSA P-256: aws-lc-rs against `p256` 0.14 (its backend before,
+    // docs/adr/0006-ecdsa-p256-on-aws-lc-rs.md) on the same key, paired the
+    // same way.
+    println!("\n{:<48} ops/s per core, aws-lc-rs / p256 0.14 = ratio", "ecdsa-p256, paired");
+    {
+        use p256::ecdsa::signature::{Signer as _, Verifier as _};
+        use p256::pkcs8::DecodePrivateKey as _;
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let public = key.public_key();
+        let reference = p256::ecdsa::SigningKey::from_pkcs8_der(key.danger_pkcs8()).unwrap();
+        let reference_public = *reference.verifying_key();
+        let sig_alg = SignatureAlgorithm::EcdsaSha256;
+        let sig = key.sign(sig_alg, Message::Raw(&msg)).unwrap();
+        let reference_sig = p256::ecdsa::DerSignature::from_bytes(&sig).unwrap();
+        for _ in 0..rounds {
+            let (ours, theirs) = paired(
+                budget,
+                || drop(black_box(key.sign(sig_alg, Message::Raw(black_box(&msg))).unwrap())),
+                || {
+                    black_box::<p256::ecdsa::DerSignature>(reference.sign(black_box(&msg)));
+                },
+            );
+            println!("{:<48} {ours:>9.0} / {theirs:>5.0} = {:.1}", "sign", ours / theirs);
+        }
+        for _ in 0..rounds {
+            let (ours, theirs) = paired(
+                budget,
+                || public.verify(sig_alg, Message::Raw(black_box(&msg)), black_box(&sig)).unwrap(),
+                || reference_public.verify(black_box(&msg), black_box(&reference_sig)).unwrap(),
+            );
+            println!("{:<48} {ours:>9.0} / {theirs:>5.0} = {:.1}", "verify", ours / theirs);
         }
     }
 

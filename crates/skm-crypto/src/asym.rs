@@ -20,12 +20,12 @@
 //! signature then verifies against the original message. Ed25519 and
 //! ML-DSA hash inside the algorithm and refuse digests.
 //!
-//! Backends: `ed25519-dalek` for Ed25519, `p256` for ECDSA P-256, aws-lc-rs
-//! for RSA (docs/adr/0001-rsa-on-aws-lc-rs.md), ECDSA P-384 and ML-DSA
-//! (docs/adr/0005-more-key-types-on-aws-lc-rs.md).
+//! Backends: `ed25519-dalek` for Ed25519, aws-lc-rs for RSA
+//! (docs/adr/0001-rsa-on-aws-lc-rs.md), ECDSA P-384 and ML-DSA
+//! (docs/adr/0005-more-key-types-on-aws-lc-rs.md) and ECDSA P-256
+//! (docs/adr/0006-ecdsa-p256-on-aws-lc-rs.md).
 
-mod ecdsa_p256;
-mod ecdsa_p384;
+mod ecdsa;
 mod ed25519;
 mod ml_dsa;
 mod rsa;
@@ -309,9 +309,9 @@ fn check<'a>(key: KeyAlgorithm, signature: SignatureAlgorithm, message: Message<
 /// The parsed private half of a key.
 enum Signer {
     Ed25519(ed25519::Signer),
-    EcdsaP256(ecdsa_p256::Signer),
+    EcdsaP256(ecdsa::Signer),
     Rsa(rsa::Signer),
-    EcdsaP384(ecdsa_p384::Signer),
+    EcdsaP384(ecdsa::Signer),
     MlDsa(ml_dsa::Signer),
 }
 
@@ -332,9 +332,9 @@ impl PrivateKey {
     pub fn generate(alg: KeyAlgorithm) -> Result<Self, AsymError> {
         let pkcs8 = match alg {
             KeyAlgorithm::Ed25519 => ed25519::generate_pkcs8()?,
-            KeyAlgorithm::EcdsaP256 => ecdsa_p256::generate_pkcs8()?,
+            KeyAlgorithm::EcdsaP256 => ecdsa::generate_pkcs8(&ecdsa::P256)?,
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => rsa::generate_pkcs8(alg)?,
-            KeyAlgorithm::EcdsaP384 => ecdsa_p384::generate_pkcs8()?,
+            KeyAlgorithm::EcdsaP384 => ecdsa::generate_pkcs8(&ecdsa::P384)?,
             KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => ml_dsa::generate_pkcs8(alg)?,
         };
         // Going through the parser keeps one code path from PKCS#8 to a key,
@@ -357,8 +357,8 @@ impl PrivateKey {
                 (Signer::Ed25519(signer), public)
             }
             KeyAlgorithm::EcdsaP256 => {
-                let signer = ecdsa_p256::Signer::from_pkcs8(&pkcs8)?;
-                let public = PublicKey::new(alg, Verifier::EcdsaP256(signer.verifier()))?;
+                let signer = ecdsa::Signer::from_pkcs8(&ecdsa::P256, &pkcs8)?;
+                let public = PublicKey::from_spki_der(alg, &signer.spki_der()?)?;
                 (Signer::EcdsaP256(signer), public)
             }
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
@@ -368,7 +368,7 @@ impl PrivateKey {
                 (Signer::Rsa(signer), public)
             }
             KeyAlgorithm::EcdsaP384 => {
-                let signer = ecdsa_p384::Signer::from_pkcs8(&pkcs8)?;
+                let signer = ecdsa::Signer::from_pkcs8(&ecdsa::P384, &pkcs8)?;
                 let public = PublicKey::from_spki_der(alg, &signer.spki_der()?)?;
                 (Signer::EcdsaP384(signer), public)
             }
@@ -436,9 +436,9 @@ impl fmt::Debug for PrivateKey {
 #[derive(Clone, Debug)]
 enum Verifier {
     Ed25519(ed25519::Verifier),
-    EcdsaP256(ecdsa_p256::Verifier),
+    EcdsaP256(ecdsa::Verifier),
     Rsa(rsa::Verifier),
-    EcdsaP384(ecdsa_p384::Verifier),
+    EcdsaP384(ecdsa::Verifier),
     MlDsa(ml_dsa::Verifier),
 }
 
@@ -455,7 +455,7 @@ impl PublicKey {
     fn new(alg: KeyAlgorithm, verifier: Verifier) -> Result<Self, AsymError> {
         let spki = match &verifier {
             Verifier::Ed25519(v) => v.spki_der()?,
-            Verifier::EcdsaP256(v) => v.spki_der()?,
+            Verifier::EcdsaP256(v) => v.spki_der(),
             Verifier::Rsa(v) => v.spki_der()?,
             Verifier::EcdsaP384(v) => v.spki_der(),
             Verifier::MlDsa(v) => v.spki_der(),
@@ -472,11 +472,11 @@ impl PublicKey {
     pub fn from_spki_der(alg: KeyAlgorithm, der: &[u8]) -> Result<Self, AsymError> {
         let verifier = match alg {
             KeyAlgorithm::Ed25519 => Verifier::Ed25519(ed25519::Verifier::from_spki_der(der)?),
-            KeyAlgorithm::EcdsaP256 => Verifier::EcdsaP256(ecdsa_p256::Verifier::from_spki_der(der)?),
+            KeyAlgorithm::EcdsaP256 => Verifier::EcdsaP256(ecdsa::Verifier::from_spki_der(&ecdsa::P256, der)?),
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
                 Verifier::Rsa(rsa::Verifier::from_spki_der(alg, der)?)
             }
-            KeyAlgorithm::EcdsaP384 => Verifier::EcdsaP384(ecdsa_p384::Verifier::from_spki_der(der)?),
+            KeyAlgorithm::EcdsaP384 => Verifier::EcdsaP384(ecdsa::Verifier::from_spki_der(&ecdsa::P384, der)?),
             KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => {
                 Verifier::MlDsa(ml_dsa::Verifier::from_spki_der(alg, der)?)
             }
