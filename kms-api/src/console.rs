@@ -102,6 +102,12 @@ impl Reply {
     fn new(operation: &'static str, answer: Answer) -> Self {
         Self { operation, code: "OK", answer, cookie: None }
     }
+
+    /// A page that answers a refusal, with its status and the gRPC code
+    /// name it counts under in the metrics.
+    fn refusal(operation: &'static str, status: StatusCode, code: &'static str, markup: Markup) -> Self {
+        Self { operation, code, answer: Answer::Page(status, markup), cookie: None }
+    }
 }
 
 /// The headers every answer carries.
@@ -170,9 +176,12 @@ fn cookie_token(headers: &http::HeaderMap) -> Option<Zeroizing<String>> {
 
 /// A refusal page (403) that names why.
 fn forbidden(operation: &'static str, why: &str) -> Reply {
-    let mut reply = Reply::new(operation, Answer::Page(StatusCode::FORBIDDEN, pages::message_page("Forbidden", why)));
-    reply.code = "PERMISSION_DENIED";
-    reply
+    Reply::refusal(operation, StatusCode::FORBIDDEN, "PERMISSION_DENIED", pages::message_page("Forbidden", why))
+}
+
+/// The answer to a path no page or form has (404).
+fn not_found(what: &str) -> Reply {
+    Reply::refusal("not-found", StatusCode::NOT_FOUND, "NOT_FOUND", pages::message_page("Not found", what))
 }
 
 impl Request {
@@ -251,9 +260,7 @@ impl<S: Store + Clone> HttpApi for ConsoleApi<S> {
                 (StatusCode::GATEWAY_TIMEOUT, format!("The request took longer than {} ms.", limit.as_millis()))
             }
         };
-        let mut reply = Reply::new("refused", Answer::Page(status, pages::message_page("Try again", &text)));
-        reply.code = "RESOURCE_EXHAUSTED";
-        response(reply)
+        response(Reply::refusal("refused", status, "RESOURCE_EXHAUSTED", pages::message_page("Try again", &text)))
     }
 
     fn unshed(&self, _path: &str) -> bool {
@@ -316,12 +323,8 @@ impl<S: Store + Clone> ConsoleApi<S> {
             let form = match request.form().await {
                 Ok(form) => form,
                 Err(why) => {
-                    let mut reply = Reply::new(
-                        "form",
-                        Answer::Page(StatusCode::PAYLOAD_TOO_LARGE, pages::message_page("Form refused", &why)),
-                    );
-                    reply.code = "INVALID_ARGUMENT";
-                    return reply;
+                    let page = pages::message_page("Form refused", &why);
+                    return Reply::refusal("form", StatusCode::PAYLOAD_TOO_LARGE, "INVALID_ARGUMENT", page);
                 }
             };
             if !ctx.session.csrf_matches(form.get("csrf")) {
@@ -330,12 +333,8 @@ impl<S: Store + Clone> ConsoleApi<S> {
             return self.post(&ctx, &segments, form).await;
         }
         if method != Method::GET {
-            let mut reply = Reply::new(
-                "method",
-                Answer::Page(StatusCode::METHOD_NOT_ALLOWED, pages::message_page("Not allowed", "Use GET or POST.")),
-            );
-            reply.code = "UNIMPLEMENTED";
-            return reply;
+            let page = pages::message_page("Not allowed", "Use GET or POST.");
+            return Reply::refusal("method", StatusCode::METHOD_NOT_ALLOWED, "UNIMPLEMENTED", page);
         }
         self.get(&ctx, &segments, &request.query).await
     }
@@ -358,18 +357,13 @@ impl<S: Store + Clone> ConsoleApi<S> {
         };
         let Some(operator) = self.kms.redeem_console_code(&code) else {
             tracing::warn!(client = %request.peer.remote_addr.ip(), "console sign-in refused: code unknown, used or expired");
-            let mut reply = Reply::new(
+            let why = "This sign-in code is unknown, used or expired; run `skm console login` again.";
+            return Reply::refusal(
                 "sign-in",
-                Answer::Page(
-                    StatusCode::FORBIDDEN,
-                    pages::sign_in(
-                        "",
-                        Some("This sign-in code is unknown, used or expired; run `skm console login` again."),
-                    ),
-                ),
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                pages::sign_in("", Some(why)),
             );
-            reply.code = "PERMISSION_DENIED";
-            return reply;
         };
         let facts = Facts { ip: Some(request.peer.remote_addr.ip().to_canonical()), ..operator.facts.clone() };
         let caller = Caller::operator(kms::Operator { facts, ..operator }, FrontEnd::Console);
@@ -409,14 +403,7 @@ impl<S: Store + Clone> ConsoleApi<S> {
             ["audit"] => pages::audit(kms, ctx, query).await.map(|m| Reply::new("audit", page(m))),
             ["audit", "verify"] => pages::audit_verify(kms, ctx).await.map(|m| Reply::new("audit-verify", page(m))),
             ["operators"] => pages::operators(kms, ctx, flash).await.map(|m| Reply::new("operators", page(m))),
-            _ => {
-                let mut reply = Reply::new(
-                    "not-found",
-                    Answer::Page(StatusCode::NOT_FOUND, pages::message_page("Not found", "No such page.")),
-                );
-                reply.code = "NOT_FOUND";
-                Ok(reply)
-            }
+            _ => Ok(not_found("No such page.")),
         };
         result.unwrap_or_else(|(operation, e)| {
             let title = if e.code() == kms::Code::NotFound { "Not found" } else { "Refused" };
@@ -439,14 +426,7 @@ impl<S: Store + Clone> ConsoleApi<S> {
             ["keystores", id, "certificates", action] => forms::certificate_action(kms, ctx, id, action, form).await,
             ["keys", id, action] => forms::key_action(kms, ctx, id, action, form).await,
             ["operators", "revoke"] => forms::revoke_operator(kms, ctx, form).await,
-            _ => {
-                let mut reply = Reply::new(
-                    "not-found",
-                    Answer::Page(StatusCode::NOT_FOUND, pages::message_page("Not found", "No such form.")),
-                );
-                reply.code = "NOT_FOUND";
-                reply
-            }
+            _ => not_found("No such form."),
         }
     }
 }
@@ -461,7 +441,5 @@ fn error_reply(operation: &'static str, e: &KmsError, markup: Markup) -> Reply {
         tracing::error!(error = %skm_runtime::daemon::error_chain(&**source), "internal error");
     }
     let code = crate::grpc::code(e.code());
-    let mut reply = Reply::new(operation, Answer::Page(crate::rest::http_status(code), markup));
-    reply.code = skm_runtime::metrics::code_name(code);
-    reply
+    Reply::refusal(operation, crate::rest::http_status(code), skm_runtime::metrics::code_name(code), markup)
 }

@@ -752,3 +752,30 @@ impl Scrape {
         self.samples.iter().filter_map(|s| s.labels.get(label).map(str::to_owned)).collect()
     }
 }
+
+/// A TLS client trusting the CA certificates in `ca` (PEM), offering `alpn`.
+pub fn tls_client(ca: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).expect("the CA file");
+    for cert in skm_runtime::tls::certs_from_pem(&pem).expect("PEM certificates") {
+        roots.add(cert).expect("a CA certificate");
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// Sends one HTTP/1.1 `request` (head and body, `Connection: close`) over
+/// TLS to `localhost` at `addr`, after `preface` on the bare TCP connection
+/// (a PROXY header, or nothing); the whole answer as it came.
+pub async fn https_exchange(addr: std::net::SocketAddr, ca: &Path, preface: &[u8], request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(preface).await.expect("send the preface");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
+    let mut tls = tls_client(ca, &[b"http/1.1"]).connect(name, tcp).await.expect("a TLS session");
+    tls.write_all(request).await.expect("send the request");
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    raw
+}

@@ -10,12 +10,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use skm_e2e::DevProcess;
 use skm_e2e::webdriver::Browser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn out_dir() -> PathBuf {
     skm_e2e::repo().join("target").join("console-screenshots")
@@ -47,18 +45,7 @@ struct Answer {
 
 /// Sends one request over TLS (trusting the dev CA) and reads the answer.
 async fn exchange(addr: SocketAddr, ca: &Path, request: String) -> Answer {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in skm_runtime::tls::certs_from_pem(&std::fs::read(ca).unwrap()).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
+    let raw = skm_e2e::https_exchange(addr, ca, b"", request.as_bytes()).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     Answer {
@@ -162,19 +149,20 @@ fn assert_clean_log(browser: &Browser, refused: &[(&str, u16)]) {
 }
 
 fn wait_for_file(dir: &Path, suffix: &str) -> PathBuf {
-    for _ in 0..200 {
-        if let Some(found) = std::fs::read_dir(dir)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-        {
+            .find(|p| p.to_string_lossy().ends_with(suffix));
+        if let Some(found) = found {
             return found;
         }
+        assert!(std::time::Instant::now() < deadline, "no *{suffix} downloaded into {} within 20 s", dir.display());
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("no *{suffix} downloaded into {}", dir.display());
 }
 
 fn downloads() -> PathBuf {

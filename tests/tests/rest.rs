@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use skm::devstack::DevSeal;
 use skm_client::admin::v1 as admin;
-use skm_e2e::{InProcess, create_key, wait_ready};
+use skm_e2e::{InProcess, create_key, tls_client, wait_ready};
 use skm_runtime::proxy_protocol::{TrustedProxies, encode_v2};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,17 +27,6 @@ fn rest_suite() {
     skm_e2e::pytest("tests/rest", ".", None);
 }
 
-/// A TLS client trusting the deployment CA, offering `alpn`.
-fn tls_client(ca: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in skm_runtime::tls::certs_from_pem(&std::fs::read(ca).unwrap()).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// An HTTP/1.1 answer: status, head (lowercase header lines) and body.
 #[derive(Debug)]
 struct Answer {
@@ -49,14 +38,7 @@ struct Answer {
 /// Sends `request` (head and body, `Connection: close`) over TLS to
 /// `addr`, after `preface` on the bare TCP connection (a PROXY header).
 async fn exchange(addr: SocketAddr, ca: &Path, preface: &[u8], request: &[u8]) -> Answer {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(preface).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tls_client(ca, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
-    tls.write_all(request).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    parse(&raw)
+    parse(&skm_e2e::https_exchange(addr, ca, preface, request).await)
 }
 
 fn parse(raw: &[u8]) -> Answer {

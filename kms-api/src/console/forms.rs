@@ -5,14 +5,13 @@
 
 use std::collections::HashMap;
 
-use http::StatusCode;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use skm_store::Store;
 use zeroize::Zeroizing;
 
 use super::pages::{self, FormError};
-use super::{Answer, Ctx, Reply, error_reply};
+use super::{Answer, Ctx, Reply, error_reply, not_found};
 use crate::access::{Mode, PolicyInput};
 use crate::kms::{self, Code, Kms, KmsError};
 use crate::model::{KeyKind, KeyOrigin};
@@ -225,12 +224,7 @@ async fn refused<S: Store + Clone>(
         Target::Operators => pages::operators_with(kms, ctx, None, Some(&error)).await,
     };
     match rendered {
-        Ok(markup) => {
-            let code = crate::grpc::code(e.code());
-            let mut reply = Reply::new(operation, Answer::Page(crate::rest::http_status(code), markup));
-            reply.code = skm_runtime::metrics::code_name(code);
-            reply
-        }
+        Ok(markup) => error_reply(operation, &e, markup),
         Err((_, page_error)) => error_reply(operation, &page_error, pages::error_page(ctx, "Refused", &page_error)),
     }
 }
@@ -347,7 +341,7 @@ pub(super) async fn keystore_action<S: Store + Clone>(
                 Err(e) => refused(kms, ctx, OP, here, "create-secret", form, e).await,
             }
         }
-        _ => not_found(),
+        _ => not_found("No such form."),
     }
 }
 
@@ -427,7 +421,7 @@ pub(super) async fn certificate_action<S: Store + Clone>(
                 Err(e) => refused(kms, ctx, OP, here, "revoke-cert", form, e).await,
             }
         }
-        _ => not_found(),
+        _ => not_found("No such form."),
     }
 }
 
@@ -466,7 +460,7 @@ pub(super) async fn key_action<S: Store + Clone>(kms: &Kms<S>, ctx: &Ctx, id: &s
                 Err(e) => return refused(kms, ctx, OP, here, "schedule-deletion", form, e).await,
             }
         }
-        _ => return not_found(),
+        _ => return not_found("No such form."),
     };
     match result {
         Ok(key) => {
@@ -499,13 +493,6 @@ pub(super) async fn revoke_operator<S: Store + Clone>(kms: &Kms<S>, ctx: &Ctx, f
         Ok(sha) => Reply::new(OP, done("/operators", &format!("Operator certificate {sha} revoked."))),
         Err(e) => refused(kms, ctx, OP, Target::Operators, "revoke-operator", form, e).await,
     }
-}
-
-fn not_found() -> Reply {
-    let mut reply =
-        Reply::new("not-found", Answer::Page(StatusCode::NOT_FOUND, pages::message_page("Not found", "No such form.")));
-    reply.code = "NOT_FOUND";
-    reply
 }
 
 #[cfg(test)]

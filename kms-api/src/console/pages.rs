@@ -215,6 +215,18 @@ fn input(error: Option<&FormError>, form: &str, name: &str, label: &str, kind: &
     }
 }
 
+/// A secret's value fields of `form`: a text area (never filled in again)
+/// or a file, and the core's message about the value.
+fn secret_value(error: Option<&FormError>, form: &str, label: &str) -> Markup {
+    html! {
+        label for={ (form) "-value" } { (label) }
+        textarea id={ (form) "-value" } name="value" rows="3" autocomplete="off" spellcheck="false" {}
+        label for={ (form) "-file" } { "…or upload it from a file (byte for byte)" }
+        input id={ (form) "-file" } type="file" name="value_file";
+        (field_error(error, form, "value"))
+    }
+}
+
 /// A page with a title and a sentence, outside a session.
 pub(crate) fn message_page(title: &str, text: &str) -> Markup {
     layout(None, title, html! { p { (text) } })
@@ -529,11 +541,7 @@ pub(crate) async fn keystore<S: Store + Clone>(
                         (csrf(ctx))
                         (form_error(error, "create-secret", &["name", "value", "max_versions"]))
                         (input(error, "create-secret", "name", "Name", "text", ""))
-                        label for="create-secret-value" { "Value (write-only: never shown again)" }
-                        textarea #create-secret-value name="value" rows="3" autocomplete="off" spellcheck="false" {}
-                        label for="create-secret-file" { "…or upload it from a file (byte for byte)" }
-                        input #create-secret-file type="file" name="value_file";
-                        (field_error(error, "create-secret", "value"))
+                        (secret_value(error, "create-secret", "Value (write-only: never shown again)"))
                         (input(error, "create-secret", "max_versions", "Versions kept (0 = default)", "number", "0"))
                         button type="submit" { "Create secret" }
                     }
@@ -697,11 +705,7 @@ pub(crate) async fn key<S: Store + Clone>(
                         h3 { "Store a new version" }
                         (csrf(ctx))
                         (form_error(error, "secret", &["value"]))
-                        label for="secret-value" { "Value (write-only)" }
-                        textarea #secret-value name="value" rows="3" autocomplete="off" spellcheck="false" {}
-                        label for="secret-file" { "…or upload it from a file (byte for byte)" }
-                        input #secret-file type="file" name="value_file";
-                        (field_error(error, "secret", "value"))
+                        (secret_value(error, "secret", "Value (write-only)"))
                         button type="submit" { "Store version" }
                     }
                 } @else {
