@@ -261,6 +261,19 @@ pub struct DevArgs {
     /// SPIFFE trust domain of the dev PKI.
     #[arg(long, default_value = "skm.local")]
     pub trust_domain: String,
+    /// Where kms-api and system-keyd keep their records: sled directories,
+    /// or a three-member etcd cluster started on loopback (Debian's
+    /// etcd-server; client ports base+9, base+11, base+13).
+    #[arg(long, value_enum, default_value_t = StoreArg::Sled)]
+    pub store: StoreArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreArg {
+    /// One embedded sled store per tier, under the stack directory.
+    Sled,
+    /// A local three-member etcd cluster under the stack directory.
+    Etcd,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

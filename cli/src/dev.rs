@@ -8,8 +8,9 @@ use skm_runtime::Service;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::args::{DevArgs, SealArg};
+use crate::args::{DevArgs, SealArg, StoreArg};
 use crate::devstack::{self, DevSeal, MetricsPorts, Ports};
+use crate::etcd::EtcdCluster;
 use crate::failure::Failure;
 
 /// Starts one tier as `<skm> daemon <tier> --config <file>`. Its log lines
@@ -65,8 +66,9 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         SealArg::Shamir => DevSeal::Shamir,
         SealArg::Pkcs11 => DevSeal::Pkcs11,
     };
-    if args.port_base > u16::MAX - 8 {
-        return Err(Failure::usage(format!("--port-base {} leaves no room for 9 ports", args.port_base)));
+    let ports = if args.store == StoreArg::Etcd { 15 } else { 9 };
+    if args.port_base > u16::MAX - (ports - 1) {
+        return Err(Failure::usage(format!("--port-base {} leaves no room for {ports} ports", args.port_base)));
     }
     let stack = devstack::prepare_with_metrics(
         &args.data_dir,
@@ -75,6 +77,18 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         &args.trust_domain,
         Some(MetricsPorts::from_base(args.port_base + 4)),
     )?;
+    // Dropped last: the tiers stop before their store does.
+    let _etcd = match args.store {
+        StoreArg::Sled => None,
+        StoreArg::Etcd => {
+            let clients = [Service::KmsApi.name(), Service::SystemKeyd.name()];
+            let mut cluster = EtcdCluster::prepare(&stack.dir.join("etcd"), 3, args.port_base + 9, &clients)?;
+            eprintln!("skm dev: starting etcd (3 members, client URLs {})", cluster.endpoints().join(", "));
+            cluster.start(Service::KmsApi.name()).await?;
+            devstack::store_on_etcd(&stack, &cluster)?;
+            Some(cluster)
+        }
+    };
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {

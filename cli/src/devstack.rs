@@ -201,6 +201,25 @@ impl DevStack {
     }
 }
 
+/// The etcd key prefix of a tier's records in a dev stack.
+pub fn etcd_prefix(service: Service) -> String {
+    format!("skm/{}/", service.name())
+}
+
+/// Moves kms-api's and system-keyd's records onto `cluster` (`store =
+/// "etcd"`, each tier with its own client certificate and key prefix);
+/// root-keyd keeps its seal file, which never goes into a shared store.
+pub fn store_on_etcd(stack: &DevStack, cluster: &crate::etcd::EtcdCluster) -> anyhow::Result<()> {
+    for service in [Service::SystemKeyd, Service::KmsApi] {
+        let path = stack.config(service);
+        let mut config: toml::Table = std::fs::read_to_string(&path)?.parse()?;
+        config.insert("store".into(), "etcd".into());
+        config.insert("etcd".into(), cluster.config_section(service.name(), &etcd_prefix(service)).into());
+        std::fs::write(&path, format!("# {} (written by skm dev)\n{}", service.name(), toml::to_string(&config)?))?;
+    }
+    Ok(())
+}
+
 /// Writes a file only its owner can read (keys, passphrases, PKCS#12).
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;

@@ -16,6 +16,7 @@ use clap::Parser;
 mod args;
 pub mod dev;
 pub mod devstack;
+pub mod etcd;
 pub mod failure;
 mod ops;
 pub mod pki;

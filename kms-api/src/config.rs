@@ -11,6 +11,8 @@ use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{LimitsSection, ListenerLimits, MetricsSection, Service, SpiffeId};
 
+use skm_store::config::{EtcdSection, StoreConfig, StoreKind};
+
 use crate::audit::AuditSync;
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +38,10 @@ struct RawConfig {
     audit_dir: Option<PathBuf>,
     #[serde(default = "default_store_cache_mb")]
     store_cache_mb: u64,
+    #[serde(default)]
+    store: StoreKind,
+    #[serde(default)]
+    etcd: Option<EtcdSection>,
     #[serde(default = "default_audit_sync")]
     audit_sync: String,
     #[serde(default = "default_audit_sync_interval")]
@@ -120,8 +126,12 @@ pub struct Config {
     pub trust_domain: String,
     /// This service's SPIFFE id.
     pub id: SpiffeId,
-    /// The sled store of encrypted records.
+    /// The sled store of encrypted records (with `store = "sled"`), and
+    /// the audit log's default home.
     pub data_dir: PathBuf,
+    /// Where the encrypted records live: sled in `data_dir` (default) or
+    /// etcd (`store = "etcd"`, `[etcd]`).
+    pub store: StoreConfig,
     /// root-keyd's `host:port`.
     pub root_keyd: String,
     /// system-keyd's `host:port`.
@@ -276,6 +286,7 @@ impl Config {
         let admin_limits = raw.admin_limits.validate("admin_limits")?;
         let metrics_listen = raw.metrics.validate("metrics")?;
         let data_dir = config::resolve(path, &raw.data_dir);
+        let store = StoreConfig::from_sections(raw.store, raw.etcd.as_ref(), &data_dir, path)?;
         let audit_dir = raw.audit_dir.map_or_else(|| data_dir.join("audit"), |d| config::resolve(path, &d));
         Ok(Self {
             user_listen: raw.user_listen,
@@ -283,6 +294,7 @@ impl Config {
             trust_domain: raw.trust_domain,
             id,
             data_dir,
+            store,
             audit_dir,
             audit_sync,
             user_proxy_protocol_from,

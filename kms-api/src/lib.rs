@@ -27,7 +27,7 @@ use skm_runtime::daemon::{Daemon, RunError};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{AccessPolicy, Allow, ClientTrust, Role, Service, Shutdown, SpiffeId};
-use skm_store::SledStore;
+use skm_store::AnyStore;
 
 pub mod access;
 mod anchor;
@@ -93,13 +93,13 @@ pub struct Running {
     pub console_addr: Option<SocketAddr>,
     #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code, reason = "read by the test accessors"))]
     keyring: system_keys::SystemKeys,
-    kms: Arc<kms::Kms<SledStore>>,
+    kms: Arc<kms::Kms<AnyStore>>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RunError>>>,
 }
 
 impl Running {
     /// The domain core (tests call [`kms::Kms::maintain`] directly).
-    pub fn kms(&self) -> &Arc<kms::Kms<SledStore>> {
+    pub fn kms(&self) -> &Arc<kms::Kms<AnyStore>> {
         &self.kms
     }
 
@@ -142,7 +142,8 @@ pub async fn start_with_clock(
 ) -> Result<Running, RunError> {
     skm_runtime::files::private_dir(&config.data_dir)?;
     skm_runtime::files::private_dir(&config.audit_dir)?;
-    let store = SledStore::open_with_cache(&config.data_dir, config.store_cache_mb * 1024 * 1024)?;
+    let store = AnyStore::open(&config.store, config.store_cache_mb * 1024 * 1024).await?;
+    tracing::info!(store = store.kind(), "store open");
     let keyring = system_keys::SystemKeys::default();
     let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);
     // Nothing is written to the log until it has been compared with its
@@ -308,7 +309,7 @@ fn register_metrics(
     metrics: &skm_runtime::Metrics,
     keyring: &system_keys::SystemKeys,
     audit: &Arc<audit::AuditLog>,
-    kms: &Arc<kms::Kms<SledStore>>,
+    kms: &Arc<kms::Kms<AnyStore>>,
     health: &skm_runtime::health::Health,
 ) {
     #![allow(clippy::cast_precision_loss, reason = "counts and versions far below 2^53")]
@@ -433,7 +434,7 @@ fn register_metrics(
 /// the disk takes writes again, even if no request comes to retry.
 async fn health_watch(
     keyring: system_keys::SystemKeys,
-    kms: Arc<kms::Kms<SledStore>>,
+    kms: Arc<kms::Kms<AnyStore>>,
     health: Vec<skm_runtime::health::Health>,
     shutdown: Shutdown,
 ) {

@@ -26,7 +26,7 @@ use skm_proto::root::v1::root_key_service_client::RootKeyServiceClient;
 use skm_proto::system::v1::system_key_service_client::SystemKeyServiceClient;
 use skm_proto::system::v1::{GetWrappedSystemKeysRequest, RetireSystemKeyRequest};
 use skm_runtime::Shutdown;
-use skm_store::SledStore;
+use skm_store::AnyStore;
 use tonic::transport::Channel;
 
 use crate::records::{RecordError, Records, SystemManifest};
@@ -191,7 +191,7 @@ pub(crate) struct Loader {
     pub(crate) keyring: SystemKeys,
     pub(crate) refresh: Duration,
     /// Where the manifest of seen versions is kept.
-    pub(crate) records: Records<SledStore>,
+    pub(crate) records: Records<AnyStore>,
 }
 
 impl Loader {

@@ -38,5 +38,11 @@ pub mod admin {
     }
 }
 
+/// etcd's v3 API, the KV, Watch and Lease calls of skm-store's etcd
+/// backend (`etcd/rpc.proto`: etcd's messages and field numbers, trimmed).
+pub mod etcd {
+    tonic::include_proto!("etcdserverpb");
+}
+
 /// Encoded `FileDescriptorSet` of every SKM proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skm_descriptor.bin"));

@@ -8,6 +8,7 @@ use skm_runtime::config::{self, ConfigError, TlsSection};
 use skm_runtime::telemetry::LogConfig;
 use skm_runtime::tls::TlsIdentity;
 use skm_runtime::{LimitsSection, ListenerLimits, MetricsSection, Service, SpiffeId};
+use skm_store::config::{EtcdSection, StoreConfig, StoreKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +17,10 @@ struct RawConfig {
     trust_domain: String,
     data_dir: PathBuf,
     root_keyd: String,
+    #[serde(default)]
+    store: StoreKind,
+    #[serde(default)]
+    etcd: Option<EtcdSection>,
     tls: TlsSection,
     #[serde(default)]
     limits: LimitsSection,
@@ -34,8 +39,12 @@ pub struct Config {
     pub trust_domain: String,
     /// This service's SPIFFE id.
     pub id: SpiffeId,
-    /// The sled store of wrapped system keys.
+    /// The sled store of wrapped system keys (with `store = "sled"`),
+    /// the revocation list and the tier's audit log.
     pub data_dir: PathBuf,
+    /// Where the wrapped system keys live: sled in `data_dir` (default) or
+    /// etcd (`store = "etcd"`, `[etcd]`).
+    pub store: StoreConfig,
     /// root-keyd's `host:port`.
     pub root_keyd: String,
     /// TLS identity (`spiffe://<td>/system-keyd`).
@@ -60,11 +69,14 @@ impl Config {
         if !raw.root_keyd.contains(':') {
             return Err(ConfigError::invalid("root_keyd", format!("{:?} is not host:port", raw.root_keyd)));
         }
+        let data_dir = config::resolve(path, &raw.data_dir);
+        let store = StoreConfig::from_sections(raw.store, raw.etcd.as_ref(), &data_dir, path)?;
         Ok(Self {
             listen: raw.listen,
             trust_domain: raw.trust_domain,
             id,
-            data_dir: config::resolve(path, &raw.data_dir),
+            data_dir,
+            store,
             root_keyd: raw.root_keyd,
             tls,
             limits,

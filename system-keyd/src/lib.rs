@@ -28,7 +28,7 @@ mod grpc;
 pub mod versions;
 
 pub use config::Config;
-use skm_store::SledStore;
+use skm_store::AnyStore;
 use versions::{VersionsError, WrappedVersion, WrappedVersions};
 
 /// Prefix of environment overrides.
@@ -50,7 +50,7 @@ pub fn access_policy() -> AccessPolicy {
 
 /// The state shared by the handlers and the bootstrap task.
 pub(crate) struct SystemKeys {
-    versions: WrappedVersions<SledStore>,
+    versions: WrappedVersions<AnyStore>,
     root: RootKeyServiceClient<Channel>,
     /// Serialises rotations in this process (CAS still guards the store).
     rotation: tokio::sync::Mutex<()>,
@@ -241,7 +241,8 @@ impl Running {
 /// Opens the store, binds the port, starts serving and bootstrapping.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
     skm_runtime::files::private_dir(&config.data_dir)?;
-    let store = SledStore::open(&config.data_dir)?;
+    let store = AnyStore::open(&config.store, skm_store::SledStore::DEFAULT_CACHE_BYTES).await?;
+    tracing::info!(store = store.kind(), "store open");
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
     let root_channel = skm_runtime::channel::lazy_channel(&config.root_keyd, config.tls.client_config(&root_id)?)?;
     let listener = skm_runtime::serve::bind(config.listen).await?;

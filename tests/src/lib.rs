@@ -111,6 +111,23 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
+/// The forms a secret could be stored in by mistake, for scans of raw
+/// files: as is, hex (both cases) and base64.
+pub fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    vec![
+        secret.to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+        base64::engine::general_purpose::STANDARD.encode(secret).into_bytes(),
+    ]
+}
+
+/// Whether `haystack` holds `needle` anywhere.
+pub fn holds_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The repository's root folder.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
@@ -230,6 +247,21 @@ impl InProcess {
             TRUST_DOMAIN,
         )?;
         Self::launch(dir, stack, clock, configure).await
+    }
+
+    /// As [`InProcess::start`], with kms-api's and system-keyd's records
+    /// on `etcd` instead of sled ([`devstack::store_on_etcd`]).
+    pub async fn start_on_etcd(seal: DevSeal, etcd: &skm::etcd::EtcdCluster) -> anyhow::Result<Self> {
+        skm_runtime::tls::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        let stack = devstack::prepare(
+            dir.path(),
+            Ports { user: 0, admin: 0, root: 0, system: 0, rest: None, console: None },
+            seal,
+            TRUST_DOMAIN,
+        )?;
+        devstack::store_on_etcd(&stack, etcd)?;
+        Self::launch(dir, stack, std::sync::Arc::new(kms_api::clock::SystemClock), |_| {}).await
     }
 
     /// Stops the three tiers, then starts them again on the same files and
@@ -682,16 +714,17 @@ impl Drop for DevProcess {
     }
 }
 
-/// A base port with the eight free ports `skm dev` takes from it (four
-/// gRPC ports, three metrics listeners, the REST listener).
+/// A base port with the 15 free ports `skm dev` may take from it (four
+/// gRPC ports, three metrics listeners, the REST listener, the console,
+/// and with `--store etcd` two ports for each of three etcd members).
 pub fn free_port_base() -> u16 {
     for _ in 0..200 {
         let base = free_ports(1)[0];
-        if base < 60000 && (0..9).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if base < 60000 && (0..15).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
-    panic!("no nine consecutive free ports");
+    panic!("no 15 consecutive free ports");
 }
 
 /// One scrape of a metrics listener (`host:port`): `GET /metrics` over

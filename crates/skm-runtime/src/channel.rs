@@ -20,9 +20,19 @@ pub struct BadAddress {
 /// A channel to `addr` (`host:port`) that connects on first use and
 /// reconnects after failures.
 pub fn lazy_channel(addr: &str, tls: Arc<ClientConfig>) -> Result<Channel, BadAddress> {
+    lazy_channel_with_timeout(addr, tls, Duration::from_secs(5))
+}
+
+/// [`lazy_channel`] with a connect timeout of `connect_timeout` (TCP and
+/// the TLS handshake) instead of 5 s.
+pub fn lazy_channel_with_timeout(
+    addr: &str,
+    tls: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<Channel, BadAddress> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| BadAddress { addr: addr.to_owned() })?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);

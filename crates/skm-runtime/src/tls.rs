@@ -247,6 +247,18 @@ impl TlsIdentity {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(config))
     }
+
+    /// Client config for a server outside SKM's PKI (etcd): presents this
+    /// identity and checks the server's certificate the WebPKI way, chained
+    /// to this identity's CA and naming the host or IP address dialled.
+    pub fn web_pki_client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Arc::new(config))
+    }
 }
 
 /// Client config without a client certificate, accepting only a server with

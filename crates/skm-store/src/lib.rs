@@ -2,8 +2,10 @@
 //! compare-and-swap, so concurrent writers never lose an update, and with
 //! durable writes (a write returns only once it is flushed).
 //!
-//! Backends: [`SledStore`] (embedded, one directory per tier) and
-//! [`MemoryStore`] (in memory, not durable: for unit tests). Values are
+//! Backends: [`SledStore`] (embedded, one directory per tier),
+//! [`EtcdStore`] (etcd's v3 API over mutual TLS, for a fleet of replicas)
+//! and [`MemoryStore`] (in memory, not durable: for unit tests);
+//! [`AnyStore`] is the one a daemon's config chose ([`config`]). Values are
 //! opaque bytes: kms-api encrypts every record before it reaches a store.
 //!
 //! With the `conformance` feature, [`conformance`] is the suite of semantics
@@ -14,11 +16,16 @@
 
 use std::future::Future;
 
+mod any;
+pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod etcd;
 mod memory;
 mod sled_store;
 
+pub use any::AnyStore;
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 

@@ -1,0 +1,205 @@
+//! skm-store's etcd backend against a real three-member etcd cluster
+//! (Debian's etcd-server, TLS on client and peer URLs): the conformance
+//! suite every backend passes, a member lost and back, and quorum lost
+//! and back without reopening the store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use skm::etcd::EtcdCluster;
+use skm_store::conformance::{self, Backend};
+use skm_store::etcd::EtcdConfig;
+use skm_store::{EtcdStore, Expect, Store, StoreError};
+use tempfile::TempDir;
+
+const CLIENT: &str = "kms-api";
+
+async fn cluster() -> (EtcdCluster, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = EtcdCluster::prepare(dir.path(), 3, skm_e2e::free_port_base(), &[CLIENT]).unwrap();
+    cluster.start(CLIENT).await.unwrap();
+    (cluster, dir)
+}
+
+/// Each case gets a prefix of its own on the one cluster.
+struct Etcd<'c> {
+    cluster: &'c EtcdCluster,
+    next: AtomicUsize,
+}
+
+impl Backend for Etcd<'_> {
+    type S = EtcdStore;
+    type Location = EtcdConfig;
+
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn fresh(&self) -> (EtcdStore, EtcdConfig) {
+        let case = self.next.fetch_add(1, Ordering::Relaxed);
+        let config = self.cluster.store_config(CLIENT, &format!("conformance/{case}/"));
+        (EtcdStore::open(&config).await.unwrap(), config)
+    }
+
+    async fn reopen(&self, store: EtcdStore, config: &EtcdConfig) -> Option<EtcdStore> {
+        drop(store);
+        Some(EtcdStore::open(config).await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_conforms() {
+    let (cluster, _dir) = cluster().await;
+    let report = conformance::run_all(&Etcd { cluster: &cluster, next: AtomicUsize::new(0) }).await;
+    assert!(report.skipped.is_empty(), "etcd is durable and skips nothing: {:?}", report.skipped);
+}
+
+/// Writes go on through the other members when the first endpoint's member
+/// dies, and the member catches up when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_member_is_routed_around_and_catches_up() {
+    let (mut cluster, _dir) = cluster().await;
+    let config = cluster.store_config(CLIENT, "member-loss/");
+    let store = EtcdStore::open(&config).await.unwrap();
+    assert_eq!(store.put(b"k", b"v1", Expect::Absent).await.unwrap(), 1);
+
+    cluster.kill(0);
+    // The store's first endpoint is the dead member: reads and writes move on.
+    assert_eq!(store.get(b"k").await.unwrap().unwrap().value, b"v1");
+    let mut revision = 1;
+    for i in 2..=20u64 {
+        revision = store.put(b"k", format!("v{i}").as_bytes(), Expect::Revision(revision)).await.unwrap();
+    }
+    assert_eq!(revision, 20);
+
+    cluster.restart(0).unwrap();
+    let only_first = EtcdConfig { endpoints: cluster.endpoints()[..1].to_vec(), ..config.clone() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // A linearizable read on the restarted member answers once it has
+        // caught up with the leader, and then with every acknowledged write.
+        match EtcdStore::open(&only_first).await {
+            Ok(first) => {
+                let read = first.get(b"k").await.unwrap().unwrap();
+                assert_eq!((read.revision, read.value.as_slice()), (20, b"v20".as_slice()));
+                break;
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("member 1 not back yet: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("member 1 did not come back: {e:?}"),
+        }
+    }
+}
+
+/// Without a quorum a write fails with etcd's own reason (never a silent
+/// success), and the same store works again once the quorum is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_loss_fails_writes_and_recovers_without_reopening() {
+    let (mut cluster, _dir) = cluster().await;
+    let config = EtcdConfig { request_timeout: Duration::from_secs(2), ..cluster.store_config(CLIENT, "quorum/") };
+    let store = EtcdStore::open(&config).await.unwrap();
+    store.put(b"before", b"1", Expect::Absent).await.unwrap();
+
+    cluster.kill(1);
+    cluster.kill(2);
+    let error = store.put(b"during", b"2", Expect::Absent).await.unwrap_err();
+    let StoreError::Backend(source) = &error else { panic!("expected a backend error, got {error:?}") };
+    let message = source.to_string();
+    assert!(message.starts_with("etcd at 127.0.0.1:"), "the error names the member: {message}");
+
+    cluster.restart(1).unwrap();
+    cluster.restart(2).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match store.put(b"after", b"3", Expect::Absent).await {
+            Ok(revision) => {
+                assert_eq!(revision, 1);
+                break;
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("no quorum yet: {e:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("the cluster did not recover: {e:?}"),
+        }
+    }
+    assert_eq!(store.get(b"before").await.unwrap().unwrap().value, b"1");
+    // The failed write may or may not have been committed (its outcome was
+    // unknown to the caller); whichever it was, it is there whole or not at all.
+    if let Some(during) = store.get(b"during").await.unwrap() {
+        assert_eq!((during.revision, during.value.as_slice()), (1, b"2".as_slice()));
+    }
+}
+
+/// The whole stack on etcd: kms-api's and system-keyd's records are in
+/// etcd (not in sled), survive a restart of every tier, and etcd's own
+/// files (WAL and bbolt database of every member) hold no key and no
+/// plaintext in the clear — the same raw scan the sled stores get in
+/// spine.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_on_etcd_keeps_only_ciphertext_there() {
+    use skm::devstack::{DevSeal, etcd_prefix};
+    use skm_e2e::{InProcess, aes_key, decrypt, encodings, encrypt, files_below, holds_bytes, wait_ready};
+    use skm_runtime::Service;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clients = [Service::KmsApi.name(), Service::SystemKeyd.name()];
+    let mut cluster = EtcdCluster::prepare(dir.path(), 3, skm_e2e::free_port_base(), &clients).unwrap();
+    cluster.start(CLIENT).await.unwrap();
+    let ready = Duration::from_secs(30);
+
+    let stack = InProcess::start_on_etcd(DevSeal::Passphrase, &cluster).await.unwrap();
+    let skm = stack.client().unwrap();
+    wait_ready(&skm, ready).await.unwrap();
+    let key = aes_key(&skm, "on-etcd").await.unwrap();
+    let plaintext = format!("ETCD-CANARY-{}", hex::encode(skm_crypto::random_array::<8>().unwrap()));
+    let ciphertext = encrypt(&skm, &key, plaintext.as_bytes(), b"").await.unwrap();
+    let root_key = stack.root().danger_root_key().unwrap();
+    let system_keys = stack.kms().danger_system_keys();
+    let user_key: [u8; 32] = stack.kms().danger_key_material(&key, 1).await.unwrap().try_into().unwrap();
+
+    // Every tier restarted: what kms-api knows, it reads back from etcd.
+    let mut stack = stack.restart(|_| {}).await.unwrap();
+    let skm = stack.client().unwrap();
+    wait_ready(&skm, ready).await.unwrap();
+    assert_eq!(decrypt(&skm, &key, &ciphertext, b"").await.unwrap(), plaintext.as_bytes());
+    stack.stop().await.unwrap();
+
+    for service in [Service::KmsApi, Service::SystemKeyd] {
+        let records = EtcdStore::open(&cluster.store_config(service.name(), &etcd_prefix(service))).await.unwrap();
+        assert!(!records.list(b"").await.unwrap().is_empty(), "{} wrote nothing to etcd", service.name());
+        let sled_db = stack.stack.data_dir(service).join("db");
+        assert!(!sled_db.exists(), "{} opened a sled store at {}", service.name(), sled_db.display());
+    }
+    // A client certificate of one tier reads only where it is told; etcd
+    // itself has no per-prefix permissions here (see docs/deploy).
+    drop(cluster);
+
+    let mut needles: Vec<(&str, Vec<u8>)> = vec![("plaintext", plaintext.into_bytes())];
+    for (name, secret) in std::iter::once(("root key", root_key))
+        .chain(system_keys.iter().map(|k| ("system key", *k)))
+        .chain(std::iter::once(("user key", user_key)))
+    {
+        needles.extend(encodings(&secret).into_iter().map(|e| (name, e)));
+    }
+    let mut records_seen = 0;
+    for member in ["member-1", "member-2", "member-3"] {
+        let files = files_below(&dir.path().join(member));
+        assert!(!files.is_empty(), "{member} has no data files");
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            // The scan reads where the records are: their keys are in the clear.
+            if holds_bytes(&bytes, etcd_prefix(Service::KmsApi).as_bytes()) {
+                records_seen += 1;
+            }
+            for (what, needle) in &needles {
+                assert!(!holds_bytes(&bytes, needle), "etcd holds the {what} in the clear in {}", file.display());
+            }
+        }
+    }
+    assert!(records_seen >= 3, "every member's files hold kms-api's records ({records_seen} files did)");
+}
