@@ -117,11 +117,13 @@ fn browser_drives_forms_and_reports_csp_violations_cookies_and_screenshots() {
     assert_eq!((visit.path.as_deref(), visit.domain.as_deref(), visit.expiry), (Some("/"), Some("127.0.0.1"), None));
 
     // `fill` replaces the field's value: the server gets only what was typed,
-    // form-encoded, and the redirect after the post is followed.
+    // form-encoded, and the redirect after the post is followed (`submit`
+    // waits for the new page: reading the URL right after a bare click
+    // raced the navigation and saw the old page).
     browser.fill("#n", "Ada & Co").unwrap();
     assert_eq!(input.property("value").unwrap(), json!("Ada & Co"));
     assert_eq!(input.attr("value").unwrap().as_deref(), Some("old"));
-    browser.click("form button").unwrap();
+    browser.submit("form button").unwrap();
     assert_eq!(browser.current_url().unwrap(), format!("{base}/done"));
     assert_eq!(browser.find("#done").unwrap().text().unwrap(), "Thanks");
     assert!(browser.source().unwrap().contains("<p id=\"done\">Thanks</p>"));
