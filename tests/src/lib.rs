@@ -238,28 +238,23 @@ impl InProcess {
         clock: std::sync::Arc<dyn kms_api::clock::Clock>,
         configure: impl FnOnce(&mut kms_api::Config),
     ) -> anyhow::Result<Self> {
+        let (dir, stack) = Self::prepare(seal)?;
+        Self::launch(dir, stack, clock, configure).await
+    }
+
+    /// A fresh stack directory with its files, on ephemeral ports.
+    fn prepare(seal: DevSeal) -> anyhow::Result<(TempDir, DevStack)> {
         skm_runtime::tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
-        let stack = devstack::prepare(
-            dir.path(),
-            Ports { user: 0, admin: 0, root: 0, system: 0, rest: None, console: None },
-            seal,
-            TRUST_DOMAIN,
-        )?;
-        Self::launch(dir, stack, clock, configure).await
+        let ports = Ports { user: 0, admin: 0, root: 0, system: 0, rest: None, console: None };
+        let stack = devstack::prepare(dir.path(), ports, seal, TRUST_DOMAIN)?;
+        Ok((dir, stack))
     }
 
     /// As [`InProcess::start`], with kms-api's and system-keyd's records
     /// on `etcd` instead of sled ([`devstack::store_on_etcd`]).
     pub async fn start_on_etcd(seal: DevSeal, etcd: &skm::etcd::EtcdCluster) -> anyhow::Result<Self> {
-        skm_runtime::tls::install_crypto_provider();
-        let dir = tempfile::tempdir()?;
-        let stack = devstack::prepare(
-            dir.path(),
-            Ports { user: 0, admin: 0, root: 0, system: 0, rest: None, console: None },
-            seal,
-            TRUST_DOMAIN,
-        )?;
+        let (dir, stack) = Self::prepare(seal)?;
         devstack::store_on_etcd(&stack, etcd)?;
         Self::launch(dir, stack, std::sync::Arc::new(kms_api::clock::SystemClock), |_| {}).await
     }
