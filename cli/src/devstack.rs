@@ -206,15 +206,22 @@ pub fn etcd_prefix(service: Service) -> String {
     format!("skm/{}/", service.name())
 }
 
+/// The name of the first (or only) kms-api replica on etcd.
+pub const FIRST_REPLICA: &str = "kms-api-1";
+
 /// Moves kms-api's and system-keyd's records onto `cluster` (`store =
-/// "etcd"`, each tier with its own client certificate and key prefix);
-/// root-keyd keeps its seal file, which never goes into a shared store.
+/// "etcd"`, each tier with its own client certificate and key prefix;
+/// kms-api is replica [`FIRST_REPLICA`]); root-keyd keeps its seal file,
+/// which never goes into a shared store.
 pub fn store_on_etcd(stack: &DevStack, cluster: &crate::etcd::EtcdCluster) -> anyhow::Result<()> {
     for service in [Service::SystemKeyd, Service::KmsApi] {
         let path = stack.config(service);
         let mut config: toml::Table = std::fs::read_to_string(&path)?.parse()?;
         config.insert("store".into(), "etcd".into());
         config.insert("etcd".into(), cluster.config_section(service.name(), &etcd_prefix(service)).into());
+        if service == Service::KmsApi {
+            config.insert("replica".into(), FIRST_REPLICA.into());
+        }
         std::fs::write(&path, format!("# {} (written by skm dev)\n{}", service.name(), toml::to_string(&config)?))?;
     }
     Ok(())

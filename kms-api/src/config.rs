@@ -42,6 +42,10 @@ struct RawConfig {
     store: StoreKind,
     #[serde(default)]
     etcd: Option<EtcdSection>,
+    #[serde(default)]
+    replica: Option<String>,
+    #[serde(default = "default_cache_max_staleness")]
+    cache_max_staleness_ms: u64,
     #[serde(default = "default_audit_sync")]
     audit_sync: String,
     #[serde(default = "default_audit_sync_interval")]
@@ -107,6 +111,42 @@ fn default_store_cache_mb() -> u64 {
     skm_store::SledStore::DEFAULT_CACHE_BYTES / (1024 * 1024)
 }
 
+fn default_cache_max_staleness() -> u64 {
+    1000
+}
+
+/// The longest replica name.
+const MAX_REPLICA_NAME: usize = 64;
+
+/// A replica's name: 1..=64 of `a-z`, `0-9` and `-`.
+fn replica_name(store: &StoreConfig, replica: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(name) = replica else {
+        if matches!(store, StoreConfig::Etcd(_)) {
+            return Err(ConfigError::invalid(
+                "replica",
+                "is required with store = \"etcd\": a name unique among the replicas sharing the etcd prefix (1..=64 of a-z, 0-9, -)",
+            ));
+        }
+        return Ok(None);
+    };
+    let good = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if name.is_empty() || name.len() > MAX_REPLICA_NAME || !name.chars().all(good) {
+        return Err(ConfigError::invalid(
+            "replica",
+            format!("is {name:?}; must be 1..={MAX_REPLICA_NAME} of a-z, 0-9, -"),
+        ));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// `cache_max_staleness_ms`: 100..=60000.
+fn staleness_bound(ms: u64) -> Result<Duration, ConfigError> {
+    if !(100..=60_000).contains(&ms) {
+        return Err(ConfigError::invalid("cache_max_staleness_ms", format!("is {ms}; must be 100..=60000")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 fn default_audit_sync() -> String {
     "fsync".into()
 }
@@ -132,6 +172,13 @@ pub struct Config {
     /// Where the encrypted records live: sled in `data_dir` (default) or
     /// etcd (`store = "etcd"`, `[etcd]`).
     pub store: StoreConfig,
+    /// This replica's name among those sharing an etcd store (`replica`,
+    /// required there): its audit anchor is its own.
+    pub replica: Option<String>,
+    /// On a shared store, how old the watch's last report may be before
+    /// the cache stops answering (`cache_max_staleness_ms`, 100..=60000,
+    /// default 1000).
+    pub cache_max_staleness: Duration,
     /// root-keyd's `host:port`.
     pub root_keyd: String,
     /// system-keyd's `host:port`.
@@ -287,6 +334,8 @@ impl Config {
         let metrics_listen = raw.metrics.validate("metrics")?;
         let data_dir = config::resolve(path, &raw.data_dir);
         let store = StoreConfig::from_sections(raw.store, raw.etcd.as_ref(), &data_dir, path)?;
+        let replica = replica_name(&store, raw.replica.as_deref())?;
+        let cache_max_staleness = staleness_bound(raw.cache_max_staleness_ms)?;
         let audit_dir = raw.audit_dir.map_or_else(|| data_dir.join("audit"), |d| config::resolve(path, &d));
         Ok(Self {
             user_listen: raw.user_listen,
@@ -295,6 +344,8 @@ impl Config {
             id,
             data_dir,
             store,
+            replica,
+            cache_max_staleness,
             audit_dir,
             audit_sync,
             user_proxy_protocol_from,
@@ -429,5 +480,35 @@ mod tests {
             "console_listen": "127.0.0.1:7708", "console_session_idle_secs": 600, "console_session_max_secs": 300
         }));
         assert!(max.contains("console_session_max_secs") && max.contains("(600)..=604800"), "{max}");
+    }
+
+    #[test]
+    fn a_replica_on_etcd_needs_a_name_and_the_staleness_bound_is_checked() {
+        let sled = StoreConfig::Sled { dir: PathBuf::from("d") };
+        assert_eq!(replica_name(&sled, None).unwrap(), None);
+        assert_eq!(replica_name(&sled, Some("kms-api-1")).unwrap().as_deref(), Some("kms-api-1"));
+        let etcd = StoreConfig::Etcd(skm_store::etcd::EtcdConfig {
+            endpoints: vec!["127.0.0.1:2379".into()],
+            tls: skm_runtime::tls::TlsFiles {
+                ca: PathBuf::from("ca.pem"),
+                cert: PathBuf::from("c.pem"),
+                key: PathBuf::from("k.pem"),
+            },
+            prefix: b"skm/".to_vec(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        });
+        let missing = replica_name(&etcd, None).unwrap_err().to_string();
+        assert!(missing.contains("replica") && missing.contains("store = \"etcd\""), "{missing}");
+        for bad in ["", "Kms", "a_b", &"x".repeat(65)] {
+            let refused = replica_name(&etcd, Some(bad)).unwrap_err().to_string();
+            assert!(refused.contains("1..=64 of a-z, 0-9, -"), "{bad:?}: {refused}");
+        }
+        assert_eq!(replica_name(&etcd, Some(&"x".repeat(64))).unwrap().map(|n| n.len()), Some(64));
+        assert_eq!(staleness_bound(1000).unwrap(), Duration::from_secs(1));
+        for bad in [0, 99, 60_001] {
+            let refused = staleness_bound(bad).unwrap_err().to_string();
+            assert!(refused.contains("cache_max_staleness_ms") && refused.contains("100..=60000"), "{refused}");
+        }
     }
 }

@@ -37,6 +37,7 @@ use crate::system_keys::NotReady;
 mod audit_ops;
 mod cache;
 mod caller;
+mod coherence;
 mod console;
 mod data;
 mod import;
@@ -282,9 +283,10 @@ impl<S: Store + Clone> Kms<S> {
         if let Some(k) = self.cache.key(id) {
             return Ok(k);
         }
+        let ticket = self.cache.ticket();
         let (key, stored) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
         let key = Arc::new(key);
-        self.cache.put_key(*id, stored.revision, key.clone());
+        self.cache.put_key(*id, stored.revision, key.clone(), ticket);
         Ok(key)
     }
 

@@ -149,7 +149,12 @@ pub async fn start_with_clock(
     // Nothing is written to the log until it has been compared with its
     // anchor (once the system keys are loaded).
     audit.hold_until_anchored();
-    let records = records::Records::new(store, keyring.clone());
+    // Other replicas write a shared store too: follow its changes.
+    let changes = store.watch(config.cache_max_staleness / 4);
+    let mut records = records::Records::new(store, keyring.clone());
+    if let Some(replica) = &config.replica {
+        records = records.for_replica(replica);
+    }
     // Waited for at shutdown, so that a clean stop anchors the last entry.
     let anchor_task = tokio::spawn({
         let anchoring = anchor::run(audit.clone(), records.clone(), keyring.clone(), shutdown.clone());
@@ -168,7 +173,13 @@ pub async fn start_with_clock(
             max_secs: i64::try_from(console.max_secs).unwrap_or(i64::MAX),
         });
     }
+    if changes.is_some() {
+        core = core.with_shared_store(config.cache_max_staleness);
+    }
     let kms = Arc::new(core);
+    if let Some(changes) = changes {
+        tokio::spawn(kms.clone().follow_store(changes, shutdown.clone()));
+    }
     tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
     tokio::spawn(reseal::run(records.clone(), config.reseal_records_per_sec, shutdown.clone()));
 
@@ -421,6 +432,13 @@ fn register_metrics(
             let all = hits + (s.key_misses + s.keystore_misses) as f64;
             if all > 0.0 { hits / all } else { 0.0 }
         },
+    );
+    let k = Arc::downgrade(kms);
+    metrics.gauge_fn(
+        "skm_cache_fresh",
+        "1 while the cache may answer: always on sled; on etcd while the store's watch has vouched for it within cache_max_staleness_ms (0: every lookup reads etcd)",
+        &[],
+        move || k.upgrade().map_or(0.0, |k| f64::from(u8::from(k.cache_fresh()))),
     );
 }
 

@@ -12,7 +12,7 @@
 //! | `lastuse/<key id>` | last use (i64 BE), sealed | key id |
 //! | `due/<unix secs u64 BE>/<r or d>/<key id>` | empty: when a key is due for rotation (r) or destruction (d) | — |
 //! | `oprevoked/<sha256>` | empty: a revoked operator certificate | — |
-//! | `auditanchor` | the audit log's anchor: seq (u64 BE) ‖ MAC of that entry, sealed | — |
+//! | `auditanchor`, `auditanchor/<replica>` | the audit log's anchor (of the one kms-api, or of each named replica on a shared store): seq (u64 BE) ‖ MAC of that entry, sealed | — |
 //! | `sysmanifest` | the system key versions kms-api has seen, the highest active one and the retired ones (JSON), sealed | — |
 //! | `sysretired` | the audit keys of retired system key versions (JSON), sealed | — |
 //! | `resealcursor` | the background re-seal's target version (u32 BE) ‖ done (0/1) ‖ next store key, clear | — |
@@ -338,6 +338,34 @@ fn due_key(due: &Due) -> Vec<u8> {
     out
 }
 
+/// What a changed store key means for what a replica holds in memory
+/// (the watch of a shared store reports store keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// A keystore's record (policy, certificates, CA).
+    Keystore(Id),
+    /// A key's head or one of its versions.
+    Key(Id),
+    /// An operator certificate was revoked (its SHA-256).
+    OperatorRevoked(String),
+}
+
+impl Changed {
+    /// The meaning of a change to `key`; `None` for the records no replica
+    /// keeps in memory (indexes, last uses, due times, anchors, …).
+    pub fn of(key: &[u8]) -> Option<Self> {
+        let id = |rest: &[u8]| std::str::from_utf8(rest.get(..32)?).ok()?.parse::<Id>().ok();
+        if let Some(rest) = key.strip_prefix(b"ks/".as_slice()) {
+            return id(rest).map(Changed::Keystore);
+        }
+        if let Some(rest) = key.strip_prefix(b"key/".as_slice()).or_else(|| key.strip_prefix(b"keyver/".as_slice())) {
+            return id(rest).map(Changed::Key);
+        }
+        let sha = key.strip_prefix(OPERATOR_REVOKED_PREFIX)?;
+        String::from_utf8(sha.to_vec()).ok().map(Changed::OperatorRevoked)
+    }
+}
+
 fn parse_due(key: &[u8]) -> Option<Due> {
     let rest = key.strip_prefix(DUE_PREFIX)?;
     if rest.len() != 8 + 3 + 32 {
@@ -397,12 +425,22 @@ pub enum Retire {
 pub struct Records<S> {
     store: S,
     keyring: SystemKeys,
+    /// `auditanchor`, or `auditanchor/<replica>` for a named replica.
+    anchor_key: Vec<u8>,
 }
 
 impl<S: Store> Records<S> {
     /// Over an opened store and the (possibly not yet loaded) system keys.
     pub fn new(store: S, keyring: SystemKeys) -> Self {
-        Self { store, keyring }
+        Self { store, keyring, anchor_key: AUDIT_ANCHOR_KEY.to_vec() }
+    }
+
+    /// The records of the replica named `replica` among several sharing
+    /// the store: its audit log's anchor is its own
+    /// (`auditanchor/<replica>`).
+    pub fn for_replica(mut self, replica: &str) -> Self {
+        self.anchor_key = [AUDIT_ANCHOR_KEY, b"/", replica.as_bytes()].concat();
+        self
     }
 
     /// The system keys these records are sealed with.
@@ -915,9 +953,10 @@ impl<S: Store> Records<S> {
     /// The audit log's anchor: the seq and MAC of an entry it must hold
     /// (`None` before the first is saved).
     pub async fn audit_anchor(&self) -> Result<Option<(u64, [u8; 32])>, RecordError> {
-        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(AUDIT_ANCHOR_KEY).into_owned());
-        let Some(v) = self.store.get(AUDIT_ANCHOR_KEY).await? else { return Ok(None) };
-        let plain = self.open(AUDIT_ANCHOR_KEY, b"", &v.value)?;
+        let key = &self.anchor_key;
+        let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(key).into_owned());
+        let Some(v) = self.store.get(key).await? else { return Ok(None) };
+        let plain = self.open(key, b"", &v.value)?;
         if plain.len() != 8 + 32 {
             return Err(corrupt());
         }
@@ -929,8 +968,8 @@ impl<S: Store> Records<S> {
     /// Saves the audit log's anchor (durable when this returns).
     pub async fn save_audit_anchor(&self, seq: u64, mac: &[u8; 32]) -> Result<(), RecordError> {
         let plain = [&seq.to_be_bytes()[..], &mac[..]].concat();
-        let value = self.seal(AUDIT_ANCHOR_KEY, b"", &plain)?;
-        self.store.put(AUDIT_ANCHOR_KEY, &value, Expect::Any).await?;
+        let value = self.seal(&self.anchor_key, b"", &plain)?;
+        self.store.put(&self.anchor_key, &value, Expect::Any).await?;
         Ok(())
     }
 
@@ -1317,5 +1356,21 @@ mod tests {
         assert_eq!((&raw[..], raw.capacity()), (&[1u8; 64][..], 64));
         assert!(unhex_zeroizing("abc").is_none());
         assert!(unhex_zeroizing("zz").is_none());
+    }
+
+    #[test]
+    fn a_changed_store_key_names_what_a_replica_must_forget() {
+        let id = Id::from_bytes([7; 16]);
+        assert_eq!(Changed::of(&ks_key(&id)), Some(Changed::Keystore(id)));
+        assert_eq!(Changed::of(&key_key(&id)), Some(Changed::Key(id)));
+        assert_eq!(Changed::of(&version_key(&id, 3)), Some(Changed::Key(id)));
+        let revoked = [OPERATOR_REVOKED_PREFIX, b"ab12"].concat();
+        assert_eq!(Changed::of(&revoked), Some(Changed::OperatorRevoked("ab12".into())));
+        for other in
+            [ks_name_key("x"), last_use_key(&id), import_key(&id), key_name_key(&id, "n"), b"auditanchor/a".to_vec()]
+        {
+            assert_eq!(Changed::of(&other), None, "{}", String::from_utf8_lossy(&other));
+        }
+        assert_eq!(Changed::of(b"key/not-an-id"), None);
     }
 }

@@ -123,9 +123,10 @@ pub fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Whether `haystack` holds `needle` anywhere.
+/// Whether `haystack` holds `needle` anywhere (memchr's substring search,
+/// optimised even in test builds: etcd's WAL files are 64 MiB each).
 pub fn holds_bytes(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// The repository's root folder.
@@ -331,6 +332,86 @@ impl InProcess {
             r.wait().await.map_err(|e| anyhow::anyhow!(e))?;
         }
         Ok(())
+    }
+}
+
+/// A second operator certificate `name` with `role`, issued by the stack's
+/// CA into `dir`: `profile` with that certificate, and its SHA-256 (hex).
+pub fn extra_operator(
+    stack: &DevStack,
+    profile: &Profile,
+    name: &str,
+    role: skm_runtime::Role,
+    dir: &Path,
+) -> (Profile, String) {
+    let pki = stack.dir.join("pki");
+    let read = |file: &str| std::fs::read_to_string(pki.join("ca").join(file)).expect("the stack's CA");
+    let ca = skm_pki::CertificateAuthority::load(TRUST_DOMAIN, &read("ca.pem"), &read("ca.key")).expect("the CA loads");
+    let issued = ca.issue_operator(name, role, 1).expect("an operator certificate");
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, &issued.cert_pem).expect("write the certificate");
+    std::fs::write(&key, &issued.key_pem).expect("write the key");
+    let der = skm_runtime::tls::certs_from_pem(issued.cert_pem.as_bytes()).expect("a PEM certificate");
+    let sha = hex::encode(skm_crypto::sha256(&der[0]));
+    let mut profile = profile.clone();
+    profile.operator = Some(skm_client::CertFiles { cert, key });
+    (profile, sha)
+}
+
+/// Another kms-api replica of an [`InProcess`] stack on etcd, in this
+/// process, with its own ports, data and audit directories.
+pub struct Replica {
+    /// Its handle.
+    pub kms: Option<kms_api::Running>,
+    /// The stack's profile, pointing at this replica.
+    pub profile: Profile,
+    trigger: ShutdownTrigger,
+}
+
+impl Replica {
+    /// A client with the operator certificate.
+    pub fn client(&self) -> anyhow::Result<Skm> {
+        Ok(self.profile.connect()?)
+    }
+
+    /// kms-api's handle.
+    pub fn kms(&self) -> &kms_api::Running {
+        self.kms.as_ref().expect("replica running")
+    }
+
+    /// Stops it and waits until it has anchored its audit log.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.trigger.trigger();
+        if let Some(k) = self.kms.take() {
+            k.wait().await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl InProcess {
+    /// Starts a second kms-api named `replica` on the same etcd prefix,
+    /// system-keyd and root-keyd (the stack's own kms-api is `kms-api-1`).
+    pub async fn start_replica(&self, replica: &str) -> anyhow::Result<Replica> {
+        let mut config = kms_api::Config::load(&self.stack.config(Service::KmsApi))?;
+        let dir = self.dir.path().join(replica);
+        config.replica = Some(replica.to_owned());
+        config.data_dir = dir.clone();
+        config.audit_dir = dir.join("audit");
+        config.user_listen = ([127, 0, 0, 1], 0).into();
+        config.admin_listen = ([127, 0, 0, 1], 0).into();
+        config.rest_listen = None;
+        config.console = None;
+        config.metrics_listen = None;
+        config.root_keyd = self.profile.root_keyd.clone();
+        config.system_keyd = self.profile.system_keyd.clone();
+        let (trigger, shutdown) = skm_runtime::shutdown::channel();
+        let kms = kms_api::start(config, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+        let mut profile = self.profile.clone();
+        profile.user_endpoint = kms.user_addr.to_string();
+        profile.admin_endpoint = kms.admin_addr.to_string();
+        profile.rest_endpoint = String::new();
+        Ok(Replica { kms: Some(kms), profile, trigger })
     }
 }
 

@@ -13,15 +13,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use prost::Message as _;
 use skm::devstack::DevSeal;
+use skm_client::Skm;
 use skm_client::admin::v1 as admin;
 use skm_client::api::v1 as api;
-use skm_client::{CertFiles, Skm};
-use skm_e2e::{InProcess, TRUST_DOMAIN, create_key, encrypt, keystore, keystore_with, wait_ready};
+use skm_e2e::{InProcess, create_key, encrypt, extra_operator, keystore, keystore_with, wait_ready};
 use skm_runtime::{Role, Service};
 use tonic::Code;
 
@@ -102,26 +102,6 @@ fn rpcs(service: &str) -> BTreeSet<String> {
         .filter(|s| s.name() == name)
         .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
         .collect()
-}
-
-/// A client with another admin operator certificate (to be revoked).
-fn second_admin(stack: &InProcess, dir: &Path) -> (Skm, String) {
-    let pki = stack.stack.dir.join("pki");
-    let ca = skm_pki::CertificateAuthority::load(
-        TRUST_DOMAIN,
-        &std::fs::read_to_string(pki.join("ca").join("ca.pem")).unwrap(),
-        &std::fs::read_to_string(pki.join("ca").join("ca.key")).unwrap(),
-    )
-    .unwrap();
-    let issued = ca.issue_operator("mallory", Role::Admin, 1).unwrap();
-    let (cert, key) = (dir.join("mallory.pem"), dir.join("mallory.key"));
-    std::fs::write(&cert, &issued.cert_pem).unwrap();
-    std::fs::write(&key, &issued.key_pem).unwrap();
-    let der = skm_runtime::tls::certs_from_pem(issued.cert_pem.as_bytes()).unwrap();
-    let sha = hex::encode(skm_crypto::sha256(&der[0]));
-    let mut profile = stack.profile.clone();
-    profile.operator = Some(CertFiles { cert, key });
-    (profile.connect().unwrap(), sha)
 }
 
 struct Fixture {
@@ -528,7 +508,8 @@ async fn every_rpc_leaves_exactly_its_audit_entries() {
         assert_eq!(log.since(from), owned(&want_denied), "{rpc} denied");
     }
 
-    let (mallory, mallory_sha) = second_admin(&stack, files.path());
+    let (mallory, mallory_sha) = extra_operator(&stack.stack, &stack.profile, "mallory", Role::Admin, files.path());
+    let mallory = mallory.connect().unwrap();
     skm.admin().unwrap().revoke_operator(admin::RevokeOperatorRequest { sha256: mallory_sha }).await.unwrap();
     let ids = AdminIds {
         keystore: open.clone(),

@@ -135,6 +135,83 @@ async fn quorum_loss_fails_writes_and_recovers_without_reopening() {
     }
 }
 
+async fn next_event(events: &mut tokio::sync::mpsc::Receiver<skm_store::WatchEvent>) -> skm_store::WatchEvent {
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+    event.expect("a watch event within 10 s").expect("the watch runs")
+}
+
+/// The watch reports every change under its own prefix and none of
+/// another's, vouches for progress only after what it reported, and
+/// starts again on another member when its own dies, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_reports_changes_and_restarts_on_another_member() {
+    use skm_store::WatchEvent;
+
+    let (mut cluster, _dir) = cluster().await;
+    let config = cluster.store_config(CLIENT, "watched/");
+    let store = EtcdStore::open(&config).await.unwrap();
+    let neighbour = EtcdStore::open(&cluster.store_config(CLIENT, "watched-not/")).await.unwrap();
+    let mut events = store.watch(Duration::from_millis(50));
+    assert!(matches!(next_event(&mut events).await, WatchEvent::Restarted { .. }));
+
+    // Every change is reported before a progress check begun after it.
+    for round in 0..3u8 {
+        neighbour.put(b"other", &[round], Expect::Any).await.unwrap();
+        let key = format!("k{round}");
+        store.put(key.as_bytes(), b"v", Expect::Absent).await.unwrap();
+        let written = std::time::Instant::now();
+        let mut seen = false;
+        loop {
+            match next_event(&mut events).await {
+                WatchEvent::Changed(k) => {
+                    assert_eq!(k, key.as_bytes(), "only this prefix's keys, without the prefix");
+                    seen = true;
+                }
+                WatchEvent::UpToDate { as_of } if as_of > written => {
+                    assert!(seen, "vouched for {key} before reporting it");
+                    break;
+                }
+                WatchEvent::UpToDate { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    store.delete(b"k0", Expect::Any).await.unwrap();
+    loop {
+        match next_event(&mut events).await {
+            WatchEvent::Changed(k) => {
+                assert_eq!(k, b"k0", "a deletion is a change");
+                break;
+            }
+            WatchEvent::UpToDate { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // The watch's member (the first endpoint) dies: it starts again.
+    cluster.kill(0);
+    let died = std::time::Instant::now();
+    loop {
+        match next_event(&mut events).await {
+            WatchEvent::Restarted { as_of } if as_of > died => break,
+            WatchEvent::UpToDate { as_of } => assert!(as_of < died, "vouched for progress after its member died"),
+            WatchEvent::Changed(k) => panic!("unexpected change {k:?}"),
+            WatchEvent::Restarted { .. } => {}
+        }
+    }
+    store.put(b"after", b"v", Expect::Absent).await.unwrap();
+    loop {
+        match next_event(&mut events).await {
+            WatchEvent::Changed(k) => {
+                assert_eq!(k, b"after");
+                break;
+            }
+            WatchEvent::UpToDate { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 /// The whole stack on etcd: kms-api's and system-keyd's records are in
 /// etcd (not in sled), survive a restart of every tier, and etcd's own
 /// files (WAL and bbolt database of every member) hold no key and no

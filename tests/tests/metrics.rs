@@ -131,6 +131,7 @@ async fn metrics_count_a_known_call_sequence_on_every_tier() {
         ("skm_audit_healthy", 1.0),
         ("skm_audit_anchor_ok", 1.0),
         ("skm_audit_anchor_missing_entries", 0.0),
+        ("skm_cache_fresh", 1.0),
         ("skm_system_key_active_version", 1.0),
         ("skm_system_key_versions", 1.0),
         ("skm_audit_queue_depth", 0.0),

@@ -3,7 +3,7 @@
 //! in their tests).
 
 use crate::config::StoreConfig;
-use crate::{EtcdStore, Op, SledStore, Store, StoreError, Versioned};
+use crate::{EtcdStore, Op, SledStore, Store, StoreError, Versioned, WatchEvent};
 
 /// The store a daemon runs on: sled or etcd. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -22,6 +22,16 @@ impl AnyStore {
             StoreConfig::Sled { dir } => Self::Sled(SledStore::open_with_cache(dir, sled_cache_bytes)?),
             StoreConfig::Etcd(etcd) => Self::Etcd(EtcdStore::open(etcd).await?),
         })
+    }
+
+    /// The changes other processes make to the store, when it is shared:
+    /// etcd's watch ([`EtcdStore::watch`]). `None` for sled, whose
+    /// directory only this process has open.
+    pub fn watch(&self, progress_every: std::time::Duration) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
+        match self {
+            Self::Sled(_) => None,
+            Self::Etcd(etcd) => Some(etcd.watch(progress_every)),
+        }
     }
 
     /// The backend's name, for logs: `sled` or `etcd`.

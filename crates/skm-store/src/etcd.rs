@@ -43,6 +43,8 @@ use tonic::transport::Channel;
 
 use crate::{Expect, Op, Store, StoreError, Versioned, printable};
 
+mod watch;
+
 /// Keys per page of a listing.
 pub const PAGE: i64 = 1000;
 
@@ -122,6 +124,8 @@ struct Inner {
 struct Endpoint {
     addr: String,
     kv: KvClient<Channel>,
+    /// For the watch ([`EtcdStore::watch`]).
+    channel: Channel,
 }
 
 /// Whether a failed call may be sent again, to another endpoint.
@@ -157,8 +161,8 @@ impl EtcdStore {
                     skm_runtime::channel::lazy_channel_with_timeout(addr, tls.clone(), config.connect_timeout)
                         .map_err(|_| backend(EtcdError::Endpoint(addr.clone())))?;
                 // Values are sealed records of a few KiB; pages hold PAGE of them.
-                let kv = KvClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-                Ok(Endpoint { addr: addr.clone(), kv })
+                let kv = KvClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+                Ok(Endpoint { addr: addr.clone(), kv, channel })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         if endpoints.is_empty() {

@@ -29,6 +29,25 @@ pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
+/// What a store's watch reports ([`EtcdStore::watch`]), in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The watch started, or started again after a break: a change made
+    /// before `as_of` may never be reported, so whatever was derived from
+    /// the store must be read afresh. Every change after it will be.
+    Restarted {
+        /// When the watch was asked for.
+        as_of: std::time::Instant,
+    },
+    /// A key was written or deleted (the key without the store's prefix).
+    Changed(Vec<u8>),
+    /// Every change committed before `as_of` has been reported.
+    UpToDate {
+        /// When the progress check was sent.
+        as_of: std::time::Instant,
+    },
+}
+
 /// A stored value with its revision (1 for the first write of a key,
 /// +1 for each later write; a deleted key starts again at 1).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -255,7 +255,7 @@ impl Operation for DeleteKeystore {
             Err(RecordError::Conflict(_)) => return Err(KmsError::Aborted),
             Err(e) => return Err(e.into()),
         }
-        kms.cache.remove_keystore(&id);
+        kms.cache.invalidate_keystore(&id);
         Ok(())
     }
 }
@@ -398,10 +398,11 @@ impl<S: Store + Clone> Kms<S> {
         if let Some(ks) = self.cache.keystore(id) {
             return Ok(ks);
         }
+        let ticket = self.cache.ticket();
         let (ks, revision) =
             self.records.keystore(id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
         let ks = Arc::new(ks);
-        self.cache.put_keystore(*id, revision, ks.clone());
+        self.cache.put_keystore(*id, revision, ks.clone(), ticket);
         Ok(ks)
     }
 
@@ -413,6 +414,7 @@ impl<S: Store + Clone> Kms<S> {
     {
         let id = parse_id("keystore_id", keystore_id)?;
         for _ in 0..16 {
+            let ticket = self.cache.ticket();
             let (mut ks, revision) = self
                 .records
                 .keystore(&id)
@@ -423,7 +425,7 @@ impl<S: Store + Clone> Kms<S> {
             match self.records.update_keystore(&ks, revision, old_alias.as_deref()).await {
                 Ok(()) => {
                     let ks = Arc::new(ks);
-                    self.cache.put_keystore(id, revision + 1, ks.clone());
+                    self.cache.put_keystore(id, revision + 1, ks.clone(), ticket);
                     return Ok(ks);
                 }
                 Err(RecordError::Conflict(key)) if key.starts_with("ksalias/") => {

@@ -545,6 +545,7 @@ impl Operation for CancelKeyDeletion {
 
 impl<S: Store + Clone> Kms<S> {
     async fn insert_key(&self, key: Key) -> Result<Arc<Key>, KmsError> {
+        let ticket = self.cache.ticket();
         match self.records.create_key(&key).await {
             Ok(()) => {}
             Err(RecordError::Conflict(_)) => {
@@ -557,7 +558,7 @@ impl<S: Store + Clone> Kms<S> {
         }
         tracing::info!(key_id = %key.id, keystore_id = %key.keystore_id, kind = key.kind().name(), "key created");
         let key = Arc::new(key);
-        self.cache.put_key(key.id, 1, key.clone());
+        self.cache.put_key(key.id, 1, key.clone(), ticket);
         Ok(key)
     }
 
@@ -623,6 +624,7 @@ impl<S: Store + Clone> Kms<S> {
     where
         F: FnOnce(&mut Key, i64) -> Result<(), KmsError> + Send,
     {
+        let ticket = self.cache.ticket();
         let (mut key, stored) = self.records.key(id).await?.ok_or_else(|| not_found(id))?;
         if let Some(cached) = self.cache.peek_key(id) {
             key.touch(cached.last_used());
@@ -636,7 +638,7 @@ impl<S: Store + Clone> Kms<S> {
         match written {
             Ok(()) => {
                 let key = Arc::new(key);
-                self.cache.put_key(*id, stored.revision + 1, key.clone());
+                self.cache.put_key(*id, stored.revision + 1, key.clone(), ticket);
                 Ok(Some(key))
             }
             Err(RecordError::Conflict(_)) => Ok(None),

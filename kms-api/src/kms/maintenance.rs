@@ -132,7 +132,7 @@ impl Operation for DestroyKey {
             Err(RecordError::Conflict(_)) => return Err(KmsError::Aborted),
             Err(e) => return Err(e.into()),
         }
-        kms.cache.remove_key(&self.key_id);
+        kms.cache.invalidate_key(&self.key_id);
         tracing::info!(key_id = %self.key_id, "key destroyed");
         Ok(())
     }

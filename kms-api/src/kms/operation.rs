@@ -250,6 +250,14 @@ impl<S: Store + Clone> Kms<S> {
         if O::EFFECT == Effect::Introspect {
             return op.run(self, &mut trail).await;
         }
+        // A replica whose watch lags reads the revoked list afresh before
+        // it trusts an operator certificate.
+        if matches!(caller.who, Who::Operator(_))
+            && !self.cache.fresh()
+            && let Err(e) = self.reload_revoked().await
+        {
+            return self.finish(&trail, Err(e)).await;
+        }
         if let Err(e) = self.authorise(caller, O::EFFECT).and_then(|()| op.subject().check()).and_then(|()| op.check())
         {
             return self.finish(&trail, Err(e)).await;

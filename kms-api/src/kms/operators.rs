@@ -25,7 +25,7 @@ impl RevokedOperators {
         Self { revoked: RwLock::new(revoked.into_iter().collect()) }
     }
 
-    fn revoke(&self, sha256: &str) {
+    pub(super) fn revoke(&self, sha256: &str) {
         self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(sha256.to_owned());
     }
 

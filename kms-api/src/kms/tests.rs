@@ -740,7 +740,7 @@ async fn old_layout_keys_load_and_are_rewritten_on_their_first_change() {
         crate::model::Material::Aes256(v) => assert_eq!(v.get(1).unwrap().material.danger_expose(), &raw[0]),
         other => panic!("{other:?}"),
     }
-    core.kms.cache.remove_key(&id);
+    core.kms.cache.invalidate_key(&id);
     assert_eq!(&core.kms.execute(&caller, decrypt(1)).await.unwrap().plaintext[..], b"old");
 }
 
