@@ -150,7 +150,7 @@ pub async fn start_with_clock(
     // anchor (once the system keys are loaded).
     audit.hold_until_anchored();
     // Other replicas write a shared store too: follow its changes.
-    let changes = store.watch(config.cache_max_staleness / 4);
+    let changes = store.watch(config.replica.as_deref().unwrap_or("kms-api"), config.cache_max_staleness / 4);
     let mut records = records::Records::new(store, keyring.clone());
     if let Some(replica) = &config.replica {
         records = records.for_replica(replica);

@@ -27,10 +27,14 @@ impl AnyStore {
     /// The changes other processes make to the store, when it is shared:
     /// etcd's watch ([`EtcdStore::watch`]). `None` for sled, whose
     /// directory only this process has open.
-    pub fn watch(&self, progress_every: std::time::Duration) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
+    pub fn watch(
+        &self,
+        name: &str,
+        progress_every: std::time::Duration,
+    ) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
         match self {
             Self::Sled(_) => None,
-            Self::Etcd(etcd) => Some(etcd.watch(progress_every)),
+            Self::Etcd(etcd) => Some(etcd.watch(name, progress_every)),
         }
     }
 

@@ -44,6 +44,7 @@ use tonic::transport::Channel;
 use crate::{Expect, Op, Store, StoreError, Versioned, printable};
 
 mod watch;
+pub use watch::BEACON_PREFIX;
 
 /// Keys per page of a listing.
 pub const PAGE: i64 = 1000;

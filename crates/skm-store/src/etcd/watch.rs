@@ -1,27 +1,33 @@
 //! [`EtcdStore::watch`]: every change under the store's prefix, with a
 //! heartbeat that says how recent the last report is.
 //!
-//! One watch stream on one member at a time. After it is created the
+//! One watch stream on one member at a time. After it is first created the
 //! watch reports [`WatchEvent::Restarted`]; then each written or deleted
-//! key as [`WatchEvent::Changed`], and, every `progress_every`, the answer
-//! to a progress request (etcd's `WatchProgressRequest`) as
-//! [`WatchEvent::UpToDate`] with the instant the check began. A check
-//! first reads the cluster's revision linearizably (so it covers every
-//! write acknowledged before that instant, on any member), then asks the
-//! watch's member for its progress; etcd answers only once the watcher has
-//! sent every event up to the member's own revision, and the check counts
-//! only when that revision has reached the cluster's. So a member that
-//! lags or is cut off from the others (and would go on answering with its
-//! old revision) never vouches for changes it has not seen. A stream that
-//! breaks, or leaves a check unsatisfied for four periods, is dropped, and
-//! the watch starts again on the next member, reporting `Restarted` again
-//! (changes between the two streams are not replayed: the consumer reads
-//! afresh instead).
+//! key as [`WatchEvent::Changed`], and, every `progress_every`, a
+//! [`WatchEvent::UpToDate`] with the instant a check began. A check writes
+//! the watch's beacon key (`watchbeacon/<name>`, a counter) and waits for
+//! the watch to report that write: etcd delivers a watch's events in
+//! revision order, and the beacon's revision is above that of every write
+//! acknowledged before the check began (on any member: the write goes
+//! through the leader), so once the beacon arrives every such change has
+//! been reported. A member that lags or is cut off can't deliver the
+//! beacon, so it never vouches for changes it has not seen. Beacons are
+//! not reported as changes.
 //!
-//! etcd before 3.4.25 and 3.5.8 may send a progress answer just ahead of
-//! events already queued for the same stream (etcd issue #15220); those
-//! events then arrive right after it, so `UpToDate` can run ahead of the
-//! events by that reordering, not by more.
+//! Why not etcd's own progress requests: etcd 3.4 answers a
+//! `WatchProgressRequest` at once with its current revision even while the
+//! watcher is still catching up (e.g. after resuming from an older
+//! revision), ahead of the events it has not sent yet — found by
+//! tests/tests/etcd_store.rs — and before 3.4.25/3.5.8 an answer can also
+//! overtake queued events (etcd issue #15220). A beacon costs one small
+//! write per check (4 a second with the default staleness bound).
+//!
+//! A stream that breaks, or leaves a check unanswered for four periods, is
+//! dropped, and the watch starts again on the next member, from the
+//! revision after the last event it reported, so nothing is missed and no
+//! restart is reported. Only when etcd has compacted that history does it
+//! start from the member's current revision and report `Restarted` again
+//! (the consumer then reads afresh).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,11 +35,14 @@ use std::time::{Duration, Instant};
 
 use skm_proto::etcd::watch_client::WatchClient;
 use skm_proto::etcd::watch_request::RequestUnion;
-use skm_proto::etcd::{WatchCreateRequest, WatchProgressRequest, WatchRequest};
+use skm_proto::etcd::{WatchCreateRequest, WatchRequest};
 use tokio::sync::mpsc;
 
 use super::{EtcdError, EtcdStore, Inner, prefix_end};
-use crate::WatchEvent;
+use crate::{Expect, Store, WatchEvent};
+
+/// Where the beacons live, under the prefix: `watchbeacon/<name>`.
+pub const BEACON_PREFIX: &[u8] = b"watchbeacon/";
 
 /// Unanswered progress periods after which a stream counts as broken.
 const SILENT_PERIODS: u32 = 4;
@@ -43,16 +52,20 @@ const QUEUE: usize = 1024;
 
 impl EtcdStore {
     /// Watches every key under the prefix until the receiver is dropped,
-    /// checking progress every `progress_every` (see the module docs).
-    pub fn watch(&self, progress_every: Duration) -> mpsc::Receiver<WatchEvent> {
+    /// checking progress every `progress_every` with the beacon
+    /// `watchbeacon/<name>` (see the module docs; one name per watcher).
+    pub fn watch(&self, name: &str, progress_every: Duration) -> mpsc::Receiver<WatchEvent> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let inner = Arc::clone(&self.inner);
+        let beacon: Arc<[u8]> = [BEACON_PREFIX, name.as_bytes()].concat().into();
         tokio::spawn(async move {
             let count = inner.endpoints.len();
             let mut index = inner.current.load(Ordering::Relaxed) % count;
+            // Every change up to this revision has been reported (0: none yet).
+            let mut seen = 0;
             loop {
                 let endpoint = &inner.endpoints[index];
-                match follow(&inner, index, progress_every, &tx).await {
+                match follow(&inner, index, progress_every, &beacon, &tx, &mut seen).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(endpoint = %endpoint.addr, error = %e, "etcd watch broke; starting it again on the next member")
@@ -69,23 +82,27 @@ impl EtcdStore {
     }
 }
 
-/// A progress check sent and not yet satisfied.
+/// A check whose beacon has not come back yet.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
-    /// When it was sent.
+    /// When it began (before the beacon was written).
     sent: Instant,
-    /// The cluster's revision at that instant, read linearizably: the
-    /// stream is up to date once its member has reached it.
-    target: i64,
+    /// The beacon's value.
+    count: u64,
 }
 
 /// One watch stream on endpoint `index`, until it breaks (`Err`) or the
-/// consumer is gone (`Ok`).
+/// consumer is gone (`Ok`). It resumes after `seen`, the revision up to
+/// which every change was reported, when there is one (so a new stream
+/// misses nothing and reports no restart); from the member's current
+/// revision otherwise, or when etcd has compacted what came after `seen`.
 async fn follow(
     inner: &Arc<Inner>,
     index: usize,
     progress_every: Duration,
+    beacon: &[u8],
     tx: &mpsc::Sender<WatchEvent>,
+    seen: &mut i64,
 ) -> Result<(), EtcdError> {
     let endpoint = &inner.endpoints[index];
     let failed = |status: tonic::Status| EtcdError::Call {
@@ -97,9 +114,15 @@ async fn follow(
     let timeout = || EtcdError::Timeout { endpoint: endpoint.addr.clone(), timeout: silent };
     let store = EtcdStore { inner: Arc::clone(inner) };
     let (requests, queue) = mpsc::channel(4);
-    let create =
-        WatchCreateRequest { key: inner.prefix.clone(), range_end: prefix_end(&inner.prefix), ..Default::default() };
+    let create = WatchCreateRequest {
+        key: inner.prefix.clone(),
+        range_end: prefix_end(&inner.prefix),
+        start_revision: if *seen > 0 { *seen + 1 } else { 0 },
+        ..Default::default()
+    };
+    let resuming = *seen > 0;
     let asked = Instant::now();
+    // `requests` stays open as long as the stream: closing it ends the watch.
     let _ = requests.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
     let mut client = WatchClient::new(endpoint.channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
     let opened = tokio::time::timeout(inner.timeout, client.watch(tokio_stream::wrappers::ReceiverStream::new(queue)))
@@ -109,6 +132,7 @@ async fn follow(
     let mut tick = tokio::time::interval(progress_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Option<Pending> = None;
+    let mut count: u64 = 0;
     let mut created = false;
     loop {
         tokio::select! {
@@ -118,6 +142,10 @@ async fn follow(
                     return Err(EtcdError::Reply("watch (the stream ended)"));
                 };
                 if reply.canceled {
+                    if reply.compact_revision > 0 {
+                        // What came after `seen` is gone: start afresh.
+                        *seen = 0;
+                    }
                     return Err(EtcdError::Call {
                         endpoint: endpoint.addr.clone(),
                         code: tonic::Code::Cancelled,
@@ -127,26 +155,29 @@ async fn follow(
                 let revision = reply.header.as_ref().map_or(0, |h| h.revision);
                 let event = if reply.created {
                     created = true;
-                    Some(WatchEvent::Restarted { as_of: asked })
-                } else if reply.events.is_empty() {
-                    // A progress answer: up to date once the member has
-                    // reached the cluster's revision of when it was asked.
-                    match pending {
-                        Some(p) if revision >= p.target => {
-                            pending = None;
-                            Some(WatchEvent::UpToDate { as_of: p.sent })
-                        }
-                        _ => None,
+                    if resuming {
+                        None
+                    } else {
+                        *seen = revision;
+                        Some(WatchEvent::Restarted { as_of: asked })
                     }
                 } else {
+                    let mut up_to_date = None;
                     for event in reply.events {
-                        let key = event.kv.map(|kv| kv.key).unwrap_or_default();
-                        let key = key.strip_prefix(inner.prefix.as_slice()).unwrap_or(&key).to_vec();
-                        if tx.send(WatchEvent::Changed(key)).await.is_err() {
+                        let kv = event.kv.unwrap_or_default();
+                        *seen = (*seen).max(kv.mod_revision);
+                        let key = kv.key.strip_prefix(inner.prefix.as_slice()).unwrap_or(&kv.key);
+                        if key == beacon {
+                            let value = kv.value.try_into().map_or(0, u64::from_be_bytes);
+                            if let Some(p) = pending.filter(|p| value >= p.count) {
+                                pending = None;
+                                up_to_date = Some(WatchEvent::UpToDate { as_of: p.sent });
+                            }
+                        } else if tx.send(WatchEvent::Changed(key.to_vec())).await.is_err() {
                             return Ok(());
                         }
                     }
-                    None
+                    up_to_date
                 };
                 if let Some(event) = event
                     && tx.send(event).await.is_err()
@@ -161,24 +192,19 @@ async fn follow(
                     }
                     continue;
                 }
-                let check = match pending {
+                match pending {
                     Some(p) if p.sent.elapsed() > silent => return Err(timeout()),
-                    // Asked again: the member had not caught up yet.
-                    Some(p) => p,
+                    Some(_) => {}
                     None => {
                         let sent = Instant::now();
-                        let now = store.range(&inner.prefix, &[], 1, 0).await;
-                        match now {
-                            Ok(page) => Pending { sent, target: page.header.map_or(0, |h| h.revision) },
-                            // The cluster can't say its revision: no progress to vouch for.
-                            Err(_) => continue,
+                        count += 1;
+                        // A failed write leaves nothing to vouch for: the
+                        // next tick tries again, the stream times out.
+                        match store.put(beacon, &count.to_be_bytes(), Expect::Any).await {
+                            Ok(_) => pending = Some(Pending { sent, count }),
+                            Err(e) => tracing::debug!(error = %e, "etcd watch beacon not written"),
                         }
                     }
-                };
-                pending = Some(check);
-                let progress = WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) };
-                if requests.send(progress).await.is_err() {
-                    return Err(EtcdError::Reply("watch (the request stream closed)"));
                 }
             }
         }
