@@ -266,6 +266,11 @@ pub struct DevArgs {
     /// etcd-server; client ports base+9, base+11, base+13).
     #[arg(long, value_enum, default_value_t = StoreArg::Sled)]
     pub store: StoreArg,
+    /// kms-api replicas (1..=8; more than one needs `--store etcd`):
+    /// replica n ≥ 2 takes user port base+15+2(n-2) and the admin port
+    /// after it, and the profiles list every replica's user port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub replicas: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

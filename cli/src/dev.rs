@@ -66,11 +66,17 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
         SealArg::Shamir => DevSeal::Shamir,
         SealArg::Pkcs11 => DevSeal::Pkcs11,
     };
-    let ports = if args.store == StoreArg::Etcd { 15 } else { 9 };
+    if args.replicas > 1 && args.store != StoreArg::Etcd {
+        return Err(Failure::usage(format!(
+            "--replicas {} needs --store etcd: kms-api replicas share their records through etcd",
+            args.replicas
+        )));
+    }
+    let ports = if args.store == StoreArg::Etcd { 15 + 2 * (args.replicas - 1) } else { 9 };
     if args.port_base > u16::MAX - (ports - 1) {
         return Err(Failure::usage(format!("--port-base {} leaves no room for {ports} ports", args.port_base)));
     }
-    let stack = devstack::prepare_with_metrics(
+    let mut stack = devstack::prepare_with_metrics(
         &args.data_dir,
         Ports::from_base(args.port_base).with_rest(args.port_base + 7).with_console(args.port_base + 8),
         seal,
@@ -89,10 +95,24 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
             Some(cluster)
         }
     };
+    let mut replicas = Vec::new();
+    for n in 2..=args.replicas {
+        let user = args.port_base + 15 + 2 * (n - 2);
+        replicas.push((n, devstack::add_replica(&mut stack, n, user, user + 1)?));
+    }
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
         children.push((service, spawn_tier(&exe, service, &stack.config(service), None)?));
+    }
+    for (n, config) in &replicas {
+        children.push((Service::KmsApi, spawn_tier(&exe, Service::KmsApi, config, None)?));
+        eprintln!(
+            "skm dev: kms-api replica {} on user port {}, admin port {}",
+            devstack::replica_name(*n),
+            args.port_base + 15 + 2 * (n - 2),
+            args.port_base + 16 + 2 * (n - 2)
+        );
     }
     println!("export SKM_PROFILE={}", stack.profile_path.display());
     eprintln!(

@@ -227,6 +227,41 @@ pub fn store_on_etcd(stack: &DevStack, cluster: &crate::etcd::EtcdCluster) -> an
     Ok(())
 }
 
+/// The name of kms-api replica `n` (1 is [`FIRST_REPLICA`]).
+pub fn replica_name(n: u16) -> String {
+    format!("kms-api-{n}")
+}
+
+/// Writes the config of kms-api replica `n` (2, 3, …) beside the first,
+/// which must already be on etcd ([`store_on_etcd`]): the same store,
+/// tiers and certificate; its own name, user and admin ports, data and
+/// audit directories; no REST, console or metrics listener. Adds its user
+/// port to both profiles' `user_replicas`. Returns the config's path.
+pub fn add_replica(stack: &mut DevStack, n: u16, user: u16, admin: u16) -> anyhow::Result<PathBuf> {
+    let first: toml::Table = std::fs::read_to_string(stack.config(Service::KmsApi))?.parse()?;
+    if first.get("store").and_then(toml::Value::as_str) != Some("etcd") {
+        anyhow::bail!("kms-api replicas share their records through etcd: put the stack on etcd first");
+    }
+    let name = replica_name(n);
+    let dir = stack.dir.join(&name);
+    skm_runtime::files::private_dir(&dir.join("data"))?;
+    let mut config = first;
+    for field in ["rest_listen", "console_listen", "console_url", "metrics"] {
+        config.remove(field);
+    }
+    config.insert("replica".into(), name.clone().into());
+    config.insert("user_listen".into(), format!("127.0.0.1:{user}").into());
+    config.insert("admin_listen".into(), format!("127.0.0.1:{admin}").into());
+    config.insert("data_dir".into(), dir.join("data").display().to_string().into());
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("# {name} (written by skm dev)\n{}", toml::to_string(&config)?))?;
+    stack.profile.user_replicas.push(format!("127.0.0.1:{user}"));
+    stack.profile.admin_replicas.push(format!("127.0.0.1:{admin}"));
+    write_operator_profile(&stack.profile_path, &stack.profile)?;
+    stack.app_profile_path = write_app_profile(&stack.dir.join("app"), &stack.profile)?;
+    Ok(path)
+}
+
 /// Writes a file only its owner can read (keys, passphrases, PKCS#12).
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -342,8 +377,10 @@ pub fn prepare_with_metrics(
         trust_domain: trust_domain.to_owned(),
         ca: operator.ca.clone(),
         user_endpoint: format!("127.0.0.1:{}", ports.user),
+        user_replicas: Vec::new(),
         rest_endpoint: ports.rest.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default(),
         admin_endpoint: format!("127.0.0.1:{}", ports.admin),
+        admin_replicas: Vec::new(),
         root_keyd: format!("127.0.0.1:{}", ports.root),
         system_keyd: format!("127.0.0.1:{}", ports.system),
         operator: Some(CertFiles { cert: operator.cert, key: operator.key }),
@@ -352,15 +389,18 @@ pub fn prepare_with_metrics(
         metrics: metrics_endpoints,
     };
     let profile_path = dir.join("profile.toml");
-    std::fs::write(
-        &profile_path,
-        format!(
-            "# SKM operator profile (written by skm dev); applications use app/profile.toml\n{}",
-            toml::to_string(&profile)?
-        ),
-    )?;
+    write_operator_profile(&profile_path, &profile)?;
     let app_profile_path = write_app_profile(&dir.join("app"), &profile)?;
     Ok(DevStack { dir, profile_path, profile, app_profile_path })
+}
+
+fn write_operator_profile(path: &Path, profile: &Profile) -> anyhow::Result<()> {
+    let text = toml::to_string(profile)?;
+    std::fs::write(
+        path,
+        format!("# SKM operator profile (written by skm dev); applications use app/profile.toml\n{text}"),
+    )?;
+    Ok(())
 }
 
 /// Writes an application profile in `dir`: a copy of the deployment CA
@@ -375,8 +415,10 @@ pub fn write_app_profile(dir: &Path, operator_profile: &Profile) -> anyhow::Resu
         trust_domain: operator_profile.trust_domain.clone(),
         ca: "ca.pem".into(),
         user_endpoint: operator_profile.user_endpoint.clone(),
+        user_replicas: operator_profile.user_replicas.clone(),
         rest_endpoint: operator_profile.rest_endpoint.clone(),
         admin_endpoint: String::new(),
+        admin_replicas: Vec::new(),
         root_keyd: String::new(),
         system_keyd: String::new(),
         operator: None,

@@ -208,6 +208,30 @@ impl EtcdCluster {
         }
     }
 
+    /// The running member that leads the cluster now, asked through
+    /// `client`'s certificate; `None` while there is no leader.
+    pub async fn leader(&self, client: &str) -> anyhow::Result<Option<usize>> {
+        use skm_proto::etcd::StatusRequest;
+        use skm_proto::etcd::maintenance_client::MaintenanceClient;
+        let files = self.client_files(client);
+        let tls = skm_runtime::tls::TlsIdentity::load(&files, None)?.web_pki_client_config()?;
+        for (i, member) in self.members.iter().enumerate() {
+            if member.child.is_none() {
+                continue;
+            }
+            let address = format!("127.0.0.1:{}", member.client_port);
+            let channel = skm_runtime::channel::lazy_channel(&address, tls.clone())?;
+            let mut maintenance = MaintenanceClient::new(channel);
+            let asked = maintenance.status(StatusRequest {});
+            let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), asked).await else { continue };
+            let status = status.into_inner();
+            if status.header.is_some_and(|h| h.member_id == status.leader) {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
     /// Kills member `i` with SIGKILL (as a crash would) and reaps it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {

@@ -46,6 +46,8 @@ struct RawConfig {
     replica: Option<String>,
     #[serde(default = "default_cache_max_staleness")]
     cache_max_staleness_ms: u64,
+    #[serde(default = "default_maintenance_lease")]
+    maintenance_lease_secs: u64,
     #[serde(default = "default_audit_sync")]
     audit_sync: String,
     #[serde(default = "default_audit_sync_interval")]
@@ -109,6 +111,10 @@ fn default_maintenance() -> u64 {
 
 fn default_store_cache_mb() -> u64 {
     skm_store::SledStore::DEFAULT_CACHE_BYTES / (1024 * 1024)
+}
+
+fn default_maintenance_lease() -> u64 {
+    10
 }
 
 fn default_cache_max_staleness() -> u64 {
@@ -179,6 +185,10 @@ pub struct Config {
     /// the cache stops answering (`cache_max_staleness_ms`, 100..=60000,
     /// default 1000).
     pub cache_max_staleness: Duration,
+    /// On a shared store, the lease of the replica elected to run the
+    /// maintenance pass and the re-seal (`maintenance_lease_secs`,
+    /// 2..=300, default 10): how long the others wait after it crashes.
+    pub maintenance_lease: Duration,
     /// root-keyd's `host:port`.
     pub root_keyd: String,
     /// system-keyd's `host:port`.
@@ -336,6 +346,12 @@ impl Config {
         let store = StoreConfig::from_sections(raw.store, raw.etcd.as_ref(), &data_dir, path)?;
         let replica = replica_name(&store, raw.replica.as_deref())?;
         let cache_max_staleness = staleness_bound(raw.cache_max_staleness_ms)?;
+        if !(2..=300).contains(&raw.maintenance_lease_secs) {
+            return Err(ConfigError::invalid(
+                "maintenance_lease_secs",
+                format!("is {}; must be 2..=300", raw.maintenance_lease_secs),
+            ));
+        }
         let audit_dir = raw.audit_dir.map_or_else(|| data_dir.join("audit"), |d| config::resolve(path, &d));
         Ok(Self {
             user_listen: raw.user_listen,
@@ -346,6 +362,7 @@ impl Config {
             store,
             replica,
             cache_max_staleness,
+            maintenance_lease: Duration::from_secs(raw.maintenance_lease_secs),
             audit_dir,
             audit_sync,
             user_proxy_protocol_from,

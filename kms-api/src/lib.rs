@@ -94,10 +94,24 @@ pub struct Running {
     #[cfg_attr(not(feature = "danger-test-accessors"), allow(dead_code, reason = "read by the test accessors"))]
     keyring: system_keys::SystemKeys,
     kms: Arc<kms::Kms<AnyStore>>,
+    leader: Arc<skm_store::etcd::Leadership>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RunError>>>,
 }
 
 impl Running {
+    /// Whether this replica is the one that runs the maintenance pass and
+    /// the re-seal now (always, on sled).
+    pub fn leads_maintenance(&self) -> bool {
+        self.leader.is_leader()
+    }
+
+    /// Stops this replica's campaign for the maintenance job without
+    /// resigning, as if it had frozen or lost etcd (failover tests).
+    #[cfg(feature = "danger-test-accessors")]
+    pub fn danger_abandon_leadership(&self) {
+        self.leader.abandon();
+    }
+
     /// The domain core (tests call [`kms::Kms::maintain`] directly).
     pub fn kms(&self) -> &Arc<kms::Kms<AnyStore>> {
         &self.kms
@@ -150,7 +164,10 @@ pub async fn start_with_clock(
     // anchor (once the system keys are loaded).
     audit.hold_until_anchored();
     // Other replicas write a shared store too: follow its changes.
-    let changes = store.watch(config.replica.as_deref().unwrap_or("kms-api"), config.cache_max_staleness / 4);
+    let replica = config.replica.as_deref().unwrap_or("kms-api");
+    let changes = store.watch(replica, config.cache_max_staleness / 4);
+    // One replica at a time runs the maintenance pass and the re-seal.
+    let leader = Arc::new(store.elect("maintenance", replica, config.maintenance_lease));
     let mut records = records::Records::new(store, keyring.clone());
     if let Some(replica) = &config.replica {
         records = records.for_replica(replica);
@@ -180,8 +197,8 @@ pub async fn start_with_clock(
     if let Some(changes) = changes {
         tokio::spawn(kms.clone().follow_store(changes, shutdown.clone()));
     }
-    tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, shutdown.clone()));
-    tokio::spawn(reseal::run(records.clone(), config.reseal_records_per_sec, shutdown.clone()));
+    tokio::spawn(kms.clone().maintenance_loop(config.maintenance_interval, leader.clone(), shutdown.clone()));
+    tokio::spawn(reseal::run(records.clone(), config.reseal_records_per_sec, leader.clone(), shutdown.clone()));
 
     let root_id = SpiffeId::for_service(&config.trust_domain, Service::RootKeyd)?;
     let system_id = SpiffeId::for_service(&config.trust_domain, Service::SystemKeyd)?;
@@ -222,6 +239,13 @@ pub async fn start_with_clock(
     tokio::spawn(loader.run(shutdown.clone()));
     let metrics = skm_runtime::Metrics::new();
     register_metrics(&metrics, &keyring, &audit, &kms, &user_health);
+    let l = Arc::downgrade(&leader);
+    metrics.gauge_fn(
+        "skm_maintenance_leader",
+        "1 while this replica is the one elected to run automatic rotation, destruction and the re-seal (always on sled)",
+        &[],
+        move || l.upgrade().map_or(0.0, |l| f64::from(u8::from(l.is_leader()))),
+    );
     let metrics_addr = match config.metrics_listen {
         Some(addr) => {
             let listener = skm_runtime::metrics::bind(addr).await?;
@@ -310,7 +334,7 @@ pub async fn start_with_clock(
         Ok(())
     });
     tasks.extend([user_task, admin_task, anchor_task]);
-    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, console_addr, keyring, kms, tasks })
+    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, console_addr, keyring, kms, leader, tasks })
 }
 
 /// kms-api's own metrics, read at each scrape: readiness, system key

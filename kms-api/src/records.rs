@@ -15,6 +15,7 @@
 //! | `auditanchor`, `auditanchor/<replica>` | the audit log's anchor (of the one kms-api, or of each named replica on a shared store): seq (u64 BE) ‖ MAC of that entry, sealed | — |
 //! | `sysmanifest` | the system key versions kms-api has seen, the highest active one and the retired ones (JSON), sealed | — |
 //! | `sysretired` | the audit keys of retired system key versions (JSON), sealed | — |
+//! | `election/maintenance` | on etcd: the replica elected to run the maintenance pass and the re-seal, bound to its lease (`skm_store::etcd`), clear | — |
 //! | `watchbeacon/<replica>` | on etcd: a counter each replica writes to check its watch is up to date (`skm_store::etcd`), clear | — |
 //! | `resealcursor` | the background re-seal's target version (u32 BE) ‖ done (0/1) ‖ next store key, clear | — |
 //!
@@ -1045,7 +1046,7 @@ impl<S: Store> Records<S> {
 
     /// Where a record's sealed part starts and the owner bound into it;
     /// `None` for the records that are not sealed (`due/`, `oprevoked/`,
-    /// `watchbeacon/`, `resealcursor`, or a version or import record whose key is gone).
+    /// `watchbeacon/`, `election/`, `resealcursor`, or a version or import record whose key is gone).
     /// A store key of no known kind is an error, so that a new kind of
     /// record can't silently escape re-sealing.
     async fn sealed_layout(&self, key: &[u8], value: &[u8]) -> Result<Option<(usize, String)>, RecordError> {
@@ -1054,6 +1055,7 @@ impl<S: Store> Records<S> {
         if key.starts_with(DUE_PREFIX)
             || key.starts_with(OPERATOR_REVOKED_PREFIX)
             || key.starts_with(skm_store::etcd::BEACON_PREFIX)
+            || key.starts_with(skm_store::etcd::ELECTION_PREFIX)
             || key == RESEAL_CURSOR_KEY
         {
             return Ok(None);

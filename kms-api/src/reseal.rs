@@ -11,11 +11,13 @@
 //! store; the job is done after a whole pass that found nothing to
 //! re-seal, and starts again when the active version changes.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use skm_runtime::Shutdown;
 use skm_store::Store;
+use skm_store::etcd::Leadership;
 
 use crate::records::{Records, ResealCursor};
 
@@ -57,8 +59,14 @@ impl Progress {
 }
 
 /// The task: re-seals `records` at `per_sec` records a second until
-/// shutdown.
-pub(crate) async fn run<S: Store + Clone>(records: Records<S>, per_sec: u32, shutdown: Shutdown) {
+/// shutdown, while `leader` says this replica runs it; the others only
+/// report the stored cursor's progress.
+pub(crate) async fn run<S: Store + Clone>(
+    records: Records<S>,
+    per_sec: u32,
+    leader: Arc<Leadership>,
+    shutdown: Shutdown,
+) {
     let keys = records.system_keys().clone();
     let progress = keys.reseal();
     let page = PAGE.min(per_sec as usize).max(1);
@@ -69,7 +77,17 @@ pub(crate) async fn run<S: Store + Clone>(records: Records<S>, per_sec: u32, shu
     let mut dirty = true;
     loop {
         let mut pause = Duration::from_secs(1);
-        if let Ok(ring) = keys.current() {
+        if let Ok(ring) = keys.current()
+            && !leader.is_leader()
+        {
+            // Another replica re-seals: report what its cursor says, and
+            // start from it when this one is elected.
+            if let Ok(Some(c)) = records.reseal_cursor().await {
+                progress.target.store(c.target, Ordering::Relaxed);
+                progress.done.store(c.done && c.target == ring.active_version(), Ordering::Relaxed);
+            }
+            (loaded, dirty) = (false, true);
+        } else if let Ok(ring) = keys.current() {
             if !loaded {
                 match records.reseal_cursor().await {
                     Ok(c) => {

@@ -538,8 +538,10 @@ impl Stack {
             trust_domain: self.trust_domain.clone(),
             ca: op.join("ca.pem"),
             user_endpoint: self.published(USER_PORT).await?.to_string(),
+            user_replicas: Vec::new(),
             rest_endpoint: String::new(),
             admin_endpoint: self.published(ADMIN_PORT).await?.to_string(),
+            admin_replicas: Vec::new(),
             // Not reachable from the host, on purpose.
             root_keyd: "127.0.0.1:9".into(),
             system_keyd: "127.0.0.1:9".into(),

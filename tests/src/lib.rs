@@ -255,9 +255,20 @@ impl InProcess {
     /// As [`InProcess::start`], with kms-api's and system-keyd's records
     /// on `etcd` instead of sled ([`devstack::store_on_etcd`]).
     pub async fn start_on_etcd(seal: DevSeal, etcd: &skm::etcd::EtcdCluster) -> anyhow::Result<Self> {
+        Self::start_on_etcd_with(seal, etcd, std::sync::Arc::new(kms_api::clock::SystemClock), |_| {}).await
+    }
+
+    /// [`InProcess::start_on_etcd`] with kms-api on `clock` and its
+    /// configuration changed by `configure`.
+    pub async fn start_on_etcd_with(
+        seal: DevSeal,
+        etcd: &skm::etcd::EtcdCluster,
+        clock: std::sync::Arc<dyn kms_api::clock::Clock>,
+        configure: impl FnOnce(&mut kms_api::Config),
+    ) -> anyhow::Result<Self> {
         let (dir, stack) = Self::prepare(seal)?;
         devstack::store_on_etcd(&stack, etcd)?;
-        Self::launch(dir, stack, std::sync::Arc::new(kms_api::clock::SystemClock), |_| {}).await
+        Self::launch(dir, stack, clock, configure).await
     }
 
     /// Stops the three tiers, then starts them again on the same files and
@@ -393,6 +404,17 @@ impl InProcess {
     /// Starts a second kms-api named `replica` on the same etcd prefix,
     /// system-keyd and root-keyd (the stack's own kms-api is `kms-api-1`).
     pub async fn start_replica(&self, replica: &str) -> anyhow::Result<Replica> {
+        self.start_replica_with(replica, std::sync::Arc::new(kms_api::clock::SystemClock), |_| {}).await
+    }
+
+    /// [`InProcess::start_replica`] on `clock`, its configuration changed
+    /// by `configure`.
+    pub async fn start_replica_with(
+        &self,
+        replica: &str,
+        clock: std::sync::Arc<dyn kms_api::clock::Clock>,
+        configure: impl FnOnce(&mut kms_api::Config),
+    ) -> anyhow::Result<Replica> {
         let mut config = kms_api::Config::load(&self.stack.config(Service::KmsApi))?;
         let dir = self.dir.path().join(replica);
         config.replica = Some(replica.to_owned());
@@ -405,8 +427,9 @@ impl InProcess {
         config.metrics_listen = None;
         config.root_keyd = self.profile.root_keyd.clone();
         config.system_keyd = self.profile.system_keyd.clone();
+        configure(&mut config);
         let (trigger, shutdown) = skm_runtime::shutdown::channel();
-        let kms = kms_api::start(config, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+        let kms = kms_api::start_with_clock(config, shutdown, clock).await.map_err(|e| anyhow::anyhow!(e))?;
         let mut profile = self.profile.clone();
         profile.user_endpoint = kms.user_addr.to_string();
         profile.admin_endpoint = kms.admin_addr.to_string();

@@ -237,3 +237,235 @@ async fn concurrent_writes_on_both_replicas_lose_nothing_and_each_keeps_its_audi
     }
     drop(cluster);
 }
+
+/// The fleet as processes: etcd's leader is killed with SIGKILL under load,
+/// then one kms-api replica. A client whose profile names both replicas
+/// sees no failed call, and every write the surviving replica acknowledged
+/// is there afterwards. The crashed replica restarts on its own log, and
+/// `skm audit verify` and `list` cover both replicas' chains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retrying_client_rides_out_the_loss_of_the_etcd_leader_and_of_a_replica() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use skm::devstack::{self, Ports};
+
+    skm_runtime::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let p = skm_e2e::free_ports(6);
+    let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: None, console: None };
+    let mut stack =
+        devstack::prepare(&dir.path().join("stack"), ports, DevSeal::Passphrase, skm_e2e::TRUST_DOMAIN).unwrap();
+    let clients = [Service::KmsApi.name(), Service::SystemKeyd.name()];
+    let mut cluster = EtcdCluster::prepare(&dir.path().join("etcd"), 3, skm_e2e::free_port_base(), &clients).unwrap();
+    cluster.start(Service::KmsApi.name()).await.unwrap();
+    devstack::store_on_etcd(&stack, &cluster).unwrap();
+    let second = devstack::add_replica(&mut stack, 2, p[4], p[5]).unwrap();
+    let skm_bin = skm_e2e::skm_bin();
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let mut tiers = Vec::new();
+    for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
+        let child = skm::dev::spawn_tier(&skm_bin, service, &stack.config(service), Some(&log(service.name())));
+        tiers.push(child.unwrap());
+    }
+    let replica = skm::dev::spawn_tier(&skm_bin, Service::KmsApi, &second, Some(&log("kms-api-2"))).unwrap();
+    tiers.push(replica);
+    let logs = || {
+        ["root-keyd", "system-keyd", "kms-api", "kms-api-2"]
+            .iter()
+            .map(|n| format!("--- {n} ---\n{}", std::fs::read_to_string(log(n)).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // The operator's profile names both replicas; B's admin port for writes.
+    let fleet = stack.profile.connect().unwrap();
+    let on_b = skm_client::Profile { admin_endpoint: format!("127.0.0.1:{}", p[5]), ..stack.profile.clone() };
+    let b = on_b.connect().unwrap();
+    for skm in [&fleet, &b] {
+        wait_ready(skm, READY).await.unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    }
+    let ks = keystore(&fleet, "ha").await.unwrap();
+    let key = create_key(&fleet, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn({
+        let (fleet, key, stop, ok) = (fleet.clone(), key.clone(), stop.clone(), ok.clone());
+        async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match fleet.encrypt(&key, b"ha", b"").await {
+                    Ok(_) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            failures
+        }
+    });
+    // Writes on B; those acknowledged must all be there at the end (a write
+    // may fail while etcd elects a leader: its outcome is then unknown).
+    let writes = tokio::spawn({
+        let (b, ks, stop) = (b.clone(), ks.clone(), stop.clone());
+        async move {
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let request = admin::CreateSecretRequest {
+                    keystore_id: ks.clone(),
+                    name: format!("s{n}"),
+                    value: format!("value {n}"),
+                    max_versions: 0,
+                };
+                if let Ok(reply) = b.admin().unwrap().create_secret(request).await {
+                    acknowledged.push((reply.into_inner().key_id, format!("value {n}")));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acknowledged
+        }
+    });
+    let until = |count: usize| {
+        let ok = ok.clone();
+        async move {
+            while ok.load(Ordering::Relaxed) < count {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until(50).await;
+    let leader = cluster.leader(Service::KmsApi.name()).await.unwrap().expect("etcd has a leader");
+    cluster.kill(leader);
+    let after_leader = ok.load(Ordering::Relaxed);
+    until(after_leader + 200).await;
+    // Replica A (the profile's first) dies as a crash would.
+    tiers[2].start_kill().unwrap();
+    let _ = tiers[2].wait().await;
+    let after_replica = ok.load(Ordering::Relaxed);
+    until(after_replica + 200).await;
+    stop.store(true, Ordering::Relaxed);
+    let failures = load.await.unwrap();
+    let acknowledged = writes.await.unwrap();
+    println!(
+        "encrypts: {} ok ({after_leader} before the leader died, {after_replica} before replica A did); {} secrets written",
+        ok.load(Ordering::Relaxed),
+        acknowledged.len()
+    );
+    assert!(failures.is_empty(), "the retrying client saw {} failures: {:?}\n{}", failures.len(), failures, logs());
+
+    cluster.restart(leader).unwrap();
+    assert!(!acknowledged.is_empty(), "replica B acknowledged no write\n{}", logs());
+    for (id, value) in &acknowledged {
+        let secret = b.secret(id, 0).await.unwrap_or_else(|e| panic!("acknowledged secret {id}: {e}"));
+        assert_eq!(secret.value.as_str(), value);
+    }
+
+    // A comes back from its crash on its own log, and `skm audit verify`
+    // and `list` cover both replicas' chains.
+    tiers[2] =
+        skm::dev::spawn_tier(&skm_bin, Service::KmsApi, &stack.config(Service::KmsApi), Some(&log("kms-api"))).unwrap();
+    wait_ready(&fleet, READY).await.unwrap_or_else(|e| panic!("replica A after its crash: {e}\n{}", logs()));
+    let cli = |args: &[&str]| {
+        let out =
+            std::process::Command::new(&skm_bin).args(args).env("SKM_PROFILE", &stack.profile_path).output().unwrap();
+        assert!(out.status.success(), "skm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let verified: serde_json::Value = serde_json::from_str(&cli(&["audit", "verify", "--json"])).unwrap();
+    let replicas = verified["replicas"].as_array().expect("one report per replica");
+    assert_eq!(replicas.len(), 2, "{verified}");
+    assert_eq!(verified["intact"], true, "{verified}");
+    for report in replicas {
+        assert!(report["entries"].as_u64().unwrap() > 0, "{report}");
+    }
+    let listed: Vec<serde_json::Value> =
+        cli(&["audit", "list", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let from = |endpoint: String| listed.iter().filter(|e| e["replica"] == endpoint.as_str()).count();
+    let (on_a, on_b) = (from(stack.profile.admin_endpoint.clone()), from(format!("127.0.0.1:{}", p[5])));
+    assert!(on_a > 0 && on_b > 0, "entries of both replicas: {on_a} from A, {on_b} from B");
+    assert_eq!(on_a + on_b, listed.len());
+    let times: Vec<i64> = listed.iter().map(|e| e["time"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "merged by time");
+    // Each replica's secrets were created there: B's are in B's chain.
+    let created_on_b = listed.iter().filter(|e| e["operation"] == "CreateSecret" && e["result"] == "allowed").count();
+    assert!(created_on_b >= acknowledged.len(), "{created_on_b} CreateSecret entries for {}", acknowledged.len());
+
+    for mut tier in tiers {
+        skm::dev::stop(&mut tier, Duration::from_secs(10)).await;
+    }
+}
+
+/// The AutoRotateKey outcomes ("allowed", "failed: …") in one replica's
+/// audit log for `key`.
+async fn auto_rotations(skm: &Skm, key: &str) -> Vec<String> {
+    let request = admin::ListAuditRequest { key_id: key.to_owned(), ..Default::default() };
+    let entries = skm.admin().unwrap().list_audit(request).await.unwrap().into_inner().entries;
+    entries.into_iter().filter(|e| e.operation == "AutoRotateKey" && e.result != "intent").map(|e| e.result).collect()
+}
+
+async fn versions(skm: &Skm, key: &str) -> u32 {
+    let request = admin::DescribeKeyRequest { key_id: key.to_owned() };
+    let info = skm.admin().unwrap().describe_key(request).await.unwrap().into_inner();
+    u32::try_from(info.versions.len()).unwrap()
+}
+
+/// One replica at a time runs automatic rotation: a due rotation happens
+/// once, on the elected replica only (the other never even tries); when
+/// the leader stops renewing its lease (as if frozen or cut off from
+/// etcd) it stops acting, the other is elected once the lease expires,
+/// and the next due rotation again happens exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn automatic_rotation_runs_once_on_the_elected_replica_and_fails_over() {
+    use kms_api::clock::ManualClock;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clients = [Service::KmsApi.name(), Service::SystemKeyd.name()];
+    let mut cluster = EtcdCluster::prepare(dir.path(), 3, skm_e2e::free_port_base(), &clients).unwrap();
+    cluster.start(Service::KmsApi.name()).await.unwrap();
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let fast = |config: &mut kms_api::Config| {
+        config.maintenance_interval = Duration::from_secs(1);
+        config.maintenance_lease = Duration::from_secs(2);
+    };
+    let stack = InProcess::start_on_etcd_with(DevSeal::Passphrase, &cluster, clock.clone(), fast).await.unwrap();
+    let a = stack.client().unwrap();
+    wait_ready(&a, READY).await.unwrap();
+    let mut b_replica = stack.start_replica_with("kms-api-2", clock.clone(), fast).await.unwrap();
+    let b = b_replica.client().unwrap();
+    wait_ready(&b, READY).await.unwrap();
+    let leads = || (stack.kms().leads_maintenance(), b_replica.kms().leads_maintenance());
+    // A campaigned first; B waits.
+    skm_e2e::eventually("A is elected", Duration::from_secs(10), || async { leads() == (true, false) }).await.unwrap();
+
+    let ks = keystore(&a, "elected").await.unwrap();
+    let key = create_key(&a, &ks, "k", admin::KeyType::Aes256, 1).await.unwrap();
+    clock.advance(86_400 + 1);
+    skm_e2e::eventually("the due rotation", Duration::from_secs(10), || async { versions(&a, &key).await == 2 })
+        .await
+        .unwrap();
+    // Several more passes on both: nothing more happens, and B never tried.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(versions(&a, &key).await, 2);
+    assert_eq!(auto_rotations(&a, &key).await, ["allowed"]);
+    assert!(auto_rotations(&b, &key).await.is_empty(), "replica B ran a maintenance pass while A was elected");
+
+    // A stops renewing its lease: it stops counting itself the leader
+    // within its term, and B is elected once etcd expires the lease.
+    stack.kms().danger_abandon_leadership();
+    skm_e2e::eventually("B is elected", Duration::from_secs(20), || async { leads() == (false, true) }).await.unwrap();
+    clock.advance(86_400 + 1);
+    skm_e2e::eventually("the next due rotation", Duration::from_secs(10), || async { versions(&b, &key).await == 3 })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(versions(&b, &key).await, 3, "rotated once, not by both");
+    assert_eq!(auto_rotations(&a, &key).await, ["allowed"], "A acted after it lost its lease");
+    assert_eq!(auto_rotations(&b, &key).await, ["allowed"]);
+
+    b_replica.stop().await.unwrap();
+    drop(stack);
+    drop(cluster);
+}

@@ -360,13 +360,41 @@ pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<Ex
                 page_size: if limit.is_some() { 0 } else { page_size },
                 page_token: String::new(),
             };
-            loop {
-                let page = admin.list_audit(request.clone()).await?.into_inner();
-                print_audit_entries(page.entries, json);
-                if limit.is_some() || page.next_page_token.is_empty() {
-                    break;
+            let replicas = skm.replica_admins()?;
+            if replicas.len() == 1 {
+                loop {
+                    let page = admin.list_audit(request.clone()).await?.into_inner();
+                    for e in page.entries {
+                        print_audit_entry(None, e, json);
+                    }
+                    if limit.is_some() || page.next_page_token.is_empty() {
+                        break;
+                    }
+                    request.page_token = page.next_page_token;
                 }
-                request.page_token = page.next_page_token;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // A fleet: every replica's chain, merged by time (then by
+            // replica and seq), each entry labelled with its replica.
+            let mut all = Vec::new();
+            for (endpoint, mut admin) in replicas {
+                let mut request = request.clone();
+                loop {
+                    let page = admin.list_audit(request.clone()).await?.into_inner();
+                    all.extend(page.entries.into_iter().map(|e| (endpoint.clone(), e)));
+                    if limit.is_some() || page.next_page_token.is_empty() {
+                        break;
+                    }
+                    request.page_token = page.next_page_token;
+                }
+            }
+            all.sort_by(|(a, x), (b, y)| (x.time, a, x.seq).cmp(&(y.time, b, y.seq)));
+            if let Some(limit) = limit {
+                let keep = if limit == 0 { 1000 } else { limit as usize };
+                all.drain(..all.len().saturating_sub(keep));
+            }
+            for (endpoint, e) in all {
+                print_audit_entry(Some(&endpoint), e, json);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -409,66 +437,84 @@ pub(super) async fn audit(skm: &Skm, cmd: AuditCommand, json: bool) -> Result<Ex
             Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_REFUSED) })
         }
         AuditCommand::Verify { tier: Tier::KmsApi } => {
-            let r = admin.verify_audit(pb::VerifyAuditRequest {}).await?.into_inner();
-            if json {
-                println!(
-                    "{}",
-                    json!({ "entries": r.entries, "intact": r.intact, "first_broken_line": r.first_broken_line,
-                            "first_broken_seq": r.first_broken_seq, "reason": r.reason,
+            let replicas = skm.replica_admins()?;
+            let label = replicas.len() > 1;
+            let mut intact = true;
+            let mut reports = Vec::new();
+            for (endpoint, mut admin) in replicas {
+                let r = admin.verify_audit(pb::VerifyAuditRequest {}).await?.into_inner();
+                intact &= r.intact;
+                if json {
+                    let mut report = json!({ "entries": r.entries, "intact": r.intact,
+                            "first_broken_line": r.first_broken_line, "first_broken_seq": r.first_broken_seq,
+                            "reason": r.reason,
                             "acknowledged_losses": r.acknowledged_losses.iter().map(|l| json!({
                                 "first_missing_seq": l.first_missing_seq, "last_missing_seq": l.last_missing_seq,
-                                "acknowledged_seq": l.acknowledged_seq })).collect::<Vec<_>>() })
-                );
-            } else if r.intact {
-                println!("intact: {} entries", r.entries);
-            } else {
-                println!(
-                    "broken: first broken entry at line {} (seq {}): {}",
-                    r.first_broken_line, r.first_broken_seq, r.reason
-                );
-            }
-            if !json {
+                                "acknowledged_seq": l.acknowledged_seq })).collect::<Vec<_>>() });
+                    if label {
+                        report["replica"] = json!(endpoint);
+                    }
+                    reports.push(report);
+                    continue;
+                }
+                let prefix = if label { format!("kms-api at {endpoint}: ") } else { String::new() };
+                if r.intact {
+                    println!("{prefix}intact: {} entries", r.entries);
+                } else {
+                    println!(
+                        "{prefix}broken: first broken entry at line {} (seq {}): {}",
+                        r.first_broken_line, r.first_broken_seq, r.reason
+                    );
+                }
                 for l in &r.acknowledged_losses {
                     println!(
-                        "missing: entries {} to {} (loss acknowledged at seq {})",
+                        "{prefix}missing: entries {} to {} (loss acknowledged at seq {})",
                         l.first_missing_seq, l.last_missing_seq, l.acknowledged_seq
                     );
                 }
             }
-            Ok(if r.intact { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_REFUSED) })
+            if json {
+                match reports.len() {
+                    1 => println!("{}", reports.remove(0)),
+                    _ => println!("{}", json!({ "intact": intact, "replicas": reports })),
+                }
+            }
+            Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(crate::failure::EXIT_REFUSED) })
         }
     }
 }
 
-fn print_audit_entries(entries: Vec<pb::AuditEntry>, json: bool) {
-    for e in entries {
-        if json {
-            println!(
-                "{}",
-                json!({ "seq": e.seq, "time": e.time, "operation": e.operation, "keystore_id": e.keystore_id,
+/// One audit entry, as JSON or a tab-separated line; from a fleet, with
+/// the replica it came from (its admin endpoint) first.
+fn print_audit_entry(replica: Option<&str>, e: pb::AuditEntry, json: bool) {
+    if json {
+        let mut entry = json!({ "seq": e.seq, "time": e.time, "operation": e.operation, "keystore_id": e.keystore_id,
                         "key_id": e.key_id, "key_version": e.key_version, "caller_ip": e.caller_ip,
                         "caller_mac": e.caller_mac, "caller_mac_source": e.caller_mac_source,
                         "caller_cert_sha256": e.caller_cert_sha256, "operator": e.operator, "result": e.result,
-                        "front_end": e.front_end, "system_principal": e.system_principal, "intent_seq": e.intent_seq })
-            );
-        } else {
-            println!(
-                "{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\tvia={}\t{}",
-                e.seq,
-                e.time,
-                e.operation,
-                e.keystore_id,
-                e.key_id,
-                e.key_version,
-                e.caller_ip,
-                e.caller_mac,
-                if e.caller_mac_source.is_empty() { String::new() } else { format!("({})", e.caller_mac_source) },
-                e.caller_cert_sha256,
-                e.operator,
-                e.front_end,
-                e.result
-            );
+                        "front_end": e.front_end, "system_principal": e.system_principal, "intent_seq": e.intent_seq });
+        if let Some(replica) = replica {
+            entry["replica"] = json!(replica);
         }
+        println!("{entry}");
+    } else {
+        let replica = replica.map(|r| format!("replica={r}\t")).unwrap_or_default();
+        println!(
+            "{replica}{}\t{}\t{}\tks={}\tkey={}\tv={}\tip={}\tmac={}{}\tcert={}\top={}\tvia={}\t{}",
+            e.seq,
+            e.time,
+            e.operation,
+            e.keystore_id,
+            e.key_id,
+            e.key_version,
+            e.caller_ip,
+            e.caller_mac,
+            if e.caller_mac_source.is_empty() { String::new() } else { format!("({})", e.caller_mac_source) },
+            e.caller_cert_sha256,
+            e.operator,
+            e.front_end,
+            e.result
+        );
     }
 }
 

@@ -143,7 +143,7 @@ impl Skm {
     /// Encrypts up to 32 KiB under the newest version of an AES key.
     pub async fn encrypt(&self, key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<Encrypted, ClientError> {
         let req = pb::EncryptRequest { key_id: key_id.to_owned(), plaintext: plaintext.to_vec(), aad: aad.to_vec() };
-        let r = self.keys().encrypt(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.encrypt(req).await }).await?;
         Ok(Encrypted { ciphertext: r.ciphertext, key_version: r.key_version })
     }
 
@@ -155,14 +155,14 @@ impl Skm {
             aad: aad.to_vec(),
             ..Default::default()
         };
-        let r = self.keys().decrypt(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.decrypt(req).await }).await?;
         Ok(Decrypted { plaintext: Zeroizing::new(r.plaintext), key_version: r.key_version })
     }
 
     /// A fresh 256-bit data key, in the clear and encrypted under the key.
     pub async fn generate_data_key(&self, key_id: &str, aad: &[u8]) -> Result<DataKey, ClientError> {
         let req = pb::GenerateDataKeyRequest { key_id: key_id.to_owned(), aad: aad.to_vec() };
-        let r = self.keys().generate_data_key(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.generate_data_key(req).await }).await?;
         Ok(DataKey {
             plaintext: Some(Zeroizing::new(r.plaintext)),
             ciphertext: r.ciphertext,
@@ -173,7 +173,9 @@ impl Skm {
     /// A fresh data key, encrypted only.
     pub async fn generate_data_key_without_plaintext(&self, key_id: &str, aad: &[u8]) -> Result<DataKey, ClientError> {
         let req = pb::GenerateDataKeyRequest { key_id: key_id.to_owned(), aad: aad.to_vec() };
-        let r = self.keys().generate_data_key_without_plaintext(req).await?.into_inner();
+        let r = self
+            .user_call(req, |mut keys, req| async move { keys.generate_data_key_without_plaintext(req).await })
+            .await?;
         Ok(DataKey { plaintext: None, ciphertext: r.ciphertext, key_version: r.key_version })
     }
 
@@ -181,7 +183,7 @@ impl Skm {
     pub async fn re_encrypt(&self, key_id: &str, ciphertext: &[u8], aad: &[u8]) -> Result<ReEncrypted, ClientError> {
         let req =
             pb::ReEncryptRequest { key_id: key_id.to_owned(), ciphertext: ciphertext.to_vec(), aad: aad.to_vec() };
-        let r = self.keys().re_encrypt(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.re_encrypt(req).await }).await?;
         Ok(ReEncrypted {
             ciphertext: r.ciphertext,
             source_key_version: r.source_key_version,
@@ -198,7 +200,9 @@ impl Skm {
             .iter()
             .map(|(k, p, a)| pb::EncryptRequest { key_id: (*k).to_owned(), plaintext: p.to_vec(), aad: a.to_vec() })
             .collect();
-        let r = self.keys().batch_encrypt(pb::BatchEncryptRequest { items }).await?.into_inner();
+        let r = self
+            .user_call(pb::BatchEncryptRequest { items }, |mut keys, req| async move { keys.batch_encrypt(req).await })
+            .await?;
         Ok(r.results
             .into_iter()
             .map(|item| match item.result {
@@ -225,7 +229,9 @@ impl Skm {
                 ..Default::default()
             })
             .collect();
-        let r = self.keys().batch_decrypt(pb::BatchDecryptRequest { items }).await?.into_inner();
+        let r = self
+            .user_call(pb::BatchDecryptRequest { items }, |mut keys, req| async move { keys.batch_decrypt(req).await })
+            .await?;
         Ok(r.results
             .into_iter()
             .map(|item| match item.result {
@@ -252,7 +258,7 @@ impl Skm {
             Signed::Mu(mu) => pb::sign_request::Input::Mu(mu.to_vec()),
         });
         let req = pb::SignRequest { key_id: key_id.to_owned(), input, algorithm: algorithm_ as i32 };
-        let r = self.keys().sign(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.sign(req).await }).await?;
         Ok(Signature { signature: r.signature, key_version: r.key_version, algorithm: algorithm(r.algorithm) })
     }
 
@@ -278,21 +284,21 @@ impl Skm {
             algorithm: algorithm_ as i32,
             key_version,
         };
-        let r = self.keys().verify(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.verify(req).await }).await?;
         Ok(Verified { valid: r.valid, key_version: r.key_version })
     }
 
     /// The public key of one version (0: the newest).
     pub async fn public_key(&self, key_id: &str, key_version: u32) -> Result<PublicKey, ClientError> {
         let req = pb::GetPublicKeyRequest { key_id: key_id.to_owned(), key_version };
-        let r = self.keys().get_public_key(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.get_public_key(req).await }).await?;
         Ok(PublicKey { spki_der: r.spki_der, pem: r.pem, key_version: r.key_version, key_algorithm: r.key_algorithm })
     }
 
     /// A secret's value: one version, or the newest (0).
     pub async fn secret(&self, key_id: &str, version: u32) -> Result<Secret, ClientError> {
         let req = pb::GetSecretRequest { key_id: key_id.to_owned(), version };
-        let r = self.keys().get_secret(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.get_secret(req).await }).await?;
         Ok(Secret { value: Zeroizing::new(r.value), version: r.version })
     }
 
@@ -312,7 +318,7 @@ impl Skm {
             key_version,
             ..Default::default()
         };
-        let r = self.keys().decrypt(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.decrypt(req).await }).await?;
         Ok(Decrypted { plaintext: Zeroizing::new(r.plaintext), key_version: r.key_version })
     }
 
@@ -320,7 +326,7 @@ impl Skm {
     /// an HMAC key.
     pub async fn generate_mac(&self, key_id: &str, message: &[u8]) -> Result<Mac, ClientError> {
         let req = pb::GenerateMacRequest { key_id: key_id.to_owned(), message: message.to_vec() };
-        let r = self.keys().generate_mac(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.generate_mac(req).await }).await?;
         Ok(Mac { mac: r.mac, key_version: r.key_version, algorithm: r.algorithm })
     }
 
@@ -339,12 +345,12 @@ impl Skm {
             mac: mac.to_vec(),
             key_version,
         };
-        let r = self.keys().verify_mac(req).await?.into_inner();
+        let r = self.user_call(req, |mut keys, req| async move { keys.verify_mac(req).await }).await?;
         Ok(Verified { valid: r.valid, key_version: r.key_version })
     }
 
     /// What the server sees of this client.
     pub async fn who_am_i(&self) -> Result<WhoAmI, ClientError> {
-        Ok(self.keys().who_am_i(pb::WhoAmIRequest {}).await?.into_inner())
+        Ok(self.user_call(pb::WhoAmIRequest {}, |mut keys, req| async move { keys.who_am_i(req).await }).await?)
     }
 }

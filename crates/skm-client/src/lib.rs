@@ -39,6 +39,11 @@ pub use keys::{
     Signed, Verified,
 };
 
+/// How long a user-plane call keeps failing over between replicas while
+/// they answer UNAVAILABLE ([`Skm::user_call`]): long enough for etcd to
+/// elect a new leader and a replica's store calls to time out and move on.
+pub const FAILOVER_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A certificate and key pair on disk.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +64,11 @@ pub struct Profile {
     pub ca: PathBuf,
     /// kms-api user port, `host:port`.
     pub user_endpoint: String,
+    /// The user ports of further kms-api replicas (a fleet on etcd): the
+    /// typed user-plane calls go round `user_endpoint` and these, and
+    /// fail over between them ([`Skm::user_call`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_replicas: Vec<String>,
     /// kms-api's REST/JSON listener, `host:port` (HTTPS under the same CA),
     /// where it is on; for REST clients (docs/REST.md).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -67,6 +77,11 @@ pub struct Profile {
     /// application profile).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub admin_endpoint: String,
+    /// The admin ports of further kms-api replicas (operators only): `skm
+    /// audit list` and `verify` read every replica's log. Admin calls
+    /// otherwise go to `admin_endpoint` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_replicas: Vec<String>,
     /// root-keyd, `host:port` (operators only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub root_keyd: String,
@@ -261,6 +276,20 @@ impl Profile {
     /// A channel to the user port, with the client certificate if the
     /// profile has one.
     pub fn user_channel(&self) -> Result<Channel, ClientError> {
+        Ok(skm_runtime::channel::lazy_channel(&self.user_endpoint, self.user_tls()?)?)
+    }
+
+    /// A channel to each replica's user port: `user_endpoint`, then
+    /// `user_replicas`.
+    pub fn user_channels(&self) -> Result<Vec<Channel>, ClientError> {
+        let tls = self.user_tls()?;
+        std::iter::once(&self.user_endpoint)
+            .chain(&self.user_replicas)
+            .map(|endpoint| Ok(skm_runtime::channel::lazy_channel(endpoint, tls.clone())?))
+            .collect()
+    }
+
+    fn user_tls(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
         let server = self.id(Service::KmsApi)?;
         let tls = match &self.client {
             Some(ClientCredentials::Pem(files)) => self.identity(files)?.client_config(&server)?,
@@ -279,12 +308,12 @@ impl Profile {
             }
             None => skm_runtime::tls::anonymous_client_config(skm_runtime::tls::load_roots(&self.ca)?, &server)?,
         };
-        Ok(skm_runtime::channel::lazy_channel(&self.user_endpoint, tls)?)
+        Ok(tls)
     }
 
     /// Clients for every plane the profile can reach.
     pub fn connect(&self) -> Result<Skm, ClientError> {
-        let user = self.user_channel()?;
+        let users = self.user_channels()?.into();
         let (admin, root, system) = match self.operator {
             Some(_) => (
                 Some(self.operator_channel(&self.admin_endpoint, Service::KmsApi)?),
@@ -301,7 +330,15 @@ impl Profile {
             }
             None => None,
         };
-        Ok(Skm { profile: Arc::new(self.clone()), user, admin, root, system, client_mac: ClientMac(client_mac) })
+        Ok(Skm {
+            profile: Arc::new(self.clone()),
+            users,
+            turn: Arc::default(),
+            admin,
+            root,
+            system,
+            client_mac: ClientMac(client_mac),
+        })
     }
 }
 
@@ -310,7 +347,10 @@ impl Profile {
 pub struct Skm {
     /// The profile used.
     pub profile: Arc<Profile>,
-    user: Channel,
+    /// The user port of each replica, first `user_endpoint`.
+    users: Arc<[Channel]>,
+    /// Which replica the next user call goes to first (round robin).
+    turn: Arc<std::sync::atomic::AtomicUsize>,
     admin: Option<Channel>,
     root: Option<Channel>,
     system: Option<Channel>,
@@ -337,9 +377,64 @@ impl Interceptor for ClientMac {
 pub type Keys = KeyServiceClient<InterceptedService<Channel, ClientMac>>;
 
 impl Skm {
-    /// User plane (encrypt, decrypt, ...).
+    /// User plane (encrypt, decrypt, ...) of the next replica in turn
+    /// (always `user_endpoint` when the profile names no other).
     pub fn keys(&self) -> Keys {
-        KeyServiceClient::with_interceptor(self.user.clone(), self.client_mac.clone())
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let channel = self.users[turn % self.users.len()].clone();
+        KeyServiceClient::with_interceptor(channel, self.client_mac.clone())
+    }
+
+    /// Runs one user-plane call. With one replica it is sent once. With
+    /// several it goes to the next in turn (spreading the load), and while
+    /// a replica answers UNAVAILABLE (down, unreachable, not ready, or its
+    /// store can't answer) or the call breaks off with its connection
+    /// (UNKNOWN, "transport error") it is sent to the others, round after round
+    /// with a growing pause, for up to [`FAILOVER_FOR`]. Every user-plane
+    /// call is safe to send again: encrypting, signing or generating twice
+    /// only yields a second valid result, and none changes stored state.
+    pub async fn user_call<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, tonic::Status>
+    where
+        Req: Clone,
+        F: Fn(Keys, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let replicas = self.users.len();
+        let deadline = std::time::Instant::now() + FAILOVER_FOR;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let mut unavailable = None;
+            for _ in 0..replicas {
+                match call(self.keys(), request.clone()).await {
+                    Ok(reply) => return Ok(reply.into_inner()),
+                    // UNKNOWN is how a connection broken mid-call surfaces
+                    // ("transport error"); kms-api never answers it itself.
+                    Err(status)
+                        if replicas > 1 && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
+                    {
+                        unavailable = Some(status);
+                    }
+                    Err(status) => return Err(status),
+                }
+            }
+            let status = unavailable.unwrap_or_else(|| tonic::Status::unavailable("no replica answered"));
+            if std::time::Instant::now() + pause > deadline {
+                return Err(status);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// The operator plane of each kms-api replica the profile names, with
+    /// its `admin_endpoint`: the first is [`Skm::admin`]'s.
+    pub fn replica_admins(&self) -> Result<Vec<(String, AdminServiceClient<Channel>)>, ClientError> {
+        let mut all = vec![(self.profile.admin_endpoint.clone(), self.admin()?)];
+        for endpoint in &self.profile.admin_replicas {
+            let channel = self.profile.operator_channel(endpoint, Service::KmsApi)?;
+            all.push((endpoint.clone(), AdminServiceClient::new(channel)));
+        }
+        Ok(all)
     }
 
     /// Operator plane of kms-api.
@@ -361,7 +456,7 @@ impl Skm {
     /// kms-api's over the user port when there is no operator.
     pub fn health(&self, service: Service) -> Result<HealthClient<Channel>, ClientError> {
         let channel = match service {
-            Service::KmsApi => self.admin.clone().unwrap_or_else(|| self.user.clone()),
+            Service::KmsApi => self.admin.clone().unwrap_or_else(|| self.users[0].clone()),
             Service::RootKeyd => self.root.clone().ok_or(ClientError::NoOperator)?,
             Service::SystemKeyd => self.system.clone().ok_or(ClientError::NoOperator)?,
         };

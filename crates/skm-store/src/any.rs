@@ -3,6 +3,7 @@
 //! in their tests).
 
 use crate::config::StoreConfig;
+use crate::etcd::Leadership;
 use crate::{EtcdStore, Op, SledStore, Store, StoreError, Versioned, WatchEvent};
 
 /// The store a daemon runs on: sled or etcd. Cheap to clone.
@@ -35,6 +36,16 @@ impl AnyStore {
         match self {
             Self::Sled(_) => None,
             Self::Etcd(etcd) => Some(etcd.watch(name, progress_every)),
+        }
+    }
+
+    /// Campaigns for `job` as `candidate` among the processes sharing the
+    /// store ([`EtcdStore::elect`]); on sled, the only process, always
+    /// the leader.
+    pub fn elect(&self, job: &str, candidate: &str, ttl: std::time::Duration) -> Leadership {
+        match self {
+            Self::Sled(_) => Leadership::alone(),
+            Self::Etcd(etcd) => etcd.elect(job, candidate, ttl),
         }
     }
 

@@ -43,7 +43,9 @@ use tonic::transport::Channel;
 
 use crate::{Expect, Op, Store, StoreError, Versioned, printable};
 
+mod election;
 mod watch;
+pub use election::{ELECTION_PREFIX, Leadership};
 pub use watch::BEACON_PREFIX;
 
 /// Keys per page of a listing.

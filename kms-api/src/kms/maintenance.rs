@@ -10,6 +10,7 @@ use std::time::Duration;
 use skm_crypto::Id;
 use skm_runtime::Shutdown;
 use skm_store::Store;
+use skm_store::etcd::Leadership;
 
 use super::caller::Caller;
 use super::lifecycle::{add_version, check_version_cap, generate, next_rotation};
@@ -172,14 +173,18 @@ impl<S: Store + Clone> Kms<S> {
         Ok(report)
     }
 
-    /// Runs [`Kms::maintain`] every `interval` until shutdown.
-    pub async fn maintenance_loop(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+    /// Runs [`Kms::maintain`] every `interval` until shutdown, on the
+    /// passes when `leader` says this replica is the one elected to.
+    pub async fn maintenance_loop(self: Arc<Self>, interval: Duration, leader: Arc<Leadership>, shutdown: Shutdown) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tick.tick() => {}
+            }
+            if !leader.is_leader() {
+                continue;
             }
             match self.maintain().await {
                 Ok(r) if r != MaintenanceReport::default() => {
