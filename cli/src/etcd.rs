@@ -166,6 +166,8 @@ impl EtcdCluster {
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &peers.join(","), "--initial-cluster-state", state])
             .args(["--initial-cluster-token", "skm-dev", "--logger", "zap", "--log-level", "warn"])
+            // History would grow with every write (and every watch beacon).
+            .args(["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h"])
             .arg("--client-cert-auth")
             .arg("--trusted-ca-file")
             .arg(&ca)

@@ -151,6 +151,11 @@ pub enum KmsError {
     /// Lost a compare-and-swap race too often.
     #[error("concurrent modification; retry")]
     Aborted,
+    /// The record store can't answer now (etcd unreachable or without a
+    /// quorum); details only in the server log. A change that fails so may
+    /// or may not have been made.
+    #[error("the record store is unavailable (no quorum or unreachable); retry later")]
+    StoreUnavailable,
     /// The audit log can't be written: nothing was done (fail closed).
     #[error("the audit log is unavailable; the request was not carried out")]
     AuditUnavailable,
@@ -181,6 +186,7 @@ impl KmsError {
             KmsError::NotReady(_)
             | KmsError::AuditUnavailable
             | KmsError::AuditLost(_)
+            | KmsError::StoreUnavailable
             | KmsError::OutcomeUnaudited => Code::Unavailable,
             KmsError::Aborted => Code::Aborted,
             KmsError::Internal(_) => Code::Internal,
@@ -193,6 +199,10 @@ impl From<RecordError> for KmsError {
         match e {
             RecordError::NotReady(n) => KmsError::NotReady(n),
             RecordError::Conflict(_) => KmsError::Aborted,
+            RecordError::Store(skm_store::StoreError::Unavailable(source)) => {
+                tracing::warn!(error = %skm_runtime::daemon::error_chain(&*source), "the record store is unavailable");
+                KmsError::StoreUnavailable
+            }
             other => KmsError::Internal(Box::new(other)),
         }
     }

@@ -107,7 +107,7 @@ async fn quorum_loss_fails_writes_and_recovers_without_reopening() {
     cluster.kill(1);
     cluster.kill(2);
     let error = store.put(b"during", b"2", Expect::Absent).await.unwrap_err();
-    let StoreError::Backend(source) = &error else { panic!("expected a backend error, got {error:?}") };
+    let StoreError::Unavailable(source) = &error else { panic!("expected the store unavailable, got {error:?}") };
     let message = source.to_string();
     assert!(message.starts_with("etcd at 127.0.0.1:"), "the error names the member: {message}");
 

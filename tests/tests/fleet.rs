@@ -469,3 +469,68 @@ async fn automatic_rotation_runs_once_on_the_elected_replica_and_fails_over() {
     drop(stack);
     drop(cluster);
 }
+
+/// etcd loses its quorum under kms-api: a change is refused UNAVAILABLE
+/// saying the record store is, a key use is answered from the cache while
+/// the watch's last word is within the staleness bound and UNAVAILABLE
+/// after it, and both work again once the quorum is back, without
+/// restarting kms-api.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quorum_loss_makes_kms_api_unavailable_and_it_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = [Service::KmsApi.name(), Service::SystemKeyd.name()];
+    let mut cluster = EtcdCluster::prepare(dir.path(), 3, skm_e2e::free_port_base(), &clients).unwrap();
+    cluster.start(Service::KmsApi.name()).await.unwrap();
+    let quick = |config: &mut kms_api::Config| {
+        if let skm_store::config::StoreConfig::Etcd(etcd) = &mut config.store {
+            etcd.request_timeout = Duration::from_secs(1);
+        }
+    };
+    let clock = std::sync::Arc::new(kms_api::clock::SystemClock);
+    let stack = InProcess::start_on_etcd_with(DevSeal::Passphrase, &cluster, clock, quick).await.unwrap();
+    let a = stack.client().unwrap();
+    wait_ready(&a, READY).await.unwrap();
+    let ks = keystore(&a, "quorum").await.unwrap();
+    let key = create_key(&a, &ks, "k", admin::KeyType::Aes256, 0).await.unwrap();
+    assert_eq!(encrypt(&a, &key).await, Ok(1));
+
+    cluster.kill(1);
+    cluster.kill(2);
+    let lost = Instant::now();
+    let create = || {
+        let request =
+            admin::CreateKeystoreRequest { name: "during".into(), policy: policy("127.0.0.1"), ..Default::default() };
+        call!(a, create_keystore, request)
+    };
+    let refused = create().await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("record store is unavailable"), "{refused:?}");
+    // Once the bound has passed, a key use reads etcd, and can't.
+    tokio::time::sleep(BOUND.saturating_sub(lost.elapsed()) + Duration::from_millis(100)).await;
+    assert!(!stack.kms().kms().cache_fresh(), "the cache is not vouched for without a quorum");
+    assert_eq!(encrypt(&a, &key).await, Err(Code::Unavailable));
+
+    cluster.restart(1).unwrap();
+    cluster.restart(2).unwrap();
+    skm_e2e::eventually("writes after the quorum is back", Duration::from_secs(60), || async {
+        match create().await {
+            Ok(_) => true,
+            // The write refused during the loss may have been applied.
+            Err(s) => s.code() == Code::AlreadyExists,
+        }
+    })
+    .await
+    .unwrap();
+    skm_e2e::eventually("key use after the quorum is back", Duration::from_secs(30), || async {
+        encrypt(&a, &key).await == Ok(1)
+    })
+    .await
+    .unwrap();
+    skm_e2e::eventually("the cache vouched for again", Duration::from_secs(10), || async {
+        stack.kms().kms().cache_fresh()
+    })
+    .await
+    .unwrap();
+    drop(stack);
+    drop(cluster);
+}

@@ -240,7 +240,13 @@ impl EtcdStore {
             }
             tracing::warn!(endpoint = %endpoint.addr, error = %failure, "etcd endpoint failed; trying the next");
         }
-        Err(backend(failure))
+        // Unreachable, leaderless or slow: the caller may retry later.
+        let unavailable = match &failure {
+            EtcdError::Timeout { .. } => true,
+            EtcdError::Call { code, .. } => unavailable_code(*code),
+            _ => false,
+        };
+        if unavailable { Err(StoreError::Unavailable(Box::new(failure))) } else { Err(backend(failure)) }
     }
 
     /// One page of `[key, end)` at `revision` (0: the latest).
@@ -348,7 +354,17 @@ fn never_holds(key: &[u8], expect: Expect) -> Result<(), StoreError> {
 /// The call failed in the transport, not in etcd's logic: another member
 /// may answer.
 fn transport_failure(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded)
+    unavailable_code(status.code())
+}
+
+/// The codes of a member that can't answer now: unreachable, leaderless,
+/// or out of time (tonic reports its own request timeout as CANCELLED,
+/// "Timeout expired").
+fn unavailable_code(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
 }
 
 /// The connection was refused: the request never left this process.

@@ -102,6 +102,11 @@ pub enum StoreError {
     /// The backend failed (I/O, corruption).
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend can't be reached or can't answer now (etcd: every
+    /// member unreachable, no quorum, no answer in time); a write that
+    /// fails so may or may not have been applied. Retrying later is right.
+    #[error("storage backend unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored value is not in the store's framing.
     #[error("stored value for {key} is malformed")]
     Malformed {
