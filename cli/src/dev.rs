@@ -157,9 +157,20 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
     eprintln!("skm dev: `skm status --wait 30` tells when it is ready; Ctrl-C stops all three.");
 
     let (_trigger, shutdown) = skm_runtime::shutdown::on_signals();
-    let exited = tokio::select! {
-        _ = shutdown.wait() => None,
-        exited = wait_any(&mut children) => Some(exited),
+    let exited = loop {
+        let exited = tokio::select! {
+            _ = shutdown.wait() => None,
+            exited = wait_any(&mut children) => Some(exited),
+        };
+        // With replicas, the others go on serving (clients fail over).
+        let replicas = children.iter().filter(|(s, _)| *s == Service::KmsApi).count();
+        match exited {
+            Some((Service::KmsApi, i, status)) if replicas > 1 => {
+                children.remove(i);
+                eprintln!("skm dev: a kms-api replica exited ({status}); {} still serving", replicas - 1);
+            }
+            other => break other.map(|(service, _, status)| (service, status)),
+        }
     };
     for (_, child) in children.iter_mut() {
         stop(child, Duration::from_secs(10)).await;
@@ -175,11 +186,12 @@ pub(crate) async fn run(args: DevArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-async fn wait_any(children: &mut [(Service, Child)]) -> (Service, String) {
+/// The first child to exit: its tier, index and exit status.
+async fn wait_any(children: &mut [(Service, Child)]) -> (Service, usize, String) {
     loop {
-        for (service, child) in children.iter_mut() {
+        for (i, (service, child)) in children.iter_mut().enumerate() {
             if let Ok(Some(status)) = child.try_wait() {
-                return (*service, status.to_string());
+                return (*service, i, status.to_string());
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

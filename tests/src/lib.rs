@@ -813,17 +813,18 @@ impl Drop for DevProcess {
     }
 }
 
-/// A base port with the 15 free ports `skm dev` may take from it (four
+/// A base port with the 17 free ports `skm dev` may take from it (four
 /// gRPC ports, three metrics listeners, the REST listener, the console,
-/// and with `--store etcd` two ports for each of three etcd members).
+/// with `--store etcd` two ports for each of three etcd members, and with
+/// `--replicas 2` two for the second replica).
 pub fn free_port_base() -> u16 {
     for _ in 0..200 {
         let base = free_ports(1)[0];
-        if base < 60000 && (0..15).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if base < 60000 && (0..17).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
-    panic!("no 15 consecutive free ports");
+    panic!("no 17 consecutive free ports");
 }
 
 /// One scrape of a metrics listener (`host:port`): `GET /metrics` over

@@ -534,3 +534,50 @@ async fn quorum_loss_makes_kms_api_unavailable_and_it_recovers_by_itself() {
     drop(stack);
     drop(cluster);
 }
+
+/// `skm dev --store etcd --replicas 2`: the application profile lists both
+/// replicas, and when one is killed the dev stack keeps the other serving
+/// and `skm encrypt` goes on working through it.
+#[test]
+fn skm_dev_runs_two_replicas_and_outlives_one() {
+    let dev = skm_e2e::DevProcess::start_with(&["--store", "etcd", "--replicas", "2"]).unwrap();
+    let run = |args: &[&str], stdin: &[u8]| {
+        let out = dev.run(args, stdin);
+        assert!(out.status.success(), "skm {args:?}: {}\n{}", String::from_utf8_lossy(&out.stderr), dev.stderr());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["keystore", "create", "--allow-ip", "127.0.0.1", "demo"], b"");
+    let created: serde_json::Value =
+        serde_json::from_str(&run(&["key", "create", "--type", "aes-256", "demo", "k", "--json"], b"")).unwrap();
+    let key = created["key_id"].as_str().unwrap().to_owned();
+    let app = dev.data_dir().join("app").join("profile.toml");
+    let profile = skm_client::Profile::load(&app).unwrap();
+    assert_eq!(profile.user_replicas.len(), 1, "{profile:?}");
+    let app = app.display().to_string();
+    run(&["--profile", &app, "encrypt", &key], b"before");
+
+    // Replica 1 (the profile's first) dies as a crash would.
+    let config = dev.data_dir().join("kms-api").join("kms-api.toml").display().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains(" daemon kms-api ") && cmdline.contains(&config))
+                .then(|| entry.file_name().to_str()?.parse::<i32>().ok())
+                .flatten()
+        })
+        .expect("replica 1's process");
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL).unwrap();
+    for round in 0..3 {
+        run(&["--profile", &app, "encrypt", &key], format!("after {round}").as_bytes());
+    }
+    // skm dev notices within its 200 ms poll, and keeps running.
+    let noticed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        dev.stderr().contains("a kms-api replica exited")
+    });
+    assert!(noticed, "{}", dev.stderr());
+    run(&["--profile", &app, "encrypt", &key], b"still");
+}
