@@ -67,6 +67,12 @@ impl State {
     fn lose(&self) {
         self.until.store(0, Ordering::Release);
     }
+
+    /// Whether the term has not run out yet.
+    fn leads(&self) -> bool {
+        let until = self.until.load(Ordering::Acquire);
+        until > 0 && self.nanos(Instant::now()) < until
+    }
 }
 
 impl Leadership {
@@ -88,11 +94,7 @@ impl Leadership {
 
     /// Whether this process leads now.
     pub fn is_leader(&self) -> bool {
-        if self.state.alone {
-            return true;
-        }
-        let until = self.state.until.load(Ordering::Acquire);
-        until > 0 && self.state.nanos(Instant::now()) < until
+        self.state.alone || self.state.leads()
     }
 }
 
@@ -252,16 +254,11 @@ impl Campaign {
                     tokio::time::sleep(period.saturating_sub(sent.elapsed())).await;
                 }
             }
-            if !self.still_leading() {
+            if !self.state.leads() {
                 return;
             }
             self.endpoint += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    fn still_leading(&self) -> bool {
-        let until = self.state.until.load(Ordering::Acquire);
-        until > 0 && self.state.nanos(Instant::now()) < until
     }
 }
