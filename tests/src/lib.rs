@@ -105,10 +105,47 @@ pub async fn wait_ready(skm: &Skm, timeout: Duration) -> anyhow::Result<()> {
     .await
 }
 
-/// `n` distinct free TCP ports on 127.0.0.1 (bound, then released).
+/// `n` consecutive free TCP ports on 127.0.0.1, for processes a test
+/// starts later. They come from below the kernel's ephemeral range: a port
+/// the kernel handed out for `bind(0)` and that was then released can be
+/// taken meanwhile as the source port of any outgoing connection (etcd's
+/// own peers and clients make many), and the process meant to listen on it
+/// then exits with "address already in use". Each call takes ports after
+/// the previous call's, so tests in one binary never share a port.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let base = reserve_ports(n);
+    (base..base + n as u16).collect()
+}
+
+fn reserve_ports(n: usize) -> u16 {
+    const LOW: u32 = 10_000;
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let high = ephemeral_low().max(LOW + 1_000);
+    let n = n as u32;
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    // Each test binary starts somewhere else in the range, so binaries run
+    // side by side (compose and netns groups) rarely meet.
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    let mut cursor = next.unwrap_or(LOW + seed % (high - LOW));
+    for _ in 0..(high - LOW) {
+        if cursor + n > high {
+            cursor = LOW;
+        }
+        if (cursor..cursor + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok()) {
+            *next = Some(cursor + n);
+            return cursor as u16;
+        }
+        cursor += 1;
+    }
+    panic!("no {n} consecutive free ports between {LOW} and {high}");
+}
+
+/// The first port of the kernel's ephemeral range (32768 unless tuned).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|low| low.parse().ok()))
+        .unwrap_or(32_768)
 }
 
 /// The forms a secret could be stored in by mistake, for scans of raw
@@ -818,13 +855,7 @@ impl Drop for DevProcess {
 /// with `--store etcd` two ports for each of three etcd members, and with
 /// `--replicas 2` two for the second replica).
 pub fn free_port_base() -> u16 {
-    for _ in 0..200 {
-        let base = free_ports(1)[0];
-        if base < 60000 && (0..17).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no 17 consecutive free ports");
+    reserve_ports(17)
 }
 
 /// One scrape of a metrics listener (`host:port`): `GET /metrics` over
