@@ -56,6 +56,33 @@ async fn etcd_conforms() {
     assert!(report.skipped.is_empty(), "etcd is durable and skips nothing: {:?}", report.skipped);
 }
 
+/// An elected leader renews its lease and leads for many lease terms in a
+/// row while another candidate waits (a leader whose renewals failed would
+/// lose its term after 80 % of one TTL); once it abandons, the other leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elected_leader_keeps_its_lease_alive_for_many_terms() {
+    let (cluster, _dir) = cluster().await;
+    let config = cluster.store_config(CLIENT, "election-test/");
+    let (a, b) = (EtcdStore::open(&config).await.unwrap(), EtcdStore::open(&config).await.unwrap());
+    let ttl = Duration::from_secs(3);
+    let first = a.elect("job", "a", ttl);
+    skm_e2e::eventually("a leads", Duration::from_secs(10), || async { first.is_leader() }).await.unwrap();
+    let second = b.elect("job", "b", ttl);
+    let until = std::time::Instant::now() + 4 * ttl;
+    let mut checks = 0;
+    while std::time::Instant::now() < until {
+        assert!(first.is_leader(), "a lost its leadership after {checks} checks: its lease was not kept alive");
+        assert!(!second.is_leader(), "b leads while a does");
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.abandon();
+    skm_e2e::eventually("b leads once a abandons", Duration::from_secs(15), || async { second.is_leader() })
+        .await
+        .unwrap();
+    assert!(!first.is_leader());
+}
+
 /// Writes go on through the other members when the first endpoint's member
 /// dies, and the member catches up when it comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

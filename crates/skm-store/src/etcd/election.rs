@@ -230,6 +230,11 @@ impl Campaign {
         let period = self.ttl / 3;
         loop {
             let (requests, queue) = mpsc::channel(1);
+            // etcd sends the stream's response headers with its first
+            // answer, so the first renewal must be queued before the call
+            // is opened, or opening waits for headers that never come.
+            let mut sent = Instant::now();
+            let mut queued = requests.try_send(LeaseKeepAliveRequest { id: lease }).is_ok();
             let mut client = self.lease_client();
             let opened = tokio::time::timeout(
                 self.inner.timeout,
@@ -239,9 +244,11 @@ impl Campaign {
             if let Ok(Ok(stream)) = opened {
                 let mut stream = stream.into_inner();
                 loop {
-                    let sent = Instant::now();
-                    if requests.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
-                        break;
+                    if !std::mem::take(&mut queued) {
+                        sent = Instant::now();
+                        if requests.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                            break;
+                        }
                     }
                     match tokio::time::timeout(period, stream.message()).await {
                         Ok(Ok(Some(reply))) if reply.ttl > 0 => {
