@@ -543,7 +543,8 @@ async fn quorum_loss_makes_kms_api_unavailable_and_it_recovers_by_itself() {
 
 /// `skm dev --store etcd --replicas 2`: the application profile lists both
 /// replicas, and when one is killed the dev stack keeps the other serving
-/// and `skm encrypt` goes on working through it.
+/// and `skm encrypt` goes on working through it, as do the Python SDK's
+/// clients.
 #[test]
 fn skm_dev_runs_two_replicas_and_outlives_one() {
     let dev = skm_e2e::DevProcess::start_with(&["--store", "etcd", "--replicas", "2"]).unwrap();
@@ -579,6 +580,36 @@ fn skm_dev_runs_two_replicas_and_outlives_one() {
     for round in 0..3 {
         run(&["--profile", &app, "encrypt", &key], format!("after {round}").as_bytes());
     }
+    // The Python SDK (sync and asyncio) reads user_replicas too: every other
+    // call starts at the dead replica and must fail over.
+    let script = r#"
+import asyncio, sys, skm
+profile, key = sys.argv[1], sys.argv[2]
+with skm.Client.from_profile(profile) as c:
+    assert len(c.credentials.replicas) == 1, c.credentials
+    for i in range(4):
+        ct = c.encrypt(key, b"py %d" % i).ciphertext
+        assert c.decrypt(key, ct).plaintext == b"py %d" % i
+async def main():
+    async with skm.AsyncClient.from_profile(profile) as c:
+        for i in range(4):
+            ct = (await c.encrypt(key, b"aio %d" % i)).ciphertext
+            assert (await c.decrypt(key, ct)).plaintext == b"aio %d" % i
+asyncio.run(main())
+print("python failover ok")
+"#;
+    let python = std::process::Command::new(skm_e2e::python())
+        .args(["-c", script, &app, &key])
+        .env("PYTHONPATH", skm_e2e::repo().join("sdk/python/src"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        python.status.success() && String::from_utf8_lossy(&python.stdout).contains("python failover ok"),
+        "the Python SDK did not fail over: {}{}",
+        String::from_utf8_lossy(&python.stdout),
+        String::from_utf8_lossy(&python.stderr)
+    );
     // skm dev notices within its 200 ms poll, and keeps running.
     let noticed = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(100));

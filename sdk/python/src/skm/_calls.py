@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import hashlib
+import time
 
 import grpc
 
@@ -37,6 +38,51 @@ def channel_credentials(c: Credentials) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=c.ca_pem, private_key=c.private_key_pem, certificate_chain=c.cert_chain_pem
     )
+
+
+#: How long a call is retried on other replicas while they are UNAVAILABLE
+#: (as skm-client's ``FAILOVER_FOR``), and the pauses between rounds.
+FAILOVER_FOR = 10.0
+_FIRST_PAUSE = 0.05
+_MAX_PAUSE = 1.0
+#: What a replica that is down or went down mid-call answers. Every
+#: user-plane call is safe to repeat: reads, and encrypt/decrypt/sign whose
+#: effect does not depend on how often they ran.
+_FAILOVER_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN)
+
+
+class Failover:
+    """Round robin over the replicas' stubs: each call starts at the next
+    replica and, with more than one, moves on to the others while they answer
+    UNAVAILABLE (or UNKNOWN: the connection broke mid-call) for up to
+    ``FAILOVER_FOR`` seconds, pausing between rounds (50 ms, doubling to 1 s).
+    With one replica a call is sent once."""
+
+    def __init__(self, stubs: Sequence[Any]) -> None:
+        self.stubs = list(stubs)
+        self._next = 0
+
+    def attempts(self) -> Iterable[Tuple[Any, float]]:
+        """(stub, pause before trying it) for as long as a call may go on."""
+        start = self._next
+        self._next = (self._next + 1) % len(self.stubs)
+        yield self.stubs[start], 0.0
+        if len(self.stubs) == 1:
+            return
+        deadline = time.monotonic() + FAILOVER_FOR
+        pause, n = _FIRST_PAUSE, 1
+        while True:
+            wait = 0.0
+            if n % len(self.stubs) == 0:
+                wait, pause = pause, min(pause * 2, _MAX_PAUSE)
+            if time.monotonic() + wait > deadline:
+                return
+            yield self.stubs[(start + n) % len(self.stubs)], wait
+            n += 1
+
+    @staticmethod
+    def retried(e: grpc.RpcError) -> bool:
+        return e.code() in _FAILOVER_CODES
 
 
 def metadata(c: Credentials) -> Optional[Sequence[Tuple[str, str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any, BinaryIO, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -35,6 +36,10 @@ class AsyncClient:
     ``Client.from_profile(path)``, or ``Client(address, ca=..., cert=..., key=...)``
     / ``Client(address, ca=..., pkcs12_file=..., pkcs12_password=...)`` with
     PEM bytes or file paths. Use as a context manager, or call ``close()``.
+
+    With ``replicas`` (or a profile's ``user_replicas``: the user ports of
+    further kms-api replicas on one etcd store) calls go round every replica
+    and fail over to another while one is UNAVAILABLE, for up to 10 s.
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class AsyncClient:
         pkcs12_file: Union[bytes, PathLike, None] = None,
         pkcs12_password: Union[str, bytes, None] = None,
         client_mac: Optional[str] = None,
+        replicas: Sequence[str] = (),
         timeout: Optional[float] = 30.0,
         credentials_: Optional[Credentials] = None,
         options: Sequence[Tuple[str, Any]] = (),
@@ -56,15 +62,14 @@ class AsyncClient:
                 raise ValueError("give address and ca (or use Client.from_profile)")
             credentials_ = credentials(
                 address, ca, cert=cert, key=key, pkcs12_file=pkcs12_file,
-                pkcs12_password=pkcs12_password, client_mac=client_mac,
+                pkcs12_password=pkcs12_password, client_mac=client_mac, replicas=replicas,
             )
         self.credentials = credentials_
         self.timeout = timeout
         self._metadata = _calls.metadata(credentials_)
-        self._channel = grpc.aio.secure_channel(
-            credentials_.address, _calls.channel_credentials(credentials_), options=list(options)
-        )
-        self._stub = api_pb2_grpc.KeyServiceStub(self._channel)
+        tls = _calls.channel_credentials(credentials_)
+        self._channels = [grpc.aio.secure_channel(a, tls, options=list(options)) for a in credentials_.addresses]
+        self._failover = _calls.Failover([api_pb2_grpc.KeyServiceStub(c) for c in self._channels])
 
     @classmethod
     def from_profile(cls, path: PathLike, **kwargs: Any) -> "AsyncClient":
@@ -72,7 +77,8 @@ class AsyncClient:
         return cls(credentials_=from_profile(path), **kwargs)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -82,11 +88,20 @@ class AsyncClient:
 
     async def _run(self, call: _calls.Call) -> Any:
         name, request, result = call
-        try:
-            response = await getattr(self._stub, name)(request, metadata=self._metadata, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
-        return result(response)
+        failed: Optional[grpc.RpcError] = None
+        for stub, pause in self._failover.attempts():
+            if pause:
+                await asyncio.sleep(pause)
+            try:
+                response = await getattr(stub, name)(request, metadata=self._metadata, timeout=self.timeout)
+            except grpc.RpcError as e:
+                failed = e
+                if self._failover.retried(e):
+                    continue
+                break
+            return result(response)
+        assert failed is not None
+        raise from_rpc_error(failed) from None
 
     async def encrypt(self, key_id: str, plaintext: bytes, aad: bytes = b"") -> Encrypted:
         """Encrypts up to 32 KiB under the newest version of an AES key."""

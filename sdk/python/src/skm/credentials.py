@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
 
@@ -34,10 +34,21 @@ class Credentials:
     cert_chain_pem: Optional[bytes] = None
     private_key_pem: Optional[bytes] = None
     client_mac: Optional[str] = None
+    #: The user ports of further kms-api replicas (a fleet on etcd): calls go
+    #: round ``address`` and these, and fail over between them.
+    replicas: Tuple[str, ...] = ()
+
+    @property
+    def addresses(self) -> Tuple[str, ...]:
+        """``address``, then ``replicas``."""
+        return (self.address, *self.replicas)
 
     def __repr__(self) -> str:
         has_cert = self.cert_chain_pem is not None
-        return f"Credentials(address={self.address!r}, client_certificate={has_cert}, client_mac={self.client_mac!r})"
+        return (
+            f"Credentials(address={self.address!r}, replicas={self.replicas!r}, "
+            f"client_certificate={has_cert}, client_mac={self.client_mac!r})"
+        )
 
 
 def pkcs12_to_pem(data: bytes, password: Union[str, bytes]) -> Tuple[bytes, bytes]:
@@ -66,9 +77,11 @@ def credentials(
     pkcs12_file: Union[bytes, PathLike, None] = None,
     pkcs12_password: Union[str, bytes, None] = None,
     client_mac: Optional[str] = None,
+    replicas: Sequence[str] = (),
 ) -> Credentials:
     """Credentials from PEM bytes or file paths; a client certificate as
-    ``cert`` + ``key`` (PEM) or ``pkcs12_file`` + ``pkcs12_password``."""
+    ``cert`` + ``key`` (PEM) or ``pkcs12_file`` + ``pkcs12_password``;
+    ``replicas``: the user ports of further kms-api replicas."""
 
     def load(v: Union[bytes, PathLike]) -> bytes:
         return v if isinstance(v, bytes) else _read(os.fspath(v))
@@ -84,14 +97,15 @@ def credentials(
         if cert is None or key is None:
             raise ValueError("a PEM client certificate needs both cert and key")
         chain, private = load(cert), load(key)
-    return Credentials(address, load(ca), chain, private, client_mac)
+    return Credentials(address, load(ca), chain, private, client_mac, tuple(replicas))
 
 
 def from_profile(path: PathLike) -> Credentials:
     """Credentials from a profile (TOML); relative paths are taken from its directory.
 
-    Reads ``ca``, ``user_endpoint``, ``client_mac`` and ``[client]`` (``cert`` + ``key``,
-    or ``p12`` + ``password_file``); the operator section, if any, is not used.
+    Reads ``ca``, ``user_endpoint``, ``user_replicas``, ``client_mac`` and ``[client]``
+    (``cert`` + ``key``, or ``p12`` + ``password_file``); the operator section, if any,
+    is not used.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -112,4 +126,9 @@ def from_profile(path: PathLike) -> Credentials:
         kwargs = {"pkcs12_file": at(client["p12"]), "pkcs12_password": password}
     elif client:
         kwargs = {"cert": at(client["cert"]), "key": at(client["key"])}
-    return credentials(profile["user_endpoint"], at(profile["ca"]), client_mac=profile.get("client_mac"), **kwargs)
+    replicas = profile.get("user_replicas", [])
+    if not isinstance(replicas, list) or not all(isinstance(r, str) and r for r in replicas):
+        raise ValueError(f"profile {path}: user_replicas must be a list of host:port strings")
+    return credentials(
+        profile["user_endpoint"], at(profile["ca"]), client_mac=profile.get("client_mac"), replicas=replicas, **kwargs
+    )
