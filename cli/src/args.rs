@@ -306,6 +306,19 @@ pub enum PkiCommand {
         #[arg(long, default_value = "admin")]
         operator: String,
     },
+    /// Create a CA of etcd's own and certificates for its members (hosts
+    /// etcd-1..etcd-N) and for the daemons that use it.
+    Etcd {
+        /// Output directory (etcd-ca/, etcd-N/, <client>/etcd/; must not hold them already).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of etcd members.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        /// A daemon that gets a client certificate (repeatable).
+        #[arg(long = "client", default_values_t = ["kms-api".to_owned(), "system-keyd".to_owned()])]
+        clients: Vec<String>,
+    },
     /// Issue an operator certificate from the deployment CA (offline: needs ca/ca.key).
     AddOperator {
         /// Operator name.

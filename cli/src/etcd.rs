@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use skm_pki::CertificateAuthority;
+use skm_pki::{CertificateAuthority, IssuedPem};
 use skm_runtime::SpiffeId;
 use skm_runtime::tls::TlsFiles;
 use skm_store::etcd::EtcdConfig;
@@ -36,6 +36,24 @@ pub fn etcd_binary() -> anyhow::Result<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join("etcd")).find(|candidate| candidate.is_file()).context(
         "etcd not found on the PATH: install Debian's etcd-server (apt-get install etcd-server) or set SKM_ETCD",
     )
+}
+
+/// A new etcd CA: etcd's own, not SKM's deployment CA, so that a
+/// certificate of the deployment can't reach etcd and one of etcd can't
+/// reach an SKM tier.
+pub fn new_ca() -> anyhow::Result<CertificateAuthority> {
+    Ok(CertificateAuthority::generate(TRUST_DOMAIN, "SKM etcd CA", DAYS)?)
+}
+
+/// Member `n`'s certificate (server and peer, client auth for peers) for
+/// the host names `hosts`, `localhost` and 127.0.0.1.
+pub fn member_cert(ca: &CertificateAuthority, n: usize, hosts: &[String]) -> anyhow::Result<IssuedPem> {
+    Ok(ca.issue_for_hosts(&SpiffeId::new(TRUST_DOMAIN, &format!("member/{n}"))?, hosts, DAYS)?)
+}
+
+/// The client certificate of `client` (a daemon that uses etcd).
+pub fn client_cert(ca: &CertificateAuthority, client: &str) -> anyhow::Result<IssuedPem> {
+    Ok(ca.issue_for_id(&SpiffeId::new(TRUST_DOMAIN, &format!("client/{client}"))?, DAYS)?)
 }
 
 /// One member of a local cluster.
@@ -63,23 +81,22 @@ impl EtcdCluster {
         let binary = etcd_binary()?;
         let pki = dir.join("pki");
         std::fs::create_dir_all(&pki)?;
-        let ca = CertificateAuthority::generate(TRUST_DOMAIN, "SKM dev etcd CA", DAYS)?;
+        let ca = new_ca()?;
         std::fs::write(pki.join("ca.pem"), ca.cert_pem())?;
         write_private(&pki.join("ca.key"), ca.key_pem().as_bytes())?;
-        let issue = |path: &str, file: &str| -> anyhow::Result<()> {
-            let issued = ca.issue_for_id(&SpiffeId::new(TRUST_DOMAIN, path)?, DAYS)?;
+        let write = |issued: IssuedPem, file: &str| -> anyhow::Result<()> {
             std::fs::write(pki.join(format!("{file}.pem")), &issued.cert_pem)?;
             write_private(&pki.join(format!("{file}.key")), issued.key_pem.as_bytes())
         };
         let mut list = Vec::with_capacity(members);
         for i in 0..members {
             let name = format!("member-{}", i + 1);
-            issue(&format!("member/{}", i + 1), &name)?;
+            write(member_cert(&ca, i + 1, &[])?, &name)?;
             let offset = u16::try_from(2 * i)?;
             list.push(Member { name, client_port: port_base + offset, peer_port: port_base + offset + 1, child: None });
         }
         for client in clients {
-            issue(&format!("client/{client}"), client)?;
+            write(client_cert(&ca, client)?, client)?;
         }
         Ok(Self { dir: dir.to_owned(), binary, members: list })
     }

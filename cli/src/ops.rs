@@ -33,6 +33,15 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pki(PkiCommand::Etcd { out, members, clients }) => {
+            crate::pki::etcd(&out, members, &clients)?;
+            if json {
+                println!("{}", json!({ "out": out, "members": members, "clients": clients }));
+            } else {
+                eprintln!("etcd PKI for {members} members written to {}; keep etcd-ca/ca.key offline", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pki(PkiCommand::AddOperator { name, role, pki, out, trust_domain, days }) => {
             let sha = crate::pki::add_operator(&pki, &trust_domain, &name, role, days, &out)?;
             print_id(json, "sha256", &sha);

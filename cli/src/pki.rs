@@ -123,3 +123,80 @@ pub fn add_operator(
     let leaf = der.first().context("no certificate issued")?;
     Ok(hex::encode(skm_crypto::sha256(leaf)))
 }
+
+/// Most members `skm pki etcd` issues for (etcd advises at most 7).
+pub const MAX_ETCD_MEMBERS: usize = 7;
+
+/// `skm pki etcd`: a CA of etcd's own and its certificates, each identity
+/// in its own directory so that a deployment hands every host only its
+/// own (the layout of `docker-compose.ha.yml`'s volumes):
+///
+/// ```text
+/// OUT/etcd-ca/{ca.pem,ca.key}               the etcd CA (keep ca.key offline)
+/// OUT/etcd-N/{ca.pem,cert.pem,key.pem}      member N, for host etcd-N (and `hosts_of(N)`)
+/// OUT/<client>/etcd/{ca.pem,cert.pem,key.pem}  a daemon's client certificate for etcd
+/// ```
+pub fn etcd(out: &Path, members: usize, clients: &[String]) -> anyhow::Result<()> {
+    if !(1..=MAX_ETCD_MEMBERS).contains(&members) {
+        anyhow::bail!("--members is {members}; must be 1..={MAX_ETCD_MEMBERS} (3 or 5 survive the loss of 1 or 2)");
+    }
+    for client in clients {
+        let ok = !client.is_empty() && client.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            anyhow::bail!("--client {client:?} must be lowercase letters, digits and '-'");
+        }
+    }
+    let ca = crate::etcd::new_ca()?;
+    let write_identity = |dir: &Path, issued: skm_pki::IssuedPem| -> anyhow::Result<()> {
+        write(&dir.join("ca.pem"), ca.cert_pem(), false)?;
+        write(&dir.join("cert.pem"), &issued.cert_pem, false)?;
+        write(&dir.join("key.pem"), &issued.key_pem, true)
+    };
+    write(&out.join("etcd-ca").join("ca.pem"), ca.cert_pem(), false)?;
+    write(&out.join("etcd-ca").join("ca.key"), &ca.key_pem(), true)?;
+    for n in 1..=members {
+        let host = format!("etcd-{n}");
+        write_identity(&out.join(&host), crate::etcd::member_cert(&ca, n, std::slice::from_ref(&host))?)?;
+    }
+    for client in clients {
+        write_identity(&out.join(client).join("etcd"), crate::etcd::client_cert(&ca, client)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_pki_gives_each_identity_its_own_directory_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let clients = ["kms-api".to_owned(), "system-keyd".to_owned()];
+        etcd(dir.path(), 3, &clients).unwrap();
+        let ca = std::fs::read_to_string(dir.path().join("etcd-ca/ca.pem")).unwrap();
+        for id in ["etcd-1", "etcd-2", "etcd-3", "kms-api/etcd", "system-keyd/etcd"] {
+            let d = dir.path().join(id);
+            assert_eq!(std::fs::read_to_string(d.join("ca.pem")).unwrap(), ca, "{id}");
+            let files =
+                skm_runtime::tls::TlsFiles { ca: d.join("ca.pem"), cert: d.join("cert.pem"), key: d.join("key.pem") };
+            skm_runtime::tls::TlsIdentity::load(&files, None).unwrap_or_else(|e| panic!("{id}: {e}"));
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.join("key.pem")).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{id}/key.pem");
+            assert!(!d.join("ca.key").exists(), "{id} holds the CA key");
+        }
+        assert!(!dir.path().join("etcd-4").exists());
+        // A member's certificate names its host, as its peers and clients dial it.
+        let pem = std::fs::read(dir.path().join("etcd-2/cert.pem")).unwrap();
+        let der = skm_runtime::tls::certs_from_pem(&pem).unwrap();
+        assert!(der[0].windows(b"etcd-2".len()).any(|w| w == b"etcd-2"), "no etcd-2 SAN");
+
+        let again = etcd(dir.path(), 3, &clients).unwrap_err().to_string();
+        assert!(again.contains("already there"), "{again}");
+        let other = tempfile::tempdir().unwrap();
+        for (members, bad) in [(0, vec![]), (8, vec![]), (3, vec!["Kms Api".to_owned()])] {
+            assert!(etcd(other.path(), members, &bad).is_err(), "{members} {bad:?}");
+        }
+        assert!(!other.path().join("etcd-ca").exists(), "nothing written on a refused call");
+    }
+}

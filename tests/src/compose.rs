@@ -1,4 +1,5 @@
-//! The compose stack (`docker-compose.yml`) under test: images built once
+//! The compose stacks (`docker-compose.yml`, and the fleet of
+//! `docker-compose.ha.yml`) under test: images built once
 //! per test binary by `deploy/build-images`, one compose project per test
 //! (unique `-p`, kms-api published on ephemeral host ports), torn down with
 //! `down -v` by [`Stack`]'s `Drop` even when the test fails.
@@ -196,10 +197,14 @@ pub async fn docker_ok(args: &[&str]) -> anyhow::Result<String> {
     Ok(r.stdout)
 }
 
-/// One compose project of `docker-compose.yml`.
+/// One compose project of `docker-compose.yml` or `docker-compose.ha.yml`.
 #[derive(Debug)]
 pub struct Stack {
     engine: Engine,
+    /// The compose file, in the repository's root.
+    file: &'static str,
+    /// kms-api's services: `kms-api`, or the replicas of the HA stack.
+    pub replicas: &'static [&'static str],
     /// The compose project name (`-p`).
     pub project: String,
     /// The trust domain the stack was made with.
@@ -229,11 +234,22 @@ fn next_user_subnet() -> String {
 impl Stack {
     /// A new project (nothing started); the name is unique per process and test.
     pub fn new(engine: &Engine, test: &str) -> Self {
+        Self::of_file(engine, test, "docker-compose.yml", &["kms-api"])
+    }
+
+    /// A new project of the fleet, `docker-compose.ha.yml` (nothing started).
+    pub fn new_ha(engine: &Engine, test: &str) -> Self {
+        Self::of_file(engine, test, "docker-compose.ha.yml", &["kms-api-1", "kms-api-2"])
+    }
+
+    fn of_file(engine: &Engine, test: &str, file: &'static str, replicas: &'static [&'static str]) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let tag: String = test.chars().filter(char::is_ascii_alphanumeric).take(12).collect::<String>().to_lowercase();
         let project = format!("skmt{}{}x{}", tag, std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         Self {
             engine: engine.clone(),
+            file,
+            replicas,
             project,
             trust_domain: crate::TRUST_DOMAIN.to_owned(),
             seal_mode: "passphrase",
@@ -246,6 +262,8 @@ impl Stack {
         vec![
             ("SKM_USER_PORT", "0".to_owned()),
             ("SKM_ADMIN_PORT", "0".to_owned()),
+            ("SKM_USER_PORT_2", "0".to_owned()),
+            ("SKM_ADMIN_PORT_2", "0".to_owned()),
             ("SKM_PUBLISH_ADDR", "127.0.0.1".to_owned()),
             ("SKM_TRUST_DOMAIN", self.trust_domain.clone()),
             ("SKM_SEAL_MODE", self.seal_mode.to_owned()),
@@ -264,12 +282,12 @@ impl Stack {
         all
     }
 
-    /// Runs `compose -p PROJECT -f docker-compose.yml args`.
+    /// Runs `compose -p PROJECT -f FILE args`.
     pub async fn compose(&self, args: &[&str]) -> anyhow::Result<Run> {
         if matches!(args.first(), Some(&("up" | "down" | "rm" | "create"))) {
             self.containers.lock().map(|mut c| c.clear()).ok();
         }
-        let file = repo_root().join("docker-compose.yml").display().to_string();
+        let file = repo_root().join(self.file).display().to_string();
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         run(&self.engine.compose[0], &self.compose_args(&file, args), None, &env).await
@@ -312,8 +330,16 @@ impl Stack {
 
     /// Builds the images (once per binary) and brings the stack up ready.
     pub async fn start(engine: &Engine, test: &str) -> anyhow::Result<Self> {
+        Self::start_stack(Self::new(engine, test)).await
+    }
+
+    /// [`Stack::start`] of the fleet (`docker-compose.ha.yml`).
+    pub async fn start_ha(engine: &Engine, test: &str) -> anyhow::Result<Self> {
+        Self::start_stack(Self::new_ha(engine, test)).await
+    }
+
+    async fn start_stack(stack: Self) -> anyhow::Result<Self> {
         build_images()?;
-        let stack = Self::new(engine, test);
         let started = std::time::Instant::now();
         stack.up().await?;
         stack.wait_ready(Duration::from_secs(90)).await?;
@@ -358,12 +384,15 @@ impl Stack {
     /// The output of `<tier> health` in the tier's container.
     pub async fn health(&self, service: &str) -> anyhow::Result<Run> {
         let id = self.container(service).await?;
-        docker(&["exec", &id, &format!("/usr/local/bin/{service}"), "health"]).await
+        let binary = if self.replicas.contains(&service) { "kms-api" } else { service };
+        docker(&["exec", &id, &format!("/usr/local/bin/{binary}"), "health"]).await
     }
 
-    /// Waits until the three tiers are SERVING.
+    /// Waits until the three tiers (every kms-api replica) are SERVING.
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.wait_serving(&TIERS, timeout).await
+        let mut services = vec!["root-keyd", "system-keyd"];
+        services.extend(self.replicas);
+        self.wait_serving(&services, timeout).await
     }
 
     /// Waits until each of `services` is SERVING.
@@ -383,11 +412,17 @@ impl Stack {
         Ok(docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &id]).await?.trim().to_owned())
     }
 
-    /// The host address a container port of kms-api is published on.
+    /// The host address a container port of kms-api (the first replica)
+    /// is published on.
     pub async fn published(&self, port: u16) -> anyhow::Result<SocketAddr> {
-        let out = self.compose_ok(&["port", "kms-api", &port.to_string()]).await?;
+        self.published_on(self.replicas[0], port).await
+    }
+
+    /// The host address a container port of `service` is published on.
+    pub async fn published_on(&self, service: &str, port: u16) -> anyhow::Result<SocketAddr> {
+        let out = self.compose_ok(&["port", service, &port.to_string()]).await?;
         let addr = out.trim().lines().next().unwrap_or_default();
-        addr.parse().with_context(|| format!("compose port kms-api {port}: {out:?}"))
+        addr.parse().with_context(|| format!("compose port {service} {port}: {out:?}"))
     }
 
     /// The subnet of a project network (keystores allow the user network).
@@ -531,17 +566,24 @@ impl Stack {
     }
 
     /// A host client with operator files already copied to `dir`
-    /// (re-reads the published ports, which change when kms-api restarts).
+    /// (re-reads the published ports, which change when kms-api restarts);
+    /// its profile names every replica.
     pub async fn host_client_with(&self, dir: &Path) -> anyhow::Result<Skm> {
         let op = dir.join("operator");
+        let mut user = Vec::new();
+        let mut admin = Vec::new();
+        for replica in self.replicas {
+            user.push(self.published_on(replica, USER_PORT).await?.to_string());
+            admin.push(self.published_on(replica, ADMIN_PORT).await?.to_string());
+        }
         let profile = Profile {
             trust_domain: self.trust_domain.clone(),
             ca: op.join("ca.pem"),
-            user_endpoint: self.published(USER_PORT).await?.to_string(),
-            user_replicas: Vec::new(),
+            user_endpoint: user.remove(0),
+            user_replicas: user,
             rest_endpoint: String::new(),
-            admin_endpoint: self.published(ADMIN_PORT).await?.to_string(),
-            admin_replicas: Vec::new(),
+            admin_endpoint: admin.remove(0),
+            admin_replicas: admin,
             // Not reachable from the host, on purpose.
             root_keyd: "127.0.0.1:9".into(),
             system_keyd: "127.0.0.1:9".into(),
@@ -573,7 +615,7 @@ impl Stack {
             let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
         };
         if std::thread::panicking() {
-            let file = repo_root().join("docker-compose.yml").display().to_string();
+            let file = repo_root().join(self.file).display().to_string();
             let args = self.compose_args(&file, &["logs", "--no-color", "--tail", "80"]);
             if let Ok(out) = Command::new(&self.engine.compose[0]).args(args).output() {
                 eprintln!(
@@ -591,7 +633,7 @@ impl Stack {
                 quiet(Command::new("docker").args(["rm", "-f"]).args(&ids));
             }
         }
-        let file = repo_root().join("docker-compose.yml").display().to_string();
+        let file = repo_root().join(self.file).display().to_string();
         let args = self.compose_args(&file, &["down", "-v", "--remove-orphans", "-t", "5"]);
         let env = self.env();
         quiet(Command::new(&self.engine.compose[0]).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
@@ -633,5 +675,5 @@ pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && crate::holds_bytes(haystack, needle)
 }

@@ -156,7 +156,15 @@ impl CertificateAuthority {
 
     /// A certificate with an arbitrary SPIFFE id (tests of refusals).
     pub fn issue_for_id(&self, id: &SpiffeId, days: u32) -> Result<IssuedPem, PkiError> {
-        self.issue(id.path(), id, &["localhost".to_owned()], &[IpAddr::from([127, 0, 0, 1])], days)
+        self.issue_for_hosts(id, &[], days)
+    }
+
+    /// A server and client certificate with SPIFFE id `id` for the DNS
+    /// names `hosts` (plus `localhost`) and loopback: an etcd member's.
+    pub fn issue_for_hosts(&self, id: &SpiffeId, hosts: &[String], days: u32) -> Result<IssuedPem, PkiError> {
+        let mut names = hosts.to_vec();
+        names.push("localhost".to_owned());
+        self.issue(id.path(), id, &names, &[IpAddr::from([127, 0, 0, 1])], days)
     }
 
     fn issue(

@@ -14,8 +14,17 @@
 //! that names the missing files. The images are `FROM scratch`, so there is
 //! no shell to do this in.
 //!
+//! For `docker-compose.ha.yml`, `--replicas N` gives the replicas
+//! kms-api-2..N volumes of their own (mounted at `PKI/kms-api-N`, the
+//! first replica's at `PKI/kms-api`) holding kms-api's certificate, whose
+//! names then include kms-api-1..N, and profiles naming every replica;
+//! `--etcd-members M` has `skm pki etcd` make etcd's own CA (`PKI/etcd-ca`),
+//! each member's certificate (`PKI/etcd-M`) and the client certificates of
+//! kms-api and system-keyd (`PKI/<tier>/etcd/`).
+//!
 //! ```text
 //! skm-compose-init [--pki DIR] [--trust-domain TD] [--host NAME]... [--skm PATH]
+//!                  [--replicas N] [--etcd-members M]
 //! ```
 
 use std::io::Write;
@@ -25,21 +34,70 @@ use std::process::{Command, ExitCode};
 /// Identities that get `ca.pem`, `cert.pem` and `key.pem` in their own directory.
 const IDENTITIES: [&str; 4] = ["root-keyd", "system-keyd", "kms-api", "operator"];
 
-/// Where client containers reach the tiers: the compose service names and
-/// the ports of `deploy/config/*.toml`.
-const ENDPOINTS: [(&str, &str); 4] = [
-    ("user_endpoint", "kms-api:7700"),
-    ("admin_endpoint", "kms-api:7701"),
-    ("root_keyd", "root-keyd:7702"),
-    ("system_keyd", "system-keyd:7703"),
-];
+/// Where client containers reach the inner tiers: the compose service
+/// names and the ports of `deploy/config/*.toml`.
+const INNER_ENDPOINTS: [(&str, &str); 2] = [("root_keyd", "root-keyd:7702"), ("system_keyd", "system-keyd:7703")];
+/// kms-api's user and admin ports.
+const USER_PORT: u16 = 7700;
+const ADMIN_PORT: u16 = 7701;
+/// Most kms-api replicas and etcd members this sets up.
+const MAX_REPLICAS: usize = 8;
+const MAX_ETCD_MEMBERS: usize = 7;
+/// The tiers that use etcd, each with a client certificate in `<tier>/etcd/`.
+const ETCD_CLIENTS: [&str; 2] = ["kms-api", "system-keyd"];
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Args {
     pki: PathBuf,
     trust_domain: String,
     hosts: Vec<String>,
     skm: PathBuf,
+    replicas: usize,
+    etcd_members: usize,
+}
+
+impl Args {
+    /// Every directory a volume is mounted at.
+    fn dirs(&self) -> Vec<String> {
+        let mut dirs: Vec<String> = std::iter::once("ca").chain(IDENTITIES).map(str::to_owned).collect();
+        dirs.extend((2..=self.replicas).map(|n| format!("kms-api-{n}")));
+        if self.etcd_members > 0 {
+            dirs.push("etcd-ca".to_owned());
+            dirs.extend((1..=self.etcd_members).map(|n| format!("etcd-{n}")));
+        }
+        dirs
+    }
+
+    /// The host names of kms-api: `kms-api`, or kms-api-1..N for replicas.
+    fn kms_api_hosts(&self) -> Vec<String> {
+        if self.replicas == 1 {
+            vec!["kms-api".to_owned()]
+        } else {
+            (1..=self.replicas).map(|n| format!("kms-api-{n}")).collect()
+        }
+    }
+
+    /// Every file a complete PKI has.
+    fn expected_files(&self) -> Vec<PathBuf> {
+        let pki = &self.pki;
+        let mut files = vec![pki.join("ca").join("ca.pem"), pki.join("ca").join("ca.key")];
+        let replicas = (2..=self.replicas).map(|n| format!("kms-api-{n}"));
+        let identities: Vec<String> = IDENTITIES.iter().map(|s| (*s).to_owned()).chain(replicas.clone()).collect();
+        let mut triple = |dir: PathBuf| files.extend(["ca.pem", "cert.pem", "key.pem"].map(|name| dir.join(name)));
+        for id in &identities {
+            triple(pki.join(id));
+        }
+        if self.etcd_members > 0 {
+            for n in 1..=self.etcd_members {
+                triple(pki.join(format!("etcd-{n}")));
+            }
+            for client in ETCD_CLIENTS.iter().map(|s| (*s).to_owned()).chain(replicas) {
+                triple(pki.join(client).join("etcd"));
+            }
+            files.extend([pki.join("etcd-ca").join("ca.pem"), pki.join("etcd-ca").join("ca.key")]);
+        }
+        files
+    }
 }
 
 fn main() -> ExitCode {
@@ -58,6 +116,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         trust_domain: std::env::var("SKM_TRUST_DOMAIN").unwrap_or_else(|_| "skm.local".to_owned()),
         hosts: Vec::new(),
         skm: PathBuf::from("/usr/local/bin/skm"),
+        replicas: 1,
+        etcd_members: 0,
     };
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -66,12 +126,17 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--trust-domain" => args.trust_domain = value()?,
             "--host" => args.hosts.push(value()?),
             "--skm" => args.skm = PathBuf::from(value()?),
+            "--replicas" => args.replicas = count(&flag, &value()?, 1, MAX_REPLICAS)?,
+            "--etcd-members" => args.etcd_members = count(&flag, &value()?, 0, MAX_ETCD_MEMBERS)?,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: skm-compose-init [--pki DIR] [--trust-domain TD] [--host NAME]... [--skm PATH]"
+                    "unknown argument {other:?}; usage: skm-compose-init [--pki DIR] [--trust-domain TD] [--host NAME]... [--skm PATH] [--replicas N] [--etcd-members M]"
                 ));
             }
         }
+    }
+    if args.replicas > 1 && args.etcd_members == 0 {
+        return Err(format!("--replicas {} needs --etcd-members: replicas share one etcd store", args.replicas));
     }
     let td_ok = !args.trust_domain.is_empty()
         && args.trust_domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
@@ -81,30 +146,26 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(args)
 }
 
-/// Every file a complete PKI has.
-fn expected_files(pki: &Path) -> Vec<PathBuf> {
-    let mut files = vec![pki.join("ca").join("ca.pem"), pki.join("ca").join("ca.key")];
-    for id in IDENTITIES {
-        for name in ["ca.pem", "cert.pem", "key.pem"] {
-            files.push(pki.join(id).join(name));
-        }
+fn count(flag: &str, value: &str, min: usize, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{flag} is {value:?}; must be a number in {min}..={max}")),
     }
-    files
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let files = expected_files(&args.pki);
+    let files = args.expected_files();
     let (present, missing): (Vec<&PathBuf>, Vec<&PathBuf>) = files.iter().partition(|p| p.exists());
     if missing.is_empty() {
         let profile = args.pki.join("operator").join("profile.toml");
         if !profile.exists() {
-            write_profile(&profile, &args.trust_domain)?;
+            write_profile(&profile, args)?;
         }
         let app = args.pki.join("operator").join("app-profile.toml");
         if !app.exists() {
-            write_app_profile(&app, &args.trust_domain)?;
+            write_app_profile(&app, args)?;
         }
-        private_dirs(&args.pki)?;
+        private_dirs(args)?;
         println!("skm-compose-init: PKI present in {}, kept as it is", args.pki.display());
         return Ok(());
     }
@@ -115,24 +176,46 @@ fn run(args: &Args) -> Result<(), String> {
             names.join(", ")
         ));
     }
-    for dir in std::iter::once("ca").chain(IDENTITIES) {
+    for dir in args.dirs() {
         let d = args.pki.join(dir);
         if !d.is_dir() {
             return Err(format!("{} is missing: mount that volume there", d.display()));
         }
     }
-    let mut cmd = Command::new(&args.skm);
-    cmd.args(["pki", "init", "--trust-domain", &args.trust_domain, "--out"]).arg(&args.pki);
-    for host in &args.hosts {
-        cmd.args(["--host", host]);
+    let mut init: Vec<String> =
+        ["pki", "init", "--trust-domain", &args.trust_domain, "--out"].map(str::to_owned).into();
+    init.push(args.pki.display().to_string());
+    let replica_hosts = if args.replicas > 1 { args.kms_api_hosts() } else { Vec::new() };
+    for host in args.hosts.iter().chain(&replica_hosts) {
+        init.extend(["--host".to_owned(), host.clone()]);
     }
-    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", args.skm.display()))?;
-    if !status.success() {
-        return Err(format!("skm pki init failed ({status})"));
+    skm(args, &init)?;
+    if args.etcd_members > 0 {
+        let mut etcd: Vec<String> = ["pki", "etcd", "--out"].map(str::to_owned).into();
+        etcd.extend([args.pki.display().to_string(), "--members".to_owned(), args.etcd_members.to_string()]);
+        for client in ETCD_CLIENTS {
+            etcd.extend(["--client".to_owned(), client.to_owned()]);
+        }
+        skm(args, &etcd)?;
     }
-    write_profile(&args.pki.join("operator").join("profile.toml"), &args.trust_domain)?;
-    write_app_profile(&args.pki.join("operator").join("app-profile.toml"), &args.trust_domain)?;
-    private_dirs(&args.pki)?;
+    // Every replica is kms-api: the same certificate, in its own volume.
+    for n in 2..=args.replicas {
+        let replica = args.pki.join(format!("kms-api-{n}"));
+        let mut from_to = vec![(args.pki.join("kms-api"), replica.clone())];
+        if args.etcd_members > 0 {
+            from_to.push((args.pki.join("kms-api").join("etcd"), replica.join("etcd")));
+        }
+        for (from, to) in from_to {
+            std::fs::create_dir_all(&to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+            for name in ["ca.pem", "cert.pem", "key.pem"] {
+                std::fs::copy(from.join(name), to.join(name))
+                    .map_err(|e| format!("cannot copy {} to {}: {e}", from.join(name).display(), to.display()))?;
+            }
+        }
+    }
+    write_profile(&args.pki.join("operator").join("profile.toml"), args)?;
+    write_app_profile(&args.pki.join("operator").join("app-profile.toml"), args)?;
+    private_dirs(args)?;
     println!(
         "skm-compose-init: PKI for {} created; each tier's volume holds only its own certificate and key",
         args.trust_domain
@@ -140,13 +223,22 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn skm(args: &Args, argv: &[String]) -> Result<(), String> {
+    let status =
+        Command::new(&args.skm).args(argv).status().map_err(|e| format!("cannot run {}: {e}", args.skm.display()))?;
+    if !status.success() {
+        return Err(format!("skm {} failed ({status})", argv[..2].join(" ")));
+    }
+    Ok(())
+}
+
 /// Makes every volume's directory (keys inside) its owner's only, 0700:
 /// `skm pki init` writes the keys 0600, but a volume's directory comes with
 /// the image's mode. Every container runs as the same user, the owner.
-fn private_dirs(pki: &Path) -> Result<(), String> {
+fn private_dirs(args: &Args) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    for dir in std::iter::once("ca").chain(IDENTITIES) {
-        let d = pki.join(dir);
+    for dir in args.dirs() {
+        let d = args.pki.join(dir);
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot make {} private (0700): {e}", d.display()))?;
     }
@@ -155,26 +247,42 @@ fn private_dirs(pki: &Path) -> Result<(), String> {
 
 /// Writes the profile next to the operator's files (relative paths are
 /// taken from the profile's directory), atomically.
-fn write_profile(path: &Path, trust_domain: &str) -> Result<(), String> {
+fn write_profile(path: &Path, args: &Args) -> Result<(), String> {
     let mut text = format!(
         "# SKM profile of client and operator containers (written by skm-compose-init)\n\
-         trust_domain = \"{trust_domain}\"\nca = \"ca.pem\"\n"
+         trust_domain = \"{}\"\nca = \"ca.pem\"\n",
+        args.trust_domain
     );
-    for (field, endpoint) in ENDPOINTS {
+    text.push_str(&endpoints(args, "user_endpoint", "user_replicas", USER_PORT));
+    text.push_str(&endpoints(args, "admin_endpoint", "admin_replicas", ADMIN_PORT));
+    for (field, endpoint) in INNER_ENDPOINTS {
         text.push_str(&format!("{field} = \"{endpoint}\"\n"));
     }
     text.push_str("\n[operator]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n");
     write_atomically(path, &text)
 }
 
-/// Writes the application profile: the user endpoint and the CA, nothing
-/// of the operator's.
-fn write_app_profile(path: &Path, trust_domain: &str) -> Result<(), String> {
+/// `field = "kms-api:PORT"`; with replicas the first one's, and `list`
+/// naming the others (skm-client fails over between them all).
+fn endpoints(args: &Args, field: &str, list: &str, port: u16) -> String {
+    let hosts = args.kms_api_hosts();
+    let mut text = format!("{field} = \"{}:{port}\"\n", hosts[0]);
+    if hosts.len() > 1 {
+        let others: Vec<String> = hosts[1..].iter().map(|h| format!("\"{h}:{port}\"")).collect();
+        text.push_str(&format!("{list} = [{}]\n", others.join(", ")));
+    }
+    text
+}
+
+/// Writes the application profile: the user endpoint(s) and the CA,
+/// nothing of the operator's.
+fn write_app_profile(path: &Path, args: &Args) -> Result<(), String> {
     let text = format!(
         "# SKM application profile (written by skm-compose-init): the user port and the deployment CA.\n\
          # Add [client] cert/key (or p12/password_file) when a keystore requires a client certificate.\n\
-         trust_domain = \"{trust_domain}\"\nca = \"ca.pem\"\nuser_endpoint = \"{}\"\n",
-        ENDPOINTS[0].1
+         trust_domain = \"{}\"\nca = \"ca.pem\"\n{}",
+        args.trust_domain,
+        endpoints(args, "user_endpoint", "user_replicas", USER_PORT)
     );
     write_atomically(path, &text)
 }
@@ -200,26 +308,40 @@ mod tests {
 
     /// A fresh PKI root with the volume mount points the compose file makes.
     fn mounts() -> (tempdir::Dir, PathBuf) {
+        mounts_for(1, 0)
+    }
+
+    /// [`mounts`] for `replicas` kms-api replicas and `etcd` etcd members.
+    fn mounts_for(replicas: usize, etcd: usize) -> (tempdir::Dir, PathBuf) {
         let dir = tempdir::Dir::new();
         let pki = dir.0.join("pki");
-        for d in std::iter::once("ca").chain(IDENTITIES) {
+        let a = Args { pki: pki.clone(), replicas, etcd_members: etcd, ..args(&[]).unwrap() };
+        for d in a.dirs() {
             std::fs::create_dir_all(pki.join(d)).unwrap();
         }
         (dir, pki)
     }
 
     /// An `skm` stand-in: a script that writes every file `skm pki init
-    /// --trust-domain TD --out DIR` writes (or fails, with `fail`).
+    /// --trust-domain TD --out DIR` and `skm pki etcd --out DIR --members 3
+    /// --client kms-api --client system-keyd` write (or fails, with `fail`),
+    /// each call's arguments appended to `skm-args`.
     fn fake_skm(dir: &Path, fail: bool) -> PathBuf {
         let path = dir.join("skm");
         let body = if fail {
             "#!/bin/sh\nexit 3\n".to_owned()
         } else {
-            let mut s = String::from("#!/bin/sh\nout=$6\necho \"$@\" > \"$out/../skm-args\"\n");
+            let mut s = String::from("#!/bin/sh\nif [ \"$2\" = init ]; then out=$6; else out=$4; fi\n");
+            s.push_str("echo \"$@\" >> \"$out/../skm-args\"\n");
+            s.push_str("triple() { mkdir -p \"$1\"; for f in ca.pem cert.pem key.pem; do touch \"$1/$f\"; done; }\n");
+            s.push_str("if [ \"$2\" = init ]; then\n");
             s.push_str("touch \"$out/ca/ca.pem\" \"$out/ca/ca.key\"\n");
             for id in IDENTITIES {
-                s.push_str(&format!("for f in ca.pem cert.pem key.pem; do touch \"$out/{id}/$f\"; done\n"));
+                s.push_str(&format!("triple \"$out/{id}\"\n"));
             }
+            s.push_str("else\ntouch \"$out/etcd-ca/ca.pem\" \"$out/etcd-ca/ca.key\"\n");
+            s.push_str("for m in 1 2 3; do triple \"$out/etcd-$m\"; done\n");
+            s.push_str("triple \"$out/kms-api/etcd\"; triple \"$out/system-keyd/etcd\"\nfi\n");
             s
         };
         std::fs::write(&path, body).unwrap();
@@ -234,6 +356,12 @@ mod tests {
         assert_eq!(a.pki, PathBuf::from("/pki"));
         assert_eq!(a.skm, PathBuf::from("/usr/local/bin/skm"));
         assert!(a.hosts.is_empty());
+        assert_eq!((a.replicas, a.etcd_members), (1, 0));
+        let a = args(&["--replicas", "2", "--etcd-members", "3"]).unwrap();
+        assert_eq!((a.replicas, a.etcd_members), (2, 3));
+        assert!(args(&["--replicas", "0"]).unwrap_err().contains("--replicas is \"0\"; must be a number in 1..=8"));
+        assert!(args(&["--etcd-members", "8"]).unwrap_err().contains("must be a number in 0..=7"));
+        assert!(args(&["--replicas", "2"]).unwrap_err().contains("needs --etcd-members"));
         let a = args(&["--pki", "/x", "--trust-domain", "corp.example", "--host", "a", "--host", "b", "--skm", "/s"])
             .unwrap();
         assert_eq!(
@@ -252,16 +380,28 @@ mod tests {
     fn a_fresh_pki_is_made_by_skm_and_gets_a_profile() {
         let (dir, pki) = mounts();
         let skm = fake_skm(&dir.0, false);
-        let a = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec!["h1".into()], skm };
+        let a = Args {
+            pki: pki.clone(),
+            trust_domain: "td.test".into(),
+            hosts: vec!["h1".into()],
+            skm,
+            ..args(&[]).unwrap()
+        };
         run(&a).unwrap();
         let called = std::fs::read_to_string(dir.0.join("skm-args")).unwrap();
         assert_eq!(called.trim(), format!("pki init --trust-domain td.test --out {} --host h1", pki.display()));
-        assert!(expected_files(&pki).iter().all(|f| f.exists()));
+        assert!(a.expected_files().iter().all(|f| f.exists()));
         let profile = std::fs::read_to_string(pki.join("operator/profile.toml")).unwrap();
         assert!(profile.contains("trust_domain = \"td.test\"\n"), "{profile}");
-        for (field, endpoint) in ENDPOINTS {
+        for (field, endpoint) in [
+            ("user_endpoint", "kms-api:7700"),
+            ("admin_endpoint", "kms-api:7701"),
+            ("root_keyd", "root-keyd:7702"),
+            ("system_keyd", "system-keyd:7703"),
+        ] {
             assert!(profile.contains(&format!("{field} = \"{endpoint}\"\n")), "{profile}");
         }
+        assert!(!profile.contains("replicas"), "{profile}");
         assert!(profile.contains("[operator]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"), "{profile}");
         assert!(!pki.join("operator/profile.toml.tmp").exists());
         let app = std::fs::read_to_string(pki.join("operator/app-profile.toml")).unwrap();
@@ -271,33 +411,84 @@ mod tests {
     }
 
     fn assert_private_dirs(pki: &Path) {
+        assert_private(&Args { pki: pki.to_owned(), ..args(&[]).unwrap() });
+    }
+
+    fn assert_private(a: &Args) {
         use std::os::unix::fs::PermissionsExt;
-        for dir in std::iter::once("ca").chain(IDENTITIES) {
-            let mode = std::fs::metadata(pki.join(dir)).unwrap().permissions().mode() & 0o777;
+        for dir in a.dirs() {
+            let mode = std::fs::metadata(a.pki.join(&dir)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o700, "{dir}");
         }
+    }
+
+    #[test]
+    fn replicas_on_etcd_get_their_own_volumes_etcd_certificates_and_profiles_naming_all() {
+        let (dir, pki) = mounts_for(2, 3);
+        let a = Args {
+            pki: pki.clone(),
+            skm: fake_skm(&dir.0, false),
+            ..args(&["--trust-domain", "td.test", "--replicas", "2", "--etcd-members", "3"]).unwrap()
+        };
+        run(&a).unwrap();
+        let called = std::fs::read_to_string(dir.0.join("skm-args")).unwrap();
+        let out = pki.display();
+        assert_eq!(
+            called.lines().collect::<Vec<_>>(),
+            [
+                format!("pki init --trust-domain td.test --out {out} --host kms-api-1 --host kms-api-2"),
+                format!("pki etcd --out {out} --members 3 --client kms-api --client system-keyd"),
+            ]
+        );
+        let files = a.expected_files();
+        assert!(files.contains(&pki.join("kms-api-2/key.pem")) && files.contains(&pki.join("kms-api-2/etcd/key.pem")));
+        assert!(files.contains(&pki.join("etcd-3/cert.pem")) && files.contains(&pki.join("etcd-ca/ca.key")));
+        let absent: Vec<_> = files.iter().filter(|f| !f.exists()).collect();
+        assert!(absent.is_empty(), "{absent:?}");
+        let profile = std::fs::read_to_string(pki.join("operator/profile.toml")).unwrap();
+        for line in [
+            "user_endpoint = \"kms-api-1:7700\"\n",
+            "user_replicas = [\"kms-api-2:7700\"]\n",
+            "admin_endpoint = \"kms-api-1:7701\"\n",
+            "admin_replicas = [\"kms-api-2:7701\"]\n",
+        ] {
+            assert!(profile.contains(line), "{line} in {profile}");
+        }
+        let app = std::fs::read_to_string(pki.join("operator/app-profile.toml")).unwrap();
+        assert!(app.contains("user_replicas = [\"kms-api-2:7700\"]\n") && !app.contains("admin"), "{app}");
+        assert_private(&a);
+        // A replica volume left out of the mounts is named.
+        let (dir, pki) = mounts_for(1, 3);
+        let err = run(&Args { pki: pki.clone(), skm: fake_skm(&dir.0, false), ..a }).unwrap_err();
+        assert!(err.contains("kms-api-2 is missing: mount that volume there"), "{err}");
     }
 
     #[test]
     fn a_complete_pki_is_kept_without_running_skm() {
         let (dir, pki) = mounts();
         let skm = fake_skm(&dir.0, false);
-        let a = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec![], skm: skm.clone() };
+        let a = Args {
+            pki: pki.clone(),
+            trust_domain: "td.test".into(),
+            hosts: vec![],
+            skm: skm.clone(),
+            ..args(&[]).unwrap()
+        };
         run(&a).unwrap();
         let before: Vec<_> =
-            expected_files(&pki).iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
+            a.expected_files().iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
         std::fs::remove_file(dir.0.join("skm-args")).unwrap();
         std::fs::remove_file(pki.join("operator/profile.toml")).unwrap();
-        run(&Args { skm: dir.0.join("absent"), ..a }).unwrap();
+        run(&Args { skm: dir.0.join("absent"), ..a.clone() }).unwrap();
         assert!(!dir.0.join("skm-args").exists(), "skm ran again");
         let after: Vec<_> =
-            expected_files(&pki).iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
+            a.expected_files().iter().map(|f| std::fs::metadata(f).unwrap().modified().unwrap()).collect();
         assert_eq!(before, after);
         assert!(pki.join("operator/profile.toml").exists(), "a missing profile is written again");
         // An existing deployment's directories are narrowed too.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(pki.join("kms-api"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let again = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec![], skm: dir.0.join("absent") };
+        let again = Args { skm: dir.0.join("absent"), ..a };
         run(&again).unwrap();
         assert_private_dirs(&pki);
     }
@@ -306,7 +497,8 @@ mod tests {
     fn a_half_made_pki_a_missing_mount_or_a_failing_skm_is_an_error() {
         let (dir, pki) = mounts();
         std::fs::write(pki.join("ca/ca.pem"), "x").unwrap();
-        let a = Args { pki: pki.clone(), trust_domain: "td.test".into(), hosts: vec![], skm: fake_skm(&dir.0, false) };
+        let a =
+            Args { pki: pki.clone(), skm: fake_skm(&dir.0, false), ..args(&["--trust-domain", "td.test"]).unwrap() };
         let err = run(&a).unwrap_err();
         assert!(err.contains("incomplete PKI") && err.contains("ca.key") && err.contains("kms-api/key.pem"), "{err}");
         let present = pki.join("ca/ca.pem").display().to_string();
