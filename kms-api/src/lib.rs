@@ -95,7 +95,43 @@ pub struct Running {
     keyring: system_keys::SystemKeys,
     kms: Arc<kms::Kms<AnyStore>>,
     leader: Arc<skm_store::etcd::Leadership>,
+    /// This replica's name, held while it runs ([`hold_replica_name`]).
+    name: skm_store::etcd::Leadership,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RunError>>>,
+}
+
+/// Takes this replica's name on a shared store before anything is written:
+/// a second kms-api started with the same `replica` would write the same
+/// audit anchor and race the first's. The name is an election of its own
+/// (`election/replica-<name>`), bound to a lease of `maintenance_lease_secs`;
+/// a crashed predecessor's lease expires within one such lease, so a
+/// replica restarted after a crash waits for it rather than fail. On sled
+/// (one process per directory) it is held at once.
+async fn hold_replica_name(store: &AnyStore, config: &Config) -> Result<skm_store::etcd::Leadership, RunError> {
+    let replica = config.replica.as_deref().unwrap_or("kms-api");
+    let candidate = format!("{replica}/{}", std::process::id());
+    let name = store.elect(&format!("replica-{replica}"), &candidate, config.maintenance_lease);
+    let wait = 2 * config.maintenance_lease + std::time::Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    while !name.is_leader() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "another kms-api runs as replica {replica:?} on this store (it has held the name for the last {} s); \
+                 give each replica its own `replica`",
+                wait.as_secs()
+            )
+            .into());
+        }
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!(
+                replica,
+                "waiting for the replica name (held by another process, or by a crashed one until its lease expires)"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(name)
 }
 
 impl Running {
@@ -122,6 +158,8 @@ impl Running {
         for task in self.tasks {
             task.await.map_err(|e| RunError::from(e.to_string()))??;
         }
+        // Stopped: the replica name is free for a restart at once.
+        self.name.resign().await;
         Ok(())
     }
 
@@ -158,6 +196,7 @@ pub async fn start_with_clock(
     skm_runtime::files::private_dir(&config.audit_dir)?;
     let store = AnyStore::open(&config.store, config.store_cache_mb * 1024 * 1024).await?;
     tracing::info!(store = store.kind(), "store open");
+    let name = hold_replica_name(&store, &config).await?;
     let keyring = system_keys::SystemKeys::default();
     let audit = Arc::new(audit::AuditLog::open_with(&config.audit_dir, keyring.clone(), config.audit_sync).await?);
     // Nothing is written to the log until it has been compared with its
@@ -334,7 +373,7 @@ pub async fn start_with_clock(
         Ok(())
     });
     tasks.extend([user_task, admin_task, anchor_task]);
-    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, console_addr, keyring, kms, leader, tasks })
+    Ok(Running { user_addr, admin_addr, metrics_addr, rest_addr, console_addr, keyring, kms, leader, name, tasks })
 }
 
 /// kms-api's own metrics, read at each scrape: readiness, system key

@@ -105,6 +105,25 @@ where
     panic!("write still UNAVAILABLE after 50 tries");
 }
 
+/// A replica name is held by one process at a time: a second kms-api
+/// started as a running replica's name is refused, naming it, before it
+/// opens its log; once that replica has stopped, the name starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_replica_with_a_running_ones_name_is_refused() {
+    let fleet = fleet().await;
+    let short = |config: &mut kms_api::Config| config.maintenance_lease = Duration::from_secs(2);
+    let clock = std::sync::Arc::new(kms_api::clock::SystemClock);
+    let refused = fleet.stack.start_replica_with("kms-api-2", clock.clone(), short).await;
+    let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("another kms-api runs as replica \"kms-api-2\""), "{err}");
+    wait_ready(&fleet.b.client().unwrap(), READY).await.expect("the running replica is unharmed");
+    let Fleet { _dir, cluster, stack, mut b } = fleet;
+    b.stop().await.unwrap();
+    let again = stack.start_replica_with("kms-api-2", clock, short).await.unwrap();
+    wait_ready(&again.client().unwrap(), READY).await.unwrap();
+    drop((again, stack, cluster, _dir));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_on_one_replica_are_in_force_on_the_other_within_the_bound() {
     let mut fleet = fleet().await;
