@@ -80,6 +80,26 @@ pub(crate) struct Args {
     /// p99 of the admitted requests).
     #[arg(long)]
     overload: bool,
+    /// Where kms-api keeps its records: sled (the embedded store) or etcd (a
+    /// three-member cluster on loopback, Debian's etcd-server, with
+    /// `--replicas` kms-api replicas; the user-port connections go round them).
+    #[arg(long, default_value = "sled", value_parser = ["sled", "etcd"])]
+    store: String,
+    /// kms-api replicas on etcd (1..=4; with --store etcd).
+    #[arg(long, default_value_t = 2)]
+    replicas: u16,
+}
+
+/// Where a benchmark stack's kms-api keeps its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// sled in its data directory.
+    Sled,
+    /// A local three-member etcd cluster, shared by this many replicas.
+    Etcd {
+        /// kms-api replicas.
+        replicas: u16,
+    },
 }
 
 /// Peers that can be compared.
@@ -145,6 +165,8 @@ pub(crate) struct Plan {
     pub(crate) raw_budget: Duration,
     /// The 2× saturation run.
     pub(crate) overload: bool,
+    /// kms-api's store.
+    pub(crate) store: Store,
     /// The command line, for the report.
     pub(crate) command: String,
 }
@@ -210,6 +232,11 @@ impl Args {
             peers = PeerChoice::These(Vec::new());
             scale = Vec::new();
         }
+        let store = match self.store.as_str() {
+            "etcd" if (1..=4).contains(&self.replicas) => Store::Etcd { replicas: self.replicas },
+            "etcd" => return Err(format!("--replicas {}: must be 1..=4", self.replicas)),
+            _ => Store::Sled,
+        };
         let tools = self.tools.clone().unwrap_or_else(|| PathBuf::from(PACKAGE_DIR).join("tools"));
         Ok(Plan {
             ops,
@@ -228,6 +255,7 @@ impl Args {
             tools,
             raw_budget,
             overload: self.overload,
+            store,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         })
     }

@@ -90,7 +90,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let levels = if plan.smoke { SMOKE_LEVELS } else { LEVELS };
     let phase = |concurrency| Phase { concurrency, warmup: plan.warmup, duration: plan.duration };
 
-    let stack = Stack::start(skm, None, &plan.audit_sync).await?;
+    let stack = Stack::start(skm, None, &plan.audit_sync, plan.store).await?;
     let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels).await?);
     let mut sweep = Vec::new();
     for &c in levels {

@@ -82,7 +82,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
 
     // SKM.
     bar.set_message("starting SKM");
-    let stack = Stack::start(&skm, None, &plan.audit_sync).await?;
+    let stack = Stack::start(&skm, None, &plan.audit_sync, plan.store).await?;
     let target = Arc::new(SkmTarget::prepare(&stack, &plan.ops, plan.batch_size, plan.channels).await?);
     let mut results = Vec::new();
     for (op, c) in phases(&plan) {
@@ -221,6 +221,13 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
          without a durable audit log."
             .into()
     });
+    if let crate::args::Store::Etcd { replicas } = plan.store {
+        notes.push(format!(
+            "kms-api keeps its records in a three-member etcd cluster on loopback (Debian's etcd 3.4, mutual TLS, \
+             every write a transaction a quorum fsyncs), shared by {replicas} kms-api replica(s); the user-port \
+             connections go round the replicas, admin calls (create-secret) go to the first."
+        ));
+    }
     notes.push(
         "Load generator, SKM's three tiers (or the peer) share the machine's cores; the figures are what one box \
          does, not what kms-api does on a core of its own."

@@ -58,7 +58,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let mut out: Vec<ScaleRow> = Vec::new();
     let plaintext = vec![0x5au8; 1024];
     for &n in &plan.scale {
-        let mut stack = Stack::start(skm, Some(plan.scale_cache_entries), &plan.audit_sync).await?;
+        let mut stack = Stack::start(skm, Some(plan.scale_cache_entries), &plan.audit_sync, plan.store).await?;
         let keystore = create_keystore(&stack, "scale").await?;
         let bar = ProgressBar::new(n as u64);
         bar.set_style(crate::run::bar_style());

@@ -1,16 +1,21 @@
 //! SKM's three tiers as `skm daemon` processes on free loopback ports, with
-//! a fresh development PKI in a temporary folder (as `skm dev` would).
+//! a fresh development PKI in a temporary folder (as `skm dev` would); on
+//! sled, or on a three-member etcd cluster with one or more kms-api
+//! replicas (as `skm dev --store etcd --replicas N` would).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use skm::devstack::{self, DevSeal, DevStack, Ports};
-use skm_client::{Keys, Skm};
+use skm::etcd::EtcdCluster;
+use skm_client::{Keys, Profile, Skm};
 use skm_runtime::Service;
 use tempfile::TempDir;
 use tokio::process::Child;
 use tokio::time::Instant;
+
+use crate::args::Store;
 
 /// Trust domain of the benchmark's stacks.
 const TRUST_DOMAIN: &str = "skm.bench";
@@ -25,7 +30,12 @@ pub(crate) struct Stack {
     /// Configs and profile.
     stack: DevStack,
     skm: PathBuf,
+    /// The tiers; kms-api replicas after the first come last.
     children: Vec<(Service, Child)>,
+    /// The configs of kms-api replicas 2, 3, … (on etcd).
+    replicas: Vec<PathBuf>,
+    /// The etcd cluster (its members die with it), stopped after the tiers.
+    etcd: Option<EtcdCluster>,
     /// An operator client.
     pub(crate) client: Skm,
 }
@@ -36,9 +46,20 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?)
 }
 
+/// A base of six consecutive free ports for etcd (client and peer port of
+/// three members), below the kernel's ephemeral range so that no outgoing
+/// connection takes one meanwhile.
+fn etcd_port_base() -> anyhow::Result<u16> {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..1_000)
+        .map(|i| start + 6 * (i % 1_600))
+        .find(|&base| (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()))
+        .context("no six consecutive free ports for etcd")
+}
+
 /// Whether one tier answers SERVING, over a fresh connection.
-async fn serving(stack: &DevStack, service: Service) -> bool {
-    let Ok(skm) = stack.profile.connect() else { return false };
+async fn serving(profile: &Profile, service: Service) -> bool {
+    let Ok(skm) = profile.connect() else { return false };
     let Ok(mut client) = skm.health(service) else { return false };
     let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
     matches!(
@@ -51,8 +72,13 @@ impl Stack {
     /// Prepares a stack in a new temporary folder and starts it; with
     /// `cache_entries`, kms-api's cache is bounded to that many entries;
     /// `audit_sync` is kms-api's `audit_sync` ("fsync" or "os").
-    pub(crate) async fn start(skm: &Path, cache_entries: Option<usize>, audit_sync: &str) -> anyhow::Result<Self> {
-        Self::start_with(skm, cache_entries, audit_sync, None).await
+    pub(crate) async fn start(
+        skm: &Path,
+        cache_entries: Option<usize>,
+        audit_sync: &str,
+        store: Store,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(skm, cache_entries, audit_sync, None, store).await
     }
 
     /// [`Stack::start`] with the user port admitting at most
@@ -62,7 +88,7 @@ impl Stack {
         audit_sync: &str,
         max_in_flight: u32,
     ) -> anyhow::Result<Self> {
-        Self::start_with(skm, None, audit_sync, Some(max_in_flight)).await
+        Self::start_with(skm, None, audit_sync, Some(max_in_flight), Store::Sled).await
     }
 
     async fn start_with(
@@ -70,30 +96,81 @@ impl Stack {
         cache_entries: Option<usize>,
         audit_sync: &str,
         max_in_flight: Option<u32>,
+        store: Store,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("skm-bench-").tempdir()?;
         let p = free_ports(5)?;
         let ports = Ports { user: p[0], admin: p[1], root: p[2], system: p[3], rest: Some(p[4]), console: None };
-        let stack = devstack::prepare(dir.path(), ports, DevSeal::Passphrase, TRUST_DOMAIN)?;
+        let mut stack = devstack::prepare(dir.path(), ports, DevSeal::Passphrase, TRUST_DOMAIN)?;
+        let mut etcd = None;
+        if let Store::Etcd { .. } = store {
+            let clients = [Service::KmsApi.name(), Service::SystemKeyd.name()];
+            let mut cluster = EtcdCluster::prepare(&dir.path().join("etcd"), 3, etcd_port_base()?, &clients)?;
+            cluster.start(Service::KmsApi.name()).await?;
+            devstack::store_on_etcd(&stack, &cluster)?;
+            etcd = Some(cluster);
+        }
         let mut settings = format!("audit_sync = {audit_sync:?}\n");
         if let Some(entries) = cache_entries {
             settings.push_str(&format!("cache_entries = {entries}\n"));
         }
         let path = stack.config(Service::KmsApi);
         let text = std::fs::read_to_string(&path)?;
-        let Some(at) = text.find("\n[tls]") else { bail!("{}: no [tls] section", path.display()) };
+        let Some(at) = text.find("\n[") else { bail!("{}: no section", path.display()) };
         let mut text = format!("{}\n{settings}{}", &text[..at], &text[at..]);
         if let Some(n) = max_in_flight {
             text.push_str(&format!("\n[user_limits]\nmax_in_flight = {n}\n"));
         }
         std::fs::write(&path, text)?;
+        // Replicas copy the first's config, the settings above included.
+        let mut replicas = Vec::new();
+        if let Store::Etcd { replicas: n } = store {
+            for r in 2..=n {
+                let p = free_ports(2)?;
+                replicas.push(devstack::add_replica(&mut stack, r, p[0], p[1])?);
+            }
+        }
         let client = stack.profile.connect()?;
-        let mut me = Self { dir, stack, skm: skm.to_owned(), children: Vec::new(), client };
+        let mut me = Self { dir, stack, skm: skm.to_owned(), children: Vec::new(), replicas, etcd, client };
         for service in [Service::RootKeyd, Service::SystemKeyd, Service::KmsApi] {
             me.spawn(service)?;
         }
+        for (i, config) in me.replicas.iter().enumerate() {
+            let log = me.dir.path().join(format!("kms-api-{}.log", i + 2));
+            let child = skm::dev::spawn_tier(&me.skm, Service::KmsApi, config, Some(&log))?;
+            me.children.push((Service::KmsApi, child));
+        }
         me.wait_serving(&[Service::RootKeyd, Service::SystemKeyd, Service::KmsApi]).await?;
+        for i in 1..me.user_endpoints().len() {
+            let profile = me.on_replica(i);
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while !serving(&profile, Service::KmsApi).await {
+                if Instant::now() >= deadline {
+                    bail!("kms-api replica {} not SERVING after {READY_TIMEOUT:?}", i + 1);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Ok(me)
+    }
+
+    /// Every replica's user port: the first kms-api's, then the others'.
+    fn user_endpoints(&self) -> Vec<String> {
+        std::iter::once(&self.stack.profile.user_endpoint).chain(&self.stack.profile.user_replicas).cloned().collect()
+    }
+
+    /// The operator profile with replica `i` (0: the first) as its only
+    /// user and admin endpoint.
+    fn on_replica(&self, i: usize) -> Profile {
+        let admins: Vec<&String> =
+            std::iter::once(&self.stack.profile.admin_endpoint).chain(&self.stack.profile.admin_replicas).collect();
+        Profile {
+            user_endpoint: self.user_endpoints()[i].clone(),
+            user_replicas: Vec::new(),
+            admin_endpoint: admins[i].clone(),
+            admin_replicas: Vec::new(),
+            ..self.stack.profile.clone()
+        }
     }
 
     fn log(&self, service: Service) -> PathBuf {
@@ -111,7 +188,7 @@ impl Stack {
         let deadline = Instant::now() + READY_TIMEOUT;
         for &service in services {
             loop {
-                if serving(&self.stack, service).await {
+                if serving(&self.stack.profile, service).await {
                     break;
                 }
                 let exited = self
@@ -137,9 +214,11 @@ impl Stack {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    /// `n` user-port clients, each on its own connection.
+    /// `n` user-port clients, each on its own connection, going round the
+    /// replicas (client `i` to replica `i mod replicas`).
     pub(crate) fn user_clients(&self, n: usize) -> anyhow::Result<Vec<Keys>> {
-        (0..n).map(|_| Ok(self.stack.profile.connect()?.keys())).collect()
+        let replicas = self.user_endpoints().len();
+        (0..n).map(|i| Ok(self.on_replica(i % replicas).connect()?.keys())).collect()
     }
 
     /// kms-api's REST listener, `host:port`, and the CA that signed it.
@@ -179,11 +258,16 @@ impl Stack {
         }
     }
 
-    /// Stops every tier and removes the files.
+    /// Stops every tier (every kms-api replica first), then etcd, and
+    /// removes the files.
     pub(crate) async fn shutdown(mut self) {
-        for service in [Service::KmsApi, Service::SystemKeyd, Service::RootKeyd] {
+        while self.children.iter().any(|(s, _)| *s == Service::KmsApi) {
+            self.stop(Service::KmsApi).await;
+        }
+        for service in [Service::SystemKeyd, Service::RootKeyd] {
             self.stop(service).await;
         }
+        drop(self.etcd.take());
     }
 }
 

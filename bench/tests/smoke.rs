@@ -98,3 +98,35 @@ fn smoke_run_writes_well_formed_reports() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "report.png is not a PNG");
     assert!(png.len() > 10_000, "report.png is suspiciously small ({} bytes)", png.len());
 }
+
+/// The etcd topology in smoke mode: a three-member etcd cluster, two
+/// kms-api replicas, the user-port connections going round them; the
+/// cached reads and a write path all run without an error, and the report
+/// says what it measured.
+#[test]
+fn smoke_run_on_etcd_with_two_replicas() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_skm-bench"))
+        .args(["--smoke", "--store", "etcd", "--replicas", "2", "--ops", "encrypt-1KiB,get-secret,create-secret"])
+        .arg("--out")
+        .arg(out.path())
+        .arg("--release-binary")
+        .arg(skm_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "skm-bench --smoke --store etcd failed:\n{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let rows: Vec<&serde_json::Value> =
+        json["results"].as_array().unwrap().iter().filter(|r| r["system"] == "skm").collect();
+    let mut ran: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap_or_default()).collect();
+    ran.sort_unstable();
+    assert_eq!(ran, ["create-secret", "encrypt-1KiB", "get-secret"]);
+    for row in rows {
+        assert_eq!((&row["status"], &row["errors"]), (&serde_json::json!("ok"), &serde_json::json!(0)), "{row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+    }
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("three-member etcd cluster") && notes.contains("2 kms-api replica"), "{notes}");
+}
