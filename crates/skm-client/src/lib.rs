@@ -44,6 +44,16 @@ pub use keys::{
 /// elect a new leader and a replica's store calls to time out and move on.
 pub const FAILOVER_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Whether a user-plane call that failed with `code` goes to another
+/// replica: UNAVAILABLE (down, unreachable, not ready, its store can't
+/// answer), and UNKNOWN ("transport error") and CANCELLED ("operation was
+/// canceled"), which are how a connection broken mid-call surfaces (a
+/// replica killed while answering); kms-api answers neither on its own.
+/// A refusal on the merits is final.
+pub fn fails_over(code: tonic::Code) -> bool {
+    matches!(code, tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+}
+
 /// A certificate and key pair on disk.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -389,7 +399,8 @@ impl Skm {
     /// several it goes to the next in turn (spreading the load), and while
     /// a replica answers UNAVAILABLE (down, unreachable, not ready, or its
     /// store can't answer) or the call breaks off with its connection
-    /// (UNKNOWN, "transport error") it is sent to the others, round after round
+    /// (UNKNOWN "transport error", or CANCELLED "operation was canceled"
+    /// when the replica died mid-call) it is sent to the others, round after round
     /// with a growing pause, for up to [`FAILOVER_FOR`]. Every user-plane
     /// call is safe to send again: encrypting, signing or generating twice
     /// only yields a second valid result, and none changes stored state.
@@ -407,11 +418,7 @@ impl Skm {
             for _ in 0..replicas {
                 match call(self.keys(), request.clone()).await {
                     Ok(reply) => return Ok(reply.into_inner()),
-                    // UNKNOWN is how a connection broken mid-call surfaces
-                    // ("transport error"); kms-api never answers it itself.
-                    Err(status)
-                        if replicas > 1 && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
-                    {
+                    Err(status) if replicas > 1 && fails_over(status.code()) => {
                         unavailable = Some(status);
                     }
                     Err(status) => return Err(status),
@@ -461,5 +468,28 @@ impl Skm {
             Service::SystemKeyd => self.system.clone().ok_or(ClientError::NoOperator)?,
         };
         Ok(HealthClient::new(channel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    #[test]
+    fn only_a_replica_that_is_down_or_broke_off_is_failed_over() {
+        for code in [Code::Unavailable, Code::Unknown, Code::Cancelled] {
+            assert!(super::fails_over(code), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::FailedPrecondition,
+            Code::ResourceExhausted,
+            Code::DeadlineExceeded,
+            Code::Internal,
+        ] {
+            assert!(!super::fails_over(code), "{code:?}");
+        }
     }
 }

@@ -71,6 +71,6 @@ def test_a_fleet_that_stays_down_is_given_up_on_after_failover_for(monkeypatch):
     assert now[0] > _calls.FAILOVER_FOR - 1.0, "it keeps trying for most of FAILOVER_FOR"
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN])
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED])
 def test_down_or_broken_mid_call_moves_on(code):
     assert _calls.Failover.retried(Refusal(code))

@@ -48,13 +48,13 @@ _MAX_PAUSE = 1.0
 #: What a replica that is down or went down mid-call answers. Every
 #: user-plane call is safe to repeat: reads, and encrypt/decrypt/sign whose
 #: effect does not depend on how often they ran.
-_FAILOVER_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN)
+_FAILOVER_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
 
 class Failover:
     """Round robin over the replicas' stubs: each call starts at the next
     replica and, with more than one, moves on to the others while they answer
-    UNAVAILABLE (or UNKNOWN: the connection broke mid-call) for up to
+    UNAVAILABLE (or UNKNOWN or CANCELLED: the connection broke mid-call) for up to
     ``FAILOVER_FOR`` seconds, pausing between rounds (50 ms, doubling to 1 s).
     With one replica a call is sent once."""
 
