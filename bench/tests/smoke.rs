@@ -19,12 +19,14 @@ fn skm_bin() -> PathBuf {
     bin
 }
 
-#[test]
-fn smoke_run_writes_well_formed_reports() {
+/// Runs `skm-bench --smoke` with `args` into a fresh folder; the folder
+/// and its report.json.
+fn smoke(args: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
     let out = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_skm-bench"))
         .arg("--smoke")
+        .args(args)
         .arg("--out")
         .arg(out.path())
         .arg("--release-binary")
@@ -32,11 +34,15 @@ fn smoke_run_writes_well_formed_reports() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "skm-bench --smoke failed:\n{stderr}");
-    eprintln!("smoke run took {:?}", started.elapsed());
+    assert!(output.status.success(), "skm-bench --smoke {args:?} failed:\n{stderr}");
+    eprintln!("smoke run {args:?} took {:?}", started.elapsed());
+    let json = serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    (out, json)
+}
 
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+#[test]
+fn smoke_run_writes_well_formed_reports() {
+    let (out, json) = smoke(&[]);
     assert_eq!(json["smoke"], true);
     let rows = json["results"].as_array().unwrap();
     let skm: Vec<&serde_json::Value> = rows.iter().filter(|r| r["system"] == "skm").collect();
@@ -105,19 +111,7 @@ fn smoke_run_writes_well_formed_reports() {
 /// says what it measured.
 #[test]
 fn smoke_run_on_etcd_with_two_replicas() {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_skm-bench"))
-        .args(["--smoke", "--store", "etcd", "--replicas", "2", "--ops", "encrypt-1KiB,get-secret,create-secret"])
-        .arg("--out")
-        .arg(out.path())
-        .arg("--release-binary")
-        .arg(skm_bin())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "skm-bench --smoke --store etcd failed:\n{stderr}");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let (_out, json) = smoke(&["--store", "etcd", "--replicas", "2", "--ops", "encrypt-1KiB,get-secret,create-secret"]);
     let rows: Vec<&serde_json::Value> =
         json["results"].as_array().unwrap().iter().filter(|r| r["system"] == "skm").collect();
     let mut ran: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap_or_default()).collect();
