@@ -64,13 +64,14 @@
 //! recovers without waiting for a request.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 mod format;
+mod journal;
 mod keys;
 mod reader;
 mod writer;
@@ -78,7 +79,7 @@ mod writer;
 pub use keys::AuditKeys;
 
 pub use writer::Anchoring;
-use writer::{Identity, Request, Shared, Writer};
+use writer::{Append, Identity, Request, Shared, Writer};
 
 /// Name of the log file in its directory.
 pub const FILE_NAME: &str = "audit.log";
@@ -370,6 +371,9 @@ pub struct AuditLog {
     identity: Identity,
     keys: Arc<dyn AuditKeys>,
     shared: Arc<Shared>,
+    /// The file's state, for the writer thread and for an append that
+    /// commits inline.
+    state: Arc<Mutex<Writer>>,
     queue: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -393,9 +397,13 @@ impl AuditLog {
         })
         .await?;
         let (identity, shared) = (writer.identity(), writer.shared());
+        let state = Arc::new(Mutex::new(writer));
         let (queue, requests) = mpsc::channel(QUEUE);
-        let writer = std::thread::Builder::new().name("skm-audit-writer".into()).spawn(move || writer.run(requests))?;
-        Ok(Self { path, identity, keys, shared, queue: Some(queue), writer: Some(writer) })
+        let writer = std::thread::Builder::new().name("skm-audit-writer".into()).spawn({
+            let state = state.clone();
+            move || writer::run(&state, requests)
+        })?;
+        Ok(Self { path, identity, keys, shared, state, queue: Some(queue), writer: Some(writer) })
     }
 
     /// Appends `event`; returns its sequence number once its entry is
@@ -414,8 +422,18 @@ impl AuditLog {
 
     async fn send(&self, event: Event, acknowledges_loss: bool) -> Result<u64, AuditError> {
         let queue = self.queue.as_ref().ok_or(AuditError::Unavailable)?;
+        let append = Append { event, acknowledges_loss };
+        // Nothing queued and no batch being written: commit here, on this
+        // thread (blocking it for one write and sync), rather than wake the
+        // writer thread and be woken by it. Requests arriving meanwhile
+        // queue for the writer thread and form its next batch.
+        if queue.capacity() == queue.max_capacity()
+            && let Some(mut writer) = try_lock(&self.state)
+        {
+            return writer.commit_one(append).map_err(AuditError::from);
+        }
         let (done, ack) = oneshot::channel();
-        queue.send(Request { event, acknowledges_loss, done }).await.map_err(|_| AuditError::Unavailable)?;
+        queue.send(Request { append, done }).await.map_err(|_| AuditError::Unavailable)?;
         ack.await.map_err(|_| AuditError::Unavailable)?.map_err(AuditError::from)
     }
 
@@ -579,6 +597,17 @@ impl Drop for AuditLog {
 /// entry's MAC. Reports the first entry that fails. Blocking I/O.
 pub fn verify(dir: &Path, keys: &dyn AuditKeys) -> Result<VerifyReport, AuditError> {
     reader::verify_file(&dir.join(FILE_NAME), keys, None)
+}
+
+/// The writer's state if no one holds it (a panic while holding it left
+/// the file as `Writer::check_file` handles: the next batch cuts back what
+/// a failed one wrote).
+fn try_lock(state: &Mutex<Writer>) -> Option<std::sync::MutexGuard<'_, Writer>> {
+    match state.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Runs blocking file work off the async runtime.
@@ -956,6 +985,88 @@ mod tests {
             VerifyReport { entries: 5, first_broken: None, acknowledged: Vec::new() }
         );
         assert_eq!(seqs(dir.path()), [1, 2, 3, 4, 5]);
+    }
+
+    /// The log's length after its first `n` lines.
+    fn length_of_lines(dir: &Path, n: usize) -> u64 {
+        read_lines(dir).iter().take(n).map(|l| l.len() as u64).sum()
+    }
+
+    /// What a crash of the host does to lines the log had written but not
+    /// synced: they are gone, possibly mid-line.
+    fn lose_the_tail(dir: &Path, keep: u64) {
+        let file = std::fs::OpenOptions::new().write(true).open(dir.join(FILE_NAME)).unwrap();
+        file.set_len(keep).unwrap();
+    }
+
+    #[tokio::test]
+    async fn entries_the_log_lost_in_a_crash_are_restored_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(1, &[(1, KEY1)]);
+        write_log(dir.path(), keys.clone(), 1..=10).await;
+        let whole = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        // Six lines and part of the seventh survived.
+        lose_the_tail(dir.path(), length_of_lines(dir.path(), 6) + 40);
+
+        let log = AuditLog::open(dir.path(), keys.clone()).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join(FILE_NAME)).unwrap(), whole, "the log is as it was, byte for byte");
+        assert_eq!(log.stats().last_seq, 10);
+        log.append(event(11)).await.unwrap();
+        drop(log);
+        assert_eq!(seqs(dir.path()), (1..=11).collect::<Vec<_>>());
+        assert_eq!(
+            verify(dir.path(), &keys).unwrap(),
+            VerifyReport { entries: 11, first_broken: None, acknowledged: Vec::new() }
+        );
+    }
+
+    #[tokio::test]
+    async fn only_intact_journal_records_that_continue_the_chain_are_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(1, &[(1, KEY1)]);
+        // One record per entry (appended one at a time).
+        write_log(dir.path(), keys.clone(), 1..=10).await;
+        let journal_path = dir.path().join(journal::JOURNAL_FILE_NAME);
+        let mut journal = std::fs::read(&journal_path).unwrap();
+        // Tear the record of entry 9: a byte of its line changes.
+        let line_9 = read_lines(dir.path())[8].clone();
+        let at = journal.windows(line_9.len()).position(|w| w == line_9).unwrap();
+        journal[at + 20] ^= 0x01;
+        std::fs::write(&journal_path, &journal).unwrap();
+        lose_the_tail(dir.path(), length_of_lines(dir.path(), 6));
+
+        drop(AuditLog::open(dir.path(), keys.clone()).await.unwrap());
+        // 7 and 8 are back; 9's record is torn, so 10 can't follow.
+        assert_eq!(seqs(dir.path()), (1..=8).collect::<Vec<_>>());
+        assert_eq!(verify(dir.path(), &keys).unwrap().first_broken, None);
+
+        // A deleted log comes back as far as the journal holds it: its
+        // lines chain from the genesis entry.
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        drop(AuditLog::open(dir.path(), keys.clone()).await.unwrap());
+        assert_eq!(seqs(dir.path()), (1..=8).collect::<Vec<_>>());
+        // Entries of a log under other keys (another deployment's) don't chain.
+        let other = tempfile::tempdir().unwrap();
+        write_log(other.path(), ring(1, &[(1, KEY2)]), 1..=3).await;
+        std::fs::copy(&journal_path, other.path().join(journal::JOURNAL_FILE_NAME)).unwrap();
+        drop(AuditLog::open(other.path(), ring(1, &[(1, KEY2)])).await.unwrap());
+        assert_eq!(seqs(other.path()), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn the_journal_is_read_in_os_mode_and_made_only_with_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(1, &[(1, KEY1)]);
+        let os = AuditSync::Os { interval: std::time::Duration::from_millis(10) };
+        let log = AuditLog::open_with(dir.path(), keys.clone(), os).await.unwrap();
+        log.append(event(1)).await.unwrap();
+        drop(log);
+        assert!(!dir.path().join(journal::JOURNAL_FILE_NAME).exists(), "os mode makes no journal");
+        write_log(dir.path(), keys.clone(), 2..=4).await;
+        lose_the_tail(dir.path(), length_of_lines(dir.path(), 2));
+        // Switched to os mode after a crash: the journal's lines still come back.
+        drop(AuditLog::open_with(dir.path(), keys.clone(), os).await.unwrap());
+        assert_eq!(seqs(dir.path()), [1, 2, 3, 4]);
     }
 
     #[tokio::test]

@@ -45,8 +45,17 @@ async fn verify(skm: &Skm) -> Result<admin::VerifyAuditResponse, tonic::Status> 
     Ok(skm.admin().unwrap().verify_audit(admin::VerifyAuditRequest {}).await?.into_inner())
 }
 
-/// Cutting entries off the end of the log while kms-api is stopped is found
-/// at its next start: NOT_SERVING, a log line naming both seqs, every call
+/// Cuts the last `n` entries off the log on disk.
+fn cut(path: &Path, n: usize) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(path, lines[..lines.len() - n].iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+}
+
+/// Cutting entries off the end of the log while kms-api is stopped: those
+/// the audit journal still holds come back at the next start (as after a
+/// crash of the host). With the journal gone too, the cut is found at the
+/// next start: NOT_SERVING, a log line naming both seqs, every call
 /// refused naming the missing entries; acknowledging the loss is the first
 /// entry after the gap, its seq follows the anchor's (none is reused), the
 /// chain verifies across it, and kms-api serves again.
@@ -61,13 +70,23 @@ async fn a_log_cut_short_is_refused_until_the_loss_is_acknowledged() {
     p.stop(Service::KmsApi).await;
 
     let path = audit_log(&p);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let anchor_seq = lines.len() as u64;
+    let whole = std::fs::read(&path).unwrap();
+    let anchor_seq = seqs(&path).len() as u64;
     assert_eq!(seqs(&path).last(), Some(&anchor_seq));
-    // Cut the last three entries (the last encrypts).
-    let kept = &lines[..lines.len() - 3];
-    std::fs::write(&path, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    // Cut the last three entries (the last encrypts): the journal has them.
+    cut(&path, 3);
+    p.start(Service::KmsApi).unwrap();
+    wait_ready(&skm, READY).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    let restored = format!("first_seq={} last_seq={anchor_seq}", anchor_seq - 2);
+    let log = std::fs::read_to_string(p.log(Service::KmsApi)).unwrap();
+    assert!(log.contains("restored audit entries from the journal") && log.contains(&restored), "{log}");
+    assert_eq!(std::fs::read(&path).unwrap()[..whole.len()], whole[..], "the log is whole again");
+    p.stop(Service::KmsApi).await;
+
+    // Cut again, and remove the journal too.
+    let anchor_seq = seqs(&path).len() as u64;
+    cut(&path, 3);
+    std::fs::remove_file(audit_dir(&p).join("audit.journal")).unwrap();
     let last_seq = anchor_seq - 3;
 
     p.start(Service::KmsApi).unwrap();
@@ -145,6 +164,65 @@ async fn a_log_cut_short_is_refused_until_the_loss_is_acknowledged() {
     p.stop_all().await;
 }
 
+/// kms-api killed with SIGKILL while eight clients encrypt: every encrypt
+/// it acknowledged has its entry in the log after the restart (at most the
+/// calls in flight have one more), the chain verifies, seqs run on without
+/// a gap, and the anchor matches (kms-api serves).
+#[tokio::test]
+async fn every_acknowledged_call_is_in_the_log_after_a_kill_under_load() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const CLIENTS: u64 = 8;
+    let mut p = Processes::prepare(DevSeal::Passphrase).unwrap();
+    let skm = started(&mut p).await;
+    let key = aes_key(&skm, "crash").await.unwrap();
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    // Each client encrypts until a call fails (the kill).
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (skm, key, acknowledged) = (skm.clone(), key.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                while encrypt(&skm, &key, b"crash", b"").await.is_ok() {
+                    acknowledged.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+        })
+        .collect();
+    eventually("300 encrypts acknowledged", READY, || {
+        let done = acknowledged.load(Ordering::Acquire) >= 300;
+        async move { done }
+    })
+    .await
+    .unwrap();
+    let pid = p.pid(Service::KmsApi).unwrap();
+    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(killed.success());
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acknowledged = acknowledged.load(Ordering::Acquire);
+    p.stop(Service::KmsApi).await;
+
+    p.start(Service::KmsApi).unwrap();
+    wait_ready(&skm, READY).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    let logged = entries(&audit_log(&p))
+        .iter()
+        .filter(|e| e["event"]["operation"] == "Encrypt" && e["event"]["key_id"] == key.as_str())
+        .filter(|e| e["event"]["result"] == "Allowed")
+        .count() as u64;
+    assert!(
+        (acknowledged..=acknowledged + CLIENTS).contains(&logged),
+        "{acknowledged} encrypts acknowledged, {logged} in the log"
+    );
+    let all = seqs(&audit_log(&p));
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "no gap, no reuse");
+    let report = verify(&skm).await.unwrap();
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.entries, all.len() as u64);
+    encrypt(&skm, &key, b"after", b"").await.unwrap();
+    p.stop_all().await;
+}
+
 /// A tmpfs mounted (as root) on kms-api's audit directory, unmounted on drop.
 struct SmallDisk(PathBuf);
 
@@ -189,9 +267,23 @@ fn fill(filler: &Path) {
 /// request retries, and the chain verifies.
 #[tokio::test]
 async fn a_full_disk_fails_closed_and_recovers_by_itself() {
+    full_disk("16m", true).await;
+}
+
+/// As above on a filesystem too small for the audit journal: kms-api
+/// says so and syncs the log itself.
+#[tokio::test]
+async fn a_full_disk_without_room_for_the_journal_fails_closed_and_recovers() {
+    full_disk("1m", false).await;
+}
+
+async fn full_disk(size: &str, journal: bool) {
     let mut p = Processes::prepare(DevSeal::Passphrase).unwrap();
-    let disk = SmallDisk::mount(&audit_dir(&p), "1m");
+    let disk = SmallDisk::mount(&audit_dir(&p), size);
     let skm = started(&mut p).await;
+    assert_eq!(audit_dir(&p).join("audit.journal").exists(), journal);
+    let no_room = std::fs::read_to_string(p.log(Service::KmsApi)).unwrap().contains("no space for the audit journal");
+    assert_eq!(no_room, !journal, "kms-api says when there is no room for the journal");
     let ks = keystore(&skm, "full").await.unwrap();
     let key = aes_key(&skm, "full-disk").await.unwrap();
     encrypt(&skm, &key, b"before", b"").await.unwrap();

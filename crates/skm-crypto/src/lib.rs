@@ -96,6 +96,16 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
+/// SHA-256 of the concatenation of `parts` (without building it).
+pub fn sha256_of(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
 /// SHA-384 of `data` (the digest ECDSA P-384 signs).
 pub fn sha384(data: &[u8]) -> [u8; 48] {
     use sha2::Digest;

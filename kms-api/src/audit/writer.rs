@@ -1,13 +1,17 @@
-//! The one thread that writes the audit log: recovery at open, then group
-//! commit.
+//! Writing the audit log: recovery at open, then group commit.
 //!
-//! `append` queues its event with a oneshot and waits. The writer blocks
-//! for the first queued event, then takes every other event already queued
-//! (those that arrived while the previous batch was being written and
-//! synced), encodes them with consecutive sequence numbers, writes them with
-//! one `write_all`, makes them durable with one `sync_data`, and only then
-//! answers all of them. So N concurrent appends cost far fewer than N
-//! fsyncs, and each append returns only once its entry is on disk.
+//! The file's state ([`Writer`]) sits behind a mutex. An `append` that
+//! finds nothing queued and the mutex free commits its one event itself,
+//! on its own thread ([`Writer::commit_one`]): a lone request then pays
+//! for its write and sync and nothing else. Otherwise `append` queues its
+//! event with a oneshot and waits for the writer thread ([`run`]), which
+//! blocks for the first queued event, then takes every other event already
+//! queued (those that arrived while the previous batch was being written
+//! and synced, by it or inline), encodes them with consecutive sequence
+//! numbers, writes them with one `write_all`, makes them durable with one
+//! `sync_data`, and only then answers all of them. So N concurrent appends
+//! cost far fewer than N fsyncs, a request arriving during a sync rides
+//! the next one, and each append returns only once its entry is on disk.
 //!
 //! Fail closed: before each batch the writer checks that the log's path
 //! still names the file it opened (same device and inode) and that the file
@@ -42,6 +46,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use skm_crypto::audit::AuditFormat;
 
 use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode};
+use super::journal::Journal;
 use super::keys::AuditKeys;
 use super::reader::{INDEX_EVERY, Mark};
 use super::{AuditError, AuditSync, Event, Lost};
@@ -49,13 +54,21 @@ use super::{AuditError, AuditSync, Event, Lost};
 /// Most events one batch takes; the rest wait for the next one.
 const MAX_BATCH: usize = 4096;
 
-/// One queued append.
-pub(super) struct Request {
+/// How often the log is synced behind the journal.
+const LOG_SYNC_BEHIND_JOURNAL: Duration = Duration::from_millis(250);
+
+/// One event to append.
+pub(super) struct Append {
     pub(super) event: Event,
     /// The event acknowledges a loss found against the anchor: while one is
     /// pending it is the only kind of entry written, and it is written
     /// after the gap, naming it.
     pub(super) acknowledges_loss: bool,
+}
+
+/// One queued append, answered once its batch is written.
+pub(super) struct Request {
+    pub(super) append: Append,
     pub(super) done: oneshot::Sender<Result<u64, Failure>>,
 }
 
@@ -100,8 +113,12 @@ pub(super) struct Shared {
     pub(super) entries: AtomicU64,
     pub(super) failed_batches: AtomicU64,
     /// Length of the file up to the end of the last durable entry (with
-    /// [`AuditSync::Os`]: the last entry written to the kernel).
+    /// [`AuditSync::Os`], or with the journal: the last entry written to
+    /// the kernel).
     pub(super) durable_len: AtomicU64,
+    /// Length of the file known to be synced (the journal's records of
+    /// lines up to here may be overwritten).
+    pub(super) log_synced: AtomicU64,
     pub(super) last_seq: AtomicU64,
     /// A background sync failed ([`AuditSync::Os`]); cleared by a sync that
     /// works.
@@ -166,12 +183,16 @@ pub(super) struct Writer {
     keys: Arc<dyn AuditKeys>,
     shared: Arc<Shared>,
     sync: AuditSync,
-    /// The periodic syncer of [`AuditSync::Os`].
+    /// Where [`AuditSync::Fsync`] makes batches durable (`None` when it
+    /// couldn't be made for lack of space: the log is synced instead).
+    journal: Option<Journal>,
+    /// The periodic syncer of the log ([`AuditSync::Os`], or the journal's).
     syncer: Option<Syncer>,
 }
 
-/// The background thread of [`AuditSync::Os`]; dropping `stop` makes it
-/// run a last sync and end.
+/// The background thread that syncs the log every interval (with
+/// [`AuditSync::Os`], or behind the journal); dropping `stop` makes it run
+/// a last sync and end.
 struct Syncer {
     stop: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
@@ -224,12 +245,32 @@ impl Writer {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(&path)?;
-        let tail = recover(&file)?;
-        let (marks, lines) = build_index(&file, tail.len)?;
-        if let Some(dir) = path.parent() {
-            // Makes the directory entry of a newly created log durable.
-            File::open(dir)?.sync_all()?;
+        let mut tail = recover(&file)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // The journal is written with fsync; one left by an earlier run is
+        // read in any mode, for the lines the log lost in a crash.
+        let journal = match sync {
+            AuditSync::Fsync => Journal::open(dir)?,
+            AuditSync::Os { .. } => Journal::open_existing(dir)?,
+        };
+        if let Some(journal) = &journal {
+            let restored = journal.continuation(tail.next_seq, &tail.prev)?;
+            if !restored.is_empty() {
+                (&file).write_all(&restored)?;
+                file.sync_data()?;
+                let from = tail.next_seq;
+                tail = recover(&file)?;
+                tracing::warn!(
+                    first_seq = from,
+                    last_seq = tail.next_seq - 1,
+                    "restored audit entries from the journal that the log had not synced before a crash"
+                );
+            }
         }
+        let journal = journal.filter(|_| sync == AuditSync::Fsync);
+        let (marks, lines) = build_index(&file, tail.len)?;
+        // Makes the directory entry of a newly created log durable.
+        File::open(dir)?.sync_all()?;
         let meta = file.metadata()?;
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
@@ -237,6 +278,7 @@ impl Writer {
             entries: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             durable_len: AtomicU64::new(tail.len),
+            log_synced: AtomicU64::new(tail.len),
             last_seq: AtomicU64::new(tail.next_seq - 1),
             sync_failed: AtomicBool::new(false),
             anchoring: Mutex::new(Anchoring::Checked),
@@ -247,9 +289,12 @@ impl Writer {
             #[cfg(test)]
             fail_syncs: AtomicBool::new(false),
         });
-        let syncer = match sync {
-            AuditSync::Fsync => None,
-            AuditSync::Os { interval } => Some(Syncer::start(file.try_clone()?, shared.clone(), interval)?),
+        let syncer = match (sync, &journal) {
+            (AuditSync::Fsync, None) => None,
+            (AuditSync::Fsync, Some(_)) => {
+                Some(Syncer::start(file.try_clone()?, shared.clone(), LOG_SYNC_BEHIND_JOURNAL, false)?)
+            }
+            (AuditSync::Os { interval }, _) => Some(Syncer::start(file.try_clone()?, shared.clone(), interval, true)?),
         };
         Ok(Self {
             path,
@@ -263,6 +308,7 @@ impl Writer {
             keys,
             shared,
             sync,
+            journal,
             syncer,
         })
     }
@@ -275,25 +321,17 @@ impl Writer {
         self.shared.clone()
     }
 
-    /// Runs until every sender is gone and the queue is drained.
-    pub(super) fn run(mut self, mut queue: mpsc::Receiver<Request>) {
-        while let Some(first) = queue.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
-            let results = match self.commit(&mut batch) {
-                Ok(results) => results,
-                Err(failure) => vec![Err(failure); batch.len()],
-            };
-            for (request, result) in batch.into_iter().zip(results) {
-                // The caller may have gone away; its entry is written anyway.
-                let _ = request.done.send(result);
-            }
-        }
+    /// Writes and syncs one event on the caller's thread: what
+    /// [`super::AuditLog::append`] does when no batch is being written and
+    /// none is queued, so that a lone request pays for its write and sync
+    /// but not for two thread hand-offs (to the writer thread and back).
+    pub(super) fn commit_one(&mut self, append: Append) -> Result<u64, Failure> {
+        let mut batch = [append];
+        self.commit(&mut batch)?.pop().unwrap_or(Err(Failure::Unavailable))
+    }
+
+    /// Stops the background syncer of [`AuditSync::Os`] after a last sync.
+    fn stop_syncer(&mut self) {
         if let Some(syncer) = self.syncer.take() {
             drop(syncer.stop);
             let _ = syncer.thread.join();
@@ -301,7 +339,7 @@ impl Writer {
     }
 
     /// Writes and syncs one batch; per event its sequence number or `TooLarge`.
-    fn commit(&mut self, batch: &mut [Request]) -> Result<Vec<Result<u64, Failure>>, Failure> {
+    fn commit(&mut self, batch: &mut [Append]) -> Result<Vec<Result<u64, Failure>>, Failure> {
         let mut pending_loss = match self.shared.anchoring() {
             // Not yet compared with its anchor (health says NOT_SERVING).
             Anchoring::Pending => return Err(Failure::Unavailable),
@@ -317,6 +355,7 @@ impl Writer {
         let mut marks = Vec::new();
         let mut acknowledged = None;
         let (mut seq, mut prev, mut lines) = (self.next_seq, self.prev, self.lines);
+        let mut first_seq = None;
         for request in batch.iter_mut() {
             if let Some(lost) = pending_loss {
                 if !request.acknowledges_loss {
@@ -337,6 +376,7 @@ impl Writer {
                         acknowledged = Some((lost, seq));
                     }
                     buf.extend_from_slice(&line);
+                    first_seq.get_or_insert(seq);
                     results.push(Ok(seq));
                     lines += 1;
                     seq += 1;
@@ -362,15 +402,28 @@ impl Writer {
             self.shared.sync_failed.store(false, Ordering::Release);
         }
         self.dirty = true;
-        let written = match self.sync {
-            AuditSync::Fsync => self.file.write_all(&buf).and_then(|()| {
+        let end = self.len + buf.len() as u64;
+        let written = match (self.sync, &mut self.journal) {
+            (AuditSync::Fsync, None) => self.file.write_all(&buf).and_then(|()| {
                 self.shared.sync(&self.file)?;
                 // Counted only once the sync has returned: the counter
                 // proves syncs that happened, not syncs that were tried.
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }),
-            AuditSync::Os { .. } => self.file.write_all(&buf),
+            (AuditSync::Fsync, Some(journal)) => self.file.write_all(&buf).and_then(|()| {
+                let (file, shared) = (&self.file, &self.shared);
+                let synced = shared.log_synced.load(Ordering::Acquire);
+                let mut sync_log = || {
+                    file.sync_data()?;
+                    shared.log_synced.fetch_max(end, Ordering::AcqRel);
+                    Ok(())
+                };
+                journal.write(first_seq.unwrap_or(seq), &buf, end, synced, &mut sync_log, &mut |f| shared.sync(f))?;
+                shared.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }),
+            (AuditSync::Os { .. }, _) => self.file.write_all(&buf),
         };
         if let Err(e) = written {
             self.log_failure(&e, "audit log write failed; requests fail until it works again");
@@ -378,7 +431,7 @@ impl Writer {
             return Err(self.fail());
         }
         self.dirty = false;
-        self.len += buf.len() as u64;
+        self.len = end;
         self.next_seq = seq;
         self.prev = prev;
         self.lines = lines;
@@ -408,6 +461,10 @@ impl Writer {
     fn check_file(&mut self) -> Result<(), Failure> {
         if !same_file(&self.path, self.identity) {
             tracing::error!(path = %self.path.display(), "the audit log file was deleted, moved or replaced; refusing to write");
+            return Err(self.fail());
+        }
+        if self.journal.as_ref().is_some_and(|j| !j.is_in_place()) {
+            tracing::error!(path = %self.path.display(), "the audit journal beside the log was deleted, moved or replaced; refusing to write");
             return Err(self.fail());
         }
         let len = match self.file.metadata() {
@@ -463,8 +520,44 @@ impl Writer {
     }
 }
 
+/// The writer thread: runs until every sender is gone and the queue is
+/// drained. It takes the first queued request and every other one already
+/// queued (those that arrived while the previous batch was written and
+/// synced, by this thread or by a caller committing inline), and commits
+/// them as one batch.
+pub(super) fn run(writer: &Mutex<Writer>, mut queue: mpsc::Receiver<Request>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let (appends, answers): (Vec<Append>, Vec<_>) = batch.into_iter().map(|r| (r.append, r.done)).unzip();
+        let mut appends = appends;
+        let results = {
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            match writer.commit(&mut appends) {
+                Ok(results) => results,
+                Err(failure) => vec![Err(failure); appends.len()],
+            }
+        };
+        for (done, result) in answers.into_iter().zip(results) {
+            // The caller may have gone away; its entry is written anyway.
+            let _ = done.send(result);
+        }
+    }
+    writer.lock().unwrap_or_else(PoisonError::into_inner).stop_syncer();
+}
+
 impl Syncer {
-    fn start(file: File, shared: Arc<Shared>, interval: Duration) -> io::Result<Self> {
+    /// Syncs `file` every `interval` while it grows. `durable`: the log's
+    /// own durability rests on these syncs ([`AuditSync::Os`]), so a
+    /// failure fails the next batch; otherwise (behind the journal) a
+    /// failure is logged and the journal syncs the log itself before it
+    /// needs the space.
+    fn start(file: File, shared: Arc<Shared>, interval: Duration, durable: bool) -> io::Result<Self> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         // Read here, before any batch can be written: a thread that starts
         // late must not take a written batch for a synced one.
@@ -474,16 +567,22 @@ impl Syncer {
                 let last = !matches!(stopped.recv_timeout(interval), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
                 let written = shared.durable_len.load(Ordering::Acquire);
                 if written != synced {
-                    match shared.sync(&file) {
-                        Ok(()) => {
+                    let result = if durable { shared.sync(&file) } else { file.sync_data() };
+                    match result {
+                        Ok(()) if durable => {
                             shared.syncs.fetch_add(1, Ordering::Relaxed);
                             synced = written;
                         }
-                        Err(e) => {
+                        Ok(()) => {
+                            shared.log_synced.fetch_max(written, Ordering::AcqRel);
+                            synced = written;
+                        }
+                        Err(e) if durable => {
                             tracing::error!(error = %e, "audit log background sync failed; requests fail until a sync works");
                             shared.sync_failed.store(true, Ordering::Release);
                             shared.healthy.store(false, Ordering::Release);
                         }
+                        Err(e) => tracing::warn!(error = %e, "audit log background sync failed (the journal holds its entries)"),
                     }
                 }
                 if last {
