@@ -61,18 +61,7 @@ fn is_format_1(format: &u8) -> bool {
     *format == 1
 }
 
-/// An entry as written (same fields, same order, borrowed).
-#[derive(Serialize)]
-struct EntryRef<'a> {
-    format: u8,
-    seq: u64,
-    event: &'a Event,
-    key_version: u32,
-    prev: &'a str,
-    mac: &'a str,
-}
-
-/// What the MAC covers.
+/// What the MAC covers; a line is the same object with `mac` added.
 #[derive(Serialize)]
 struct MacInput<'a> {
     #[serde(skip_serializing_if = "is_format_1")]
@@ -83,21 +72,31 @@ struct MacInput<'a> {
     prev: &'a str,
 }
 
-/// Encodes one entry: its line (newline included) and its MAC.
-pub(super) fn encode(
+/// Appends one entry's line (newline included) to `out` and returns its
+/// MAC. The event is serialised once: the line is the MAC input with
+/// `,"mac":"<hex>"` before its closing brace, which is exactly the compact
+/// serialisation of the entry with `mac` as its last field (the golden
+/// test pins it).
+pub(super) fn encode_into(
     key: &AuditKey,
     seq: u64,
     event: &Event,
     key_version: u32,
     prev: &[u8; 32],
-) -> Result<(Vec<u8>, [u8; 32]), serde_json::Error> {
+    out: &mut Vec<u8>,
+) -> Result<[u8; 32], serde_json::Error> {
+    let start = out.len();
     let prev = hex::encode(prev);
-    let mac = key.mac(&serde_json::to_vec(&MacInput { format: FORMAT, seq, event, key_version, prev: &prev })?);
-    let mac_hex = hex::encode(mac);
-    let mut line =
-        serde_json::to_vec(&EntryRef { format: FORMAT, seq, event, key_version, prev: &prev, mac: &mac_hex })?;
-    line.push(b'\n');
-    Ok((line, mac))
+    serde_json::to_writer(&mut *out, &MacInput { format: FORMAT, seq, event, key_version, prev: &prev })?;
+    let mac = key.mac(&out[start..]);
+    let mut mac_hex = [0u8; 64];
+    // 32 bytes always fill exactly 64 hex digits.
+    let _ = hex::encode_to_slice(mac, &mut mac_hex);
+    out.pop(); // the closing brace
+    out.extend_from_slice(br#","mac":""#);
+    out.extend_from_slice(&mac_hex);
+    out.extend_from_slice(b"\"}\n");
+    Ok(mac)
 }
 
 impl Entry {

@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use skm_crypto::audit::AuditFormat;
 
-use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode};
+use super::format::{Entry, GENESIS_PREV, MAX_LINE, encode_into};
 use super::journal::Journal;
 use super::keys::AuditKeys;
 use super::reader::{INDEX_EVERY, Mark};
@@ -367,23 +367,27 @@ impl Writer {
                 request.event.lost = Some(lost);
                 seq = seq.max(lost.last_seq + 1);
             }
-            match encode(key, seq, &request.event, key_version, &prev) {
-                Ok((line, mac)) if line.len() <= MAX_LINE + 1 => {
+            let start = buf.len();
+            match encode_into(key, seq, &request.event, key_version, &prev, &mut buf) {
+                Ok(mac) if buf.len() - start <= MAX_LINE + 1 => {
                     if lines.is_multiple_of(INDEX_EVERY) {
-                        marks.push(Mark { seq, offset: self.len + buf.len() as u64 });
+                        marks.push(Mark { seq, offset: self.len + start as u64 });
                     }
                     if let Some(lost) = pending_loss.take() {
                         acknowledged = Some((lost, seq));
                     }
-                    buf.extend_from_slice(&line);
                     first_seq.get_or_insert(seq);
                     results.push(Ok(seq));
                     lines += 1;
                     seq += 1;
                     prev = mac;
                 }
-                Ok(_) => results.push(Err(Failure::TooLarge)),
+                Ok(_) => {
+                    buf.truncate(start);
+                    results.push(Err(Failure::TooLarge));
+                }
                 Err(e) => {
+                    buf.truncate(start);
                     tracing::error!(error = %e, "an audit event could not be encoded");
                     results.push(Err(Failure::Unavailable));
                 }
