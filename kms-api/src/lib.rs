@@ -213,7 +213,13 @@ pub async fn start_with_clock(
     }
     // Waited for at shutdown, so that a clean stop anchors the last entry.
     let anchor_task = tokio::spawn({
-        let anchoring = anchor::run(audit.clone(), records.clone(), keyring.clone(), shutdown.clone());
+        let anchoring = anchor::run(
+            audit.clone(),
+            records.clone(),
+            keyring.clone(),
+            config.audit_anchor_interval,
+            shutdown.clone(),
+        );
         async move {
             anchoring.await;
             Ok(())

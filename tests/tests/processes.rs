@@ -107,6 +107,7 @@ async fn bad_config_exits_64_with_one_line() {
     for (var, value, field, allowed) in [
         ("SKM_KMS_API__AUDIT_SYNC", "sometimes", "audit_sync", "\"fsync\" or \"os\""),
         ("SKM_KMS_API__STORE_CACHE_MB", "1", "store_cache_mb", "8..=65536"),
+        ("SKM_KMS_API__AUDIT_ANCHOR_INTERVAL_MS", "10001", "audit_anchor_interval_ms", "0..=10000"),
     ] {
         let out = check(var, value);
         assert_eq!(out.status.code(), Some(64), "{var}={value}");
