@@ -1,6 +1,10 @@
 //! moto's AWS KMS (and Secrets Manager, for get-secret) over the AWS JSON
 //! protocol: `POST /` with `X-Amz-Target: TrentService.<Operation>` and a
-//! dummy SigV4 `Authorization` header (moto doesn't check it).
+//! dummy SigV4 `Authorization` header (moto doesn't check it). Each
+//! operation's request is serialised once, when the keys are made, and its
+//! answer checked once then; the measured calls send those bytes
+//! (create-secret splices a counter into its ready-made body, for unique
+//! names).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +17,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use super::PeerProcess;
-use super::http::{Http, free_port};
+use super::http::{Http, Prepared, free_port};
 use crate::ops::{self, Op, SigKey};
 
 const AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
@@ -32,6 +36,23 @@ pub(crate) struct Moto {
     failed: HashMap<Op, String>,
     /// Secrets made by create-secret so far (for unique names).
     created: std::sync::atomic::AtomicU64,
+    /// Each operation's request, serialised at set-up.
+    requests: HashMap<Op, Prepared>,
+    /// create-secret's body around the counter in the secret's name.
+    create_body: (Vec<u8>, Vec<u8>),
+}
+
+/// Where create-secret's counter goes in its body.
+const COUNTER: &str = "@COUNTER@";
+
+/// The headers of one AWS JSON call: KMS or Secrets Manager's `target`.
+fn aws_headers<'a>(target: &'a str, authorization: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("X-Amz-Target", target),
+        ("X-Amz-Date", "20260101T000000Z"),
+        ("Authorization", authorization),
+    ]
 }
 
 /// What each operation maps to.
@@ -84,7 +105,14 @@ impl Moto {
             signing: HashMap::new(),
             failed: HashMap::new(),
             created: std::sync::atomic::AtomicU64::new(0),
+            requests: HashMap::new(),
+            create_body: (Vec::new(), Vec::new()),
         };
+        let template =
+            json!({ "Name": format!("bench-created-{COUNTER}"), "SecretString": "s".repeat(ops::SECRET_LEN) })
+                .to_string();
+        let at = template.find(COUNTER).ok_or_else(|| anyhow!("no counter in {template}"))?;
+        me.create_body = (template[..at].into(), template[at + COUNTER.len()..].into());
         let key = me.kms("CreateKey", json!({ "KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT" })).await;
         me.aes = key.and_then(|v| key_id(&v)).map_err(|e| anyhow!("CreateKey SYMMETRIC_DEFAULT: {e}"))?;
         let secret = "s".repeat(ops::SECRET_LEN);
@@ -124,11 +152,25 @@ impl Moto {
                 }
             }
         }
+        // Serialise each request once and check its answer once, so that
+        // a mapping the server refuses is reported as such rather than as
+        // a run full of errors.
         for &op in ops {
-            if me.unsupported(op).is_none()
-                && let Err(e) = me.call(op).await
-            {
-                me.failed.insert(op, e);
+            if me.unsupported(op).is_some() {
+                continue;
+            }
+            match me.request(op) {
+                Ok(prepared) => match me.check(op, &prepared).await {
+                    Ok(()) => {
+                        me.requests.insert(op, prepared);
+                    }
+                    Err(e) => {
+                        me.failed.insert(op, e);
+                    }
+                },
+                Err(e) => {
+                    me.failed.insert(op, e);
+                }
             }
         }
         Ok(me)
@@ -136,24 +178,88 @@ impl Moto {
 
     async fn kms(&self, operation: &str, body: Value) -> Result<Value, String> {
         let target = format!("TrentService.{operation}");
-        let headers = [
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("X-Amz-Target", target.as_str()),
-            ("X-Amz-Date", "20260101T000000Z"),
-            ("Authorization", AUTHORIZATION),
-        ];
-        self.http.json("/", &headers, &body).await
+        self.http.json("/", &aws_headers(&target, AUTHORIZATION), &body).await
     }
 
     async fn secrets(&self, operation: &str, body: Value) -> Result<Value, String> {
         let target = format!("secretsmanager.{operation}");
-        let headers = [
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("X-Amz-Target", target.as_str()),
-            ("X-Amz-Date", "20260101T000000Z"),
-            ("Authorization", SM_AUTHORIZATION),
-        ];
-        self.http.json("/", &headers, &body).await
+        self.http.json("/", &aws_headers(&target, SM_AUTHORIZATION), &body).await
+    }
+
+    /// The bytes of one request of `op` (create-secret: with counter 0;
+    /// the measured calls count up).
+    fn request(&self, op: Op) -> Result<Prepared, String> {
+        let kms = |operation: &str, body: Value| {
+            let target = format!("TrentService.{operation}");
+            self.http.prepare(Method::POST, "/", &aws_headers(&target, AUTHORIZATION), body.to_string())
+        };
+        let secrets = |operation: &str, body: Vec<u8>| {
+            let target = format!("secretsmanager.{operation}");
+            self.http.prepare(Method::POST, "/", &aws_headers(&target, SM_AUTHORIZATION), body)
+        };
+        match op {
+            Op::CreateSecret => secrets("CreateSecret", self.create_body(u64::MAX)),
+            Op::GetSecret => secrets("GetSecretValue", json!({ "SecretId": "bench" }).to_string().into_bytes()),
+            Op::Encrypt(n) => {
+                kms("Encrypt", json!({ "KeyId": self.aes, "Plaintext": self.payloads.get(&n).ok_or("no payload")? }))
+            }
+            Op::Decrypt(n) => kms(
+                "Decrypt",
+                json!({ "CiphertextBlob": self.ciphertexts.get(&n).ok_or("no ciphertext")?, "KeyId": self.aes }),
+            ),
+            Op::DataKey => kms("GenerateDataKey", json!({ "KeyId": self.aes, "KeySpec": "AES_256" })),
+            Op::Sign(k) => {
+                let (id, _) = self.signing.get(&k).ok_or("no signing key")?;
+                kms("Sign", sign_request(id, &self.message, k))
+            }
+            Op::Verify(k) => {
+                let (id, signature) = self.signing.get(&k).ok_or("no signing key")?;
+                let body = json!({
+                    "KeyId": id, "Message": self.message, "MessageType": "RAW",
+                    "Signature": signature, "SigningAlgorithm": spec(k).1,
+                });
+                kms("Verify", body)
+            }
+            Op::Noop | Op::BatchEncrypt | Op::Mac | Op::VerifyMac => Err("n/a".into()),
+        }
+    }
+
+    /// create-secret's body with secret number `n` in the name.
+    fn create_body(&self, n: u64) -> Vec<u8> {
+        let (head, tail) = &self.create_body;
+        let mut body = Vec::with_capacity(head.len() + 20 + tail.len());
+        body.extend_from_slice(head);
+        body.extend_from_slice(n.to_string().as_bytes());
+        body.extend_from_slice(tail);
+        body
+    }
+
+    /// Sends `prepared` once and checks that the answer is what `op`
+    /// returns.
+    async fn check(&self, op: Op, prepared: &Prepared) -> Result<(), String> {
+        let answer = self.http.json_answer(prepared).await?;
+        let has = |name: &str| answer.get(name).is_some();
+        match op {
+            Op::GetSecret
+                if answer.get("SecretString").and_then(Value::as_str).map(str::len) != Some(ops::SECRET_LEN) =>
+            {
+                return Err("secret of the wrong length".into());
+            }
+            Op::Decrypt(n) => {
+                let pt = answer.get("Plaintext").and_then(Value::as_str).ok_or("no Plaintext")?;
+                if Some(pt) != self.payloads.get(&n).map(String::as_str) {
+                    return Err("wrong plaintext".into());
+                }
+            }
+            Op::Verify(_) if answer.get("SignatureValid").and_then(Value::as_bool) != Some(true) => {
+                return Err("signature not valid".into());
+            }
+            Op::Encrypt(_) | Op::DataKey if !has("CiphertextBlob") => return Err("no CiphertextBlob".into()),
+            Op::Sign(_) if !has("Signature") => return Err("no Signature".into()),
+            Op::CreateSecret if !has("ARN") => return Err("no ARN".into()),
+            _ => {}
+        }
+        Ok(())
     }
 
     async fn make_signing_key(&self, k: SigKey) -> Result<(String, String), String> {
@@ -175,8 +281,7 @@ impl Moto {
     }
 
     async fn sign(&self, id: &str, k: SigKey) -> Result<String, String> {
-        let body = json!({ "KeyId": id, "Message": self.message, "MessageType": "RAW", "SigningAlgorithm": spec(k).1 });
-        let answer = self.kms("Sign", body).await?;
+        let answer = self.kms("Sign", sign_request(id, &self.message, k)).await?;
         answer.get("Signature").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| "no Signature".into())
     }
 
@@ -192,53 +297,22 @@ impl Moto {
         }
     }
 
-    /// One call.
+    /// One call: the request serialised at set-up, a 2xx answer.
     pub(crate) async fn call(&self, op: Op) -> Result<(), String> {
-        match op {
+        let prepared = self.requests.get(&op).ok_or("no request prepared")?;
+        let body = match op {
             Op::CreateSecret => {
-                let n = self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let body = json!({ "Name": format!("bench-created-{n}"), "SecretString": "s".repeat(ops::SECRET_LEN) });
-                self.secrets("CreateSecret", body).await?;
+                Some(self.create_body(self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).into())
             }
-            Op::GetSecret => {
-                let answer = self.secrets("GetSecretValue", json!({ "SecretId": "bench" })).await?;
-                if answer.get("SecretString").and_then(Value::as_str).map(str::len) != Some(ops::SECRET_LEN) {
-                    return Err("secret of the wrong length".into());
-                }
-            }
-            Op::Encrypt(n) => {
-                self.encrypt(n).await?;
-            }
-            Op::Decrypt(n) => {
-                let ct = self.ciphertexts.get(&n).ok_or("no ciphertext")?;
-                let answer = self.kms("Decrypt", json!({ "CiphertextBlob": ct, "KeyId": self.aes })).await?;
-                let pt = answer.get("Plaintext").and_then(Value::as_str).ok_or("no Plaintext")?;
-                if Some(pt) != self.payloads.get(&n).map(String::as_str) {
-                    return Err("wrong plaintext".into());
-                }
-            }
-            Op::DataKey => {
-                self.kms("GenerateDataKey", json!({ "KeyId": self.aes, "KeySpec": "AES_256" })).await?;
-            }
-            Op::Sign(k) => {
-                let (id, _) = self.signing.get(&k).ok_or("no signing key")?;
-                self.sign(id, k).await?;
-            }
-            Op::Verify(k) => {
-                let (id, signature) = self.signing.get(&k).ok_or("no signing key")?;
-                let body = json!({
-                    "KeyId": id, "Message": self.message, "MessageType": "RAW",
-                    "Signature": signature, "SigningAlgorithm": spec(k).1,
-                });
-                let answer = self.kms("Verify", body).await?;
-                if answer.get("SignatureValid").and_then(Value::as_bool) != Some(true) {
-                    return Err("signature not valid".into());
-                }
-            }
-            Op::Noop | Op::BatchEncrypt | Op::Mac | Op::VerifyMac => return Err("n/a".into()),
-        }
-        Ok(())
+            _ => None,
+        };
+        self.http.call(prepared, body).await
     }
+}
+
+/// TrentService.Sign of `message` (base64) with key `id` of type `k`.
+fn sign_request(id: &str, message: &str, k: SigKey) -> Value {
+    json!({ "KeyId": id, "Message": message, "MessageType": "RAW", "SigningAlgorithm": spec(k).1 })
 }
 
 fn key_id(v: &Value) -> Result<String, String> {
