@@ -23,7 +23,7 @@ pub(crate) struct Args {
     #[arg(long, value_delimiter = ',', default_value = "all")]
     ops: Vec<String>,
     /// Requests in flight, one measurement each.
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,32")]
     concurrency: Vec<usize>,
     /// Seconds measured per operation and concurrency.
     #[arg(long, default_value_t = 5.0)]
