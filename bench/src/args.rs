@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::ops::{self, Op};
+use crate::pinning::{self, CoreSplit};
 
 /// The folder of this package (`bench/`), for `tools/` and the workspace.
 pub(crate) const PACKAGE_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -88,6 +89,14 @@ pub(crate) struct Args {
     /// kms-api replicas on etcd (1..=4; with --store etcd).
     #[arg(long, default_value_t = 2)]
     replicas: u16,
+    /// Pin the load generator and the servers (SKM's tiers and etcd, each
+    /// peer's server) to separate cores: `auto` (the default when given
+    /// without a value: the upper half of the cores for the load generator,
+    /// at least one, the rest for the servers; on 2 cores: client on core 1,
+    /// servers on core 0) or CLIENT:SERVERS core lists such as 1:0 or
+    /// 2-3:0,1. Needs at least 2 cores.
+    #[arg(long, num_args = 0..=1, default_missing_value = "auto", value_name = "auto|CLIENT:SERVERS")]
+    pin_cores: Option<String>,
 }
 
 /// Where a benchmark stack's kms-api keeps its records.
@@ -167,6 +176,8 @@ pub(crate) struct Plan {
     pub(crate) overload: bool,
     /// kms-api's store.
     pub(crate) store: Store,
+    /// Cores of the load generator and of the servers (`--pin-cores`).
+    pub(crate) pin: Option<CoreSplit>,
     /// The command line, for the report.
     pub(crate) command: String,
 }
@@ -238,6 +249,10 @@ impl Args {
             _ => Store::Sled,
         };
         let tools = self.tools.clone().unwrap_or_else(|| PathBuf::from(PACKAGE_DIR).join("tools"));
+        let pin = match &self.pin_cores {
+            Some(spec) => Some(pinning::parse(spec, &pinning::allowed_cores())?),
+            None => None,
+        };
         Ok(Plan {
             ops,
             concurrency,
@@ -256,6 +271,7 @@ impl Args {
             raw_budget,
             overload: self.overload,
             store,
+            pin,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         })
     }

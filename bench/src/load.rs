@@ -1,6 +1,7 @@
 //! The load driver: N tasks, each with one request in flight at a time,
 //! for a warm-up and then a measured window; every request completed in
-//! the window is counted and its latency recorded in an HDR histogram.
+//! the window is counted and its latency recorded in an HDR histogram, and
+//! the CPU time of the watched processes is read at the window's two ends.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
+
+use crate::process_cpu::{CpuPerCall, Watched, WindowCpu};
 
 /// A request that takes longer than this counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,12 +39,19 @@ pub(crate) struct Measured {
     pub(crate) seconds: f64,
     /// Latencies of the successful requests, nanoseconds.
     pub(crate) latency: Histogram<u64>,
+    /// CPU time the watched processes and this one used in the window.
+    pub(crate) cpu: WindowCpu,
 }
 
 impl Measured {
     /// Successful requests per second.
     pub(crate) fn throughput(&self) -> f64 {
         self.requests as f64 / self.seconds
+    }
+
+    /// CPU µs per successful request.
+    pub(crate) fn cpu_per_call(&self) -> CpuPerCall {
+        self.cpu.per_call(self.requests)
     }
 
     /// A latency quantile in microseconds (0 with no sample).
@@ -63,8 +73,10 @@ struct TaskResult {
 }
 
 /// Runs `call(task, n)` from `phase.concurrency` tasks (task in
-/// 0..concurrency, n counting that task's calls) for the phase.
-pub(crate) async fn drive<F, Fut>(phase: Phase, call: F) -> anyhow::Result<Measured>
+/// 0..concurrency, n counting that task's calls) for the phase, reading the
+/// CPU time of `watched` (and of this process) when the measured window
+/// opens and when it closes.
+pub(crate) async fn drive<F, Fut>(phase: Phase, watched: &Watched, call: F) -> anyhow::Result<Measured>
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
@@ -72,6 +84,7 @@ where
     let call = Arc::new(call);
     let record_from = Instant::now() + phase.warmup;
     let end = record_from + phase.duration;
+    let window = watched.window(record_from, end);
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..phase.concurrency {
         let call = call.clone();
@@ -112,6 +125,7 @@ where
         first_error: None,
         seconds: phase.duration.as_secs_f64(),
         latency: histogram()?,
+        cpu: WindowCpu::default(),
     };
     while let Some(done) = tasks.join_next().await {
         let r = done?;
@@ -122,6 +136,7 @@ where
         }
         all.latency.add(&r.latency)?;
     }
+    all.cpu = window.await?;
     Ok(all)
 }
 
@@ -148,7 +163,7 @@ mod tests {
         let phase = Phase { concurrency: 3, warmup: Duration::ZERO, duration: Duration::from_millis(100) };
         let calls: Arc<[AtomicU64; 3]> = Arc::default();
         let made = calls.clone();
-        let m = drive(phase, move |task, n| {
+        let m = drive(phase, &Watched::default(), move |task, n| {
             made[task].fetch_add(1, Ordering::Relaxed);
             async move {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -169,6 +184,9 @@ mod tests {
         );
         assert_eq!(m.latency.len(), m.requests, "one latency per counted request");
         assert!(m.quantile_us(0.5) >= 1000.0);
+        // Only this process was watched: a client figure and no server one.
+        let cpu = m.cpu_per_call();
+        assert!(cpu.client_cpu_us_per_call.is_some() && cpu.server_cpu_us_per_call.is_none(), "{cpu:?}");
         Ok(())
     }
 }

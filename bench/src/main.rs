@@ -26,7 +26,10 @@ mod machine;
 mod ops;
 mod overload;
 mod peers;
+mod pinning;
 mod plot;
+mod process_cpu;
+mod process_tree;
 mod raw;
 mod report;
 mod rest_target;
@@ -48,6 +51,14 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    // Described before pinning narrows this process to the client's cores.
+    let machine = machine::describe();
+    if let Some(split) = &plan.pin
+        && let Err(e) = split.pin_this_process()
+    {
+        eprintln!("skm-bench: --pin-cores: cannot pin the load generator to {:?}: {e}", split.client);
+        return ExitCode::FAILURE;
+    }
     skm_runtime::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -56,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::run(plan)) {
+    match runtime.block_on(run::run(plan, machine)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("skm-bench: {e:#}");

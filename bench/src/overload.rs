@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::args::Plan;
 use crate::load::{self, Phase};
 use crate::ops::Op;
+use crate::process_cpu::{Watched, WindowCpu};
 use crate::skm_target::SkmTarget;
 use crate::stack::Stack;
 
@@ -40,6 +41,8 @@ pub(crate) struct SweepPoint {
     pub(crate) throughput: f64,
     /// 99th percentile latency, µs.
     pub(crate) p99_us: f64,
+    /// CPU µs per call of kms-api + root-keyd + system-keyd.
+    pub(crate) server_cpu_us_per_call: Option<f64>,
 }
 
 /// What the 2× saturation run measured.
@@ -77,6 +80,9 @@ pub(crate) struct OverloadReport {
     pub(crate) shed_p99_us: f64,
     /// kms-api's resident memory after the run, bytes.
     pub(crate) kms_rss_bytes: Option<u64>,
+    /// CPU µs of kms-api + root-keyd + system-keyd per admitted call
+    /// (the refusals' cost included).
+    pub(crate) server_cpu_us_per_admitted_call: Option<f64>,
 }
 
 /// The smallest level reaching [`SATURATED`] of the best throughput.
@@ -91,17 +97,30 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let phase = |concurrency| Phase { concurrency, warmup: plan.warmup, duration: plan.duration };
 
     let stack = Stack::start(skm, None, &plan.audit_sync, plan.store).await?;
+    crate::run::pin_servers(plan, say)?;
+    let watched = stack.watched();
     let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels).await?);
     let mut sweep = Vec::new();
     for &c in levels {
         let t = target.clone();
-        let m = load::drive(phase(c), move |task, _| {
+        let m = load::drive(phase(c), &watched, move |task, _| {
             let t = t.clone();
             async move { t.call(OP, task).await }
         })
         .await?;
-        let point = SweepPoint { concurrency: c, throughput: m.throughput(), p99_us: m.quantile_us(0.99) };
-        say(format!("overload sweep {} ×{c}: {:.0}/s p99 {:.3} ms", OP.name(), point.throughput, point.p99_us / 1e3));
+        let point = SweepPoint {
+            concurrency: c,
+            throughput: m.throughput(),
+            p99_us: m.quantile_us(0.99),
+            server_cpu_us_per_call: m.cpu_per_call().server_cpu_us_per_call,
+        };
+        say(format!(
+            "overload sweep {} ×{c}: {:.0}/s p99 {:.3} ms, server CPU {:.1} µs/call",
+            OP.name(),
+            point.throughput,
+            point.p99_us / 1e3,
+            point.server_cpu_us_per_call.unwrap_or(f64::NAN)
+        ));
         sweep.push(point);
     }
     drop(target);
@@ -111,8 +130,9 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let callers = 2 * saturated.concurrency;
     let limit = u32::try_from(saturated.concurrency)?;
     let stack = Stack::start_with_max_in_flight(skm, &plan.audit_sync, limit).await?;
+    crate::run::pin_servers(plan, say)?;
     let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels).await?);
-    let measured = drive(phase(callers), target).await?;
+    let measured = drive(phase(callers), &stack.watched(), target).await?;
     let kms_rss_bytes = stack.kms_rss();
     stack.shutdown().await;
     let seconds = plan.duration.as_secs_f64();
@@ -133,6 +153,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
         admitted_p99_us: measured.admitted.value_at_quantile(0.99) as f64 / 1e3,
         shed_p99_us: measured.shed.value_at_quantile(0.99) as f64 / 1e3,
         kms_rss_bytes,
+        server_cpu_us_per_admitted_call: measured.cpu.per_call(measured.admitted.len()).server_cpu_us_per_call,
     };
     say(format!(
         "overload: max_in_flight {}, {} callers: admitted {:.0}/s (p99 {:.3} ms), shed {:.0}/s, {} other errors",
@@ -152,6 +173,8 @@ struct Outcomes {
     shed: Histogram<u64>,
     other_errors: u64,
     first_other_error: Option<String>,
+    /// CPU time of the watched processes in the window.
+    cpu: WindowCpu,
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
@@ -159,10 +182,12 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 }
 
 /// `phase.concurrency` callers in a closed loop, each answer sorted into
-/// admitted, shed or other by its status.
-async fn drive(phase: Phase, target: Arc<SkmTarget>) -> anyhow::Result<Outcomes> {
+/// admitted, shed or other by its status; the CPU time of `watched` read
+/// at the window's two ends.
+async fn drive(phase: Phase, watched: &Watched, target: Arc<SkmTarget>) -> anyhow::Result<Outcomes> {
     let record_from = Instant::now() + phase.warmup;
     let end = record_from + phase.duration;
+    let window = watched.window(record_from, end);
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..phase.concurrency {
         let target = target.clone();
@@ -192,10 +217,16 @@ async fn drive(phase: Phase, target: Arc<SkmTarget>) -> anyhow::Result<Outcomes>
                     }
                 }
             }
-            Outcomes { admitted, shed, other_errors, first_other_error }
+            Outcomes { admitted, shed, other_errors, first_other_error, cpu: WindowCpu::default() }
         });
     }
-    let mut all = Outcomes { admitted: histogram()?, shed: histogram()?, other_errors: 0, first_other_error: None };
+    let mut all = Outcomes {
+        admitted: histogram()?,
+        shed: histogram()?,
+        other_errors: 0,
+        first_other_error: None,
+        cpu: WindowCpu::default(),
+    };
     while let Some(done) = tasks.join_next().await {
         let r = done?;
         all.admitted.add(&r.admitted)?;
@@ -205,6 +236,7 @@ async fn drive(phase: Phase, target: Arc<SkmTarget>) -> anyhow::Result<Outcomes>
             all.first_other_error = r.first_other_error;
         }
     }
+    all.cpu = window.await?;
     Ok(all)
 }
 
@@ -214,7 +246,8 @@ mod tests {
 
     #[test]
     fn saturation_is_the_fewest_in_flight_near_the_best() {
-        let point = |concurrency, throughput| SweepPoint { concurrency, throughput, p99_us: 0.0 };
+        let point =
+            |concurrency, throughput| SweepPoint { concurrency, throughput, p99_us: 0.0, server_cpu_us_per_call: None };
         let sweep = [point(1, 1000.0), point(2, 1900.0), point(4, 3000.0), point(8, 3300.0), point(16, 3200.0)];
         assert_eq!(saturation(&sweep).map(|p| p.concurrency), Some(4));
         assert!(saturation(&[]).is_none());

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::load::Measured;
 use crate::machine::Machine;
+use crate::pinning::CoreSplit;
+use crate::process_cpu::CpuPerCall;
 use crate::raw::RawRate;
 
 /// Everything one run measured.
@@ -57,6 +59,9 @@ pub(crate) struct Settings {
     pub(crate) channels: usize,
     /// The skm binary.
     pub(crate) skm_binary: String,
+    /// `--pin-cores`: the load generator's and the servers' cores (null:
+    /// not pinned, everything shares every core).
+    pub(crate) pin_cores: Option<CoreSplit>,
 }
 
 /// One measurement.
@@ -94,6 +99,10 @@ pub(crate) struct Row {
     pub(crate) ceiling_by: Option<String>,
     /// throughput / ceiling.
     pub(crate) fraction_of_ceiling: Option<f64>,
+    /// CPU time per successful call of the servers and of the load
+    /// generator, µs, read from /proc over the measured window.
+    #[serde(flatten)]
+    pub(crate) cpu: CpuPerCall,
 }
 
 impl Row {
@@ -116,6 +125,7 @@ impl Row {
             ceiling: None,
             ceiling_by: None,
             fraction_of_ceiling: None,
+            cpu: m.cpu_per_call(),
         }
     }
 
@@ -138,6 +148,7 @@ impl Row {
             ceiling: None,
             ceiling_by: None,
             fraction_of_ceiling: None,
+            cpu: CpuPerCall::default(),
         }
     }
 }
@@ -212,6 +223,21 @@ fn ms(us: f64) -> String {
     }
 }
 
+/// CPU µs per call: `52.3`, `1,204`, `—` when not measured.
+fn cpu_us(us: Option<f64>) -> String {
+    match us {
+        Some(v) if v >= 1000.0 => rate(v),
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+        None => "—".into(),
+    }
+}
+
+/// Cores kept busy: CPU per call × calls per second.
+fn busy(us_per_call: Option<f64>, throughput: f64) -> String {
+    us_per_call.map_or_else(|| "—".into(), |us| format!("{:.2}", us * throughput / 1e6))
+}
+
 fn mib(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "?".into(), |b| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64))
 }
@@ -224,6 +250,53 @@ impl Report {
 
     fn find(&self, system: &str, op: &str, concurrency: usize) -> Option<&Row> {
         self.results.iter().find(|r| r.system == system && r.op == op && r.concurrency == concurrency)
+    }
+
+    /// Cores the servers may use: the pinned ones, or every core.
+    pub(crate) fn server_cores(&self) -> usize {
+        self.settings.pin_cores.as_ref().map_or(self.machine.cores, |p| p.servers.len())
+    }
+
+    /// The CPU-per-call table: every measured row, its servers' CPU split
+    /// by tier, the load generator's, and the cores each kept busy.
+    fn cpu_table(&self, md: &mut String) {
+        let rows: Vec<&Row> = self.results.iter().filter(|r| r.status == "ok").collect();
+        if rows.is_empty() {
+            return;
+        }
+        let etcd = rows.iter().any(|r| r.cpu.store_cpu_us_per_call.is_some());
+        let _ = writeln!(md, "\n## CPU per call (µs of CPU time per successful call, from /proc, same window)\n");
+        let _ = writeln!(
+            md,
+            "| system | operation | in flight | ops/s | server | of it kms-api | of it root+system-keyd |{} server cores busy | client | client cores busy |",
+            if etcd { " of it etcd |" } else { "" }
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|{}---:|---:|---:|", if etcd { "---:|" } else { "" });
+        for r in rows {
+            let c = &r.cpu;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |{} {} | {} | {} |",
+                r.system,
+                r.op,
+                r.concurrency,
+                rate(r.throughput),
+                cpu_us(c.server_cpu_us_per_call),
+                cpu_us(c.kms_api_cpu_us_per_call),
+                cpu_us(c.keyd_cpu_us_per_call),
+                if etcd { format!(" {} |", cpu_us(c.store_cpu_us_per_call)) } else { String::new() },
+                busy(c.server_cpu_us_per_call, r.throughput),
+                cpu_us(c.client_cpu_us_per_call),
+                busy(c.client_cpu_us_per_call, r.throughput),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nServer: every process of the system that serves the call (SKM: kms-api + root-keyd + system-keyd{}; \
+             a peer: its server process). Client: this load generator, all its threads. Cores busy = CPU per call × \
+             calls per second.",
+            if etcd { " + the etcd members" } else { "" }
+        );
     }
 
     /// Writes report.json and report.md into `dir`.
@@ -243,14 +316,24 @@ impl Report {
         let _ = writeln!(
             md,
             "- {} s measured after {} s warm-up per row; {} user-port connection(s); batch-encrypt = {} × 1 KiB; \
-             sign/verify over 1 KiB messages; skm binary `{}`\n",
+             sign/verify over 1 KiB messages; skm binary `{}`",
             s.duration_s, s.warmup_s, s.channels, s.batch_size, s.skm_binary
+        );
+        let _ = writeln!(
+            md,
+            "- cores: {}\n",
+            s.pin_cores.as_ref().map_or_else(
+                || "not pinned: the load generator and the servers share every core".to_owned(),
+                |p| format!("pinned (`--pin-cores`): {}", p.line())
+            )
         );
 
         let _ = writeln!(md, "## SKM over the user port (mTLS, keystore policy, audited)\n");
-        let _ =
-            writeln!(md, "| operation | in flight | ops/s | p50 ms | p99 ms | errors | ceiling ops/s | of ceiling |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "| operation | in flight | ops/s | p50 ms | p99 ms | errors | ceiling ops/s | of ceiling | server CPU µs/call | client CPU µs/call |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in self.rows("skm") {
             let ceiling = match (&r.ceiling, &r.ceiling_by) {
                 (Some(c), Some(by)) => format!("{} ({by})", rate(*c)),
@@ -259,34 +342,43 @@ impl Report {
             let of = r.fraction_of_ceiling.map_or_else(|| "—".into(), |f| format!("{:.0} %", f * 100.0));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {ceiling} | {of} |",
+                "| {} | {} | {} | {} | {} | {} | {ceiling} | {of} | {} | {} |",
                 r.op,
                 r.concurrency,
                 rate(r.throughput),
                 ms(r.p50_us),
                 ms(r.p99_us),
-                r.errors
+                r.errors,
+                cpu_us(r.cpu.server_cpu_us_per_call),
+                cpu_us(r.cpu.client_cpu_us_per_call),
             );
         }
         let _ = writeln!(
             md,
-            "\nCeiling = min(no-op RPC rate at the same concurrency, {} cores × raw crypto rate). The load \
-             generator runs on the same machine and takes part of its CPU.\n",
-            self.machine.cores
+            "\nCeiling = min(no-op RPC rate at the same concurrency, {} cores × raw crypto rate). {} Server CPU = \
+             kms-api + root-keyd + system-keyd{} over the measured window, per successful call; client CPU = the \
+             load generator's (the split per tier is under \"CPU per call\" below).\n",
+            self.server_cores(),
+            if self.settings.pin_cores.is_some() {
+                "The servers run on their own cores, the load generator on others."
+            } else {
+                "The load generator runs on the same machine and takes part of its CPU."
+            },
+            if self.rows("skm").any(|r| r.cpu.store_cpu_us_per_call.is_some()) { " + etcd" } else { "" },
         );
 
         if self.rows("skm-rest").next().is_some() {
             let _ = writeln!(md, "## SKM over REST (HTTPS/JSON `/v1`, HTTP/2, same stack, same policy and audit)\n");
             let _ = writeln!(
                 md,
-                "| operation | in flight | REST ops/s | REST p50 ms | REST p99 ms | errors | gRPC ops/s | REST/gRPC |"
+                "| operation | in flight | REST ops/s | REST p50 ms | REST p99 ms | errors | gRPC ops/s | REST/gRPC | REST server CPU µs/call | gRPC server CPU µs/call |"
             );
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             for r in self.rows("skm-rest") {
                 let grpc = self.find("skm", &r.op, r.concurrency).filter(|g| g.throughput > 0.0);
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.op,
                     r.concurrency,
                     rate(r.throughput),
@@ -295,6 +387,8 @@ impl Report {
                     r.errors,
                     grpc.map_or_else(|| "—".into(), |g| rate(g.throughput)),
                     grpc.map_or_else(|| "—".into(), |g| format!("{:.2}×", r.throughput / g.throughput)),
+                    cpu_us(r.cpu.server_cpu_us_per_call),
+                    cpu_us(grpc.and_then(|g| g.cpu.server_cpu_us_per_call)),
                 );
             }
             let _ = writeln!(md);
@@ -304,12 +398,12 @@ impl Report {
             md,
             "## Raw crypto rates (this process, one core, fastest of 8 slices, same `skm_crypto` calls)\n"
         );
-        let _ = writeln!(md, "| operation | timed | ops/s per core | × {} cores |", self.machine.cores);
+        let _ = writeln!(md, "| operation | timed | ops/s per core | × {} cores |", self.server_cores());
         let _ = writeln!(md, "|---|---|---:|---:|");
         for r in &self.raw {
             let (one, all) = r
                 .per_core
-                .map_or_else(|| ("—".to_owned(), "—".to_owned()), |v| (rate(v), rate(v * self.machine.cores as f64)));
+                .map_or_else(|| ("—".to_owned(), "—".to_owned()), |v| (rate(v), rate(v * self.server_cores() as f64)));
             let _ = writeln!(md, "| {} | {} | {one} | {all} |", r.op, r.what);
         }
 
@@ -321,29 +415,37 @@ impl Report {
             }
             let ran: Vec<&PeerStatus> = self.peers.iter().filter(|p| p.status == "ran").collect();
             if !ran.is_empty() {
-                let mut head = String::from("| operation | in flight | SKM ops/s | SKM p50 ms |");
-                let mut rule = String::from("|---|---:|---:|---:|");
+                let mut head =
+                    String::from("| operation | in flight | SKM ops/s | SKM p50 ms | SKM server CPU µs/call |");
+                let mut rule = String::from("|---|---:|---:|---:|---:|");
                 for p in &ran {
-                    let _ = write!(head, " {0} ops/s | {0} p50 ms | SKM/{0} ops/s |", p.name);
-                    rule.push_str("---:|---:|---:|");
+                    let _ = write!(head, " {0} ops/s | {0} p50 ms | {0} server CPU µs/call | SKM/{0} ops/s |", p.name);
+                    rule.push_str("---:|---:|---:|---:|");
                 }
                 let _ = writeln!(md, "\n{head}\n{rule}");
                 for r in self.rows("skm") {
-                    let mut line =
-                        format!("| {} | {} | {} | {} |", r.op, r.concurrency, rate(r.throughput), ms(r.p50_us));
+                    let mut line = format!(
+                        "| {} | {} | {} | {} | {} |",
+                        r.op,
+                        r.concurrency,
+                        rate(r.throughput),
+                        ms(r.p50_us),
+                        cpu_us(r.cpu.server_cpu_us_per_call)
+                    );
                     for p in &ran {
                         match self.find(&p.name, &r.op, r.concurrency) {
                             Some(x) if x.status == "ok" && x.throughput > 0.0 => {
                                 let _ = write!(
                                     line,
-                                    " {} | {} | {:.1}× |",
+                                    " {} | {} | {} | {:.1}× |",
                                     rate(x.throughput),
                                     ms(x.p50_us),
+                                    cpu_us(x.cpu.server_cpu_us_per_call),
                                     r.throughput / x.throughput
                                 );
                             }
-                            Some(x) if x.status == "ok" => line.push_str(" 0 | — | — |"),
-                            _ => line.push_str(" n/a | n/a | — |"),
+                            Some(x) if x.status == "ok" => line.push_str(" 0 | — | — | — |"),
+                            _ => line.push_str(" n/a | n/a | n/a | — |"),
                         }
                     }
                     let _ = writeln!(md, "{line}");
@@ -368,6 +470,8 @@ impl Report {
                 }
             }
         }
+
+        self.cpu_table(&mut md);
 
         if !self.scale.is_empty() {
             let _ = writeln!(md, "\n## Scale: encrypt 1 KiB with many keys in the store\n");
@@ -408,10 +512,17 @@ impl Report {
 
         if let Some(o) = &self.overload {
             let _ = writeln!(md, "\n## Twice the saturating load: {}\n", o.op);
-            let _ = writeln!(md, "| in flight (no limit) | ops/s | p99 ms |");
-            let _ = writeln!(md, "|---:|---:|---:|");
+            let _ = writeln!(md, "| in flight (no limit) | ops/s | p99 ms | server CPU µs/call |");
+            let _ = writeln!(md, "|---:|---:|---:|---:|");
             for p in &o.sweep {
-                let _ = writeln!(md, "| {} | {} | {} |", p.concurrency, rate(p.throughput), ms(p.p99_us));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    p.concurrency,
+                    rate(p.throughput),
+                    ms(p.p99_us),
+                    cpu_us(p.server_cpu_us_per_call)
+                );
             }
             let _ = writeln!(
                 md,
@@ -425,19 +536,20 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| admitted ops/s | admitted p50 ms | admitted p99 ms | shed ops/s | shed p99 ms | other errors | kms-api RSS |"
+                "| admitted ops/s | admitted p50 ms | admitted p99 ms | shed ops/s | shed p99 ms | other errors | kms-api RSS | server CPU µs per admitted call |"
             );
-            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|");
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 rate(o.admitted_per_s),
                 ms(o.admitted_p50_us),
                 ms(o.admitted_p99_us),
                 rate(o.shed_per_s),
                 ms(o.shed_p99_us),
                 o.other_errors,
-                mib(o.kms_rss_bytes)
+                mib(o.kms_rss_bytes),
+                cpu_us(o.server_cpu_us_per_admitted_call)
             );
         }
 
@@ -461,5 +573,9 @@ mod tests {
         assert_eq!(rate(999.0), "999");
         assert_eq!(ms(1234.0), "1.23");
         assert_eq!(ms(150.0), "0.150");
+        assert_eq!(cpu_us(Some(52.34)), "52.3");
+        assert_eq!(cpu_us(Some(1234.0)), "1,234");
+        assert_eq!(cpu_us(None), "—");
+        assert_eq!(busy(Some(50.0), 20_000.0), "1.00");
     }
 }

@@ -9,13 +9,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{PACKAGE_DIR, PeerChoice, PeerName, Plan};
 use crate::load::{self, Phase};
+use crate::machine::Machine;
 use crate::ops::Op;
 use crate::peers::{self, Peer};
+use crate::process_cpu::{Side, Watched};
 use crate::report::{PeerStatus, Report, Row, Settings};
 use crate::rest_target::RestTarget;
 use crate::skm_target::SkmTarget;
 use crate::stack::Stack;
-use crate::{machine, plot, raw, scale};
+use crate::{plot, raw, scale};
 
 /// The progress bars' look.
 pub(crate) fn bar_style() -> ProgressStyle {
@@ -47,16 +49,29 @@ async fn skm_binary(plan: &Plan) -> anyhow::Result<PathBuf> {
     Ok(target.join("release/skm"))
 }
 
+/// With `--pin-cores`, pins the servers now running (every process this
+/// one started) to the server cores; call it once a stack or peer is up.
+pub(crate) fn pin_servers(plan: &Plan, say: &dyn Fn(String)) -> anyhow::Result<()> {
+    if let Some(split) = &plan.pin {
+        let pinned = split.pin_servers().context("pin the servers to their cores")?;
+        say(format!(
+            "pinned {} server process(es), {} threads, to core(s) {:?}",
+            pinned.processes, pinned.threads, split.servers
+        ));
+    }
+    Ok(())
+}
+
 fn phases(plan: &Plan) -> impl Iterator<Item = (Op, usize)> + '_ {
     plan.ops.iter().flat_map(|&op| plan.concurrency.iter().map(move |&c| (op, c)))
 }
 
-/// Runs everything the plan asks and writes the report.
-pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
+/// Runs everything the plan asks and writes the report; `machine` was
+/// described before any pinning narrowed this process's cores.
+pub(crate) async fn run(plan: Plan, machine: Machine) -> anyhow::Result<()> {
     std::fs::create_dir_all(&plan.out).with_context(|| format!("cannot create {}", plan.out.display()))?;
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let skm = skm_binary(&plan).await?;
-    let machine = machine::describe();
     let mut notes = Vec::new();
 
     let peer_names: Vec<PeerName> = match &plan.peers {
@@ -83,13 +98,15 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
     // SKM.
     bar.set_message("starting SKM");
     let stack = Stack::start(&skm, None, &plan.audit_sync, plan.store).await?;
+    pin_servers(&plan, &say)?;
+    let watched = stack.watched();
     let target = Arc::new(SkmTarget::prepare(&stack, &plan.ops, plan.batch_size, plan.channels).await?);
     let mut results = Vec::new();
     for (op, c) in phases(&plan) {
         bar.set_message(format!("skm {} ×{c}", op.name()));
         let phase = Phase { concurrency: c, warmup: plan.warmup, duration: plan.duration };
         let t = target.clone();
-        let m = load::drive(phase, move |task, _| {
+        let m = load::drive(phase, &watched, move |task, _| {
             let t = t.clone();
             async move { t.call(op, task).await }
         })
@@ -107,7 +124,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
         bar.set_message(format!("skm-rest {} ×{c}", op.name()));
         let phase = Phase { concurrency: c, warmup: plan.warmup, duration: plan.duration };
         let t = rest.clone();
-        let m = load::drive(phase, move |task, _| {
+        let m = load::drive(phase, &watched, move |task, _| {
             let t = t.clone();
             async move { t.call(op, task).await }
         })
@@ -121,7 +138,8 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
     if let Some(rss) = skm_rss {
         notes.push(format!("kms-api resident memory after the SKM runs: {:.0} MiB.", rss as f64 / (1u64 << 20) as f64));
     }
-    set_ceilings(&mut results, &raw, machine.cores);
+    let server_cores = plan.pin.as_ref().map_or(machine.cores, |p| p.servers.len());
+    set_ceilings(&mut results, &raw, server_cores);
 
     let overload = if plan.overload {
         bar.set_message("2× saturation run");
@@ -165,6 +183,8 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
                 continue;
             }
         };
+        pin_servers(&plan, &say)?;
+        let watched = Watched::default().with(Side::Peer, peer.pid());
         for (op, c) in phases(&plan) {
             bar.inc(1);
             if let Some(why) = peer.unsupported(op) {
@@ -174,20 +194,13 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
             bar.set_message(format!("{} {} ×{c}", name.name(), op.name()));
             let phase = Phase { concurrency: c, warmup: plan.warmup, duration: plan.duration };
             let p = peer.clone();
-            let m = load::drive(phase, move |_, _| {
+            let m = load::drive(phase, &watched, move |_, _| {
                 let p = p.clone();
                 async move { p.call(op).await }
             })
             .await?;
             let row = Row::measured(name.name(), op.name(), c, Some(peer.mapping(op)), &m);
-            say(format!(
-                "{} {} ×{c}: {:.0}/s p50 {:.3} ms{}",
-                name.name(),
-                row.op,
-                row.throughput,
-                row.p50_us / 1e3,
-                m.first_error.as_ref().map_or_else(String::new, |e| format!(" — {} errors, first: {e}", m.errors))
-            ));
+            say(line(&row, &m));
             results.push(row);
         }
         let rss = peer.pid().and_then(crate::stack::rss);
@@ -228,9 +241,20 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
              connections go round the replicas, admin calls (create-secret) go to the first."
         ));
     }
+    notes.push(match &plan.pin {
+        None => "Load generator, SKM's three tiers (or the peer) share the machine's cores; the figures are what \
+                 one box does, not what kms-api does on a core of its own."
+            .into(),
+        Some(split) => format!(
+            "Pinned with `--pin-cores`: {}. SKM's tiers (and etcd) or the peer's server have the server cores to \
+             themselves; the ceilings count {} core(s).",
+            split.line(),
+            split.servers.len()
+        ),
+    });
     notes.push(
-        "Load generator, SKM's three tiers (or the peer) share the machine's cores; the figures are what one box \
-         does, not what kms-api does on a core of its own."
+        "CPU per call: the CPU time (user + system, every thread) of the servers and of the load generator, read \
+         from /proc when each measured window opens and when it closes, divided by the successful calls in it."
             .into(),
     );
     let report = Report {
@@ -247,6 +271,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
             batch_size: plan.batch_size,
             channels: plan.channels,
             skm_binary: skm.display().to_string(),
+            pin_cores: plan.pin.clone(),
         },
         raw,
         results,
@@ -262,16 +287,29 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The progress line of one measured SKM row.
-fn line(row: &Row, m: &load::Measured) -> String {
+/// The progress line of one measured row.
+pub(crate) fn line(row: &Row, m: &load::Measured) -> String {
+    let us = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.1}"));
+    let c = &row.cpu;
+    let tiers = match (c.kms_api_cpu_us_per_call, c.keyd_cpu_us_per_call) {
+        (Some(_), _) | (_, Some(_)) => format!(
+            " (kms-api {}, keyd {}{})",
+            us(c.kms_api_cpu_us_per_call),
+            us(c.keyd_cpu_us_per_call),
+            c.store_cpu_us_per_call.map_or_else(String::new, |v| format!(", etcd {v:.1}"))
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} {} ×{}: {:.0}/s p50 {:.3} ms p99 {:.3} ms{}",
+        "{} {} ×{}: {:.0}/s p50 {:.3} ms p99 {:.3} ms; CPU µs/call server {}{tiers}, client {}{}",
         row.system,
         row.op,
         row.concurrency,
         row.throughput,
         row.p50_us / 1e3,
         row.p99_us / 1e3,
+        us(c.server_cpu_us_per_call),
+        us(c.client_cpu_us_per_call),
         m.first_error.as_ref().map_or_else(String::new, |e| format!(" — {} errors, first: {e}", m.errors))
     )
 }

@@ -59,6 +59,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let plaintext = vec![0x5au8; 1024];
     for &n in &plan.scale {
         let mut stack = Stack::start(skm, Some(plan.scale_cache_entries), &plan.audit_sync, plan.store).await?;
+        crate::run::pin_servers(plan, say)?;
         let keystore = create_keystore(&stack, "scale").await?;
         let bar = ProgressBar::new(n as u64);
         bar.set_style(crate::run::bar_style());
@@ -72,6 +73,8 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
         let ready = stack.restart_kms().await?;
         let rss_after_restart = stack.kms_rss();
         say(format!("scale {n}: kms-api SERVING {:.2} s after its restart", ready.as_secs_f64()));
+        crate::run::pin_servers(plan, say)?;
+        let watched = stack.watched();
         let clients = stack.user_clients(plan.channels)?;
         let ids = Arc::new(ids);
         let mut per_level = Vec::new();
@@ -80,7 +83,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
             let mut rows = Vec::new();
             for random in [false, true] {
                 let (clients, ids, plaintext) = (clients.clone(), ids.clone(), plaintext.clone());
-                let m = load::drive(phase, move |task, i| {
+                let m = load::drive(phase, &watched, move |task, i| {
                     let mut keys = clients[task % clients.len()].clone();
                     let key = if random {
                         let r = load::splitmix(((task as u64) << 40) ^ i);
@@ -99,12 +102,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
                 .await?;
                 let name = if random { "encrypt-1KiB random keys" } else { "encrypt-1KiB one key" };
                 let row = Row::measured("skm", name.into(), c, None, &m);
-                say(format!(
-                    "scale {n}: {name} ×{c}: {:.0}/s p50 {:.3} ms ({} errors)",
-                    row.throughput,
-                    row.p50_us / 1e3,
-                    row.errors
-                ));
+                say(format!("scale {n}: {}", crate::run::line(&row, &m)));
                 rows.push(row);
             }
             per_level.push((c, rows));

@@ -16,6 +16,8 @@ use tokio::process::Child;
 use tokio::time::Instant;
 
 use crate::args::Store;
+use crate::process_cpu::{Side, Watched};
+use crate::process_tree;
 
 /// Trust domain of the benchmark's stacks.
 const TRUST_DOMAIN: &str = "skm.bench";
@@ -234,6 +236,21 @@ impl Stack {
     /// kms-api's process id.
     pub(crate) fn kms_pid(&self) -> Option<u32> {
         self.children.iter().find(|(s, _)| *s == Service::KmsApi).and_then(|(_, c)| c.id())
+    }
+
+    /// The stack's server processes, for CPU per call: every kms-api
+    /// replica, root-keyd and system-keyd, and the etcd members.
+    pub(crate) fn watched(&self) -> Watched {
+        let pids = |wanted: &[Service]| {
+            self.children.iter().filter(|(s, _)| wanted.contains(s)).filter_map(|(_, c)| c.id()).collect::<Vec<_>>()
+        };
+        let watched = Watched::default()
+            .with(Side::KmsApi, pids(&[Service::KmsApi]))
+            .with(Side::Keyd, pids(&[Service::RootKeyd, Service::SystemKeyd]));
+        match self.etcd {
+            Some(_) => watched.with(Side::Store, process_tree::descendants_named("etcd")),
+            None => watched,
+        }
     }
 
     /// kms-api's resident memory (VmRSS), bytes.

@@ -1,7 +1,8 @@
 //! The benchmark end to end in smoke mode (a few seconds, tiny counts)
 //! against the debug `skm` binary that `cargo test --workspace` builds:
 //! the reports exist and are well-formed, every operation ran without an
-//! error. Never asserts on speed.
+//! error, every SKM row carries its CPU time per call. Never asserts on
+//! speed, nor on any bound of CPU time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +18,23 @@ fn skm_bin() -> PathBuf {
     let bin = dir.join("skm");
     assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
     bin
+}
+
+/// Every SKM row (gRPC and REST) carries CPU time per call: the servers'
+/// (kms-api's share of it too) and the load generator's are positive, as
+/// any work done takes some CPU time; root-keyd + system-keyd's is there
+/// (it may be 0: a cached key needs neither).
+fn assert_cpu_per_call(row: &serde_json::Value) {
+    for field in ["server_cpu_us_per_call", "kms_api_cpu_us_per_call", "client_cpu_us_per_call"] {
+        let us = row[field].as_f64().unwrap_or_else(|| panic!("no {field}: {row}"));
+        assert!(us > 0.0, "{field} {us}: {row}");
+    }
+    let keyd = row["keyd_cpu_us_per_call"].as_f64().unwrap_or_else(|| panic!("no keyd_cpu_us_per_call: {row}"));
+    assert!(keyd >= 0.0, "{row}");
+    // The parts are within the whole.
+    let server = row["server_cpu_us_per_call"].as_f64().unwrap();
+    let kms_api = row["kms_api_cpu_us_per_call"].as_f64().unwrap();
+    assert!(kms_api + keyd <= server * (1.0 + 1e-9), "{row}");
 }
 
 /// Runs `skm-bench --smoke` with `args` into a fresh folder; the folder
@@ -78,7 +96,10 @@ fn smoke_run_writes_well_formed_reports() {
         assert_eq!(row["status"], "ok", "{op}: {row}");
         assert_eq!(row["errors"], 0, "{op}: {row}");
         assert!(row["requests"].as_u64().unwrap() > 0, "{op} made no request: {row}");
+        assert_cpu_per_call(row);
+        assert!(row["store_cpu_us_per_call"].is_null(), "no etcd in this run: {row}");
     }
+    assert!(json["settings"]["pin_cores"].is_null(), "not pinned: {}", json["settings"]);
     assert!(json["raw"].as_array().unwrap().len() >= expected.len());
     // REST rows on the same stack: encrypt and get-secret, each at every concurrency.
     let rest: Vec<&serde_json::Value> = rows.iter().filter(|r| r["system"] == "skm-rest").collect();
@@ -89,6 +110,7 @@ fn smoke_run_writes_well_formed_reports() {
     for row in &rest {
         assert_eq!((&row["status"], &row["errors"]), (&serde_json::json!("ok"), &serde_json::json!(0)), "{row}");
         assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+        assert_cpu_per_call(row);
     }
     // Smoke mode runs no peer and no scale.
     assert!(rows.iter().all(|r| r["system"] == "skm" || r["system"] == "skm-rest"));
@@ -98,11 +120,42 @@ fn smoke_run_writes_well_formed_reports() {
     assert!(md.starts_with("# SKM benchmark"));
     for op in expected {
         assert!(md.contains(&format!("| {op} |")), "report.md has no row for {op}");
+        assert!(md.contains(&format!("| skm | {op} |")), "report.md's CPU table has no row for {op}");
     }
+    assert!(md.contains("server CPU µs/call") && md.contains("## CPU per call"), "{md}");
 
     let png = std::fs::read(out.path().join("report.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "report.png is not a PNG");
     assert!(png.len() > 10_000, "report.png is suspiciously small ({} bytes)", png.len());
+}
+
+/// `--pin-cores` on a machine with two cores or more: the report records
+/// the split, and the stack's processes ran (their CPU time is there).
+/// With fewer cores, the option is refused with a clear message.
+#[test]
+fn smoke_run_pinned_to_separate_cores() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        let out = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_skm-bench"))
+            .args(["--smoke", "--pin-cores", "--out"])
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("at least 2"));
+        return;
+    }
+    let (_out, json) = smoke(&["--pin-cores", "--ops", "noop,encrypt-1KiB"]);
+    let pin = &json["settings"]["pin_cores"];
+    let (client, servers) = (pin["client"].as_array().unwrap(), pin["servers"].as_array().unwrap());
+    assert!(!client.is_empty() && !servers.is_empty(), "{pin}");
+    assert!(client.iter().all(|c| !servers.contains(c)), "{pin}");
+    for row in json["results"].as_array().unwrap() {
+        assert_eq!(row["errors"], 0, "{row}");
+        assert_cpu_per_call(row);
+    }
+    assert!(json["notes"].to_string().contains("--pin-cores"), "{}", json["notes"]);
 }
 
 /// The etcd topology in smoke mode: a three-member etcd cluster, two
@@ -120,6 +173,9 @@ fn smoke_run_on_etcd_with_two_replicas() {
     for row in rows {
         assert_eq!((&row["status"], &row["errors"]), (&serde_json::json!("ok"), &serde_json::json!(0)), "{row}");
         assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+        assert_cpu_per_call(row);
+        // The etcd members' share is measured too (it may be 0 for a cached read).
+        assert!(row["store_cpu_us_per_call"].as_f64().is_some_and(|us| us >= 0.0), "{row}");
     }
     let notes = json["notes"].to_string();
     assert!(notes.contains("three-member etcd cluster") && notes.contains("2 kms-api replica"), "{notes}");
