@@ -282,8 +282,9 @@ pub(crate) async fn run(plan: Plan, machine: Machine) -> anyhow::Result<()> {
     };
     report.write(&plan.out)?;
     plot::draw(&report, &plan.out.join("report.png"))?;
+    plot::draw_cpu(&report, &plan.out.join("report-cpu.png"))?;
     println!("{}", report.markdown());
-    eprintln!("skm-bench: wrote {}/report.{{json,md,png}}", plan.out.display());
+    eprintln!("skm-bench: wrote {0}/report.{{json,md,png}} and {0}/report-cpu.png", plan.out.display());
     Ok(())
 }
 

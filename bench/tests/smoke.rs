@@ -124,9 +124,11 @@ fn smoke_run_writes_well_formed_reports() {
     }
     assert!(md.contains("server CPU µs/call") && md.contains("## CPU per call"), "{md}");
 
-    let png = std::fs::read(out.path().join("report.png")).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "report.png is not a PNG");
-    assert!(png.len() > 10_000, "report.png is suspiciously small ({} bytes)", png.len());
+    for name in ["report.png", "report-cpu.png"] {
+        let png = std::fs::read(out.path().join(name)).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is not a PNG");
+        assert!(png.len() > 10_000, "{name} is suspiciously small ({} bytes)", png.len());
+    }
 }
 
 /// `--pin-cores` on a machine with two cores or more: the report records
