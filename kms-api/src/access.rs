@@ -279,6 +279,58 @@ pub struct CertState<'a> {
     pub ca: &'a CertificateDer<'static>,
     /// Issued and registered certificates.
     pub known: &'a [KnownCert],
+    /// Chains already verified against a CA (None: verify every time).
+    pub verified: Option<&'a VerifiedChains>,
+}
+
+/// Most chains [`VerifiedChains`] remembers; when full it starts afresh.
+pub const MAX_VERIFIED_CHAINS: usize = 4096;
+
+/// Client certificates that passed the chain check against a keystore CA,
+/// so that a client's calls verify its chain once rather than on every
+/// call (a signature check and two X.509 parses, the largest part of a
+/// certificate keystore's policy check).
+///
+/// Keyed by the leaf's and the CA's SHA-256, which are everything the
+/// check reads: a changed CA or another leaf misses. What can change
+/// without changing them is checked on every call all the same: that the
+/// keystore still lists the certificate as issued and not revoked (before
+/// this cache is asked) and that the time is within the window in which
+/// the check passed (from when it passed to the leaf's `not_after`).
+#[derive(Debug, Default)]
+pub struct VerifiedChains {
+    chains: std::sync::Mutex<std::collections::HashMap<ChainKey, (i64, ClientCertInfo)>>,
+}
+
+/// SHA-256 of the leaf's DER and of the CA certificate's.
+type ChainKey = ([u8; 32], [u8; 32]);
+
+impl VerifiedChains {
+    fn get(&self, key: &ChainKey, now: i64) -> Option<ClientCertInfo> {
+        let chains = self.chains.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        chains
+            .get(key)
+            .filter(|(passed_at, info)| *passed_at <= now && now <= info.not_after)
+            .map(|(_, info)| info.clone())
+    }
+
+    fn put(&self, key: ChainKey, now: i64, info: &ClientCertInfo) {
+        let mut chains = self.chains.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if chains.len() >= MAX_VERIFIED_CHAINS {
+            chains.clear();
+        }
+        chains.insert(key, (now, info.clone()));
+    }
+
+    /// Chains remembered.
+    pub fn len(&self) -> usize {
+        self.chains.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Remembers none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What passed, for the audit log.
@@ -344,15 +396,24 @@ impl Policy {
 
 fn check_cert(facts: &Facts, certs: &CertState<'_>, now: i64) -> Result<ClientCertInfo, ClientCertError> {
     let chain = facts.chain.as_ref().filter(|c| !c.is_empty()).ok_or(ClientCertError::Malformed)?;
-    let leaf_sha = hex::encode(skm_crypto::sha256(&chain[0]));
+    let leaf_digest = skm_crypto::sha256(&chain[0]);
+    let leaf_sha = hex::encode(leaf_digest);
     let known = certs.known.iter().find(|k| k.sha256 == leaf_sha);
     if known.is_some_and(|k| k.revoked) {
         return Err(ClientCertError::Revoked);
     }
     match known {
         Some(k) if k.issued => {
+            let key = (leaf_digest, skm_crypto::sha256(certs.ca));
+            if let Some(info) = certs.verified.and_then(|v| v.get(&key, now)) {
+                return Ok(info);
+            }
             let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
-            client::check_client_chain(chain, certs.ca, at)
+            let info = client::check_client_chain(chain, certs.ca, at)?;
+            if let Some(verified) = certs.verified {
+                verified.put(key, now, &info);
+            }
+            Ok(info)
         }
         Some(_) => client::check_registered(&chain[0], |fp| fp == leaf_sha, now),
         None => Err(ClientCertError::Unregistered),
@@ -382,7 +443,7 @@ mod tests {
     fn ipv4_cidrs() {
         let p = policy(&["10.0.0.0/24", "192.168.1.7"], &[], false, false, Mode::All);
         let (ca, known) = no_certs();
-        let certs = CertState { ca: &ca, known: &known };
+        let certs = CertState { ca: &ca, known: &known, verified: None };
         let at = |ip: &str| Facts { ip: Some(ip.parse().unwrap()), ..Facts::default() };
         assert!(p.check(&at("10.0.0.200"), &certs, 0).is_ok());
         assert!(p.check(&at("192.168.1.7"), &certs, 0).is_ok());
@@ -395,7 +456,7 @@ mod tests {
     #[test]
     fn verified_mac_decides_and_asserted_only_when_allowed() {
         let (ca, known) = no_certs();
-        let certs = CertState { ca: &ca, known: &known };
+        let certs = CertState { ca: &ca, known: &known, verified: None };
         let good: MacAddr = "02:00:00:00:00:01".parse().unwrap();
         let bad: MacAddr = "02:00:00:00:00:02".parse().unwrap();
         let strict = policy(&[], &["02:00:00:00:00:01"], false, false, Mode::All);
@@ -412,7 +473,7 @@ mod tests {
     #[test]
     fn modes_all_and_any() {
         let (ca, known) = no_certs();
-        let certs = CertState { ca: &ca, known: &known };
+        let certs = CertState { ca: &ca, known: &known, verified: None };
         let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
         let all = policy(&["10.0.0.0/8"], &["02:00:00:00:00:01"], false, false, Mode::All);
         let any = policy(&["10.0.0.0/8"], &["02:00:00:00:00:01"], false, false, Mode::Any);
@@ -440,5 +501,74 @@ mod tests {
         );
         let many: Vec<String> = (0..=MAX_ALLOW).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
         assert!(p(PolicyInput { allow_ips: many, ..Default::default() }).contains("the limit is 256"));
+    }
+    #[test]
+    fn a_verified_chain_is_remembered_but_revocation_expiry_and_the_ca_still_count() {
+        let ca = skm_pki::client::KeystoreCa::generate("cache", 30).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let issued = ca.issue_client_with_validity("app", now - 60, now + 3600, "password-of-the-test").unwrap();
+        let known = |revoked| {
+            vec![KnownCert {
+                name: "app".into(),
+                sha256: issued.fingerprint_sha256.clone(),
+                issued: true,
+                not_after: issued.not_after,
+                revoked,
+            }]
+        };
+        let (listed, revoked) = (known(false), known(true));
+        let facts = Facts {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            chain: Some(std::sync::Arc::new(vec![CertificateDer::from(issued.cert_der.clone())])),
+            ..Facts::default()
+        };
+        let p = policy(&[], &[], false, true, Mode::All);
+        let verified = VerifiedChains::default();
+        let with = |known: &[KnownCert], ca_der: &CertificateDer<'static>, now| {
+            let certs = CertState { ca: ca_der, known, verified: Some(&verified) };
+            p.check(&facts, &certs, now).map(|passed| passed.cert.unwrap())
+        };
+
+        let first = with(&listed, ca.cert_der(), now).unwrap();
+        assert_eq!(first.fingerprint_sha256, issued.fingerprint_sha256);
+        assert_eq!(verified.len(), 1, "the passed chain is remembered");
+
+        // The remembered verdict answers: plant one that only the cache
+        // could give, and it comes back.
+        let key = (skm_crypto::sha256(&issued.cert_der), skm_crypto::sha256(ca.cert_der()));
+        let planted = ClientCertInfo { subject_cn: Some("from the cache".into()), ..first.clone() };
+        verified.put(key, now, &planted);
+        assert_eq!(with(&listed, ca.cert_der(), now + 1).unwrap().subject_cn.as_deref(), Some("from the cache"));
+
+        // What can change without changing the chain or the CA is still
+        // checked on every call.
+        assert_eq!(
+            with(&revoked, ca.cert_der(), now + 1).unwrap_err().to_string(),
+            "certificate authentication failed"
+        );
+        assert!(with(&[], ca.cert_der(), now + 1).is_err(), "no longer listed");
+        assert!(with(&listed, ca.cert_der(), issued.not_after + 1).is_err(), "expired");
+        assert!(with(&listed, ca.cert_der(), now - 120).is_err(), "before its validity (and the window it passed in)");
+        // Another CA misses the cache and refuses the chain.
+        let other = skm_pki::client::KeystoreCa::generate("other", 30).unwrap();
+        assert!(with(&listed, other.cert_der(), now + 1).is_err());
+    }
+
+    #[test]
+    fn verified_chains_stay_bounded() {
+        let verified = VerifiedChains::default();
+        let info = ClientCertInfo {
+            fingerprint_sha256: String::new(),
+            serial_hex: String::new(),
+            not_after: 10,
+            subject_cn: None,
+        };
+        for i in 0..=MAX_VERIFIED_CHAINS as u32 {
+            let mut leaf = [0u8; 32];
+            leaf[..4].copy_from_slice(&i.to_be_bytes());
+            verified.put((leaf, [0; 32]), 0, &info);
+        }
+        assert!(verified.len() <= MAX_VERIFIED_CHAINS);
+        assert!(!verified.is_empty());
     }
 }

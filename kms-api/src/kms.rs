@@ -242,6 +242,7 @@ pub struct Kms<S> {
     revoked: RevokedOperators,
     max_key_versions: u32,
     console: console::ConsoleAuth,
+    verified_chains: crate::access::VerifiedChains,
 }
 
 impl<S: Store + Clone> Kms<S> {
@@ -262,6 +263,7 @@ impl<S: Store + Clone> Kms<S> {
             revoked,
             max_key_versions: crate::model::DEFAULT_MAX_KEY_VERSIONS,
             console: console::ConsoleAuth::default(),
+            verified_chains: crate::access::VerifiedChains::default(),
         }
     }
 

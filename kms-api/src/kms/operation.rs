@@ -213,7 +213,11 @@ impl<'c> Trail<'c> {
                 ip: facts.ip.map(|ip| ip.to_canonical().to_string()),
                 mac: mac.map(|(m, _)| m.to_string()),
                 mac_source: mac.map(|(_, s)| s),
-                cert_sha256: facts.cert_sha256(),
+                // The policy check hashed the leaf already when it passed.
+                cert_sha256: match self.passed.as_ref().and_then(|p| p.cert.as_ref()) {
+                    Some(cert) => Some(cert.fingerprint_sha256.clone()),
+                    None => facts.cert_sha256(),
+                },
                 operator,
                 system,
             },

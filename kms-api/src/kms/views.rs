@@ -190,7 +190,8 @@ impl<S: Store + Clone> Kms<S> {
             return Err(super::not_found(&id));
         }
         trail.touch_key(&key);
-        let certs = CertState { ca: &keystore.ca.cert_der, known: &keystore.certs };
+        let certs =
+            CertState { ca: &keystore.ca.cert_der, known: &keystore.certs, verified: Some(&self.verified_chains) };
         let facts = trail.caller().facts();
         match keystore.policy.check(facts, &certs, self.now()) {
             Ok(passed) => trail.passed(passed),
