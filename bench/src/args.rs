@@ -81,6 +81,13 @@ pub(crate) struct Args {
     /// p99 of the admitted requests).
     #[arg(long)]
     overload: bool,
+    /// The benchmark keystore also requires a client certificate that it
+    /// issued (with 127.0.0.1, mode all), and the load generator presents
+    /// one on the user port: the policy check of a certificate keystore on
+    /// every call. The REST rows are left out (the REST client presents
+    /// no certificate).
+    #[arg(long)]
+    client_cert: bool,
     /// Where kms-api keeps its records: sled (the embedded store) or etcd (a
     /// three-member cluster on loopback, Debian's etcd-server, with
     /// `--replicas` kms-api replicas; the user-port connections go round them).
@@ -174,6 +181,8 @@ pub(crate) struct Plan {
     pub(crate) raw_budget: Duration,
     /// The 2× saturation run.
     pub(crate) overload: bool,
+    /// The keystore requires a client certificate (`--client-cert`).
+    pub(crate) client_cert: bool,
     /// kms-api's store.
     pub(crate) store: Store,
     /// Cores of the load generator and of the servers (`--pin-cores`).
@@ -270,6 +279,7 @@ impl Args {
             tools,
             raw_budget,
             overload: self.overload,
+            client_cert: self.client_cert,
             store,
             pin,
             command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod disk;
 mod load;
 mod machine;
 mod ops;

@@ -99,7 +99,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let stack = Stack::start(skm, None, &plan.audit_sync, plan.store).await?;
     crate::run::pin_servers(plan, say)?;
     let watched = stack.watched();
-    let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels).await?);
+    let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels, false).await?);
     let mut sweep = Vec::new();
     for &c in levels {
         let t = target.clone();
@@ -131,7 +131,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     let limit = u32::try_from(saturated.concurrency)?;
     let stack = Stack::start_with_max_in_flight(skm, &plan.audit_sync, limit).await?;
     crate::run::pin_servers(plan, say)?;
-    let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels).await?);
+    let target = Arc::new(SkmTarget::prepare(&stack, &[OP], plan.batch_size, plan.channels, false).await?);
     let measured = drive(phase(callers), &stack.watched(), target).await?;
     let kms_rss_bytes = stack.kms_rss();
     stack.shutdown().await;

@@ -29,6 +29,10 @@ pub(crate) struct Report {
     pub(crate) settings: Settings,
     /// Raw crypto rates, one core.
     pub(crate) raw: Vec<RawRate>,
+    /// What one write + fdatasync costs on the stack's disk (None: the
+    /// measurement failed; the note says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) disk_sync: Option<crate::disk::DiskSync>,
     /// One row per system, operation and concurrency.
     pub(crate) results: Vec<Row>,
     /// What happened to each peer.
@@ -311,6 +315,9 @@ impl Report {
         let mut md = String::new();
         let _ = writeln!(md, "# SKM benchmark{}\n", if self.smoke { " (smoke run: figures meaningless)" } else { "" });
         let _ = writeln!(md, "- machine: {}", self.machine.line());
+        if let Some(disk) = &self.disk_sync {
+            let _ = writeln!(md, "- disk: {}", disk.line());
+        }
         let _ = writeln!(md, "- command: `{}`", self.command);
         let s = &self.settings;
         let _ = writeln!(

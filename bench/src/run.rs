@@ -95,12 +95,27 @@ pub(crate) async fn run(plan: Plan, machine: Machine) -> anyhow::Result<()> {
     let (ops, batch, budget) = (plan.ops.clone(), plan.batch_size, plan.raw_budget);
     let raw = tokio::task::spawn_blocking(move || raw::measure(&ops, batch, budget)).await??;
 
+    // The disk's sync cost, where the stack will keep its audit log (the
+    // temporary directory), before anything else runs.
+    bar.set_message("fdatasync cost");
+    let disk_sync = match tokio::task::spawn_blocking(|| crate::disk::measure(&std::env::temp_dir())).await? {
+        Ok(d) => {
+            say(format!("disk: {}", d.line()));
+            Some(d)
+        }
+        Err(e) => {
+            notes.push(format!("The disk's fdatasync cost was not measured: {e}."));
+            None
+        }
+    };
+
     // SKM.
     bar.set_message("starting SKM");
     let stack = Stack::start(&skm, None, &plan.audit_sync, plan.store).await?;
     pin_servers(&plan, &say)?;
     let watched = stack.watched();
-    let target = Arc::new(SkmTarget::prepare(&stack, &plan.ops, plan.batch_size, plan.channels).await?);
+    let target =
+        Arc::new(SkmTarget::prepare(&stack, &plan.ops, plan.batch_size, plan.channels, plan.client_cert).await?);
     let mut results = Vec::new();
     for (op, c) in phases(&plan) {
         bar.set_message(format!("skm {} ×{c}", op.name()));
@@ -116,22 +131,32 @@ pub(crate) async fn run(plan: Plan, machine: Machine) -> anyhow::Result<()> {
         results.push(row);
         bar.inc(1);
     }
-    // The same stack over REST (HTTPS/JSON): the operations it has a row for.
-    let (endpoint, ca) = stack.rest();
-    let rest =
-        Arc::new(RestTarget::prepare(endpoint, ca, &target.aes_key, &target.secret, &plan.ops, plan.channels).await?);
-    for (op, c) in phases(&plan).filter(|(op, _)| RestTarget::supports(*op)) {
-        bar.set_message(format!("skm-rest {} ×{c}", op.name()));
-        let phase = Phase { concurrency: c, warmup: plan.warmup, duration: plan.duration };
-        let t = rest.clone();
-        let m = load::drive(phase, &watched, move |task, _| {
-            let t = t.clone();
-            async move { t.call(op, task).await }
-        })
-        .await?;
-        let row = Row::measured("skm-rest", op.name(), c, Some("HTTP/2 + TLS 1.3, JSON, /v1".into()), &m);
-        say(line(&row, &m));
-        results.push(row);
+    // The same stack over REST (HTTPS/JSON): the operations it has a row
+    // for (not with --client-cert: the REST client presents no certificate).
+    if plan.client_cert {
+        notes.push(
+            "--client-cert: the keystore required a client certificate it issued, which every user-port \
+             connection presented; no REST rows (the REST client presents no certificate)."
+                .into(),
+        );
+    } else {
+        let (endpoint, ca) = stack.rest();
+        let rest = Arc::new(
+            RestTarget::prepare(endpoint, ca, &target.aes_key, &target.secret, &plan.ops, plan.channels).await?,
+        );
+        for (op, c) in phases(&plan).filter(|(op, _)| RestTarget::supports(*op)) {
+            bar.set_message(format!("skm-rest {} ×{c}", op.name()));
+            let phase = Phase { concurrency: c, warmup: plan.warmup, duration: plan.duration };
+            let t = rest.clone();
+            let m = load::drive(phase, &watched, move |task, _| {
+                let t = t.clone();
+                async move { t.call(op, task).await }
+            })
+            .await?;
+            let row = Row::measured("skm-rest", op.name(), c, Some("HTTP/2 + TLS 1.3, JSON, /v1".into()), &m);
+            say(line(&row, &m));
+            results.push(row);
+        }
     }
     let skm_rss = stack.kms_rss();
     stack.shutdown().await;
@@ -274,6 +299,7 @@ pub(crate) async fn run(plan: Plan, machine: Machine) -> anyhow::Result<()> {
             pin_cores: plan.pin.clone(),
         },
         raw,
+        disk_sync,
         results,
         peers: peer_status,
         scale: scale_rows,

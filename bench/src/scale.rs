@@ -60,7 +60,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
     for &n in &plan.scale {
         let mut stack = Stack::start(skm, Some(plan.scale_cache_entries), &plan.audit_sync, plan.store).await?;
         crate::run::pin_servers(plan, say)?;
-        let keystore = create_keystore(&stack, "scale").await?;
+        let keystore = create_keystore(&stack, "scale", false).await?;
         let bar = ProgressBar::new(n as u64);
         bar.set_style(crate::run::bar_style());
         bar.set_message(format!("creating {n} keys"));
@@ -75,7 +75,7 @@ pub(crate) async fn run(plan: &Plan, skm: &Path, say: &dyn Fn(String)) -> anyhow
         say(format!("scale {n}: kms-api SERVING {:.2} s after its restart", ready.as_secs_f64()));
         crate::run::pin_servers(plan, say)?;
         let watched = stack.watched();
-        let clients = stack.user_clients(plan.channels)?;
+        let clients = stack.user_clients(plan.channels, None)?;
         let ids = Arc::new(ids);
         let mut per_level = Vec::new();
         for &c in &plan.concurrency {

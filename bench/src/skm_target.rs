@@ -41,9 +41,10 @@ fn key_type(k: SigKey) -> admin::KeyType {
     }
 }
 
-/// Creates the benchmark's keystore (only 127.0.0.1 may use it); its id.
-pub(crate) async fn create_keystore(stack: &Stack, name: &str) -> anyhow::Result<String> {
-    let policy = admin::Policy { allow_ips: vec!["127.0.0.1".into()], ..Default::default() };
+/// Creates the benchmark's keystore (only 127.0.0.1 may use it, with a
+/// certificate it issued too when `require_cert`); its id.
+pub(crate) async fn create_keystore(stack: &Stack, name: &str, require_cert: bool) -> anyhow::Result<String> {
+    let policy = admin::Policy { allow_ips: vec!["127.0.0.1".into()], require_cert, ..Default::default() };
     let req = admin::CreateKeystoreRequest {
         alias: String::new(),
         name: name.into(),
@@ -72,8 +73,16 @@ pub(crate) async fn create_key(
 
 impl SkmTarget {
     /// Creates the keystore, keys, secret and inputs for `ops`.
-    pub(crate) async fn prepare(stack: &Stack, ops: &[Op], batch_size: usize, channels: usize) -> anyhow::Result<Self> {
-        let keystore = create_keystore(stack, "bench").await?;
+    /// With `client_cert`, the keystore requires a certificate it issued
+    /// and every user connection presents one.
+    pub(crate) async fn prepare(
+        stack: &Stack,
+        ops: &[Op],
+        batch_size: usize,
+        channels: usize,
+        client_cert: bool,
+    ) -> anyhow::Result<Self> {
+        let keystore = create_keystore(stack, "bench", client_cert).await?;
         let aes_key = create_key(&stack.client, &keystore, "aes", admin::KeyType::Aes256).await?;
         let secret_value: String = "s".repeat(ops::SECRET_LEN);
         let req = admin::CreateSecretRequest {
@@ -83,7 +92,8 @@ impl SkmTarget {
             max_versions: 0,
         };
         let secret = stack.client.admin()?.create_secret(req).await?.into_inner().key_id;
-        let clients = stack.user_clients(channels)?;
+        let credentials = if client_cert { Some(stack.issue_client_certificate(&keystore).await?) } else { None };
+        let clients = stack.user_clients(channels, credentials.as_ref())?;
         let mut keys = clients[0].clone();
 
         let mut payloads = HashMap::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use skm::devstack::{self, DevSeal, DevStack, Ports};
 use skm::etcd::EtcdCluster;
-use skm_client::{Keys, Profile, Skm};
+use skm_client::{ClientCredentials, Keys, Profile, Skm};
 use skm_runtime::Service;
 use tempfile::TempDir;
 use tokio::process::Child;
@@ -218,9 +218,34 @@ impl Stack {
 
     /// `n` user-port clients, each on its own connection, going round the
     /// replicas (client `i` to replica `i mod replicas`).
-    pub(crate) fn user_clients(&self, n: usize) -> anyhow::Result<Vec<Keys>> {
+    /// `n` user-port clients, round the replicas, presenting `credentials`
+    /// when given.
+    pub(crate) fn user_clients(&self, n: usize, credentials: Option<&ClientCredentials>) -> anyhow::Result<Vec<Keys>> {
         let replicas = self.user_endpoints().len();
-        (0..n).map(|i| Ok(self.on_replica(i % replicas).connect()?.keys())).collect()
+        (0..n)
+            .map(|i| {
+                let profile = Profile { client: credentials.cloned(), ..self.on_replica(i % replicas) };
+                Ok(profile.connect()?.keys())
+            })
+            .collect()
+    }
+
+    /// Issues a client certificate of `keystore` (admin plane) and writes
+    /// it into the stack's directory; the credentials that present it.
+    pub(crate) async fn issue_client_certificate(&self, keystore: &str) -> anyhow::Result<ClientCredentials> {
+        let password = "bench-client-password";
+        let req = skm_client::admin::v1::IssueClientCertificateRequest {
+            keystore_id: keystore.into(),
+            name: "bench-client".into(),
+            days: 1,
+            password: password.into(),
+        };
+        let issued = self.client.admin()?.issue_client_certificate(req).await?.into_inner();
+        let p12 = self.dir.path().join("bench-client.p12");
+        let password_file = self.dir.path().join("bench-client.password");
+        std::fs::write(&p12, &issued.pkcs12)?;
+        std::fs::write(&password_file, password)?;
+        Ok(ClientCredentials::Pkcs12 { p12, password_file })
     }
 
     /// kms-api's REST listener, `host:port`, and the CA that signed it.

@@ -100,6 +100,11 @@ fn smoke_run_writes_well_formed_reports() {
         assert!(row["store_cpu_us_per_call"].is_null(), "no etcd in this run: {row}");
     }
     assert!(json["settings"]["pin_cores"].is_null(), "not pinned: {}", json["settings"]);
+    // The disk's sync cost, measured before the runs.
+    let disk = &json["disk_sync"];
+    for field in ["overwrite_p50_us", "append_p50_us"] {
+        assert!(disk[field].as_f64().is_some_and(|us| us > 0.0), "{field}: {disk}");
+    }
     assert!(json["raw"].as_array().unwrap().len() >= expected.len());
     // REST rows on the same stack: encrypt and get-secret, each at every concurrency.
     let rest: Vec<&serde_json::Value> = rows.iter().filter(|r| r["system"] == "skm-rest").collect();
@@ -123,12 +128,31 @@ fn smoke_run_writes_well_formed_reports() {
         assert!(md.contains(&format!("| skm | {op} |")), "report.md's CPU table has no row for {op}");
     }
     assert!(md.contains("server CPU µs/call") && md.contains("## CPU per call"), "{md}");
+    assert!(md.contains("- disk: write 512 B + fdatasync"), "{md}");
 
     for name in ["report.png", "report-cpu.png"] {
         let png = std::fs::read(out.path().join(name)).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is not a PNG");
         assert!(png.len() > 10_000, "{name} is suspiciously small ({} bytes)", png.len());
     }
+}
+
+/// `--client-cert`: the keystore requires a certificate it issued, so a
+/// call succeeds only if the load generator presented one and kms-api
+/// accepted it.
+#[test]
+fn smoke_run_with_a_client_certificate() {
+    let (_out, json) = smoke(&["--client-cert", "--ops", "encrypt-1KiB,get-secret"]);
+    let rows = json["results"].as_array().unwrap();
+    let mut ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap_or_default()).collect();
+    ops.sort_unstable();
+    assert_eq!(ops, ["encrypt-1KiB", "get-secret"], "SKM rows only, no REST rows");
+    for row in rows {
+        assert_eq!(row["system"], "skm", "{row}");
+        assert_eq!((&row["status"], &row["errors"]), (&serde_json::json!("ok"), &serde_json::json!(0)), "{row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+    }
+    assert!(json["notes"].to_string().contains("--client-cert"), "{}", json["notes"]);
 }
 
 /// `--pin-cores` on a machine with two cores or more: the report records
