@@ -217,9 +217,8 @@ impl Stack {
     }
 
     /// `n` user-port clients, each on its own connection, going round the
-    /// replicas (client `i` to replica `i mod replicas`).
-    /// `n` user-port clients, round the replicas, presenting `credentials`
-    /// when given.
+    /// replicas (client `i` to replica `i mod replicas`), presenting
+    /// `credentials` when given.
     pub(crate) fn user_clients(&self, n: usize, credentials: Option<&ClientCredentials>) -> anyhow::Result<Vec<Keys>> {
         let replicas = self.user_endpoints().len();
         (0..n)
@@ -243,8 +242,8 @@ impl Stack {
         let issued = self.client.admin()?.issue_client_certificate(req).await?.into_inner();
         let p12 = self.dir.path().join("bench-client.p12");
         let password_file = self.dir.path().join("bench-client.password");
-        std::fs::write(&p12, &issued.pkcs12)?;
-        std::fs::write(&password_file, password)?;
+        devstack::write_private(&p12, &issued.pkcs12)?;
+        devstack::write_private(&password_file, password.as_bytes())?;
         Ok(ClientCredentials::Pkcs12 { p12, password_file })
     }
 

@@ -263,7 +263,7 @@ pub fn add_replica(stack: &mut DevStack, n: u16, user: u16, admin: u16) -> anyho
 }
 
 /// Writes a file only its owner can read (keys, passphrases, PKCS#12).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

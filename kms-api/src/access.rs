@@ -404,13 +404,14 @@ fn check_cert(facts: &Facts, certs: &CertState<'_>, now: i64) -> Result<ClientCe
     }
     match known {
         Some(k) if k.issued => {
-            let key = (leaf_digest, skm_crypto::sha256(certs.ca));
-            if let Some(info) = certs.verified.and_then(|v| v.get(&key, now)) {
+            // Hashing the CA is only worth it where there is a memory to ask.
+            let remembered = certs.verified.map(|v| (v, (leaf_digest, skm_crypto::sha256(certs.ca))));
+            if let Some(info) = remembered.as_ref().and_then(|(v, key)| v.get(key, now)) {
                 return Ok(info);
             }
             let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
             let info = client::check_client_chain(chain, certs.ca, at)?;
-            if let Some(verified) = certs.verified {
+            if let Some((verified, key)) = remembered {
                 verified.put(key, now, &info);
             }
             Ok(info)
