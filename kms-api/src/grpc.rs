@@ -9,7 +9,8 @@
 use tonic::{Request, Status};
 
 use crate::access::Facts;
-use crate::kms::{Caller, Code, FrontEnd, KmsError, Operator};
+use crate::kms::request_ids::REQUEST_ID_HEADER;
+use crate::kms::{Caller, Code, FrontEnd, KmsError, Operator, RequestId};
 use skm_runtime::{PeerInfo, Principal};
 
 pub(crate) mod admin;
@@ -57,7 +58,8 @@ fn application<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// An admin-plane caller: the operator the TLS layer authenticated (the
-/// port's allow-list admits only operators).
+/// port's allow-list admits only operators), with the request id of its
+/// change if it sent one (`x-skm-request-id`).
 fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
     let peer = peer(request)?;
     let Some(principal @ Principal::Operator { role, .. }) = &peer.principal else {
@@ -68,5 +70,9 @@ fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
         chain: peer.client_certificates.clone(),
         ..Facts::default()
     };
-    Ok(Caller::operator(Operator { principal: principal.to_string(), role: *role, facts }, FrontEnd::Grpc))
+    let caller = Caller::operator(Operator { principal: principal.to_string(), role: *role, facts }, FrontEnd::Grpc);
+    match request.metadata().get(REQUEST_ID_HEADER) {
+        None => Ok(caller),
+        Some(value) => Ok(caller.with_request_id(RequestId::parse(&String::from_utf8_lossy(value.as_bytes()))?)),
+    }
 }

@@ -47,6 +47,7 @@ mod mac;
 mod maintenance;
 mod operation;
 mod operators;
+pub mod request_ids;
 mod signing;
 mod system;
 mod views;
@@ -75,6 +76,7 @@ pub use mac::{GenerateMac, Mac, VerifyMac};
 pub use maintenance::{AutoRotateKey, DestroyKey, MaintenanceReport};
 pub use operation::{Effect, Operation, Subject, Trail};
 pub use operators::{RevokeOperator, RevokedOperators, WhoAmI, WhoAmIResult};
+pub use request_ids::RequestId;
 pub use signing::{GetPublicKey, PublicKeyInfo, ReadPublicKey, Sign, Signature, Signed, Verified, Verify};
 pub use system::{GetSystemKeyStatus, RetireSystemKeyVersion, RetiredVersion, SystemKeyStatus};
 
@@ -198,7 +200,7 @@ impl From<RecordError> for KmsError {
     fn from(e: RecordError) -> Self {
         match e {
             RecordError::NotReady(n) => KmsError::NotReady(n),
-            RecordError::Conflict(_) => KmsError::Aborted,
+            RecordError::Conflict(_) | RecordError::RequestCarriedOut => KmsError::Aborted,
             RecordError::Store(skm_store::StoreError::Unavailable(source)) => {
                 tracing::warn!(error = %skm_runtime::daemon::error_chain(&*source), "the record store is unavailable");
                 KmsError::StoreUnavailable

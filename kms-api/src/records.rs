@@ -18,6 +18,8 @@
 //! | `election/maintenance` | on etcd: the replica elected to run the maintenance pass and the re-seal, bound to its lease (`skm_store::etcd`), clear | — |
 //! | `watchbeacon/<replica>` | on etcd: a counter each replica writes to check its watch is up to date (`skm_store::etcd`), clear | — |
 //! | `resealcursor` | the background re-seal's target version (u32 BE) ‖ done (0/1) ‖ next store key, clear | — |
+//! | `reqid/<sha256 hex>` | a change made under a request id ([`requests`]): operation, time and what it made (JSON), sealed | — |
+//! | `reqdue/<unix secs u64 BE>/<sha256 hex>` | empty: when that request record was made, to forget it a day later | — |
 //!
 //! Store keys hold only ids, names and due times; every value, including
 //! each key's material, is sealed ([`skm_crypto::record`]) with AAD binding
@@ -53,6 +55,10 @@ use crate::system_keys::{NotReady, SystemKeys};
 use skm_crypto::audit::AuditKey;
 use skm_crypto::record::{RetiredAuditKeys, SystemKeyring};
 
+pub mod requests;
+
+pub use requests::{Claim, Receipt, RequestRecord, with_claim};
+
 /// Record persistence failures.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -72,6 +78,10 @@ pub enum RecordError {
     /// Sealing failed.
     #[error("record sealing failed")]
     Seal,
+    /// Another attempt of the same request (its request id) committed
+    /// first: this attempt's batch was not applied.
+    #[error("the request was already carried out")]
+    RequestCarriedOut,
 }
 
 impl From<StoreError> for RecordError {
@@ -505,8 +515,7 @@ impl<S: Store> Records<S> {
         if let Some(alias) = &ks.alias {
             batch.push(self.alias_index(alias, &ks.id)?);
         }
-        self.store.apply(batch).await?;
-        Ok(())
+        self.commit(batch, || keystore_receipt(ks)).await
     }
 
     /// The record that reserves `alias` for keystore `id` (it must be free).
@@ -526,19 +535,16 @@ impl<S: Store> Records<S> {
     ) -> Result<(), RecordError> {
         let id_key = ks_key(&ks.id);
         let value = self.seal(&id_key, b"", &Self::to_json(&Self::keystore_record(ks))?)?;
-        if ks.alias.as_deref() == old_alias {
-            self.store.put(&id_key, &value, Expect::Revision(revision)).await?;
-            return Ok(());
-        }
         let mut batch = vec![Op::Put { key: id_key, value, expect: Expect::Revision(revision) }];
-        if let Some(old) = old_alias {
-            batch.push(Op::Delete { key: ks_alias_key(old), expect: Expect::Any });
+        if ks.alias.as_deref() != old_alias {
+            if let Some(old) = old_alias {
+                batch.push(Op::Delete { key: ks_alias_key(old), expect: Expect::Any });
+            }
+            if let Some(alias) = &ks.alias {
+                batch.push(self.alias_index(alias, &ks.id)?);
+            }
         }
-        if let Some(alias) = &ks.alias {
-            batch.push(self.alias_index(alias, &ks.id)?);
-        }
-        self.store.apply(batch).await?;
-        Ok(())
+        self.commit(batch, || keystore_receipt(ks)).await
     }
 
     /// Deletes a keystore read at `revision`, with its name and alias.
@@ -550,8 +556,7 @@ impl<S: Store> Records<S> {
         if let Some(alias) = &ks.alias {
             batch.push(Op::Delete { key: ks_alias_key(alias), expect: Expect::Any });
         }
-        self.store.apply(batch).await?;
-        Ok(())
+        self.commit(batch, || keystore_receipt(ks)).await
     }
 
     /// One keystore with the record's revision.
@@ -654,8 +659,7 @@ impl<S: Store> Records<S> {
             value: Vec::new(),
             expect: Expect::Any,
         }));
-        self.store.apply(ops).await?;
-        Ok(())
+        self.commit(ops, || key_receipt(key)).await
     }
 
     /// Writes back a key read as `stored` (compare-and-swap on its head):
@@ -701,8 +705,7 @@ impl<S: Store> Records<S> {
             ops.push(Op::Put { key: due_key(d), value: Vec::new(), expect: Expect::Any });
         }
         ops.extend(extra);
-        self.store.apply(ops).await?;
-        Ok(())
+        self.commit(ops, || key_receipt(key)).await
     }
 
     /// Writes back a key that gained an imported version, and deletes the
@@ -764,8 +767,7 @@ impl<S: Store> Records<S> {
             ops.push(Op::Delete { key: k, expect: Expect::Any });
         }
         ops.extend(due_entries(key).iter().map(|d| Op::Delete { key: due_key(d), expect: Expect::Any }));
-        self.store.apply(ops).await?;
-        Ok(())
+        self.commit(ops, || key_receipt(key)).await
     }
 
     fn seal_head(&self, key: &Key) -> Result<Vec<u8>, RecordError> {
@@ -1045,7 +1047,7 @@ impl<S: Store> Records<S> {
     }
 
     /// Where a record's sealed part starts and the owner bound into it;
-    /// `None` for the records that are not sealed (`due/`, `oprevoked/`,
+    /// `None` for the records that are not sealed (`due/`, `reqdue/`, `oprevoked/`,
     /// `watchbeacon/`, `election/`, `resealcursor`, or a version or import record whose key is gone).
     /// A store key of no known kind is an error, so that a new kind of
     /// record can't silently escape re-sealing.
@@ -1053,6 +1055,7 @@ impl<S: Store> Records<S> {
         let corrupt = || RecordError::Corrupt(String::from_utf8_lossy(key).into_owned());
         let text = std::str::from_utf8(key).map_err(|_| corrupt());
         if key.starts_with(DUE_PREFIX)
+            || key.starts_with(requests::REQUEST_DUE_PREFIX)
             || key.starts_with(OPERATOR_REVOKED_PREFIX)
             || key.starts_with(skm_store::etcd::BEACON_PREFIX)
             || key.starts_with(skm_store::etcd::ELECTION_PREFIX)
@@ -1077,6 +1080,7 @@ impl<S: Store> Records<S> {
             "import" => head_owner(rest).await?,
             "keyname" => Some((0, rest.split('/').next().unwrap_or_default().to_owned())),
             "lastuse" => Some((0, rest.to_owned())),
+            "reqid" => Some((0, String::new())),
             _ => return Err(corrupt()),
         })
     }
@@ -1198,6 +1202,14 @@ impl<S: Store> Records<S> {
 
 /// The versions of `range` a key holds, as stored: hex of the raw material
 /// (AES key, PKCS#8 DER, HMAC key, or secret value), in zeroizing strings.
+fn keystore_receipt(ks: &Keystore) -> Receipt {
+    Receipt { keystore_id: Some(ks.id), ..Receipt::default() }
+}
+
+fn key_receipt(key: &Key) -> Receipt {
+    Receipt { keystore_id: Some(key.keystore_id), key_id: Some(key.id), version: Some(key.material.newest_version()) }
+}
+
 fn version_records(material: &Material, range: RangeInclusive<u32>) -> Vec<VersionRecord> {
     fn records<M>(versions: &Versions<M>, range: RangeInclusive<u32>, raw: impl Fn(&M) -> &[u8]) -> Vec<VersionRecord> {
         range

@@ -703,6 +703,17 @@ pub async fn create_key(
     Ok(admin.create_key(req).await?.into_inner().key_id)
 }
 
+/// Creates a secret holding `value` in a keystore; returns its id.
+pub async fn create_secret(skm: &Skm, keystore_id: &str, name: &str, value: &str) -> anyhow::Result<String> {
+    let req = skm_client::admin::v1::CreateSecretRequest {
+        keystore_id: keystore_id.to_owned(),
+        name: name.to_owned(),
+        value: value.to_owned(),
+        max_versions: 0,
+    };
+    Ok(skm.admin()?.create_secret(req).await?.into_inner().key_id)
+}
+
 /// Verifies a signature with the `openssl` command line, using only the
 /// exported SPKI PEM. `algorithm` is SKM's name ("ed25519", "ecdsa-sha256",
 /// "rsa-pss-sha256", "rsa-pkcs1-sha256"). Returns whether OpenSSL accepts it.

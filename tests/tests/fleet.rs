@@ -223,6 +223,27 @@ async fn concurrent_writes_on_both_replicas_lose_nothing_and_each_keeps_its_audi
     in_force("the last rotation", Instant::now(), || async { encrypt(&b, &key).await == Ok(info.current_version) })
         .await;
 
+    // A change whose reply was lost on A, sent again to B under the same
+    // request id, is answered by B from A's record and made once.
+    let secret = skm_e2e::create_secret(&a, &ks, "retried", "one").await.unwrap();
+    let with_id = |key_id: &str| {
+        let mut request =
+            tonic::Request::new(admin::UpdateSecretRequest { key_id: key_id.to_owned(), value: "two".into() });
+        request.metadata_mut().insert(skm_client::REQUEST_ID_METADATA, "update-on-a-then-b".parse().unwrap());
+        request
+    };
+    let on_a = a.admin().unwrap().update_secret(with_id(&secret)).await.unwrap().into_inner().version;
+    let on_b = b.admin().unwrap().update_secret(with_id(&secret)).await.unwrap().into_inner().version;
+    assert_eq!((on_a, on_b), (2, 2));
+    let info = b
+        .admin()
+        .unwrap()
+        .describe_key(admin::DescribeKeyRequest { key_id: secret.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.versions.len(), 2, "one new version for the request sent twice: {info:?}");
+
     // The same keystore name on both at once: one wins.
     let create = |skm: Skm| async move {
         let request = admin::CreateKeystoreRequest {
@@ -324,12 +345,16 @@ async fn a_retrying_client_rides_out_the_loss_of_the_etcd_leader_and_of_a_replic
             failures
         }
     });
-    // Writes on B; those acknowledged must all be there at the end (a write
-    // may fail while etcd elects a leader: its outcome is then unknown).
+    // Admin writes through the fleet profile (`admin_call`: a request id,
+    // on to B while A is down or etcd has no leader): none may fail, every
+    // acknowledged one must be there at the end, and none made twice.
+    let counter = skm_e2e::create_secret(&fleet, &ks, "counter", "0").await.unwrap();
+    let rounds = Arc::new(AtomicUsize::new(0));
     let writes = tokio::spawn({
-        let (b, ks, stop) = (b.clone(), ks.clone(), stop.clone());
+        let (fleet, ks, counter, stop, rounds) =
+            (fleet.clone(), ks.clone(), counter.clone(), stop.clone(), rounds.clone());
         async move {
-            let mut acknowledged = Vec::new();
+            let (mut acknowledged, mut updates, mut failures) = (Vec::new(), 0u32, Vec::new());
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -339,45 +364,65 @@ async fn a_retrying_client_rides_out_the_loss_of_the_etcd_leader_and_of_a_replic
                     value: format!("value {n}"),
                     max_versions: 0,
                 };
-                if let Ok(reply) = b.admin().unwrap().create_secret(request).await {
-                    acknowledged.push((reply.into_inner().key_id, format!("value {n}")));
+                let created = fleet.admin_call(request, |mut a, r| async move { a.create_secret(r).await }).await;
+                match created {
+                    Ok(reply) => acknowledged.push((reply.key_id, format!("value {n}"))),
+                    Err(e) => failures.push(format!("CreateSecret s{n}: {e}")),
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let request = admin::UpdateSecretRequest { key_id: counter.clone(), value: n.to_string() };
+                match fleet.admin_call(request, |mut a, r| async move { a.update_secret(r).await }).await {
+                    Ok(reply) => {
+                        updates += 1;
+                        assert_eq!(reply.version, 1 + updates, "update {n} made a version of its own, once");
+                    }
+                    Err(e) => failures.push(format!("UpdateSecret {n}: {e}")),
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
             }
-            acknowledged
+            (acknowledged, updates, failures)
         }
     });
-    let until = |count: usize| {
-        let ok = ok.clone();
+    // Each phase lasts until both loads have gone on through it.
+    let until = |count: usize, writes: usize| {
+        let (ok, rounds) = (ok.clone(), rounds.clone());
         async move {
-            let what = format!("{count} encrypts acknowledged");
-            skm_e2e::eventually(&what, Duration::from_secs(60), || async { ok.load(Ordering::Relaxed) >= count })
-                .await
-                .unwrap();
+            let what = format!("{count} encrypts and {writes} rounds of writes acknowledged");
+            skm_e2e::eventually(&what, Duration::from_secs(60), || async {
+                ok.load(Ordering::Relaxed) >= count && rounds.load(Ordering::Relaxed) >= writes
+            })
+            .await
+            .unwrap();
         }
     };
-    until(50).await;
+    until(50, 10).await;
     let leader = cluster.leader(Service::KmsApi.name()).await.unwrap().expect("etcd has a leader");
     cluster.kill(leader);
     let after_leader = ok.load(Ordering::Relaxed);
-    until(after_leader + 200).await;
+    let rounds_before_leader = rounds.load(Ordering::Relaxed);
+    until(after_leader + 200, rounds_before_leader + 20).await;
     // Replica A (the profile's first) dies as a crash would.
     tiers[2].start_kill().unwrap();
     let _ = tiers[2].wait().await;
     let after_replica = ok.load(Ordering::Relaxed);
-    until(after_replica + 200).await;
+    let rounds_before_replica = rounds.load(Ordering::Relaxed);
+    until(after_replica + 200, rounds_before_replica + 20).await;
     stop.store(true, Ordering::Relaxed);
     let failures = load.await.unwrap();
-    let acknowledged = writes.await.unwrap();
+    let (acknowledged, updates, write_failures) = writes.await.unwrap();
     println!(
-        "encrypts: {} ok ({after_leader} before the leader died, {after_replica} before replica A did); {} secrets written",
+        "encrypts: {} ok ({after_leader} before the leader died, {after_replica} before replica A did); {} secrets \
+         written, {updates} updates ({rounds_before_leader} rounds before the leader died, {rounds_before_replica} \
+         before replica A did)",
         ok.load(Ordering::Relaxed),
         acknowledged.len()
     );
     assert!(failures.is_empty(), "the retrying client saw {} failures: {:?}\n{}", failures.len(), failures, logs());
+    assert!(write_failures.is_empty(), "admin writes failed: {write_failures:?}\n{}", logs());
 
     cluster.restart(leader).unwrap();
-    assert!(!acknowledged.is_empty(), "replica B acknowledged no write\n{}", logs());
+    assert!(!acknowledged.is_empty(), "no write was acknowledged\n{}", logs());
+    let counter_now = b.secret(&counter, 0).await.unwrap();
+    assert_eq!(counter_now.version, 1 + updates, "every acknowledged update once, none twice");
     for (id, value) in &acknowledged {
         let secret = b.secret(id, 0).await.unwrap_or_else(|e| panic!("acknowledged secret {id}: {e}"));
         assert_eq!(secret.value.as_str(), value);

@@ -17,12 +17,21 @@ use crate::args::{
 };
 use crate::failure::Failure;
 
+/// One operator call through [`Skm::admin_call`]: sent with a request id,
+/// and on to the profile's other replicas while one is down, so that a
+/// change is made once however often it is sent.
+macro_rules! admin_call {
+    ($skm:expr, $method:ident, $request:expr) => {
+        $skm.admin_call($request, |mut admin, request| async move { admin.$method(request).await })
+    };
+}
+
 /// A keystore argument: an id as is, otherwise looked up by name.
 async fn resolve_keystore(skm: &Skm, arg: &str) -> Result<String, Failure> {
     if arg.parse::<skm_crypto::Id>().is_ok() {
         return Ok(arg.to_owned());
     }
-    let list = skm.admin()?.list_keystores(pb::ListKeystoresRequest {}).await?.into_inner().keystores;
+    let list = admin_call!(skm, list_keystores, pb::ListKeystoresRequest {}).await?.keystores;
     list.into_iter()
         .find(|k| k.name == arg)
         .map(|k| k.id)
@@ -207,20 +216,17 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
     match cmd {
         KeystoreCommand::Create { name, policy: p, alias } => {
             let alias = alias.unwrap_or_default();
-            let resp = admin
-                .create_keystore(pb::CreateKeystoreRequest {
-                    name,
-                    allow_ips: Vec::new(),
-                    policy: Some(policy(p)),
-                    alias,
-                })
-                .await?
-                .into_inner();
+            let resp = admin_call!(
+                skm,
+                create_keystore,
+                pb::CreateKeystoreRequest { name, allow_ips: Vec::new(), policy: Some(policy(p)), alias }
+            )
+            .await?;
             let ks = resp.keystore.ok_or_else(|| Failure::refused("server returned no keystore"))?;
             print_id(json, "keystore_id", &ks.id);
         }
         KeystoreCommand::List => {
-            let list = admin.list_keystores(pb::ListKeystoresRequest {}).await?.into_inner().keystores;
+            let list = admin_call!(skm, list_keystores, pb::ListKeystoresRequest {}).await?.keystores;
             if json {
                 println!("{}", serde_json::Value::Array(list.iter().map(keystore_json).collect()));
             } else {
@@ -239,15 +245,17 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
         }
         KeystoreCommand::Show { keystore } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let ks = admin.get_keystore(pb::GetKeystoreRequest { keystore_id }).await?.into_inner();
+            let ks = admin_call!(skm, get_keystore, pb::GetKeystoreRequest { keystore_id }).await?;
             print_keystore(&ks, json);
         }
         KeystoreCommand::Update { keystore, policy: p } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let ks = admin
-                .update_keystore(pb::UpdateKeystoreRequest { keystore_id, policy: Some(policy(p)), alias: None })
-                .await?
-                .into_inner();
+            let ks = admin_call!(
+                skm,
+                update_keystore,
+                pb::UpdateKeystoreRequest { keystore_id, policy: Some(policy(p)), alias: None }
+            )
+            .await?;
             print_keystore(&ks, json);
         }
         KeystoreCommand::SetAlias { keystore, alias, clear } => {
@@ -257,15 +265,17 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
                 (None, true) => String::new(),
                 _ => return Err(Failure::usage("give an alias, or --clear to remove it")),
             };
-            let ks = admin
-                .update_keystore(pb::UpdateKeystoreRequest { keystore_id, policy: None, alias: Some(alias) })
-                .await?
-                .into_inner();
+            let ks = admin_call!(
+                skm,
+                update_keystore,
+                pb::UpdateKeystoreRequest { keystore_id, policy: None, alias: Some(alias) }
+            )
+            .await?;
             print_keystore(&ks, json);
         }
         KeystoreCommand::Delete { keystore } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            admin.delete_keystore(pb::GetKeystoreRequest { keystore_id: keystore_id.clone() }).await?;
+            admin_call!(skm, delete_keystore, pb::GetKeystoreRequest { keystore_id: keystore_id.clone() }).await?;
             print_id(json, "deleted", &keystore_id);
         }
         KeystoreCommand::IssueCert { keystore, name, out, format, key_out, password_file, days } => {
@@ -325,18 +335,22 @@ pub(super) async fn keystore(skm: &Skm, cmd: KeystoreCommand, json: bool) -> Res
                 (None, Some(path)) => pem_sha256(&path)?,
                 (None, None) => return Err(Failure::usage("give --sha256 or --cert")),
             };
-            let ks = admin
-                .register_client_certificate(pb::RegisterClientCertificateRequest { keystore_id, name, sha256 })
-                .await?
-                .into_inner();
+            let ks = admin_call!(
+                skm,
+                register_client_certificate,
+                pb::RegisterClientCertificateRequest { keystore_id, name, sha256 }
+            )
+            .await?;
             print_keystore(&ks, json);
         }
         KeystoreCommand::RevokeCert { keystore, certificate } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let ks = admin
-                .revoke_client_certificate(pb::RevokeClientCertificateRequest { keystore_id, certificate })
-                .await?
-                .into_inner();
+            let ks = admin_call!(
+                skm,
+                revoke_client_certificate,
+                pb::RevokeClientCertificateRequest { keystore_id, certificate }
+            )
+            .await?;
             print_keystore(&ks, json);
         }
     }
@@ -561,8 +575,10 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
     let info = match cmd {
         KeyCommand::Create { keystore, name, key_type: kt, rotation_period, origin } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let resp = admin
-                .create_key(pb::CreateKeyRequest {
+            let resp = admin_call!(
+                skm,
+                create_key,
+                pb::CreateKeyRequest {
                     keystore_id,
                     name,
                     key_type: key_type(kt) as i32,
@@ -571,15 +587,15 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
                         OriginArg::Skm => pb::KeyOrigin::Skm,
                         OriginArg::External => pb::KeyOrigin::External,
                     } as i32,
-                })
-                .await?
-                .into_inner();
+                }
+            )
+            .await?;
             print_id(json, "key_id", &resp.key_id);
             return Ok(ExitCode::SUCCESS);
         }
         KeyCommand::List { keystore } => {
             let keystore_id = resolve_keystore(skm, &keystore).await?;
-            let keys = admin.list_keys(pb::ListKeysRequest { keystore_id }).await?.into_inner().keys;
+            let keys = admin_call!(skm, list_keys, pb::ListKeysRequest { keystore_id }).await?.keys;
             if json {
                 println!("{}", serde_json::Value::Array(keys.iter().map(info_json).collect()));
             } else {
@@ -596,19 +612,23 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
             }
             return Ok(ExitCode::SUCCESS);
         }
-        KeyCommand::Show { key } => admin.describe_key(pb::DescribeKeyRequest { key_id: key }).await?,
-        KeyCommand::Rotate { key } => admin.rotate_key(pb::RotateKeyRequest { key_id: key }).await?,
+        KeyCommand::Show { key } => admin_call!(skm, describe_key, pb::DescribeKeyRequest { key_id: key }).await?,
+        KeyCommand::Rotate { key } => admin_call!(skm, rotate_key, pb::RotateKeyRequest { key_id: key }).await?,
         KeyCommand::Update { key, rotation_period } => {
-            admin.update_key(pb::UpdateKeyRequest { key_id: key, rotation_period_days: rotation_period }).await?
+            admin_call!(skm, update_key, pb::UpdateKeyRequest { key_id: key, rotation_period_days: rotation_period })
+                .await?
         }
-        KeyCommand::Enable { key } => admin.enable_key(pb::KeyIdRequest { key_id: key }).await?,
-        KeyCommand::Disable { key } => admin.disable_key(pb::KeyIdRequest { key_id: key }).await?,
+        KeyCommand::Enable { key } => admin_call!(skm, enable_key, pb::KeyIdRequest { key_id: key }).await?,
+        KeyCommand::Disable { key } => admin_call!(skm, disable_key, pb::KeyIdRequest { key_id: key }).await?,
         KeyCommand::ScheduleDeletion { key, days } => {
-            admin.schedule_key_deletion(pb::ScheduleKeyDeletionRequest { key_id: key, pending_days: days }).await?
+            admin_call!(skm, schedule_key_deletion, pb::ScheduleKeyDeletionRequest { key_id: key, pending_days: days })
+                .await?
         }
-        KeyCommand::CancelDeletion { key } => admin.cancel_key_deletion(pb::KeyIdRequest { key_id: key }).await?,
+        KeyCommand::CancelDeletion { key } => {
+            admin_call!(skm, cancel_key_deletion, pb::KeyIdRequest { key_id: key }).await?
+        }
         KeyCommand::Import { key, material: Some(path), wrapping_key_spec, .. } => {
-            import_material(&mut admin, key, &path, wrapping_key_spec).await?
+            import_material(&mut admin, key, &path, wrapping_key_spec).await?.into_inner()
         }
         KeyCommand::Import { key, wrapped, token, .. } => {
             let (Some(wrapped), Some(token)) = (wrapped, token) else {
@@ -619,7 +639,7 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
                 import_token: read_file(&token)?,
                 encrypted_key_material: read_file(&wrapped)?,
             };
-            admin.import_key_material(request).await?
+            admin.import_key_material(request).await?.into_inner()
         }
         KeyCommand::ImportParameters { key, wrapping_algorithm, wrapping_key_spec, public_key_out, token_out } => {
             let algorithm = match wrapping_algorithm {
@@ -645,7 +665,7 @@ pub(super) async fn key(skm: &Skm, cmd: KeyCommand, json: bool) -> Result<ExitCo
             return Ok(ExitCode::SUCCESS);
         }
     };
-    print_info(info.get_ref(), json);
+    print_info(&info, json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -731,12 +751,12 @@ pub(super) async fn secret(skm: &Skm, cmd: SecretCommand, json: bool) -> Result<
             let value = value(value_file)?;
             let keystore_id = resolve_keystore(skm, &keystore).await?;
             let req = pb::CreateSecretRequest { keystore_id, name, value, max_versions: max_versions.unwrap_or(0) };
-            let resp = skm.admin()?.create_secret(req).await?.into_inner();
+            let resp = admin_call!(skm, create_secret, req).await?;
             print_id(json, "key_id", &resp.key_id);
         }
         SecretCommand::Update { key, value_file } => {
             let value = value(value_file)?;
-            let resp = skm.admin()?.update_secret(pb::UpdateSecretRequest { key_id: key, value }).await?.into_inner();
+            let resp = admin_call!(skm, update_secret, pb::UpdateSecretRequest { key_id: key, value }).await?;
             if json {
                 println!("{}", json!({ "version": resp.version }));
             } else {

@@ -44,7 +44,12 @@ pub use keys::{
 /// elect a new leader and a replica's store calls to time out and move on.
 pub const FAILOVER_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether a user-plane call that failed with `code` goes to another
+/// Metadata key of the request id [`Skm::admin_call`] sends with each
+/// operator call, the same on every attempt, so that kms-api makes a
+/// change once however often it is sent (kms-api's `kms::request_ids`).
+pub const REQUEST_ID_METADATA: &str = "x-skm-request-id";
+
+/// Whether a call that failed with `code` goes to another
 /// replica: UNAVAILABLE (down, unreachable, not ready, its store can't
 /// answer), and UNKNOWN ("transport error") and CANCELLED ("operation was
 /// canceled"), which are how a connection broken mid-call surfaces (a
@@ -151,6 +156,9 @@ pub enum ClientError {
     /// Local encryption failed (random number generator).
     #[error("envelope encryption failed")]
     Encrypt,
+    /// No request id could be made (random number generator).
+    #[error("cannot make a request id: the random number generator failed")]
+    RequestId,
     /// The profile could not be read.
     #[error("cannot read profile {path}: {source}")]
     Read {
@@ -324,13 +332,16 @@ impl Profile {
     /// Clients for every plane the profile can reach.
     pub fn connect(&self) -> Result<Skm, ClientError> {
         let users = self.user_channels()?.into();
-        let (admin, root, system) = match self.operator {
+        let (admins, root, system) = match self.operator {
             Some(_) => (
-                Some(self.operator_channel(&self.admin_endpoint, Service::KmsApi)?),
+                std::iter::once(&self.admin_endpoint)
+                    .chain(&self.admin_replicas)
+                    .map(|endpoint| self.operator_channel(endpoint, Service::KmsApi))
+                    .collect::<Result<Vec<_>, _>>()?,
                 Some(self.operator_channel(&self.root_keyd, Service::RootKeyd)?),
                 Some(self.operator_channel(&self.system_keyd, Service::SystemKeyd)?),
             ),
-            None => (None, None, None),
+            None => (Vec::new(), None, None),
         };
         let client_mac = match &self.client_mac {
             Some(mac) => {
@@ -344,7 +355,7 @@ impl Profile {
             profile: Arc::new(self.clone()),
             users,
             turn: Arc::default(),
-            admin,
+            admins: admins.into(),
             root,
             system,
             client_mac: ClientMac(client_mac),
@@ -361,7 +372,9 @@ pub struct Skm {
     users: Arc<[Channel]>,
     /// Which replica the next user call goes to first (round robin).
     turn: Arc<std::sync::atomic::AtomicUsize>,
-    admin: Option<Channel>,
+    /// The admin port of each replica, first `admin_endpoint` (empty
+    /// without an operator certificate).
+    admins: Arc<[Channel]>,
     root: Option<Channel>,
     system: Option<Channel>,
     client_mac: ClientMac,
@@ -410,43 +423,52 @@ impl Skm {
         F: Fn(Keys, Req) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let replicas = self.users.len();
-        let deadline = std::time::Instant::now() + FAILOVER_FOR;
-        let mut pause = std::time::Duration::from_millis(50);
-        loop {
-            let mut unavailable = None;
-            for _ in 0..replicas {
-                match call(self.keys(), request.clone()).await {
-                    Ok(reply) => return Ok(reply.into_inner()),
-                    Err(status) if replicas > 1 && fails_over(status.code()) => {
-                        unavailable = Some(status);
-                    }
-                    Err(status) => return Err(status),
-                }
-            }
-            let status = unavailable.unwrap_or_else(|| tonic::Status::unavailable("no replica answered"));
-            if std::time::Instant::now() + pause > deadline {
-                return Err(status);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        fail_over(self.users.len(), |_| call(self.keys(), request.clone())).await
+    }
+
+    /// Runs one operator call on the admin plane with a fresh request id
+    /// ([`REQUEST_ID_METADATA`]), sent to `admin_endpoint` first and, while
+    /// a replica is down or the call breaks off ([`fails_over`]), to the
+    /// profile's `admin_replicas`, for up to [`FAILOVER_FOR`], always with
+    /// the same id: kms-api makes a change sent again under an id it has
+    /// seen once and answers from the first time, so a retry whose first
+    /// attempt did reach the store never applies twice. Reads ignore the
+    /// id. Not for the calls that are about one replica (its audit log):
+    /// use [`Skm::replica_admins`] for those.
+    pub async fn admin_call<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: Fn(AdminServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        if self.admins.is_empty() {
+            return Err(ClientError::NoOperator);
         }
+        let id = new_request_id()?;
+        let replicas = self.admins.len();
+        let reply = fail_over(replicas, |attempt| {
+            let mut request = tonic::Request::new(request.clone());
+            request.metadata_mut().insert(REQUEST_ID_METADATA, id.clone());
+            call(AdminServiceClient::new(self.admins[attempt % replicas].clone()), request)
+        })
+        .await?;
+        Ok(reply)
     }
 
     /// The operator plane of each kms-api replica the profile names, with
     /// its `admin_endpoint`: the first is [`Skm::admin`]'s.
     pub fn replica_admins(&self) -> Result<Vec<(String, AdminServiceClient<Channel>)>, ClientError> {
-        let mut all = vec![(self.profile.admin_endpoint.clone(), self.admin()?)];
-        for endpoint in &self.profile.admin_replicas {
-            let channel = self.profile.operator_channel(endpoint, Service::KmsApi)?;
-            all.push((endpoint.clone(), AdminServiceClient::new(channel)));
+        if self.admins.is_empty() {
+            return Err(ClientError::NoOperator);
         }
-        Ok(all)
+        let endpoints = std::iter::once(&self.profile.admin_endpoint).chain(&self.profile.admin_replicas);
+        Ok(endpoints.zip(self.admins.iter()).map(|(e, c)| (e.clone(), AdminServiceClient::new(c.clone()))).collect())
     }
 
-    /// Operator plane of kms-api.
+    /// Operator plane of kms-api, on `admin_endpoint` alone (no request id,
+    /// no failover: see [`Skm::admin_call`]).
     pub fn admin(&self) -> Result<AdminServiceClient<Channel>, ClientError> {
-        Ok(AdminServiceClient::new(self.admin.clone().ok_or(ClientError::NoOperator)?))
+        Ok(AdminServiceClient::new(self.admins.first().cloned().ok_or(ClientError::NoOperator)?))
     }
 
     /// root-keyd (operators: init, unseal, status).
@@ -463,12 +485,52 @@ impl Skm {
     /// kms-api's over the user port when there is no operator.
     pub fn health(&self, service: Service) -> Result<HealthClient<Channel>, ClientError> {
         let channel = match service {
-            Service::KmsApi => self.admin.clone().unwrap_or_else(|| self.users[0].clone()),
+            Service::KmsApi => self.admins.first().unwrap_or(&self.users[0]).clone(),
             Service::RootKeyd => self.root.clone().ok_or(ClientError::NoOperator)?,
             Service::SystemKeyd => self.system.clone().ok_or(ClientError::NoOperator)?,
         };
         Ok(HealthClient::new(channel))
     }
+}
+
+/// Sends a call (attempt 0, 1, ... picks the replica) until it is answered:
+/// once with one replica; with several, on to the next while one
+/// [`fails_over`], round after round with a growing pause, for up to
+/// [`FAILOVER_FOR`].
+async fn fail_over<T, F, Fut>(replicas: usize, mut attempt: F) -> Result<T, tonic::Status>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = std::time::Instant::now() + FAILOVER_FOR;
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut sent = 0;
+    loop {
+        let mut unavailable = None;
+        for _ in 0..replicas {
+            match attempt(sent).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status) if replicas > 1 && fails_over(status.code()) => {
+                    unavailable = Some(status);
+                }
+                Err(status) => return Err(status),
+            }
+            sent += 1;
+        }
+        let status = unavailable.unwrap_or_else(|| tonic::Status::unavailable("no replica answered"));
+        if std::time::Instant::now() + pause > deadline {
+            return Err(status);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A fresh request id: 32 random hex digits.
+fn new_request_id() -> Result<MetadataValue<Ascii>, ClientError> {
+    let id = skm_crypto::Id::generate().map_err(|_| ClientError::RequestId)?;
+    // 32 hex digits are always valid ASCII metadata.
+    MetadataValue::try_from(id.to_string()).map_err(|_| ClientError::RequestId)
 }
 
 #[cfg(test)]
@@ -491,5 +553,51 @@ mod tests {
         ] {
             assert!(!super::fails_over(code), "{code:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_moves_on_to_the_next_replica_only_while_one_is_down() {
+        use std::sync::Mutex;
+        // Replica 0 is down; replica 1 answers.
+        let sent = Mutex::new(Vec::new());
+        let reply = super::fail_over(2, |attempt| {
+            sent.lock().unwrap().push(attempt);
+            async move {
+                match attempt % 2 {
+                    0 => Err(tonic::Status::unavailable("down")),
+                    _ => Ok(tonic::Response::new(attempt)),
+                }
+            }
+        })
+        .await;
+        assert_eq!(reply.unwrap(), 1);
+        assert_eq!(*sent.lock().unwrap(), [0, 1]);
+
+        // A refusal on the merits is final.
+        let sent = Mutex::new(0);
+        let reply: Result<(), _> = super::fail_over(2, |_| {
+            *sent.lock().unwrap() += 1;
+            async { Err(tonic::Status::not_found("no such key")) }
+        })
+        .await;
+        assert_eq!(reply.unwrap_err().code(), Code::NotFound);
+        assert_eq!(*sent.lock().unwrap(), 1);
+
+        // One replica: sent once, even when it is down.
+        let sent = Mutex::new(0);
+        let reply: Result<(), _> = super::fail_over(1, |_| {
+            *sent.lock().unwrap() += 1;
+            async { Err(tonic::Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(reply.unwrap_err().code(), Code::Unavailable);
+        assert_eq!(*sent.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn request_ids_are_fresh_each_time() {
+        let (a, b) = (super::new_request_id().unwrap(), super::new_request_id().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
     }
 }

@@ -3,6 +3,7 @@
 use skm_crypto::Id;
 use skm_runtime::Role;
 
+use super::request_ids::RequestId;
 use crate::access::Facts;
 
 /// The principal kms-api's own work is audited under.
@@ -70,6 +71,10 @@ pub struct Caller {
     /// `…/appkey/{keystore}/…`): a key of another keystore is then not
     /// found, with the same answer as a key that doesn't exist.
     pub keystore_scope: Option<KeystoreRef>,
+    /// The request id an operator's change came with (gRPC
+    /// `x-skm-request-id`): a retry with the same id is answered without
+    /// changing anything again ([`super::request_ids`]).
+    pub request_id: Option<RequestId>,
 }
 
 /// A keystore as a request names it: by id, or by its alias.
@@ -94,7 +99,7 @@ impl KeystoreRef {
 impl Caller {
     /// An application.
     pub fn application(facts: Facts, via: FrontEnd) -> Self {
-        Self { who: Who::Application(facts), via, keystore_scope: None }
+        Self { who: Who::Application(facts), via, keystore_scope: None, request_id: None }
     }
 
     /// The same caller, confined to the keys of one keystore.
@@ -102,14 +107,19 @@ impl Caller {
         Self { keystore_scope: Some(keystore), ..self }
     }
 
+    /// The same caller, its change sent under `request_id`.
+    pub fn with_request_id(self, request_id: RequestId) -> Self {
+        Self { request_id: Some(request_id), ..self }
+    }
+
     /// An operator.
     pub fn operator(operator: Operator, via: FrontEnd) -> Self {
-        Self { who: Who::Operator(operator), via, keystore_scope: None }
+        Self { who: Who::Operator(operator), via, keystore_scope: None, request_id: None }
     }
 
     /// kms-api's maintenance task.
     pub fn maintenance() -> Self {
-        Self { who: Who::Maintenance, via: FrontEnd::Maintenance, keystore_scope: None }
+        Self { who: Who::Maintenance, via: FrontEnd::Maintenance, keystore_scope: None, request_id: None }
     }
 
     /// What the server knows of the caller's connection (empty for

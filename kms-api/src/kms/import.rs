@@ -15,7 +15,7 @@ use super::lifecycle::{add_version, check_version_cap};
 use super::operation::{Effect, Operation, Subject, Trail};
 use super::{Kms, KmsError, check_len, internal, parse_id};
 use crate::model::{self, Fresh, Key, KeyOrigin, KeyState};
-use crate::records::ImportParams;
+use crate::records::{ImportParams, Receipt};
 
 /// Most bytes of wrapped material ImportKeyMaterial takes: the largest
 /// material, AES-KWP's overhead and an RSA-4096 block.
@@ -85,6 +85,8 @@ impl Operation for GetParametersForImport {
     const NAME: &'static str = "GetParametersForImport";
     const EFFECT: Effect = Effect::Change;
     type Output = ImportParameters;
+    /// Sent again, it makes fresh parameters, which replace the first.
+    const REQUEST_ID: bool = false;
 
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
@@ -135,6 +137,10 @@ impl Operation for ImportKeyMaterial {
     const NAME: &'static str = "ImportKeyMaterial";
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)

@@ -12,7 +12,7 @@ use super::operation::{Effect, Operation, Subject, Trail};
 use super::{Kms, KmsError, internal, parse_id};
 use crate::access::{KnownCert, Policy, PolicyInput};
 use crate::model::{self, KEYSTORE_CA_DAYS, Keystore, KeystoreCaFiles, MAX_CERT_DAYS};
-use crate::records::RecordError;
+use crate::records::{Receipt, RecordError};
 
 /// A client certificate just issued, as PKCS#12.
 pub struct IssuedCertificate {
@@ -138,6 +138,10 @@ impl Operation for CreateKeystore {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Keystore>, KmsError> {
+        kms.replayed_keystore(receipt).await
+    }
+
     fn check(&self) -> Result<(), KmsError> {
         model::check_name("name", &self.name).map_err(KmsError::InvalidArgument)?;
         if let Some(alias) = &self.alias {
@@ -200,6 +204,10 @@ impl Operation for UpdateKeystore {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Keystore>, KmsError> {
+        kms.replayed_keystore(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Keystore(&self.keystore_id)
     }
@@ -234,6 +242,11 @@ impl Operation for DeleteKeystore {
     const NAME: &'static str = "DeleteKeystore";
     const EFFECT: Effect = Effect::Change;
     type Output = ();
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<(), KmsError> {
+        let _ = (kms, receipt);
+        Ok(())
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Keystore(&self.keystore_id)
@@ -335,6 +348,10 @@ impl Operation for RegisterClientCertificate {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Keystore>, KmsError> {
+        kms.replayed_keystore(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Keystore(&self.keystore_id)
     }
@@ -371,6 +388,10 @@ impl Operation for RevokeClientCertificate {
     const NAME: &'static str = "RevokeClientCertificate";
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Keystore>;
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Keystore>, KmsError> {
+        kms.replayed_keystore(receipt).await
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Keystore(&self.keystore_id)

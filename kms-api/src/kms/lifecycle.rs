@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::operation::{Effect, Operation, Subject, Trail};
 use super::{Kms, KmsError, internal, not_found, parse_id, views};
 use crate::model::{self, DAY, Fresh, Key, KeyKind, KeyOrigin, KeyState, Material};
-use crate::records::{Due, RecordError};
+use crate::records::{Due, Receipt, RecordError};
 
 /// Create a key with version 1, or (origin external) a key that awaits
 /// its imported material.
@@ -206,6 +206,10 @@ impl Operation for CreateKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Keystore(&self.keystore_id)
     }
@@ -252,6 +256,10 @@ impl Operation for CreateSecret {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Keystore(&self.keystore_id)
     }
@@ -286,6 +294,10 @@ impl Operation for UpdateSecret {
     const NAME: &'static str = "UpdateSecret";
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
@@ -355,6 +367,10 @@ impl Operation for RotateKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
     }
@@ -397,6 +413,10 @@ impl Operation for UpdateKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
     }
@@ -426,6 +446,10 @@ impl Operation for EnableKey {
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
 
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
     }
@@ -450,6 +474,10 @@ impl Operation for DisableKey {
     const NAME: &'static str = "DisableKey";
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
@@ -480,6 +508,10 @@ impl Operation for ScheduleKeyDeletion {
     const NAME: &'static str = "ScheduleKeyDeletion";
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)
@@ -521,6 +553,10 @@ impl Operation for CancelKeyDeletion {
     const NAME: &'static str = "CancelKeyDeletion";
     const EFFECT: Effect = Effect::Change;
     type Output = Arc<Key>;
+
+    async fn replay<S: Store + Clone>(kms: &Kms<S>, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
+        kms.replayed_key(receipt).await
+    }
 
     fn subject(&self) -> Subject<'_> {
         Subject::Key(&self.key_id)

@@ -1,6 +1,7 @@
 //! kms-api's own work: automatic rotations, destruction of keys whose
 //! deletion waiting period is over (crypto-shredding: the record with every
-//! version's material is deleted), and persisting last-use times. Each
+//! version's material is deleted), persisting last-use times, and
+//! forgetting request ids past their window. Each
 //! rotation and destruction is an operation of the core like any other,
 //! audited before and after under [`super::MAINTENANCE_PRINCIPAL`].
 
@@ -29,6 +30,8 @@ pub struct MaintenanceReport {
     /// Automatic rotations refused (a key at its version cap, or no longer
     /// due when read again).
     pub refused: usize,
+    /// Request ids forgotten ([`super::request_ids::WINDOW_SECS`] old).
+    pub forgotten_requests: usize,
 }
 
 /// Rotate a key whose automatic rotation is due (a disabled key only has
@@ -170,6 +173,10 @@ impl<S: Store + Clone> Kms<S> {
             }
         }
         self.records.save_last_used(&self.cached_last_uses()).await?;
+        report.forgotten_requests = self
+            .records
+            .forget_requests(now.saturating_sub(super::request_ids::WINDOW_SECS), super::request_ids::FORGET_PER_PASS)
+            .await?;
         Ok(report)
     }
 
@@ -192,6 +199,7 @@ impl<S: Store + Clone> Kms<S> {
                         rotated = r.rotated,
                         destroyed = r.destroyed,
                         refused = r.refused,
+                        forgotten_requests = r.forgotten_requests,
                         "maintenance pass"
                     );
                 }

@@ -15,10 +15,12 @@ use skm_runtime::neighbours::MacAddr;
 use skm_store::Store;
 
 use super::caller::{Caller, MAINTENANCE_PRINCIPAL, Who};
+use super::request_ids;
 use super::{Kms, KmsError, parse_id};
 use crate::access::{MacSource, Passed};
 use crate::audit::{self, AuditError, Event, Outcome};
 use crate::model::Key;
+use crate::records::{Claim, Receipt, RequestRecord};
 
 /// What an operation does, which decides who may call it and how it is
 /// audited.
@@ -71,6 +73,11 @@ pub trait Operation: Send + Sized {
     const EFFECT: Effect;
     /// What it returns.
     type Output: Send;
+    /// Whether a request id makes this change once (its record written
+    /// with it, a retry answered by [`Operation::replay`]); `false` for
+    /// changes that are harmless to make again and whose result can't be
+    /// replayed.
+    const REQUEST_ID: bool = true;
 
     /// Its name in the audit log for this request (one type may serve two
     /// RPCs).
@@ -107,6 +114,19 @@ pub trait Operation: Send + Sized {
         kms: &Kms<S>,
         trail: &mut Trail<'_>,
     ) -> impl Future<Output = Result<Self::Output, KmsError>> + Send;
+
+    /// The answer to a change sent again under a request id whose change
+    /// was already made (`receipt`: what it made): the key or keystore as
+    /// it is now. By default refused with FAILED_PRECONDITION, for the
+    /// changes whose result is handed out only once (an issued client
+    /// certificate's private key, import parameters).
+    fn replay<S: Store + Clone>(
+        kms: &Kms<S>,
+        receipt: &Receipt,
+    ) -> impl Future<Output = Result<Self::Output, KmsError>> + Send {
+        let _ = (kms, receipt);
+        async { Err(request_ids::not_replayable(Self::NAME)) }
+    }
 }
 
 /// What the audit entry of one call will say: filled in as the operation
@@ -266,6 +286,22 @@ impl<S: Store + Clone> Kms<S> {
         {
             return self.finish(&trail, Err(e)).await;
         }
+        let claim = match (&caller.request_id, &caller.who, O::EFFECT) {
+            (Some(id), Who::Operator(op), Effect::Change) if O::REQUEST_ID => {
+                Some(Claim::new(&op.principal, id.as_str(), trail.operation, self.now()))
+            }
+            _ => None,
+        };
+        if let Some(claim) = &claim {
+            match self.records.request(claim).await {
+                Ok(None) => {}
+                Ok(Some(record)) => {
+                    let replayed = self.replay::<O>(&mut trail, &record).await;
+                    return self.finish(&trail, replayed).await;
+                }
+                Err(e) => return self.finish(&trail, Err(e.into())).await,
+            }
+        }
         if O::EFFECT == Effect::Change {
             let intent = trail.event(self.now(), Outcome::Intent);
             let written = if trail.acknowledges_loss {
@@ -281,12 +317,61 @@ impl<S: Store + Clone> Kms<S> {
                 }
             }
         }
-        let result = op.run(self, &mut trail).await;
+        let result = match claim {
+            None => op.run(self, &mut trail).await,
+            Some(claim) => self.run_claimed(op, &mut trail, claim).await,
+        };
         if O::EFFECT == Effect::Batch && result.is_ok() {
             // Every item was audited on its own by `execute_items`.
             return result;
         }
         self.finish(&trail, result).await
+    }
+
+    /// Carries out a change sent with a request id: its first batch
+    /// carries the claim's record. A change that wrote no batch gets the
+    /// record on its own afterwards; a change that failed because (or
+    /// while) another attempt of the request committed is answered as that
+    /// attempt's replay.
+    async fn run_claimed<O: Operation>(
+        &self,
+        op: O,
+        trail: &mut Trail<'_>,
+        claim: Claim,
+    ) -> Result<O::Output, KmsError> {
+        let (result, unclaimed) = crate::records::with_claim(claim.clone(), op.run(self, trail)).await;
+        match result {
+            Ok(output) => {
+                if let Some(claim) = unclaimed
+                    && let Err(e) = self.records.put_request(&claim, Receipt::default()).await
+                {
+                    // The change is made; only a retry of it would repeat it.
+                    tracing::warn!(error = %e, operation = claim.operation, "request id not recorded");
+                }
+                Ok(output)
+            }
+            Err(e) => match self.records.request(&claim).await {
+                Ok(Some(record)) => self.replay::<O>(trail, &record).await,
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Answers a request whose change was made already (its record).
+    async fn replay<O: Operation>(&self, trail: &mut Trail<'_>, record: &RequestRecord) -> Result<O::Output, KmsError> {
+        request_ids::same_operation(record, trail.operation)?;
+        let receipt = &record.receipt;
+        if let Some(id) = receipt.keystore_id {
+            trail.touch_keystore(id);
+        }
+        trail.key_id = receipt.key_id.or(trail.key_id);
+        trail.key_version = receipt.version.or(trail.key_version);
+        tracing::info!(
+            operation = trail.operation,
+            made_at = record.at,
+            "request id seen again: answered without a change"
+        );
+        O::replay(self, receipt).await
     }
 
     /// Runs the items of a batch as operations of their own, each audited

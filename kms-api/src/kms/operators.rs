@@ -57,6 +57,8 @@ impl Operation for RevokeOperator {
     const NAME: &'static str = "RevokeOperator";
     const EFFECT: Effect = Effect::Change;
     type Output = String;
+    /// Sent again, it revokes the certificate again: nothing changes.
+    const REQUEST_ID: bool = false;
 
     fn check(&self) -> Result<(), KmsError> {
         fingerprint(&self.sha256).map(|_| ())

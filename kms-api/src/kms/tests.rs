@@ -380,7 +380,10 @@ async fn maintenance_rotates_and_destroys_under_its_own_principal() {
 
     assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport::default(), "nothing due yet");
     core.clock.advance(8 * model::DAY);
-    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 1, destroyed: 1, refused: 0 });
+    assert_eq!(
+        core.kms.maintain().await.unwrap(),
+        MaintenanceReport { rotated: 1, destroyed: 1, refused: 0, forgotten_requests: 0 }
+    );
     assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport::default(), "done exactly once");
 
     let newest = core.encrypt(&rotating, &app("10.0.0.1"), b"new").await.unwrap();
@@ -609,7 +612,10 @@ async fn a_key_at_its_version_cap_refuses_rotation_and_maintenance_moves_on() {
     let first = core.encrypt(&key, &app("10.0.0.1"), b"v1").await.unwrap().ciphertext;
     core.kms.execute(&admin(), RotateKey { key_id: key.clone() }).await.unwrap();
     core.clock.advance(model::DAY);
-    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 1, destroyed: 0, refused: 0 });
+    assert_eq!(
+        core.kms.maintain().await.unwrap(),
+        MaintenanceReport { rotated: 1, destroyed: 0, refused: 0, forgotten_requests: 0 }
+    );
 
     // Three versions: a fourth is refused, naming the cap, and nothing changes.
     let before = core.snapshot().await;
@@ -624,7 +630,10 @@ async fn a_key_at_its_version_cap_refuses_rotation_and_maintenance_moves_on() {
     // Automatic rotation: refused and audited once, its next try a period on.
     core.clock.advance(model::DAY);
     let audited = core.entries().await.len();
-    assert_eq!(core.kms.maintain().await.unwrap(), MaintenanceReport { rotated: 0, destroyed: 0, refused: 1 });
+    assert_eq!(
+        core.kms.maintain().await.unwrap(),
+        MaintenanceReport { rotated: 0, destroyed: 0, refused: 1, forgotten_requests: 0 }
+    );
     let entries = core.entries().await;
     assert_eq!(
         operations(&entries[audited..]),
@@ -1512,4 +1521,242 @@ async fn console_sessions_end_when_idle_at_their_lifetime_on_sign_out_and_on_rev
     let names: Vec<_> = core.entries().await.into_iter().map(|(_, e)| (e.operation, e.front_end)).collect();
     assert!(names.contains(&("ConsoleSignIn".into(), Some("console".into()))));
     assert!(names.contains(&("ConsoleSignOut".into(), Some("console".into()))));
+}
+
+// Request ids (request_ids.rs): a change sent again under its id is made once.
+
+fn with_id(caller: Caller, id: &str) -> Caller {
+    caller.with_request_id(RequestId::parse(id).unwrap())
+}
+
+async fn newest(core: &Core<impl Store + Clone>, key_id: &str) -> (u32, usize) {
+    let key = core.kms.execute(&admin(), DescribeKey { key_id: key_id.into() }).await.unwrap();
+    (key.material.newest_version(), key.material.version_count())
+}
+
+#[tokio::test]
+async fn a_change_sent_again_under_its_request_id_is_made_once() {
+    let core = core().await;
+    let ks = core.keystore("payments").await;
+
+    // Without an id a second CreateSecret of the name is refused; with one,
+    // the second is answered with the first's secret.
+    let create = || CreateSecret {
+        keystore_id: ks.clone(),
+        name: "db".into(),
+        value: Zeroizing::new(b"one".to_vec()),
+        max_versions: 0,
+    };
+    let first = core.kms.execute(&with_id(admin(), "create-1"), create()).await.unwrap();
+    let again = core.kms.execute(&with_id(admin(), "create-1"), create()).await.unwrap();
+    assert_eq!(again.id, first.id);
+    let taken = core.kms.execute(&admin(), create()).await.unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken}");
+    let secret = first.id.to_string();
+
+    let update = || UpdateSecret { key_id: secret.clone(), value: Zeroizing::new(b"two".to_vec()) };
+    for _ in 0..3 {
+        let key = core.kms.execute(&with_id(admin(), "update-1"), update()).await.unwrap();
+        assert_eq!(key.material.newest_version(), 2);
+    }
+    assert_eq!(newest(&core, &secret).await, (2, 2));
+    core.kms.execute(&with_id(admin(), "update-2"), update()).await.unwrap();
+    assert_eq!(newest(&core, &secret).await, (3, 3), "a new id is a new change");
+
+    let key = core.key(&ks, "k", KeyKind::Aes256).await;
+    for _ in 0..2 {
+        core.kms.execute(&with_id(admin(), "rotate-1"), RotateKey { key_id: key.clone() }).await.unwrap();
+    }
+    assert_eq!(newest(&core, &key).await, (2, 2));
+
+    // Each attempt is audited; the replays name what the change made.
+    let updates: Vec<_> = core
+        .entries()
+        .await
+        .into_iter()
+        .filter(|(_, e)| e.operation == "UpdateSecret" && e.result == Outcome::Allowed)
+        .map(|(_, e)| (e.key_id, e.key_version))
+        .collect();
+    assert_eq!(updates.len(), 4);
+    assert!(updates[..3].iter().all(|u| *u == (Some(secret.clone()), Some(2))), "{updates:?}");
+}
+
+#[tokio::test]
+async fn a_request_id_names_one_operation_of_one_operator() {
+    let core = core().await;
+    let ks = core.keystore("payments").await;
+    let key = core.key(&ks, "k", KeyKind::Aes256).await;
+    core.kms.execute(&with_id(admin(), "same"), RotateKey { key_id: key.clone() }).await.unwrap();
+    let other = core.kms.execute(&with_id(admin(), "same"), DisableKey { key_id: key.clone() }).await.unwrap_err();
+    assert_eq!(other.code(), Code::InvalidArgument);
+    assert!(other.to_string().contains("x-skm-request-id") && other.to_string().contains("RotateKey"), "{other}");
+    assert_eq!(newest(&core, &key).await, (2, 2));
+
+    // Another operator's id of the same text is its own.
+    let bob = |caller: Caller| match caller.who {
+        Who::Operator(op) => {
+            Caller::operator(Operator { principal: "operator/admin/bob".into(), ..op }, FrontEnd::Grpc)
+        }
+        _ => unreachable!(),
+    };
+    core.kms.execute(&with_id(bob(admin()), "same"), RotateKey { key_id: key.clone() }).await.unwrap();
+    assert_eq!(newest(&core, &key).await, (3, 3));
+}
+
+#[tokio::test]
+async fn a_result_handed_out_once_is_not_handed_out_again() {
+    let core = core().await;
+    let ks = core.keystore("payments").await;
+    let issue = || IssueClientCertificate {
+        keystore_id: ks.clone(),
+        name: "app-1".into(),
+        days: 1,
+        password: Zeroizing::new("a long password".into()),
+    };
+    core.kms.execute(&with_id(admin(), "issue-1"), issue()).await.unwrap();
+    let again = core.kms.execute(&with_id(admin(), "issue-1"), issue()).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(again.to_string().contains("only once"), "{again}");
+    let certs = core.kms.execute(&admin(), GetKeystore { keystore_id: ks.clone() }).await.unwrap().certs.len();
+    assert_eq!(certs, 1, "the certificate was issued once");
+}
+
+/// A store whose next batch fails with UNAVAILABLE, either before it is
+/// applied or after (a reply lost when etcd committed it); it keeps the
+/// keys of every batch applied.
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    /// 1: the next batch is refused; 2: applied, then reported failed.
+    next: Arc<std::sync::atomic::AtomicU8>,
+    batches: Arc<std::sync::Mutex<Vec<Vec<Vec<u8>>>>>,
+}
+
+impl Flaky {
+    fn fail_next(&self, after_applying: bool) {
+        self.next.store(if after_applying { 2 } else { 1 }, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn unavailable() -> skm_store::StoreError {
+    skm_store::StoreError::Unavailable("injected".into())
+}
+
+impl Store for Flaky {
+    async fn get(&self, key: &[u8]) -> Result<Option<skm_store::Versioned>, skm_store::StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: &[u8], value: &[u8], expect: skm_store::Expect) -> Result<u64, skm_store::StoreError> {
+        self.inner.put(key, value, expect).await
+    }
+
+    async fn apply(&self, ops: Vec<skm_store::Op>) -> Result<(), skm_store::StoreError> {
+        let keys: Vec<Vec<u8>> = ops
+            .iter()
+            .map(|op| match op {
+                skm_store::Op::Put { key, .. } | skm_store::Op::Delete { key, .. } => key.clone(),
+            })
+            .collect();
+        match self.next.swap(0, std::sync::atomic::Ordering::SeqCst) {
+            1 => return Err(unavailable()),
+            2 => {
+                self.inner.apply(ops).await?;
+                self.batches.lock().unwrap().push(keys);
+                return Err(unavailable());
+            }
+            _ => {}
+        }
+        self.inner.apply(ops).await?;
+        self.batches.lock().unwrap().push(keys);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn list_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
+        self.inner.list_range(start, end).await
+    }
+
+    async fn list_from(
+        &self,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
+        self.inner.list_from(start, limit).await
+    }
+}
+
+#[tokio::test]
+async fn the_request_record_commits_with_the_change_or_not_at_all() {
+    let store = Flaky::default();
+    let core = core_over(store.clone(), model::DEFAULT_MAX_KEY_VERSIONS).await;
+    let ks = core.keystore("payments").await;
+    let key = core.key(&ks, "k", KeyKind::Aes256).await;
+    let rotate = || RotateKey { key_id: key.clone() };
+
+    // The batch is refused: nothing was made, so the retry makes it.
+    store.fail_next(false);
+    let refused = core.kms.execute(&with_id(admin(), "r1"), rotate()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused}");
+    assert!(store.inner.list(b"reqid/").await.unwrap().is_empty());
+    core.kms.execute(&with_id(admin(), "r1"), rotate()).await.unwrap();
+    assert_eq!(newest(&core, &key).await, (2, 2));
+
+    // The batch is applied and its reply lost: the attempt finds its own
+    // record and answers as made; a retry is answered the same, unmade.
+    store.fail_next(true);
+    let lost = core.kms.execute(&with_id(admin(), "r2"), rotate()).await.unwrap();
+    assert_eq!(lost.material.newest_version(), 3);
+    let retried = core.kms.execute(&with_id(admin(), "r2"), rotate()).await.unwrap();
+    assert_eq!(retried.material.newest_version(), 3);
+    assert_eq!(newest(&core, &key).await, (3, 3));
+
+    // The record was in the change's own batch, beside the key's head.
+    let batches = store.batches.lock().unwrap().clone();
+    let with_record: Vec<_> = batches.iter().filter(|b| b.iter().any(|k| k.starts_with(b"reqid/"))).collect();
+    assert_eq!(with_record.len(), 2, "one record per request");
+    for batch in with_record {
+        assert!(batch.iter().any(|k| k.starts_with(b"key/")), "{batch:?}");
+        assert!(batch.iter().any(|k| k.starts_with(b"keyver/")), "{batch:?}");
+        assert!(batch.iter().any(|k| k.starts_with(b"reqdue/")), "{batch:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_attempts_of_one_request_make_one_change() {
+    let core = core().await;
+    let ks = core.keystore("payments").await;
+    let key = core.key(&ks, "k", KeyKind::Aes256).await;
+    let caller = with_id(admin(), "racing");
+    let attempt = || core.kms.execute(&caller, RotateKey { key_id: key.clone() });
+    let (a, b, c, d) = tokio::join!(attempt(), attempt(), attempt(), attempt());
+    for result in [a, b, c, d] {
+        assert_eq!(result.unwrap().material.newest_version(), 2);
+    }
+    assert_eq!(newest(&core, &key).await, (2, 2));
+}
+
+#[tokio::test]
+async fn request_ids_are_forgotten_after_a_day() {
+    let core = core().await;
+    let ks = core.keystore("payments").await;
+    let key = core.key(&ks, "k", KeyKind::Aes256).await;
+    core.kms.execute(&with_id(admin(), "day"), RotateKey { key_id: key.clone() }).await.unwrap();
+    core.clock.advance(request_ids::WINDOW_SECS - 1);
+    assert_eq!(core.kms.maintain().await.unwrap().forgotten_requests, 0);
+    core.kms.execute(&with_id(admin(), "day"), RotateKey { key_id: key.clone() }).await.unwrap();
+    assert_eq!(newest(&core, &key).await, (2, 2), "still remembered");
+    core.clock.advance(2);
+    assert_eq!(core.kms.maintain().await.unwrap().forgotten_requests, 1);
+    assert!(core.store.list(b"reqid/").await.unwrap().is_empty());
+    assert!(core.store.list(b"reqdue/").await.unwrap().is_empty());
+    core.kms.execute(&with_id(admin(), "day"), RotateKey { key_id: key.clone() }).await.unwrap();
+    assert_eq!(newest(&core, &key).await, (3, 3), "a forgotten id makes the change again");
 }
