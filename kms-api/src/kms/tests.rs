@@ -500,14 +500,24 @@ async fn secrets_keep_their_versions() {
     assert_eq!(core.kms.execute(&admin(), too_big).await.unwrap_err().code(), Code::InvalidArgument);
 }
 
-/// A store that counts the bytes of every value written.
-#[derive(Clone)]
+/// A store that counts the bytes of every value written and keeps the
+/// keys of every batch applied; its next batch can be made to fail with
+/// UNAVAILABLE, before it is applied or after (a reply lost when etcd
+/// committed it).
+#[derive(Clone, Default)]
 struct Counting {
     inner: MemoryStore,
     written: Arc<std::sync::atomic::AtomicUsize>,
+    /// 1: the next batch is refused; 2: applied, then reported failed.
+    next: Arc<std::sync::atomic::AtomicU8>,
+    batches: Arc<std::sync::Mutex<Vec<Vec<Vec<u8>>>>>,
 }
 
 impl Counting {
+    fn fail_next(&self, after_applying: bool) {
+        self.next.store(if after_applying { 2 } else { 1 }, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn written(&self) -> usize {
         self.written.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -528,13 +538,22 @@ impl Store for Counting {
     }
 
     async fn apply(&self, ops: Vec<skm_store::Op>) -> Result<(), skm_store::StoreError> {
+        let mut keys = Vec::with_capacity(ops.len());
         for op in &ops {
             match op {
                 skm_store::Op::Put { key, value, .. } => self.count(key.len() + value.len()),
                 skm_store::Op::Delete { key, .. } => self.count(key.len()),
             }
+            let (skm_store::Op::Put { key, .. } | skm_store::Op::Delete { key, .. }) = op;
+            keys.push(key.clone());
         }
-        self.inner.apply(ops).await
+        let fail = self.next.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if fail == 1 {
+            return Err(unavailable());
+        }
+        self.inner.apply(ops).await?;
+        self.batches.lock().unwrap().push(keys);
+        if fail == 2 { Err(unavailable()) } else { Ok(()) }
     }
 
     async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
@@ -560,7 +579,7 @@ impl Store for Counting {
 
 #[tokio::test]
 async fn a_new_version_writes_the_same_few_bytes_however_many_versions_there_are() {
-    let store = Counting { inner: MemoryStore::new(), written: Arc::default() };
+    let store = Counting::default();
     let core = core_over(store.clone(), model::DEFAULT_MAX_KEY_VERSIONS).await;
     let ks = core.keystore("ks").await;
     let key = core.key(&ks, "k", KeyKind::Asymmetric(KeyAlgorithm::Ed25519)).await;
@@ -1621,81 +1640,13 @@ async fn a_result_handed_out_once_is_not_handed_out_again() {
     assert_eq!(certs, 1, "the certificate was issued once");
 }
 
-/// A store whose next batch fails with UNAVAILABLE, either before it is
-/// applied or after (a reply lost when etcd committed it); it keeps the
-/// keys of every batch applied.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: MemoryStore,
-    /// 1: the next batch is refused; 2: applied, then reported failed.
-    next: Arc<std::sync::atomic::AtomicU8>,
-    batches: Arc<std::sync::Mutex<Vec<Vec<Vec<u8>>>>>,
-}
-
-impl Flaky {
-    fn fail_next(&self, after_applying: bool) {
-        self.next.store(if after_applying { 2 } else { 1 }, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 fn unavailable() -> skm_store::StoreError {
     skm_store::StoreError::Unavailable("injected".into())
 }
 
-impl Store for Flaky {
-    async fn get(&self, key: &[u8]) -> Result<Option<skm_store::Versioned>, skm_store::StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn put(&self, key: &[u8], value: &[u8], expect: skm_store::Expect) -> Result<u64, skm_store::StoreError> {
-        self.inner.put(key, value, expect).await
-    }
-
-    async fn apply(&self, ops: Vec<skm_store::Op>) -> Result<(), skm_store::StoreError> {
-        let keys: Vec<Vec<u8>> = ops
-            .iter()
-            .map(|op| match op {
-                skm_store::Op::Put { key, .. } | skm_store::Op::Delete { key, .. } => key.clone(),
-            })
-            .collect();
-        match self.next.swap(0, std::sync::atomic::Ordering::SeqCst) {
-            1 => return Err(unavailable()),
-            2 => {
-                self.inner.apply(ops).await?;
-                self.batches.lock().unwrap().push(keys);
-                return Err(unavailable());
-            }
-            _ => {}
-        }
-        self.inner.apply(ops).await?;
-        self.batches.lock().unwrap().push(keys);
-        Ok(())
-    }
-
-    async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
-        self.inner.list(prefix).await
-    }
-
-    async fn list_range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
-        self.inner.list_range(start, end).await
-    }
-
-    async fn list_from(
-        &self,
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, skm_store::Versioned)>, skm_store::StoreError> {
-        self.inner.list_from(start, limit).await
-    }
-}
-
 #[tokio::test]
 async fn the_request_record_commits_with_the_change_or_not_at_all() {
-    let store = Flaky::default();
+    let store = Counting::default();
     let core = core_over(store.clone(), model::DEFAULT_MAX_KEY_VERSIONS).await;
     let ks = core.keystore("payments").await;
     let key = core.key(&ks, "k", KeyKind::Aes256).await;
