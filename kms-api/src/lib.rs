@@ -207,6 +207,10 @@ pub async fn start_with_clock(
     let changes = store.watch(replica, config.cache_max_staleness / 4);
     // One replica at a time runs the maintenance pass and the re-seal.
     let leader = Arc::new(store.elect("maintenance", replica, config.maintenance_lease));
+    let etcd = match &store {
+        AnyStore::Etcd(etcd) => Some(etcd.clone()),
+        AnyStore::Sled(_) => None,
+    };
     let mut records = records::Records::new(store, keyring.clone());
     if let Some(replica) = &config.replica {
         records = records.for_replica(replica);
@@ -291,6 +295,21 @@ pub async fn start_with_clock(
         &[],
         move || l.upgrade().map_or(0.0, |l| f64::from(u8::from(l.is_leader()))),
     );
+    if let Some(etcd) = etcd {
+        let e = etcd.clone();
+        metrics.counter_fn(
+            "skm_store_batches",
+            "Batches of writes applied to etcd (each all or nothing)",
+            &[],
+            move || e.group_commits().batches,
+        );
+        metrics.counter_fn(
+            "skm_store_transactions",
+            "etcd transactions that carried those batches: fewer when concurrent batches shared one (group commit)",
+            &[],
+            move || etcd.group_commits().transactions,
+        );
+    }
     let metrics_addr = match config.metrics_listen {
         Some(addr) => {
             let listener = skm_runtime::metrics::bind(addr).await?;

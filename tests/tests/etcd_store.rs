@@ -56,6 +56,54 @@ async fn etcd_conforms() {
     assert!(report.skipped.is_empty(), "etcd is durable and skips nothing: {:?}", report.skipped);
 }
 
+/// Batches applied at once share transactions (group commit) and each is
+/// still answered on its own: the disjoint ones are written, the one whose
+/// condition fails gets its conflict and writes nothing, and batches on one
+/// key are applied one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_share_transactions_and_each_gets_its_own_answer() {
+    use skm_store::Op;
+
+    let (cluster, _dir) = cluster().await;
+    let store = EtcdStore::open(&cluster.store_config(CLIENT, "group-test/")).await.unwrap();
+    store.put(b"taken", b"first", Expect::Absent).await.unwrap();
+    let put = |key: String, expect| Op::Put { key: key.into_bytes(), value: b"v".to_vec(), expect };
+    let before = store.group_commits();
+    let mut batches = tokio::task::JoinSet::new();
+    for i in 0..96 {
+        let store = store.clone();
+        let batch = match i {
+            // Its own key is free, but `taken` is not: nothing of it lands.
+            40 => vec![put("lost/40".into(), Expect::Absent), put("taken".into(), Expect::Absent)],
+            // Five batches on one counter key: applied in turn.
+            i if i % 20 == 5 => vec![put("counter".into(), Expect::Any), put(format!("c/{i}"), Expect::Absent)],
+            i => vec![put(format!("a/{i}"), Expect::Absent), put(format!("b/{i}"), Expect::Absent)],
+        };
+        batches.spawn(async move { (i, store.apply(batch).await) });
+    }
+    while let Some(done) = batches.join_next().await {
+        let (i, result) = done.unwrap();
+        match i {
+            40 => assert!(matches!(&result, Err(StoreError::Conflict { key }) if key == "taken"), "{result:?}"),
+            _ => assert!(result.is_ok(), "batch {i}: {result:?}"),
+        }
+    }
+    let after = store.group_commits();
+    let (batches, transactions) = (after.batches - before.batches, after.transactions - before.transactions);
+    println!("{batches} batches in {transactions} transactions");
+    assert_eq!(batches, 96);
+    assert!(transactions < 96, "concurrent batches shared transactions: {transactions} for 96");
+
+    assert!(store.get(b"lost/40").await.unwrap().is_none());
+    assert_eq!(store.get(b"taken").await.unwrap().unwrap().value, b"first");
+    assert_eq!(store.get(b"counter").await.unwrap().unwrap().revision, 5, "five writes, one after the other");
+    for i in (0..96).filter(|i| *i != 40 && i % 20 != 5) {
+        for prefix in ["a", "b"] {
+            assert!(store.get(format!("{prefix}/{i}").as_bytes()).await.unwrap().is_some(), "{prefix}/{i}");
+        }
+    }
+}
+
 /// An elected leader renews its lease and leads for many lease terms in a
 /// row while another candidate waits (a leader whose renewals failed would
 /// lose its term after 80 % of one TTL); once it abandons, the other leads.

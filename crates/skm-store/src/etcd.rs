@@ -7,7 +7,9 @@
 //! per write, reset by a delete), which is exactly this crate's revision,
 //! so compare-and-swap is an etcd transaction comparing `version`
 //! (`version = 0` is "absent"), and a batch is one transaction whose
-//! comparisons all hold or nothing is written. etcd answers only once the
+//! comparisons all hold or nothing is written; batches applied at the same
+//! time share one transaction and are still answered each on its own
+//! ([`group`]). etcd answers only once the
 //! write is committed by a quorum (each member's WAL fsynced), which is
 //! the durability every [`Store`] promises.
 //!
@@ -44,8 +46,10 @@ use tonic::transport::Channel;
 use crate::{Expect, Op, Store, StoreError, Versioned, printable};
 
 mod election;
+mod group;
 mod watch;
 pub use election::{ELECTION_PREFIX, Leadership};
+pub use group::GroupCommits;
 pub use watch::BEACON_PREFIX;
 
 /// Keys per page of a listing.
@@ -102,6 +106,10 @@ pub enum EtcdError {
     /// etcd's answer lacks what the request asked for.
     #[error("etcd answered a {0} without its result")]
     Reply(&'static str),
+    /// The failure of the transaction a batch shared with others
+    /// (`group`), as it was reported.
+    #[error("{0}")]
+    Shared(String),
 }
 
 fn backend(e: EtcdError) -> StoreError {
@@ -121,6 +129,11 @@ struct Inner {
     current: AtomicUsize,
     prefix: Vec<u8>,
     timeout: Duration,
+    /// The committer's queue ([`group`]), started by the first batch (and
+    /// again by the next, should the runtime it ran on have ended).
+    group: std::sync::Mutex<Option<group::Queue>>,
+    /// Batches applied and the transactions that carried them.
+    grouped: group::Counts,
 }
 
 #[derive(Debug)]
@@ -177,8 +190,16 @@ impl EtcdStore {
                 current: AtomicUsize::new(0),
                 prefix: config.prefix.clone(),
                 timeout: config.request_timeout,
+                group: std::sync::Mutex::new(None),
+                grouped: group::Counts::default(),
             }),
         })
+    }
+
+    /// Batches applied through this store, and the transactions that
+    /// carried them (fewer when concurrent batches shared one).
+    pub fn group_commits(&self) -> GroupCommits {
+        self.inner.grouped.read()
     }
 
     /// The etcd key of `key`.
@@ -298,6 +319,71 @@ impl EtcdStore {
         })
         .await
     }
+}
+
+impl EtcdStore {
+    /// One batch as one transaction: its comparisons all hold, or nothing
+    /// is written and the error names the key whose condition failed.
+    async fn apply_one(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let reply = self.txn(self.transaction(ops.iter())).await?;
+        if reply.succeeded {
+            return Ok(());
+        }
+        match conflict(ops, reply.responses)? {
+            Some(conflict) => Err(conflict),
+            // etcd said a comparison failed, yet each holds at its revision.
+            None => Err(backend(EtcdError::Reply("failed transaction"))),
+        }
+    }
+
+    /// The transaction of `ops`: their comparisons, their writes, and on
+    /// failure a read of each key instead (in the same revision, so the
+    /// error can name the key whose condition failed).
+    fn transaction<'o>(&self, ops: impl Iterator<Item = &'o Op>) -> TxnRequest {
+        let mut request = TxnRequest::default();
+        for op in ops {
+            let (key, expect) = op_key(op);
+            let full = self.key(key);
+            request.compare.extend(compare(&full, expect));
+            request.failure.push(RequestOp {
+                request: Some(Request::RequestRange(RangeRequest {
+                    key: full.clone(),
+                    keys_only: true,
+                    ..Default::default()
+                })),
+            });
+            request.success.push(RequestOp {
+                request: Some(match op {
+                    Op::Put { value, .. } => {
+                        Request::RequestPut(PutRequest { key: full, value: value.clone(), ..Default::default() })
+                    }
+                    Op::Delete { .. } => {
+                        Request::RequestDeleteRange(DeleteRangeRequest { key: full, ..Default::default() })
+                    }
+                }),
+            });
+        }
+        request
+    }
+}
+
+/// From a failed transaction's reads of `ops`' keys: the conflict of the
+/// first whose condition does not hold, `None` if all hold.
+fn conflict(ops: &[Op], reads: Vec<skm_proto::etcd::ResponseOp>) -> Result<Option<StoreError>, StoreError> {
+    if reads.len() != ops.len() {
+        return Err(backend(EtcdError::Reply("failed transaction")));
+    }
+    for (op, response) in ops.iter().zip(reads) {
+        let (key, expect) = op_key(op);
+        let version = match response.response {
+            Some(Response::ResponseRange(range)) => range.kvs.first().map_or(0, |kv| kv.version),
+            _ => return Err(backend(EtcdError::Reply("failed transaction"))),
+        };
+        if !holds(expect, version) {
+            return Ok(Some(StoreError::Conflict { key: printable(key) }));
+        }
+    }
+    Ok(None)
 }
 
 fn versioned(kv: KeyValue) -> Versioned {
@@ -421,6 +507,7 @@ impl Store for EtcdStore {
         Ok(previous + 1)
     }
 
+    /// One transaction; concurrent batches share one ([`group`]).
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());
@@ -429,49 +516,14 @@ impl Store for EtcdStore {
             let (key, expect) = op_key(op);
             never_holds(key, expect)?;
         }
-        let mut compares = Vec::new();
-        let mut success = Vec::with_capacity(ops.len());
-        // On failure etcd runs these reads instead, in the same revision,
-        // so the error names the key whose condition failed.
-        let mut failure = Vec::with_capacity(ops.len());
-        for op in &ops {
-            let (key, expect) = op_key(op);
-            let full = self.key(key);
-            compares.extend(compare(&full, expect));
-            failure.push(RequestOp {
-                request: Some(Request::RequestRange(RangeRequest {
-                    key: full.clone(),
-                    keys_only: true,
-                    ..Default::default()
-                })),
-            });
-            success.push(RequestOp {
-                request: Some(match op {
-                    Op::Put { value, .. } => {
-                        Request::RequestPut(PutRequest { key: full, value: value.clone(), ..Default::default() })
-                    }
-                    Op::Delete { .. } => {
-                        Request::RequestDeleteRange(DeleteRangeRequest { key: full, ..Default::default() })
-                    }
-                }),
-            });
-        }
-        let reply = self.txn(TxnRequest { compare: compares, success, failure }).await?;
-        if reply.succeeded {
-            return Ok(());
-        }
-        for (op, response) in ops.iter().zip(reply.responses) {
-            let (key, expect) = op_key(op);
-            let version = match response.response {
-                Some(Response::ResponseRange(range)) => range.kvs.first().map_or(0, |kv| kv.version),
-                _ => return Err(backend(EtcdError::Reply("failed transaction"))),
-            };
-            if !holds(expect, version) {
-                return Err(StoreError::Conflict { key: printable(key) });
+        let queue = {
+            let mut slot = self.inner.group.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*slot {
+                Some(queue) if !queue.is_closed() => queue.clone(),
+                _ => slot.insert(group::start(Arc::downgrade(&self.inner))).clone(),
             }
-        }
-        // etcd said a comparison failed, yet each holds at its revision.
-        Err(backend(EtcdError::Reply("failed transaction")))
+        };
+        group::apply(&queue, ops).await
     }
 
     async fn list(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
