@@ -360,18 +360,19 @@ impl<S: Store + Clone> Kms<S> {
     /// Answers a request whose change was made already (its record).
     async fn replay<O: Operation>(&self, trail: &mut Trail<'_>, record: &RequestRecord) -> Result<O::Output, KmsError> {
         request_ids::same_operation(record, trail.operation)?;
-        let receipt = &record.receipt;
-        if let Some(id) = receipt.keystore_id {
-            trail.touch_keystore(id);
-        }
-        trail.key_id = receipt.key_id.or(trail.key_id);
-        trail.key_version = receipt.version.or(trail.key_version);
+        // What the change made, else what the request named.
+        let receipt = Receipt {
+            keystore_id: record.receipt.keystore_id.or(trail.keystore_id),
+            key_id: record.receipt.key_id.or(trail.key_id),
+            version: record.receipt.version.or(trail.key_version),
+        };
+        (trail.keystore_id, trail.key_id, trail.key_version) = (receipt.keystore_id, receipt.key_id, receipt.version);
         tracing::info!(
             operation = trail.operation,
             made_at = record.at,
             "request id seen again: answered without a change"
         );
-        O::replay(self, receipt).await
+        O::replay(self, &receipt).await
     }
 
     /// Runs the items of a batch as operations of their own, each audited
