@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use skm_store::Store;
 
-use super::{Kms, KmsError, not_found};
+use super::{Kms, KmsError};
 use crate::model::{Key, Keystore};
 use crate::records::{Receipt, RequestRecord};
 
@@ -87,29 +87,23 @@ pub(super) fn not_replayable(operation: &str) -> KmsError {
 }
 
 impl<S: Store + Clone> Kms<S> {
-    /// The key a replayed change made or changed, as it is now.
+    /// The key a replayed change made or changed, as it is now: read
+    /// afresh, as the cache may predate the change (made on another
+    /// replica, or here with its reply lost).
     pub(super) async fn replayed_key(&self, receipt: &Receipt) -> Result<Arc<Key>, KmsError> {
         let id = receipt.key_id.ok_or_else(|| KmsError::Internal("a key's request record names no key".into()))?;
-        // Afresh, and into the cache: it may predate the change (made on
-        // another replica, or here with its reply lost).
-        let ticket = self.cache.ticket();
-        let (key, stored) = self.records.key(&id).await?.ok_or_else(|| not_found(&id))?;
-        let key = Arc::new(key);
-        self.cache.put_key(id, stored.revision, key.clone(), ticket);
-        Ok(key)
+        self.cache.invalidate_key(&id);
+        self.key(&id).await
     }
 
-    /// The keystore a replayed change made or changed, as it is now.
+    /// The keystore a replayed change made or changed, as it is now (read
+    /// afresh, as [`Kms::replayed_key`]).
     pub(super) async fn replayed_keystore(&self, receipt: &Receipt) -> Result<Arc<Keystore>, KmsError> {
         let id = receipt
             .keystore_id
             .ok_or_else(|| KmsError::Internal("a keystore's request record names no keystore".into()))?;
-        let ticket = self.cache.ticket();
-        let (ks, revision) =
-            self.records.keystore(&id).await?.ok_or_else(|| KmsError::NotFound(format!("keystore {id} not found")))?;
-        let ks = Arc::new(ks);
-        self.cache.put_keystore(id, revision, ks.clone(), ticket);
-        Ok(ks)
+        self.cache.invalidate_keystore(&id);
+        self.keystore(&id).await
     }
 }
 
